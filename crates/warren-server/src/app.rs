@@ -1,0 +1,119 @@
+//! Applications: credentials, feature flags and limits, looked up by key (WebSocket) or id (API).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use warren_protocol::presence::MemberLimits;
+use warren_protocol::{AppId, AppKey};
+
+use crate::config::AppConfig;
+
+/// One application as the server uses it: validated names and limits in the units the code
+/// needs (bytes, not KB).
+#[derive(Debug)]
+pub struct App {
+    pub id: AppId,
+    pub key: AppKey,
+    pub secret: Arc<str>,
+    pub enabled: bool,
+    pub client_events: bool,
+    /// 0 means unlimited.
+    pub max_connections: u64,
+    pub max_presence_members: usize,
+    pub max_event_payload_bytes: usize,
+    pub max_channel_name_length: usize,
+    pub client_event_rate_per_sec: u32,
+    pub member_limits: MemberLimits,
+    /// Connections currently open on this node.
+    connections: AtomicU64,
+}
+
+impl App {
+    pub fn from_config(c: &AppConfig) -> Result<Self, warren_protocol::NameError> {
+        Ok(Self {
+            id: AppId::parse(&c.id)?,
+            key: AppKey::parse(&c.key)?,
+            secret: Arc::from(c.secret.as_str()),
+            enabled: c.enabled,
+            client_events: c.client_events,
+            max_connections: c.max_connections,
+            max_presence_members: c.max_presence_members,
+            max_event_payload_bytes: c.max_event_payload_kb.saturating_mul(1024),
+            max_channel_name_length: c.max_channel_name_length,
+            client_event_rate_per_sec: c.client_event_rate_per_sec,
+            member_limits: MemberLimits {
+                max_user_id_length: c.max_user_id_length,
+                max_user_info_bytes: c.max_user_info_bytes,
+            },
+            connections: AtomicU64::new(0),
+        })
+    }
+
+    /// Reserves a connection slot; `None` when the app is at its quota. The slot is released
+    /// when the returned guard drops, so every exit path of a connection gives it back.
+    pub fn try_connect(self: &Arc<Self>) -> Option<ConnectionSlot> {
+        let limit = self.max_connections;
+        let taken = self
+            .connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (limit == 0 || n < limit).then_some(n + 1)
+            });
+        taken.ok().map(|_| ConnectionSlot(self.clone()))
+    }
+
+    pub fn connection_count(&self) -> u64 {
+        self.connections.load(Ordering::Acquire)
+    }
+}
+
+/// A held connection slot of an app.
+#[derive(Debug)]
+pub struct ConnectionSlot(Arc<App>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Where apps come from. Static configuration today; a database-backed registry can implement
+/// the same lookups later.
+pub trait AppRegistry: Send + Sync + 'static {
+    fn by_key(&self, key: &str) -> Option<Arc<App>>;
+    fn by_id(&self, id: &str) -> Option<Arc<App>>;
+    fn all(&self) -> Vec<Arc<App>>;
+}
+
+/// Apps fixed at start-up from the configuration file.
+#[derive(Debug, Default)]
+pub struct StaticApps {
+    by_key: HashMap<String, Arc<App>>,
+    by_id: HashMap<String, Arc<App>>,
+}
+
+impl StaticApps {
+    pub fn new(apps: impl IntoIterator<Item = App>) -> Self {
+        let mut me = Self::default();
+        for app in apps {
+            let app = Arc::new(app);
+            me.by_key.insert(app.key.to_string(), app.clone());
+            me.by_id.insert(app.id.to_string(), app);
+        }
+        me
+    }
+}
+
+impl AppRegistry for StaticApps {
+    fn by_key(&self, key: &str) -> Option<Arc<App>> {
+        self.by_key.get(key).cloned()
+    }
+
+    fn by_id(&self, id: &str) -> Option<Arc<App>> {
+        self.by_id.get(id).cloned()
+    }
+
+    fn all(&self) -> Vec<Arc<App>> {
+        self.by_id.values().cloned().collect()
+    }
+}

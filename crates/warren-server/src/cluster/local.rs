@@ -1,0 +1,369 @@
+//! The single-node backend: the broker delivers straight to the local hub and the state lives
+//! in memory. No Redis, same behaviour as a cluster of one.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use warren_protocol::presence::PresenceMember;
+use warren_protocol::{AppId, ChannelName, SocketId, UserId};
+
+use super::{
+    BackendError, Broker, ChannelStats, ClusterState, JoinError, PresenceJoin, PresenceLeave,
+    SubscriptionChange,
+};
+use crate::hub::Hub;
+
+/// Delivers to this node's hub; there is no other node.
+pub struct LocalBroker {
+    hub: Arc<Hub>,
+}
+
+impl LocalBroker {
+    pub fn new(hub: Arc<Hub>) -> Self {
+        Self { hub }
+    }
+}
+
+#[async_trait]
+impl Broker for LocalBroker {
+    async fn publish(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        frame: Bytes,
+        except: Option<SocketId>,
+    ) -> Result<(), BackendError> {
+        self.hub.deliver(app, channel, &frame, except);
+        Ok(())
+    }
+
+    async fn ensure_listening(&self, _: &AppId, _: &ChannelName) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    async fn stop_listening(&self, _: &AppId, _: &ChannelName) {}
+}
+
+#[derive(Default)]
+struct Channel {
+    sockets: HashSet<SocketId>,
+    /// Presence only: each user's connections and user_info (the first join's info wins, as
+    /// the member was announced with it).
+    members: BTreeMap<UserId, Member>,
+}
+
+struct Member {
+    info: PresenceMember,
+    sockets: HashSet<SocketId>,
+}
+
+impl Channel {
+    fn stats(&self) -> ChannelStats {
+        ChannelStats {
+            subscription_count: self.sockets.len() as u64,
+            user_count: self.members.len() as u64,
+        }
+    }
+}
+
+/// One app's channels, behind one lock: presence joins read and change several fields at once.
+type AppChannels = Arc<Mutex<HashMap<ChannelName, Channel>>>;
+
+/// In-memory channel and presence state, one lock per app.
+#[derive(Default)]
+pub struct LocalState {
+    apps: Mutex<HashMap<AppId, AppChannels>>,
+}
+
+impl LocalState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn app(&self, app: &AppId) -> AppChannels {
+        self.apps.lock().entry(app.clone()).or_default().clone()
+    }
+}
+
+fn change(transition: bool, ch: Option<&Channel>) -> SubscriptionChange {
+    SubscriptionChange {
+        transition,
+        subscription_count: ch.map_or(0, |c| c.sockets.len() as u64),
+    }
+}
+
+/// Removes `socket` from the channel; drops the channel when empty. Returns the change.
+fn remove_socket(
+    channels: &mut HashMap<ChannelName, Channel>,
+    channel: &ChannelName,
+    socket: SocketId,
+) -> SubscriptionChange {
+    let Some(ch) = channels.get_mut(channel) else {
+        return change(false, None);
+    };
+    let removed = ch.sockets.remove(&socket);
+    if ch.sockets.is_empty() {
+        channels.remove(channel);
+        return change(removed, None);
+    }
+    change(false, channels.get(channel))
+}
+
+#[async_trait]
+impl ClusterState for LocalState {
+    async fn subscribe(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        socket: SocketId,
+    ) -> Result<SubscriptionChange, BackendError> {
+        let app = self.app(app);
+        let mut channels = app.lock();
+        let ch = channels.entry(channel.clone()).or_default();
+        let was_empty = ch.sockets.is_empty();
+        ch.sockets.insert(socket);
+        Ok(change(was_empty, Some(ch)))
+    }
+
+    async fn unsubscribe(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        socket: SocketId,
+    ) -> Result<SubscriptionChange, BackendError> {
+        let app = self.app(app);
+        let mut channels = app.lock();
+        Ok(remove_socket(&mut channels, channel, socket))
+    }
+
+    async fn join_presence(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        socket: SocketId,
+        member: &PresenceMember,
+        max_members: usize,
+    ) -> Result<PresenceJoin, JoinError> {
+        let app = self.app(app);
+        let mut channels = app.lock();
+        let ch = channels.entry(channel.clone()).or_default();
+        let is_new_member = !ch.members.contains_key(&member.user_id);
+        if is_new_member && ch.members.len() >= max_members {
+            if ch.sockets.is_empty() {
+                channels.remove(channel);
+            }
+            return Err(JoinError::MemberLimit { max: max_members });
+        }
+        let was_empty = ch.sockets.is_empty();
+        ch.sockets.insert(socket);
+        ch.members
+            .entry(member.user_id.clone())
+            .or_insert_with(|| Member {
+                info: member.clone(),
+                sockets: HashSet::new(),
+            })
+            .sockets
+            .insert(socket);
+        Ok(PresenceJoin {
+            member_added: is_new_member,
+            change: change(was_empty, Some(ch)),
+            members: ch.members.values().map(|m| m.info.clone()).collect(),
+        })
+    }
+
+    async fn leave_presence(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        socket: SocketId,
+        user: &UserId,
+    ) -> Result<PresenceLeave, BackendError> {
+        let app = self.app(app);
+        let mut channels = app.lock();
+        let mut member_removed = false;
+        if let Some(ch) = channels.get_mut(channel) {
+            if let Some(m) = ch.members.get_mut(user) {
+                if m.sockets.remove(&socket) && m.sockets.is_empty() {
+                    ch.members.remove(user);
+                    member_removed = true;
+                }
+            }
+        }
+        Ok(PresenceLeave {
+            member_removed,
+            change: remove_socket(&mut channels, channel, socket),
+        })
+    }
+
+    async fn channels(
+        &self,
+        app: &AppId,
+        prefix: &str,
+    ) -> Result<Vec<(ChannelName, ChannelStats)>, BackendError> {
+        let app = self.app(app);
+        let channels = app.lock();
+        Ok(channels
+            .iter()
+            .filter(|(name, _)| name.as_str().starts_with(prefix))
+            .map(|(name, ch)| (name.clone(), ch.stats()))
+            .collect())
+    }
+
+    async fn channel(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+    ) -> Result<ChannelStats, BackendError> {
+        let app = self.app(app);
+        let channels = app.lock();
+        Ok(channels
+            .get(channel)
+            .map(Channel::stats)
+            .unwrap_or_default())
+    }
+
+    async fn presence_members(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+    ) -> Result<Vec<PresenceMember>, BackendError> {
+        let app = self.app(app);
+        let channels = app.lock();
+        Ok(channels
+            .get(channel)
+            .map(|ch| ch.members.values().map(|m| m.info.clone()).collect())
+            .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: &str) -> PresenceMember {
+        PresenceMember {
+            user_id: UserId::parse(id, 128).unwrap(),
+            user_info: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn presence_counts_users_not_sockets() {
+        let st = LocalState::new();
+        let app = AppId::parse("a").unwrap();
+        let ch = ChannelName::parse("presence-x", 200).unwrap();
+        let (s1, s2, s3) = (
+            SocketId::new(1, 1),
+            SocketId::new(2, 2),
+            SocketId::new(3, 3),
+        );
+        let j1 = st
+            .join_presence(&app, &ch, s1, &member("u1"), 10)
+            .await
+            .unwrap();
+        assert!(j1.member_added && j1.change.transition);
+        let j2 = st
+            .join_presence(&app, &ch, s2, &member("u1"), 10)
+            .await
+            .unwrap();
+        assert!(!j2.member_added && !j2.change.transition);
+        assert_eq!(j2.members.len(), 1);
+        let j3 = st
+            .join_presence(&app, &ch, s3, &member("u2"), 10)
+            .await
+            .unwrap();
+        assert_eq!(j3.members.len(), 2);
+        assert_eq!(
+            st.channel(&app, &ch).await.unwrap(),
+            ChannelStats {
+                subscription_count: 3,
+                user_count: 2
+            }
+        );
+        let u1 = UserId::parse("u1", 128).unwrap();
+        assert!(
+            !st.leave_presence(&app, &ch, s1, &u1)
+                .await
+                .unwrap()
+                .member_removed
+        );
+        let last = st.leave_presence(&app, &ch, s2, &u1).await.unwrap();
+        assert!(last.member_removed && !last.change.transition);
+        let u2 = UserId::parse("u2", 128).unwrap();
+        let gone = st.leave_presence(&app, &ch, s3, &u2).await.unwrap();
+        assert!(gone.member_removed && gone.change.transition);
+        assert!(st.channels(&app, "").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn member_limit_counts_only_new_users() {
+        let st = LocalState::new();
+        let app = AppId::parse("a").unwrap();
+        let ch = ChannelName::parse("presence-x", 200).unwrap();
+        st.join_presence(&app, &ch, SocketId::new(1, 1), &member("u1"), 1)
+            .await
+            .unwrap();
+        assert!(st
+            .join_presence(&app, &ch, SocketId::new(2, 2), &member("u1"), 1)
+            .await
+            .is_ok());
+        assert!(matches!(
+            st.join_presence(&app, &ch, SocketId::new(3, 3), &member("u2"), 1)
+                .await,
+            Err(JoinError::MemberLimit { max: 1 })
+        ));
+    }
+
+    #[tokio::test]
+    async fn occupied_and_vacated_once() {
+        let st = LocalState::new();
+        let app = AppId::parse("a").unwrap();
+        let ch = ChannelName::parse("c", 200).unwrap();
+        assert!(
+            st.subscribe(&app, &ch, SocketId::new(1, 1))
+                .await
+                .unwrap()
+                .transition
+        );
+        assert!(
+            !st.subscribe(&app, &ch, SocketId::new(2, 2))
+                .await
+                .unwrap()
+                .transition
+        );
+        assert!(
+            !st.unsubscribe(&app, &ch, SocketId::new(1, 1))
+                .await
+                .unwrap()
+                .transition
+        );
+        assert!(
+            !st.unsubscribe(&app, &ch, SocketId::new(1, 1))
+                .await
+                .unwrap()
+                .transition
+        );
+        let last = st
+            .unsubscribe(&app, &ch, SocketId::new(2, 2))
+            .await
+            .unwrap();
+        assert_eq!(
+            last,
+            SubscriptionChange {
+                transition: true,
+                subscription_count: 0
+            }
+        );
+        let prefixed = ChannelName::parse("presence-p", 200).unwrap();
+        st.subscribe(&app, &ch, SocketId::new(3, 3)).await.unwrap();
+        st.join_presence(&app, &prefixed, SocketId::new(4, 4), &member("u"), 5)
+            .await
+            .unwrap();
+        let listed = st.channels(&app, "presence-").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].1.user_count, 1);
+    }
+}

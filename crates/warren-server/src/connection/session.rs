@@ -1,0 +1,435 @@
+//! What one connection may do once admitted: the Pusher protocol state machine
+//! (PROTOCOL.md sections 2, 3, 5, 6 and 8). The socket I/O is in the parent module; this part
+//! turns parsed client messages into hub, broker and cluster-state calls and into frames.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use warren_protocol::auth::{verify_channel_auth, AuthError};
+use warren_protocol::inbound::{ClientMessage, Subscribe};
+use warren_protocol::presence::{parse_channel_data, PresenceMember};
+use warren_protocol::{outbound, ChannelKind, ChannelName, ErrorCode, EventName, SocketId, UserId};
+
+use crate::app::App;
+use crate::cluster::JoinError;
+use crate::hub::LocalTransition;
+use crate::outbox::Outbox;
+use crate::server::Shared;
+use crate::ws::frame;
+
+/// The message real Pusher sends when client events are off for the app.
+const CLIENT_EVENTS_DISABLED: &str =
+    "To send client events, you must enable this feature in the Settings page of your dashboard.";
+
+/// One admitted connection's protocol state.
+pub struct Session {
+    shared: Arc<Shared>,
+    app: Arc<App>,
+    socket_id: SocketId,
+    outbox: Arc<Outbox>,
+    /// Channels this connection is subscribed to, with its presence identity where it has one.
+    subscriptions: HashMap<ChannelName, Option<PresenceMember>>,
+    client_events: RateWindow,
+}
+
+impl Session {
+    pub fn new(
+        shared: Arc<Shared>,
+        app: Arc<App>,
+        socket_id: SocketId,
+        outbox: Arc<Outbox>,
+    ) -> Self {
+        let rate = app.client_event_rate_per_sec;
+        Self {
+            shared,
+            app,
+            socket_id,
+            outbox,
+            subscriptions: HashMap::new(),
+            client_events: RateWindow::new(rate),
+        }
+    }
+
+    /// Queues a frame for this connection only.
+    pub fn send(&self, json: &str) {
+        self.outbox.push(frame::text(json.as_bytes()));
+    }
+
+    /// A non-fatal `pusher:error`: the connection stays open.
+    pub fn send_error(&self, code: Option<ErrorCode>, message: &str) {
+        self.send(&outbound::error(code.map(ErrorCode::code), message));
+    }
+
+    pub async fn handle(&mut self, msg: ClientMessage) {
+        match msg {
+            ClientMessage::Ping => self.send(outbound::PONG),
+            ClientMessage::Pong => {}
+            ClientMessage::Subscribe(sub) => self.subscribe(sub).await,
+            ClientMessage::Unsubscribe { channel } => self.unsubscribe(&channel).await,
+            ClientMessage::Signin { .. } => self.send_error(
+                None,
+                "User sign-in (pusher:signin) is not supported by this server version",
+            ),
+            ClientMessage::ClientEvent {
+                event,
+                channel,
+                data,
+            } => self.client_event(&event, &channel, &data).await,
+        }
+    }
+
+    async fn subscribe(&mut self, sub: Subscribe) {
+        let channel = match ChannelName::parse(&sub.channel, self.app.max_channel_name_length) {
+            Ok(c) => c,
+            Err(e) => {
+                let name: String = sub.channel.chars().take(200).collect();
+                return self.subscription_error(&name, "InvalidChannel", &e.to_string(), 400);
+            }
+        };
+        if let Some(member) = self.subscriptions.get(&channel) {
+            // pusher-js never subscribes twice on one socket; answer again rather than leave a
+            // client waiting, without touching shared state.
+            let member = member.clone();
+            return self.resend_succeeded(&channel, member.is_some()).await;
+        }
+        let member = match self.authorize(&channel, &sub) {
+            Ok(m) => m,
+            Err((kind, message, status)) => {
+                return self.subscription_error(channel.as_str(), kind, &message, status)
+            }
+        };
+        self.join(channel, member).await;
+    }
+
+    /// Checks the subscription's signature; for presence channels, returns the member.
+    fn authorize(
+        &self,
+        channel: &ChannelName,
+        sub: &Subscribe,
+    ) -> Result<Option<PresenceMember>, (&'static str, String, u16)> {
+        let auth_error = |e: AuthError, auth: &str| ("AuthError", e.client_message(auth), 401);
+        let kind = channel.kind();
+        match kind {
+            ChannelKind::Public => return Ok(None),
+            ChannelKind::ServerToUser => {
+                return Err((
+                    "AuthError",
+                    "Sign in as this user (pusher:signin) before subscribing to its server-to-user channel"
+                        .into(),
+                    403,
+                ))
+            }
+            ChannelKind::Private | ChannelKind::PrivateEncrypted | ChannelKind::Presence => {}
+        }
+        let auth = sub.auth.as_deref().unwrap_or("");
+        if auth.is_empty() {
+            return Err((
+                "AuthError",
+                format!("Auth info required to subscribe to {channel}"),
+                401,
+            ));
+        }
+        if kind == ChannelKind::Presence && sub.channel_data.is_none() {
+            return Err((
+                "AuthError",
+                format!("Presence channel {channel} requires channel_data"),
+                400,
+            ));
+        }
+        verify_channel_auth(
+            auth,
+            self.app.key.as_str(),
+            &self.app.secret,
+            &self.socket_id.to_string(),
+            channel.as_str(),
+            sub.channel_data.as_deref(),
+        )
+        .map_err(|e| auth_error(e, auth))?;
+        if kind != ChannelKind::Presence {
+            return Ok(None);
+        }
+        let data = sub.channel_data.as_deref().unwrap_or_default();
+        parse_channel_data(data, self.app.member_limits)
+            .map(Some)
+            .map_err(|e| ("InvalidChannelData", e.to_string(), 400))
+    }
+
+    /// Registers the subscription locally, then in the cluster, then confirms it to the client.
+    async fn join(&mut self, channel: ChannelName, member: Option<PresenceMember>) {
+        let sh = self.shared.clone();
+        let app = &self.app.id;
+        let Some(_) = sh
+            .hub
+            .join(app, &channel, self.socket_id, self.outbox.clone())
+        else {
+            return;
+        };
+        if let Err(e) = sh.broker.ensure_listening(app, &channel).await {
+            self.abandon_join(&channel).await;
+            return self.subscription_error(channel.as_str(), "ServerError", &e.to_string(), 503);
+        }
+        let first_frame = match &member {
+            None => match sh.state.subscribe(app, &channel, self.socket_id).await {
+                Ok(_) => outbound::subscription_succeeded(channel.as_str()),
+                Err(e) => {
+                    self.abandon_join(&channel).await;
+                    return self.subscription_error(
+                        channel.as_str(),
+                        "ServerError",
+                        &e.to_string(),
+                        503,
+                    );
+                }
+            },
+            Some(m) => {
+                let joined = sh
+                    .state
+                    .join_presence(
+                        app,
+                        &channel,
+                        self.socket_id,
+                        m,
+                        self.app.max_presence_members,
+                    )
+                    .await;
+                match joined {
+                    Ok(join) => {
+                        let frame = presence_succeeded(&channel, &join.members);
+                        if join.member_added {
+                            let added = outbound::member_added(
+                                channel.as_str(),
+                                m.user_id.as_str(),
+                                m.user_info.as_deref(),
+                            );
+                            // Queued for everyone else; this socket is excluded and learns of
+                            // itself from its own subscription_succeeded.
+                            self.publish(&channel, added, Some(self.socket_id)).await;
+                        }
+                        frame
+                    }
+                    Err(e) => {
+                        self.abandon_join(&channel).await;
+                        let (kind, status) = match e {
+                            JoinError::MemberLimit { .. } => ("LimitReached", 403),
+                            JoinError::Backend(_) => ("ServerError", 503),
+                        };
+                        return self.subscription_error(
+                            channel.as_str(),
+                            kind,
+                            &e.to_string(),
+                            status,
+                        );
+                    }
+                }
+            }
+        };
+        if sh.hub.activate(
+            app,
+            &channel,
+            self.socket_id,
+            [frame::text(first_frame.as_bytes())],
+        ) {
+            self.subscriptions.insert(channel, member);
+        }
+    }
+
+    /// Undoes the local half of a join that the cluster refused.
+    async fn abandon_join(&self, channel: &ChannelName) {
+        if self.shared.hub.leave(&self.app.id, channel, self.socket_id)
+            == Some(LocalTransition::Changed)
+        {
+            self.shared
+                .broker
+                .stop_listening(&self.app.id, channel)
+                .await;
+        }
+    }
+
+    async fn resend_succeeded(&self, channel: &ChannelName, presence: bool) {
+        if !presence {
+            return self.send(&outbound::subscription_succeeded(channel.as_str()));
+        }
+        match self
+            .shared
+            .state
+            .presence_members(&self.app.id, channel)
+            .await
+        {
+            Ok(members) => self.send(&presence_succeeded(channel, &members)),
+            Err(e) => self.subscription_error(channel.as_str(), "ServerError", &e.to_string(), 503),
+        }
+    }
+
+    async fn unsubscribe(&mut self, channel: &str) {
+        let Some((channel, member)) = self.subscriptions.remove_entry(channel) else {
+            return; // unknown channels are ignored, as Pusher does
+        };
+        self.leave(&channel, member).await;
+    }
+
+    /// Removes this connection from a channel it was subscribed to, announcing a departed
+    /// presence member to the others.
+    async fn leave(&self, channel: &ChannelName, member: Option<PresenceMember>) {
+        let sh = &self.shared;
+        let app = &self.app.id;
+        if sh.hub.leave(app, channel, self.socket_id) == Some(LocalTransition::Changed) {
+            sh.broker.stop_listening(app, channel).await;
+        }
+        match member {
+            None => {
+                if let Err(e) = sh.state.unsubscribe(app, channel, self.socket_id).await {
+                    tracing::warn!(%channel, error = %e, "could not record unsubscribe");
+                }
+            }
+            Some(m) => match sh
+                .state
+                .leave_presence(app, channel, self.socket_id, &m.user_id)
+                .await
+            {
+                Ok(left) if left.member_removed => {
+                    let removed = outbound::member_removed(channel.as_str(), m.user_id.as_str());
+                    self.publish(channel, removed, None).await;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(%channel, error = %e, "could not record presence leave"),
+            },
+        }
+    }
+
+    /// Leaves every channel; called once when the connection ends, however it ends.
+    pub async fn leave_all(&mut self) {
+        for (channel, member) in std::mem::take(&mut self.subscriptions) {
+            self.leave(&channel, member).await;
+        }
+    }
+
+    async fn client_event(&mut self, event: &str, channel: &str, data: &str) {
+        if !self.app.client_events {
+            return self.send_error(None, CLIENT_EVENTS_DISABLED);
+        }
+        let Some((channel, member)) = self.subscriptions.get_key_value(channel) else {
+            let shown: String = channel.chars().take(200).collect();
+            return self.send_error(
+                None,
+                &format!("Client event rejected: not subscribed to channel {shown}"),
+            );
+        };
+        if !channel.kind().allows_client_events() {
+            return self.send_error(
+                None,
+                &format!(
+                    "Client event rejected: client events are only allowed on private and presence channels, not {channel}"
+                ),
+            );
+        }
+        if let Err(e) = EventName::parse(event) {
+            return self.send_error(None, &format!("Client event rejected: {e}"));
+        }
+        if data.len() > self.app.max_event_payload_bytes {
+            return self.send_error(
+                None,
+                &format!(
+                    "Client event rejected: data is larger than {} bytes",
+                    self.app.max_event_payload_bytes
+                ),
+            );
+        }
+        if !self.client_events.allow(Instant::now()) {
+            return self.send_error(
+                Some(ErrorCode::ClientEventRateLimited),
+                &format!(
+                    "Client event rejected: more than {} client events per second",
+                    self.app.client_event_rate_per_sec
+                ),
+            );
+        }
+        let user_id = member.as_ref().map(|m| m.user_id.clone());
+        let json = outbound::channel_event(
+            event,
+            channel.as_str(),
+            data,
+            user_id.as_ref().map(UserId::as_str),
+        );
+        let channel = channel.clone();
+        self.publish(&channel, json, Some(self.socket_id)).await;
+    }
+
+    /// Frames `json` once and publishes it to the channel cluster-wide.
+    async fn publish(&self, channel: &ChannelName, json: String, except: Option<SocketId>) {
+        let frame: Bytes = frame::text(json.as_bytes());
+        if let Err(e) = self
+            .shared
+            .broker
+            .publish(&self.app.id, channel, frame, except)
+            .await
+        {
+            tracing::warn!(%channel, error = %e, "publish failed");
+        }
+    }
+
+    fn subscription_error(&self, channel: &str, kind: &str, message: &str, status: u16) {
+        self.send(&outbound::subscription_error(
+            channel, kind, message, status,
+        ));
+    }
+}
+
+fn presence_succeeded(channel: &ChannelName, members: &[PresenceMember]) -> String {
+    outbound::presence_subscription_succeeded(
+        channel.as_str(),
+        members
+            .iter()
+            .map(|m| (m.user_id.as_str(), m.user_info.as_deref())),
+    )
+}
+
+/// At most `limit` events in any one-second window (fixed windows: cheap, and what Pusher's
+/// "10 per second" means in practice).
+#[derive(Debug)]
+struct RateWindow {
+    limit: u32,
+    started: Option<Instant>,
+    count: u32,
+}
+
+impl RateWindow {
+    fn new(limit: u32) -> Self {
+        Self {
+            limit,
+            started: None,
+            count: 0,
+        }
+    }
+
+    fn allow(&mut self, now: Instant) -> bool {
+        match self.started {
+            Some(start) if now.duration_since(start) < Duration::from_secs(1) => {}
+            _ => {
+                self.started = Some(now);
+                self.count = 0;
+            }
+        }
+        if self.count >= self.limit {
+            return false;
+        }
+        self.count += 1;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_window_allows_limit_per_second() {
+        let mut w = RateWindow::new(2);
+        let t0 = Instant::now();
+        assert!(w.allow(t0));
+        assert!(w.allow(t0));
+        assert!(!w.allow(t0 + Duration::from_millis(500)));
+        assert!(w.allow(t0 + Duration::from_millis(1000)));
+    }
+}

@@ -1,0 +1,31 @@
+//! The HTTP side of the port: health endpoints now; the Pusher REST API mounts here.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::server::Shared;
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(
+            "/",
+            get(|| async { "Warren: Pusher-compatible push server\n" }),
+        )
+        .route("/up", get(health))
+        .route("/health", get(health))
+        .with_state(shared)
+}
+
+/// Liveness plus the numbers an operator looks at first.
+async fn health(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    let connections: u64 = shared.apps.all().iter().map(|a| a.connection_count()).sum();
+    Json(json!({
+        "status": "ok",
+        "connections": connections,
+        "local_channels": shared.hub.channel_count(),
+    }))
+}

@@ -1,0 +1,288 @@
+//! This node's subscribers: for each (app, channel), the connections subscribed here.
+//!
+//! The hub is the last step of the delivery path, so it is built for that: channels live in a
+//! sharded map (no global lock), each channel's subscriber list is behind its own read-write
+//! lock, and delivering a frame to N subscribers is N pushes of the same `Bytes` handle.
+//!
+//! A subscriber joins in two steps. `join` registers it as *pending*: frames published to the
+//! channel from then on are held for it. `activate` then queues its
+//! `subscription_succeeded` (and anything else that must come first) followed by the held
+//! frames, atomically. So a subscriber never misses an event published after the cluster state
+//! was read for its `subscription_succeeded`, and never sees one before it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+use indexmap::IndexMap;
+use parking_lot::RwLock;
+use warren_protocol::{AppId, ChannelName, SocketId};
+
+use crate::outbox::Outbox;
+
+type Key = (AppId, ChannelName);
+
+#[derive(Default)]
+struct Subscribers {
+    active: IndexMap<SocketId, Arc<Outbox>>,
+    pending: Vec<Pending>,
+}
+
+struct Pending {
+    socket: SocketId,
+    outbox: Arc<Outbox>,
+    held: Vec<Bytes>,
+}
+
+impl Subscribers {
+    fn is_empty(&self) -> bool {
+        self.active.is_empty() && self.pending.is_empty()
+    }
+
+    fn contains(&self, socket: SocketId) -> bool {
+        self.active.contains_key(&socket) || self.pending.iter().any(|p| p.socket == socket)
+    }
+}
+
+#[derive(Default)]
+struct LocalChannel {
+    subscribers: RwLock<Subscribers>,
+}
+
+/// Whether a join or leave changed the channel's presence on this node; the broker subscribes
+/// the node to a channel's cluster traffic on the first local join and drops it on the last leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalTransition {
+    /// The channel had no local subscriber before this join / has none after this leave.
+    Changed,
+    Unchanged,
+}
+
+#[derive(Default)]
+pub struct Hub {
+    channels: DashMap<Key, Arc<LocalChannel>>,
+}
+
+impl Hub {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `socket` as a pending subscriber. Returns `None` if it is already subscribed.
+    pub fn join(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        socket: SocketId,
+        outbox: Arc<Outbox>,
+    ) -> Option<LocalTransition> {
+        // The shard's entry lock is held while the channel is changed, so a concurrent `leave`
+        // cannot remove the channel between our lookup and our insert.
+        let entry = self.channels.entry((app.clone(), channel.clone()));
+        let first = matches!(entry, Entry::Vacant(_));
+        let ch = entry.or_default();
+        let mut subs = ch.subscribers.write();
+        if subs.contains(socket) {
+            return None;
+        }
+        subs.pending.push(Pending {
+            socket,
+            outbox,
+            held: Vec::new(),
+        });
+        Some(if first {
+            LocalTransition::Changed
+        } else {
+            LocalTransition::Unchanged
+        })
+    }
+
+    /// Turns a pending subscriber into an active one: queues `first` and then the frames held
+    /// for it, in one step. Returns false when the subscriber left in the meantime.
+    pub fn activate(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        socket: SocketId,
+        first: impl IntoIterator<Item = Bytes>,
+    ) -> bool {
+        let Some(ch) = self.get(app, channel) else {
+            return false;
+        };
+        let mut subs = ch.subscribers.write();
+        let Some(i) = subs.pending.iter().position(|p| p.socket == socket) else {
+            return false;
+        };
+        let p = subs.pending.swap_remove(i);
+        p.outbox.push_all(first.into_iter().chain(p.held));
+        subs.active.insert(socket, p.outbox);
+        true
+    }
+
+    /// Removes `socket` from the channel (active or pending). Returns `None` if it was not there.
+    pub fn leave(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        socket: SocketId,
+    ) -> Option<LocalTransition> {
+        let Entry::Occupied(entry) = self.channels.entry((app.clone(), channel.clone())) else {
+            return None;
+        };
+        let now_empty = {
+            let mut subs = entry.get().subscribers.write();
+            let removed = subs.active.swap_remove(&socket).is_some() || {
+                let before = subs.pending.len();
+                subs.pending.retain(|p| p.socket != socket);
+                subs.pending.len() != before
+            };
+            if !removed {
+                return None;
+            }
+            subs.is_empty()
+        };
+        if now_empty {
+            entry.remove();
+            Some(LocalTransition::Changed)
+        } else {
+            Some(LocalTransition::Unchanged)
+        }
+    }
+
+    /// Hands `frame` to every local subscriber of the channel except `except`. Returns how many
+    /// connections it was queued for.
+    pub fn deliver(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        frame: &Bytes,
+        except: Option<SocketId>,
+    ) -> usize {
+        let Some(ch) = self.get(app, channel) else {
+            return 0;
+        };
+        {
+            let subs = ch.subscribers.read();
+            if subs.pending.is_empty() {
+                return push_to_active(&subs.active, frame, except);
+            }
+        }
+        let mut subs = ch.subscribers.write();
+        for p in subs.pending.iter_mut().filter(|p| Some(p.socket) != except) {
+            p.held.push(frame.clone());
+        }
+        push_to_active(&subs.active, frame, except)
+    }
+
+    /// Number of connections subscribed to the channel on this node (active and pending).
+    pub fn local_subscribers(&self, app: &AppId, channel: &ChannelName) -> usize {
+        self.get(app, channel).map_or(0, |ch| {
+            let subs = ch.subscribers.read();
+            subs.active.len() + subs.pending.len()
+        })
+    }
+
+    /// Number of channels with at least one local subscriber, over all apps.
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
+    fn get(&self, app: &AppId, channel: &ChannelName) -> Option<Arc<LocalChannel>> {
+        // Clone the Arc and release the shard lock at once: delivery then holds only the
+        // channel's own lock.
+        self.channels
+            .get(&(app.clone(), channel.clone()))
+            .map(|r| r.value().clone())
+    }
+}
+
+fn push_to_active(
+    active: &IndexMap<SocketId, Arc<Outbox>>,
+    frame: &Bytes,
+    except: Option<SocketId>,
+) -> usize {
+    let mut n = 0;
+    for (socket, outbox) in active {
+        if Some(*socket) != except && outbox.push(frame.clone()) {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    fn names() -> (AppId, ChannelName) {
+        (
+            AppId::parse("a").unwrap(),
+            ChannelName::parse("c", 200).unwrap(),
+        )
+    }
+
+    fn drain(ob: &Outbox) -> Vec<Bytes> {
+        let mut q = VecDeque::new();
+        ob.take(&mut q);
+        q.into_iter().collect()
+    }
+
+    #[test]
+    fn pending_subscribers_get_held_frames_after_their_first_frames() {
+        let hub = Hub::new();
+        let (app, ch) = names();
+        let s1 = SocketId::new(1, 1);
+        let ob = Arc::new(Outbox::new(100));
+        assert_eq!(
+            hub.join(&app, &ch, s1, ob.clone()),
+            Some(LocalTransition::Changed)
+        );
+        assert_eq!(hub.join(&app, &ch, s1, ob.clone()), None);
+        assert_eq!(hub.deliver(&app, &ch, &Bytes::from_static(b"e1"), None), 0);
+        assert!(drain(&ob).is_empty());
+        assert!(hub.activate(&app, &ch, s1, [Bytes::from_static(b"ok")]));
+        assert_eq!(drain(&ob), [&b"ok"[..], b"e1"]);
+        assert_eq!(hub.deliver(&app, &ch, &Bytes::from_static(b"e2"), None), 1);
+        assert_eq!(drain(&ob), [&b"e2"[..]]);
+    }
+
+    #[test]
+    fn except_and_leave() {
+        let hub = Hub::new();
+        let (app, ch) = names();
+        let (s1, s2) = (SocketId::new(1, 1), SocketId::new(2, 2));
+        let (o1, o2) = (Arc::new(Outbox::new(10)), Arc::new(Outbox::new(10)));
+        hub.join(&app, &ch, s1, o1.clone());
+        assert_eq!(
+            hub.join(&app, &ch, s2, o2.clone()),
+            Some(LocalTransition::Unchanged)
+        );
+        hub.activate(&app, &ch, s1, []);
+        hub.activate(&app, &ch, s2, []);
+        assert_eq!(
+            hub.deliver(&app, &ch, &Bytes::from_static(b"x"), Some(s1)),
+            1
+        );
+        assert!(drain(&o1).is_empty());
+        assert_eq!(drain(&o2).len(), 1);
+        assert_eq!(hub.leave(&app, &ch, s1), Some(LocalTransition::Unchanged));
+        assert_eq!(hub.leave(&app, &ch, s1), None);
+        assert_eq!(hub.leave(&app, &ch, s2), Some(LocalTransition::Changed));
+        assert_eq!(hub.channel_count(), 0);
+        assert!(!hub.activate(&app, &ch, s2, []));
+    }
+
+    #[test]
+    fn leaving_while_pending_discards_the_join() {
+        let hub = Hub::new();
+        let (app, ch) = names();
+        let s1 = SocketId::new(1, 1);
+        hub.join(&app, &ch, s1, Arc::new(Outbox::new(10)));
+        assert_eq!(hub.leave(&app, &ch, s1), Some(LocalTransition::Changed));
+        assert!(!hub.activate(&app, &ch, s1, []));
+        assert_eq!(hub.local_subscribers(&app, &ch), 0);
+    }
+}

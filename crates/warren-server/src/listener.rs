@@ -1,0 +1,162 @@
+//! Accepting TCP connections and telling WebSocket upgrades from HTTP API requests, so both
+//! share one port.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+use crate::server::Shared;
+use crate::ws::handshake::{self, Head};
+use crate::{connection, http};
+
+/// Pending connections the kernel may hold during a connection storm.
+const LISTEN_BACKLOG: u32 = 8192;
+/// A client must send its request head within this time.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn bind(addr: &str) -> io::Result<TcpListener> {
+    let mut last_err = None;
+    for addr in tokio::net::lookup_host(addr).await? {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket
+            .bind(addr)
+            .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        {
+            Ok(l) => return Ok(l),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| io::Error::new(io::ErrorKind::AddrNotAvailable, "no address")))
+}
+
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let router = http::router(shared.clone());
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        match accepted {
+            Ok((stream, _peer)) => {
+                let shared = shared.clone();
+                let router = router.clone();
+                tokio::spawn(async move { route(stream, shared, router).await });
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn route(mut stream: TcpStream, shared: Arc<Shared>, router: axum::Router) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(1024);
+    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream, &mut buf)).await {
+        Ok(Ok(head)) => head,
+        _ => return,
+    };
+    match head {
+        Some(Head::WebSocket(upgrade)) => {
+            buf.advance(upgrade.head_len);
+            connection::serve(stream, buf, upgrade, shared).await;
+        }
+        Some(Head::BadUpgrade(why)) => {
+            let _ = stream
+                .write_all(handshake::http_error(400, "Bad Request", why).as_bytes())
+                .await;
+        }
+        Some(Head::Http) | None => {
+            let io = TokioIo::new(Rewind {
+                prefix: buf.freeze(),
+                inner: stream,
+            });
+            let service = TowerToHyperService::new(router);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        }
+    }
+}
+
+/// Reads until the request head is complete. `None`: not parseable as HTTP (hyper answers it).
+async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<Option<Head>> {
+    loop {
+        if stream.read_buf(buf).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        match handshake::parse_head(buf) {
+            Ok(Some(head)) => return Ok(Some(head)),
+            Ok(None) if buf.len() < handshake::MAX_HEAD => {}
+            Ok(None) | Err(_) => return Ok(None),
+        }
+    }
+}
+
+/// A stream that first yields bytes already read from it.
+struct Rewind {
+    prefix: Bytes,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

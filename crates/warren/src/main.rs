@@ -1,0 +1,189 @@
+//! `warren`: the push server and its tools. Thin by design: parse arguments, call the libraries.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use warren_server::{Config, Server};
+
+#[derive(Parser)]
+#[command(
+    name = "warren",
+    version,
+    about = "A Pusher Channels compatible push server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Options of `serve`, accepted without the subcommand too (`warren --port 7001`).
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve(ServeArgs),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file (with WARREN_* overrides applied) and exit.
+    Check { file: PathBuf },
+}
+
+#[derive(Args, Clone, Default)]
+struct ServeArgs {
+    /// TOML configuration file; without one, the demo app on 127.0.0.1:6001.
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    /// Address to listen on (overrides server.host).
+    #[arg(long, global = true)]
+    host: Option<String>,
+    /// Port to listen on (overrides server.port).
+    #[arg(long, short, global = true)]
+    port: Option<u16>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Config(ConfigCommand::Check { file })) => config_check(&file),
+        Some(Command::Serve(args)) => serve(merge(args, cli.serve)),
+        None => serve(cli.serve),
+    }
+}
+
+/// Flags given before the subcommand still count (`warren --port 1 serve`).
+fn merge(a: ServeArgs, b: ServeArgs) -> ServeArgs {
+    ServeArgs {
+        config: a.config.or(b.config),
+        host: a.host.or(b.host),
+        port: a.port.or(b.port),
+    }
+}
+
+fn config_check(file: &std::path::Path) -> ExitCode {
+    match Config::load(Some(file), env_vars()) {
+        Ok(cfg) => {
+            println!(
+                "{}: ok ({} app{}, listening on {}:{})",
+                file.display(),
+                cfg.apps.len(),
+                if cfg.apps.len() == 1 { "" } else { "s" },
+                cfg.server.host,
+                cfg.server.port
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The environment as UTF-8 pairs; a variable that is not valid UTF-8 cannot be a WARREN_ key.
+fn env_vars() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    init_logging();
+    let mut config = match Config::load(args.config.as_deref(), env_vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(host) = args.host {
+        config.server.host = host;
+    }
+    if let Some(port) = args.port {
+        config.server.port = port;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let server = match Server::bind(config.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cannot start: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let addr = match server.local_addr() {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("cannot read the bound address: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        print_banner(&config, addr);
+        let handle = server.shutdown_handle();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: closing connections with 4200");
+            handle.shutdown();
+        });
+        server.run().await;
+        // Give connections a moment to send their close frames.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_banner(config: &Config, addr: std::net::SocketAddr) {
+    println!("Warren {} listening on {addr}", env!("CARGO_PKG_VERSION"));
+    println!("  WebSocket: ws://{addr}/app/<key>?protocol=7    HTTP: http://{addr}/");
+    for app in &config.apps {
+        println!(
+            "  app id={} key={} client_events={} enabled={}",
+            app.id, app.key, app.client_events, app.enabled
+        );
+    }
+    if config.uses_demo_secret() {
+        println!(
+            "  WARNING: an app uses the demo secret \"app-secret\". Anyone can sign requests for it;\n  \
+             set real credentials in a config file (--config) or WARREN_APPS__0__SECRET before exposing this server."
+        );
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("WARREN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
