@@ -151,8 +151,14 @@ fn print_banner(config: &Config, addr: std::net::SocketAddr) {
     println!("Warren {} listening on {addr}", env!("CARGO_PKG_VERSION"));
     println!("  WebSocket: ws://{addr}/app/<key>?protocol=7    HTTP: http://{addr}/");
     for app in &config.apps {
+        // The demo secret is public knowledge; a real one is never written to logs.
+        let secret = if app.secret == warren_server::config::DEMO_APP_SECRET {
+            app.secret.as_str()
+        } else {
+            "<hidden>"
+        };
         println!(
-            "  app id={} key={} client_events={} enabled={}",
+            "  app id={} key={} secret={secret} client_events={} enabled={}",
             app.id, app.key, app.client_events, app.enabled
         );
     }

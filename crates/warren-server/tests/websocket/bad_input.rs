@@ -1,0 +1,278 @@
+//! Bad input gets a protocol-correct answer and never hurts another connection.
+
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::harness::*;
+
+/// Each input gets `pusher:error` with code null and the socket stays usable.
+#[tokio::test]
+async fn garbage_messages_get_errors_and_the_socket_stays_open() {
+    let server = start().await;
+    let mut c = connect(&server).await;
+    let inputs = [
+        "not json at all",
+        "[1,2,3]",
+        "\"just a string\"",
+        "42",
+        "{}",
+        r#"{"event":17}"#,
+        r#"{"event":"pusher:subscribe"}"#,
+        r#"{"event":"pusher:subscribe","data":{"channel":7}}"#,
+        r#"{"event":"pusher:subscribe","data":[]}"#,
+        r#"{"event":"pusher:unsubscribe","data":"nope"}"#,
+        r#"{"event":"pusher:no_such_thing","data":{}}"#,
+        r#"{"event":"pusher_internal:subscription_succeeded","channel":"x"}"#,
+        r#"{"event":"not-a-client-event","channel":"private-x","data":{}}"#,
+        r#"{"event":"client-x","data":{}}"#,
+        r#"{"event":"client-x","channel":["a"],"data":{}}"#,
+    ];
+    for input in inputs {
+        send_text(&mut c.ws, input).await;
+        let err = c.recv().await;
+        assert_eq!(err["event"], "pusher:error", "input {input}: {err}");
+        assert_eq!(err["data"]["code"], json!(null), "input {input}");
+        assert!(err["data"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+    c.send(json!({"event":"pusher:ping"})).await;
+    assert_eq!(c.recv().await["event"], "pusher:pong");
+}
+
+#[tokio::test]
+async fn invalid_channel_names_get_subscription_errors() {
+    let server = start().await;
+    let mut c = connect(&server).await;
+    for name in ["", "has space", "bad#hash", "ümlaut", &"x".repeat(201)] {
+        c.send(json!({"event":"pusher:subscribe","data":{"channel":name,"auth":""}}))
+            .await;
+        let err = c.recv().await;
+        assert_eq!(err["event"], "pusher:subscription_error", "{name}");
+        assert_eq!(err["data"]["status"], 400);
+    }
+    c.subscribed("still-fine", None).await;
+}
+
+#[tokio::test]
+async fn binary_frames_get_an_error() {
+    let server = start().await;
+    let mut c = connect(&server).await;
+    c.ws.send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .expect("send");
+    let err = c.recv().await;
+    assert_eq!(err["event"], "pusher:error");
+    c.send(json!({"event":"pusher:ping"})).await;
+    assert_eq!(c.recv().await["event"], "pusher:pong");
+}
+
+#[tokio::test]
+async fn oversize_frames_close_with_1009_and_others_are_unaffected() {
+    let server = start_with(|c| c.server.max_message_size_kb = 4).await;
+    let mut bystander = connect(&server).await;
+    bystander.subscribed("private-calm", None).await;
+    let mut c = connect(&server).await;
+    send_text(
+        &mut c.ws,
+        &format!(r#"{{"event":"pusher:ping","data":"{}"}}"#, "x".repeat(5000)),
+    )
+    .await;
+    let err = c.recv().await;
+    assert_eq!(err["event"], "pusher:error");
+    assert_eq!(close_code(&mut c.ws).await, Some(1009));
+    bystander.send(json!({"event":"pusher:ping"})).await;
+    assert_eq!(bystander.recv().await["event"], "pusher:pong");
+}
+
+/// Frames a browser could never send: unmasked, reserved bits, unknown opcodes.
+#[tokio::test]
+async fn websocket_protocol_violations_close_with_1002() {
+    let server = start().await;
+    for bad in [
+        vec![0x81u8, 0x02, b'h', b'i'], // unmasked text
+        vec![0xC1, 0x80, 0, 0, 0, 0],   // RSV1 set
+        vec![0x83, 0x80, 0, 0, 0, 0],   // reserved opcode
+        vec![0x80, 0x80, 0, 0, 0, 0],   // continuation with nothing to continue
+        vec![0x09, 0x80, 0, 0, 0, 0],   // fragmented ping
+    ] {
+        let mut s = raw_tcp_upgrade(&server).await;
+        s.write_all(&bad).await.expect("write");
+        let bytes = read_until_closed(&mut s).await;
+        // The last frame is a close frame with 1002.
+        let close_at = bytes
+            .windows(2)
+            .rposition(|w| w[0] == 0x88)
+            .expect("close frame");
+        let code = u16::from_be_bytes([bytes[close_at + 2], bytes[close_at + 3]]);
+        assert_eq!(code, 1002, "input {bad:?}");
+    }
+    let mut c = connect(&server).await;
+    c.subscribed("after-violations", None).await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_text_closes_with_1007() {
+    let server = start().await;
+    let mut s = raw_tcp_upgrade(&server).await;
+    s.write_all(&[0x81, 0x82, 0, 0, 0, 0, 0xff, 0xfe])
+        .await
+        .expect("write");
+    let bytes = read_until_closed(&mut s).await;
+    let close_at = bytes
+        .windows(2)
+        .rposition(|w| w[0] == 0x88)
+        .expect("close frame");
+    assert_eq!(
+        u16::from_be_bytes([bytes[close_at + 2], bytes[close_at + 3]]),
+        1007
+    );
+}
+
+#[tokio::test]
+async fn garbage_before_the_handshake_gets_an_http_error() {
+    let server = start().await;
+    let mut s = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    s.write_all(b"\x16\x03\x01 this is not http\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await;
+    assert!(
+        out.starts_with(b"HTTP/1.1 400"),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+    let mut c = connect(&server).await;
+    c.subscribed("after-garbage", None).await;
+}
+
+#[tokio::test]
+async fn bad_upgrade_requests_get_400() {
+    let server = start().await;
+    let mut s = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    s.write_all(b"GET /app/app-key?protocol=7 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await;
+    assert!(
+        out.starts_with(b"HTTP/1.1 400"),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+}
+
+/// A connection that never reads is closed when its queue fills; the publisher and the other
+/// subscribers are not slowed down or hurt.
+#[tokio::test]
+async fn slow_consumer_is_dropped_without_hurting_others() {
+    let server = start_with(|c| {
+        c.server.max_outbound_queue = 16;
+        c.server.max_message_size_kb = 128;
+        demo_app(c).client_event_rate_per_sec = 100_000;
+        demo_app(c).max_event_payload_kb = 100;
+    })
+    .await;
+    let mut publisher = connect(&server).await;
+    publisher.subscribed("private-flood", None).await;
+    let mut healthy = connect(&server).await;
+    healthy.subscribed("private-flood", None).await;
+    // The slow one subscribes, then stops reading entirely.
+    let mut slow = raw_tcp_upgrade(&server).await;
+    let sid = read_socket_id(&mut slow).await;
+    let auth = warren_protocol::auth::sign_channel(KEY, SECRET, &sid, "private-flood", None);
+    let sub = json!({"event":"pusher:subscribe","data":{"channel":"private-flood","auth":auth}})
+        .to_string();
+    slow.write_all(&masked_text(sub.as_bytes()))
+        .await
+        .expect("subscribe");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // 200 events of 60 KB (12 MB) is more than loopback socket buffers hold for a reader
+    // that never reads. The publisher waits for the healthy subscriber to get each event, so
+    // the healthy one never has more than one frame queued.
+    let payload = "y".repeat(60_000);
+    for i in 0..200 {
+        publisher
+            .send(json!({"event":"client-flood","channel":"private-flood","data":{"i":i,"p":payload}}))
+            .await;
+        let got = healthy.recv().await;
+        assert_eq!(got["event"], "client-flood", "{}", got["event"]);
+    }
+    // The slow consumer's connection was closed by the server: draining it reaches EOF.
+    let drained = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(drained, Ok(true), "slow consumer connection closed");
+    publisher.send(json!({"event":"pusher:ping"})).await;
+    assert_eq!(publisher.recv().await["event"], "pusher:pong");
+}
+
+/// Upgrades a raw TCP connection by hand, for tests that send bytes no client library would.
+async fn raw_tcp_upgrade(server: &TestServer) -> tokio::net::TcpStream {
+    let mut s = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    s.write_all(b"GET /app/app-key?protocol=7 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        .await
+        .expect("write");
+    // Read the 101 response head.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await.expect("response");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    s
+}
+
+/// Reads the connection_established frame and returns the socket id.
+async fn read_socket_id(s: &mut tokio::net::TcpStream) -> String {
+    let mut hdr = [0u8; 2];
+    s.read_exact(&mut hdr).await.expect("frame header");
+    let len = (hdr[1] & 0x7f) as usize;
+    assert!(len < 126);
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).await.expect("payload");
+    let v: serde_json::Value = serde_json::from_slice(&payload).expect("json");
+    let data: serde_json::Value =
+        serde_json::from_str(v["data"].as_str().expect("data")).expect("json");
+    data["socket_id"].as_str().expect("socket id").to_owned()
+}
+
+fn masked_text(payload: &[u8]) -> Vec<u8> {
+    let mask = [1u8, 2, 3, 4];
+    let mut out = vec![0x81u8];
+    if payload.len() < 126 {
+        out.push(0x80 | payload.len() as u8);
+    } else {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+async fn read_until_closed(s: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await;
+    out
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: formatting, lints, every Rust test, and the
+# end-to-end suite that drives a real server with the official Pusher clients from npm.
+# Installs what it needs (npm packages) itself. Usage: scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo build"
+cargo build --workspace --bins
+
+step "cargo test"
+cargo test --workspace
+
+step "end-to-end: official pusher-js and pusher SDK against a running server"
+(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+log=$(mktemp)
+WARREN_LOG=warn target/debug/warren serve --port "$port" >"$log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
+for _ in $(seq 1 100); do
+  if curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1; then break; fi
+  if ! kill -0 $server 2>/dev/null; then cat "$log"; echo "server did not start"; exit 1; fi
+  sleep 0.1
+done
+if ! (cd tests/e2e && WARREN_HOST=127.0.0.1 WARREN_PORT=$port npm test); then
+  echo "--- server log"; cat "$log"; exit 1
+fi
