@@ -12,6 +12,7 @@
 //! pong_timeout = 30
 //! max_message_size_kb = 64
 //! max_outbound_queue = 1024
+//! api_timestamp_tolerance_secs = 600
 //!
 //! [[apps]]
 //! id = "app-id"
@@ -78,6 +79,7 @@ const DEFAULT_ACTIVITY_TIMEOUT: u64 = 120;
 const DEFAULT_PONG_TIMEOUT: u64 = 30;
 const DEFAULT_MAX_MESSAGE_SIZE_KB: usize = 64;
 const DEFAULT_MAX_OUTBOUND_QUEUE: usize = 1024;
+const DEFAULT_API_TIMESTAMP_TOLERANCE_SECS: u64 = 600;
 
 const DEFAULT_MAX_CONNECTIONS: u64 = 0;
 const DEFAULT_MAX_PRESENCE_MEMBERS: usize = 100;
@@ -97,6 +99,7 @@ const SERVER_KEYS: &[&str] = &[
     "pong_timeout",
     "max_message_size_kb",
     "max_outbound_queue",
+    "api_timestamp_tolerance_secs",
 ];
 /// Keys allowed in each `[[apps]]` table, in documentation order.
 const APP_KEYS: &[&str] = &[
@@ -150,6 +153,9 @@ pub struct ServerConfig {
     /// Frames queued for one connection before it is closed as a slow
     /// consumer. Default `1024`, at least 1.
     pub max_outbound_queue: usize,
+    /// How far (seconds, either way) an HTTP API request's `auth_timestamp`
+    /// may be from the server's clock. Default `600`, as Pusher; at least 1.
+    pub api_timestamp_tolerance_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -161,6 +167,7 @@ impl Default for ServerConfig {
             pong_timeout: DEFAULT_PONG_TIMEOUT,
             max_message_size_kb: DEFAULT_MAX_MESSAGE_SIZE_KB,
             max_outbound_queue: DEFAULT_MAX_OUTBOUND_QUEUE,
+            api_timestamp_tolerance_secs: DEFAULT_API_TIMESTAMP_TOLERANCE_SECS,
         }
     }
 }
@@ -438,6 +445,10 @@ impl Config {
         at_least_one("server.pong_timeout", server.pong_timeout)?;
         at_least_one("server.max_message_size_kb", server.max_message_size_kb)?;
         at_least_one("server.max_outbound_queue", server.max_outbound_queue)?;
+        at_least_one(
+            "server.api_timestamp_tolerance_secs",
+            server.api_timestamp_tolerance_secs,
+        )?;
 
         if self.apps.is_empty() {
             return Err(invalid(
@@ -980,6 +991,7 @@ mod tests {
                 pong_timeout: 5,
                 max_message_size_kb: 128,
                 max_outbound_queue: 16,
+                api_timestamp_tolerance_secs: 600,
             },
             apps: vec![
                 AppConfig {
@@ -1102,7 +1114,8 @@ mod tests {
         assert_eq!(
             error("[server]\nprot = 6001\n", &[]),
             "invalid configuration: unknown key `server.prot` (expected one of host, port, \
-             activity_timeout, pong_timeout, max_message_size_kb, max_outbound_queue)"
+             activity_timeout, pong_timeout, max_message_size_kb, max_outbound_queue, \
+             api_timestamp_tolerance_secs)"
         );
         assert_eq!(
             error("[sever]\nport = 6001\n", &[]),
@@ -1123,7 +1136,7 @@ mod tests {
             error(ONE_APP, &[("WARREN_SERVER__PROT", "7001")]),
             "invalid configuration: WARREN_SERVER__PROT: unknown key `server.prot` (expected one \
              of host, port, activity_timeout, pong_timeout, max_message_size_kb, \
-             max_outbound_queue)"
+             max_outbound_queue, api_timestamp_tolerance_secs)"
         );
         assert_eq!(
             error(ONE_APP, &[("WARREN_SRVER__PORT", "7001")]),
@@ -1259,6 +1272,7 @@ mod tests {
             "pong_timeout",
             "max_message_size_kb",
             "max_outbound_queue",
+            "api_timestamp_tolerance_secs",
         ] {
             assert_eq!(
                 error(&format!("[server]\n{key} = 0\n"), &[]),

@@ -1,4 +1,4 @@
-//! The HTTP side of the port: health endpoints now; the Pusher REST API mounts here.
+//! The HTTP side of the port: the Pusher REST API (`api`) and health endpoints.
 
 use std::sync::Arc;
 
@@ -17,6 +17,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/up", get(health))
         .route("/health", get(health))
+        .merge(crate::api::routes())
         .with_state(shared)
 }
 

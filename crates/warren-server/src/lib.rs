@@ -4,6 +4,7 @@
 //! protocol (`/app/{key}`) and HTTP. The map of the modules and the path of an event are in
 //! ARCHITECTURE.md at the repository root.
 
+pub mod api;
 pub mod app;
 pub mod cluster;
 pub mod config;

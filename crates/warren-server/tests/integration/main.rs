@@ -1,10 +1,13 @@
 //! Integration tests over real sockets: a real server on a free port, driven by an independent
-//! WebSocket client (tokio-tungstenite), checking every byte the protocol promises.
+//! WebSocket client (tokio-tungstenite) and by signed HTTP requests written by hand, checking
+//! every byte the protocol promises.
 
 mod bad_input;
 mod client_events;
 mod connect;
 mod harness;
+mod http_api;
+mod http_auth;
 mod liveness;
 mod presence;
 mod subscribe;

@@ -211,3 +211,117 @@ pub fn presence_data(user_id: Value, info: Option<Value>) -> String {
     }
     v.to_string()
 }
+
+/// An HTTP response: status and body.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Response {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|_| panic!("JSON body expected: {}", self.body))
+    }
+}
+
+/// Seconds since the epoch, as SDKs put in `auth_timestamp`.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The full request target of a signed API request, as the official SDKs build it.
+pub fn signed_target(
+    method: &str,
+    path: &str,
+    params: &[(&str, &str)],
+    body: &str,
+    key: &str,
+    secret: &str,
+    timestamp: i64,
+) -> String {
+    use warren_protocol::auth::{body_md5_hex, sign_rest_request};
+    let mut all: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    all.push(("auth_key".into(), key.into()));
+    all.push(("auth_timestamp".into(), timestamp.to_string()));
+    all.push(("auth_version".into(), "1.0".into()));
+    if !body.is_empty() {
+        all.push(("body_md5".into(), body_md5_hex(body.as_bytes())));
+    }
+    let signature = sign_rest_request(secret, method, path, &all);
+    all.push(("auth_signature".into(), signature));
+    let query: Vec<String> = all
+        .iter()
+        .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+        .collect();
+    format!("{path}?{}", query.join("&"))
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Sends one raw HTTP/1.1 request (Connection: close) and reads the response.
+pub async fn http(addr: SocketAddr, method: &str, target: &str, body: &str) -> Response {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
+        .await
+        .expect("response in time")
+        .expect("read");
+    parse_response(&String::from_utf8_lossy(&raw))
+}
+
+pub fn parse_response(raw: &str) -> Response {
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad response: {raw}"));
+    Response {
+        status,
+        body: body.to_owned(),
+    }
+}
+
+/// A correctly signed request for the demo app.
+pub async fn api(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    params: &[(&str, &str)],
+    body: &str,
+) -> Response {
+    let target = signed_target(method, path, params, body, KEY, SECRET, now_secs());
+    http(server.addr, method, &target, body).await
+}
+
+pub async fn api_get(server: &TestServer, path: &str, params: &[(&str, &str)]) -> Response {
+    api(server, "GET", path, params, "").await
+}
+
+pub async fn api_post(server: &TestServer, path: &str, body: Value) -> Response {
+    api(server, "POST", path, &[], &body.to_string()).await
+}

@@ -1,0 +1,102 @@
+//! `GET /apps/{id}/channels`, `/channels/{name}` and `/channels/{name}/users`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::Json;
+use serde_json::{json, Map, Value};
+use warren_protocol::{ChannelKind, ChannelName};
+
+use super::error::ApiError;
+use super::events::InfoAttributes;
+use super::request::{authenticate, clip, AppBy};
+use crate::server::Shared;
+
+/// Occupied channels, optionally filtered by prefix; `info=user_count` needs a `presence-`
+/// prefix, because only presence channels have users.
+pub async fn list(
+    State(shared): State<Arc<Shared>>,
+    Path(app_id): Path<String>,
+    req: Request,
+) -> Result<Json<Value>, ApiError> {
+    let req = authenticate(&shared, req, AppBy::Id(&app_id)).await?;
+    let prefix = req.param("filter_by_prefix").unwrap_or("");
+    let info = InfoAttributes::parse(req.param("info"))?;
+    if info.user_count && !prefix.starts_with("presence-") {
+        return Err(ApiError::bad_request(
+            "info=user_count is only valid with filter_by_prefix=presence-",
+        ));
+    }
+    let mut channels = shared.state.channels(&req.app.id, prefix).await?;
+    channels.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = Map::new();
+    for (name, stats) in channels {
+        let mut attrs = Map::new();
+        if info.user_count {
+            attrs.insert("user_count".into(), stats.user_count.into());
+        }
+        if info.subscription_count {
+            attrs.insert("subscription_count".into(), stats.subscription_count.into());
+        }
+        out.insert(name.to_string(), Value::Object(attrs));
+    }
+    Ok(Json(json!({ "channels": out })))
+}
+
+/// One channel's state: `occupied` always, and the requested attributes.
+pub async fn info(
+    State(shared): State<Arc<Shared>>,
+    Path((app_id, channel)): Path<(String, String)>,
+    req: Request,
+) -> Result<Json<Value>, ApiError> {
+    let req = authenticate(&shared, req, AppBy::Id(&app_id)).await?;
+    let channel = parse_channel(&channel, req.app.max_channel_name_length)?;
+    let info_param = req.param("info").unwrap_or("");
+    if info_param.split(',').any(|a| a.trim() == "cache") {
+        return Err(ApiError::bad_request(
+            "info=cache is not supported by this server version (cache channels are not implemented yet)",
+        ));
+    }
+    let info = InfoAttributes::parse(Some(info_param))?;
+    if info.user_count && channel.kind() != ChannelKind::Presence {
+        return Err(ApiError::bad_request(
+            "info=user_count is only valid for presence channels",
+        ));
+    }
+    let stats = shared.state.channel(&req.app.id, &channel).await?;
+    let mut out = Map::new();
+    out.insert("occupied".into(), (stats.subscription_count > 0).into());
+    if info.user_count {
+        out.insert("user_count".into(), stats.user_count.into());
+    }
+    if info.subscription_count {
+        out.insert("subscription_count".into(), stats.subscription_count.into());
+    }
+    Ok(Json(Value::Object(out)))
+}
+
+/// The members of a presence channel.
+pub async fn users(
+    State(shared): State<Arc<Shared>>,
+    Path((app_id, channel)): Path<(String, String)>,
+    req: Request,
+) -> Result<Json<Value>, ApiError> {
+    let req = authenticate(&shared, req, AppBy::Id(&app_id)).await?;
+    let channel = parse_channel(&channel, req.app.max_channel_name_length)?;
+    if channel.kind() != ChannelKind::Presence {
+        return Err(ApiError::bad_request(
+            "Users can only be listed for presence channels",
+        ));
+    }
+    let members = shared.state.presence_members(&req.app.id, &channel).await?;
+    let users: Vec<Value> = members
+        .iter()
+        .map(|m| json!({ "id": m.user_id.as_str() }))
+        .collect();
+    Ok(Json(json!({ "users": users })))
+}
+
+fn parse_channel(name: &str, max_len: usize) -> Result<ChannelName, ApiError> {
+    ChannelName::parse(name, max_len)
+        .map_err(|e| ApiError::bad_request(format!("Invalid channel name {:?}: {e}", clip(name))))
+}
