@@ -1,5 +1,7 @@
 //! `warren`: the push server and its tools. Thin by design: parse arguments, call the libraries.
 
+mod api_commands;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -27,6 +29,8 @@ enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    #[command(flatten)]
+    Api(api_commands::ApiCommand),
 }
 
 #[derive(Subcommand)]
@@ -40,10 +44,10 @@ struct ServeArgs {
     /// TOML configuration file; without one, the demo app on 127.0.0.1:6001.
     #[arg(long, short, global = true)]
     config: Option<PathBuf>,
-    /// Address to listen on (overrides server.host).
+    /// Address to listen on (overrides server.host); API commands call the server there.
     #[arg(long, global = true)]
     host: Option<String>,
-    /// Port to listen on (overrides server.port).
+    /// Port to listen on (overrides server.port); API commands call the server there.
     #[arg(long, short, global = true)]
     port: Option<u16>,
 }
@@ -53,6 +57,14 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Config(ConfigCommand::Check { file })) => config_check(&file),
         Some(Command::Serve(args)) => serve(merge(args, cli.serve)),
+        Some(Command::Api(command)) => api_commands::run(
+            command,
+            api_commands::ServerSource {
+                config: cli.serve.config,
+                host: cli.serve.host,
+                port: cli.serve.port,
+            },
+        ),
         None => serve(cli.serve),
     }
 }

@@ -1,0 +1,377 @@
+//! `warren trigger`, `channels`, `channel` and `users` against a `warren serve` child process.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::{self, Message};
+use warren_client::{Client, ClientConfig, PresenceData};
+
+const KEY: &str = "app-key";
+const SECRET: &str = "app-secret";
+
+fn warren() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_warren"))
+}
+
+/// A `warren serve --port 0` child, killed on drop.
+struct Served {
+    child: Child,
+    port: u16,
+}
+
+impl Served {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(extra: &[&str]) -> Served {
+    let mut child = warren()
+        .args(["serve", "--port", "0"])
+        .args(extra)
+        .env("WARREN_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut reader = BufReader::new(stdout);
+    let mut first = String::new();
+    reader.read_line(&mut first).expect("reads the banner");
+    // Keep reading: a closed pipe would make the server's next print fail.
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    // "Warren x.y.z listening on 127.0.0.1:PORT"
+    let port = first
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in the banner: {first:?}"));
+    Served { child, port }
+}
+
+/// Runs `warren ARGS` and returns (exit code, stdout, stderr).
+fn run(args: &[&str]) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = warren().args(args).output().expect("runs");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let (code, out, err) = run(args);
+    assert_eq!(code, 0, "warren {args:?} failed: {err}");
+    out
+}
+
+fn json_of(out: &str) -> Value {
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
+
+struct Socket {
+    ws: Ws,
+    id: String,
+}
+
+fn recv(ws: &mut Ws) -> Value {
+    loop {
+        match ws.read().expect("reads a message") {
+            Message::Text(t) => return serde_json::from_str(&t).expect("JSON"),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+}
+
+fn connect(served: &Served) -> Socket {
+    let url = format!("ws://127.0.0.1:{}/app/{KEY}?protocol=7", served.port);
+    let (mut ws, _) = tungstenite::connect(url).expect("connects");
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+    }
+    let established = recv(&mut ws);
+    let data: Value =
+        serde_json::from_str(established["data"].as_str().expect("data")).expect("JSON");
+    let id = data["socket_id"].as_str().expect("socket_id").to_owned();
+    Socket { ws, id }
+}
+
+fn subscribe(socket: &mut Socket, served: &Served, channel: &str, user: Option<&str>) {
+    let signer =
+        Client::new(ClientConfig::new(served.url(), "app-id", KEY, SECRET)).expect("client");
+    let mut data = json!({ "channel": channel });
+    if let Some(user) = user {
+        let auth = signer
+            .authorize_channel(&socket.id, channel, Some(&PresenceData::new(user, None)))
+            .expect("signs");
+        data["auth"] = json!(auth.auth);
+        data["channel_data"] = json!(auth.channel_data);
+    }
+    socket
+        .ws
+        .send(Message::Text(
+            json!({"event": "pusher:subscribe", "data": data})
+                .to_string()
+                .into(),
+        ))
+        .expect("sends");
+    let answer = recv(&mut socket.ws);
+    assert_eq!(answer["event"], "pusher_internal:subscription_succeeded");
+}
+
+#[test]
+fn trigger_publishes_and_reports() {
+    let served = serve(&[]);
+    let url = served.url();
+    let mut sub = connect(&served);
+    subscribe(&mut sub, &served, "news", None);
+
+    let out = run_ok(&[
+        "trigger",
+        "--url",
+        &url,
+        "--channel",
+        "news",
+        "--event",
+        "update",
+        "--data",
+        r#"{"x":1}"#,
+    ]);
+    assert!(
+        out.contains(r#"Triggered "update" on 1 channel: news"#),
+        "{out}"
+    );
+    let event = recv(&mut sub.ws);
+    assert_eq!(
+        event,
+        json!({"event": "update", "channel": "news", "data": "{\"x\":1}"})
+    );
+
+    let out = run_ok(&[
+        "trigger",
+        "--url",
+        &url,
+        "--channel",
+        "news",
+        "--channel",
+        "other",
+        "--event",
+        "e",
+        "--data",
+        "plain",
+        "--info",
+        "subscription_count",
+        "--json",
+    ]);
+    assert_eq!(
+        json_of(&out),
+        json!({"channels": {"news": {"subscription_count": 1}, "other": {"subscription_count": 0}}})
+    );
+    assert_eq!(recv(&mut sub.ws)["data"], "plain");
+
+    // --socket-id excludes that connection.
+    run_ok(&[
+        "trigger",
+        "--url",
+        &url,
+        "--channel",
+        "news",
+        "--event",
+        "skip",
+        "--socket-id",
+        &sub.id,
+    ]);
+    run_ok(&[
+        "trigger",
+        "--url",
+        &url,
+        "--channel",
+        "news",
+        "--event",
+        "after",
+    ]);
+    let next = recv(&mut sub.ws);
+    assert_eq!(next["event"], "after", "the excluded event was delivered");
+    assert_eq!(next["data"], "{}", "--data defaults to {{}}");
+}
+
+#[test]
+fn channels_channel_and_users_print_summaries_and_json() {
+    let served = serve(&[]);
+    let url = served.url();
+    let mut alice = connect(&served);
+    subscribe(&mut alice, &served, "presence-room", Some("alice"));
+    subscribe(&mut alice, &served, "news", None);
+
+    let out = run_ok(&["channels", "--url", &url]);
+    assert!(out.starts_with("2 occupied channels:"), "{out}");
+    assert!(
+        out.contains("\n  news\n") && out.contains("\n  presence-room"),
+        "{out}"
+    );
+    let out = run_ok(&[
+        "channels",
+        "--url",
+        &url,
+        "--prefix",
+        "presence-",
+        "--info",
+        "user_count",
+    ]);
+    assert!(
+        out.contains("1 occupied channel starting with \"presence-\":"),
+        "{out}"
+    );
+    assert!(out.contains("presence-room  user_count=1"), "{out}");
+    let out = run_ok(&[
+        "channels",
+        "--url",
+        &url,
+        "--prefix",
+        "presence-",
+        "--info",
+        "user_count,subscription_count",
+        "--json",
+    ]);
+    assert_eq!(
+        json_of(&out),
+        json!({"channels": {"presence-room": {"user_count": 1, "subscription_count": 1}}})
+    );
+    let out = run_ok(&["channels", "--url", &url, "--prefix", "nothing-"]);
+    assert_eq!(
+        out.trim(),
+        "No occupied channels starting with \"nothing-\""
+    );
+
+    let out = run_ok(&[
+        "channel",
+        "presence-room",
+        "--url",
+        &url,
+        "--info",
+        "user_count,subscription_count",
+    ]);
+    assert_eq!(
+        out,
+        "presence-room: occupied\n  user_count: 1\n  subscription_count: 1\n"
+    );
+    let out = run_ok(&["channel", "empty", "--url", &url, "--json"]);
+    assert_eq!(json_of(&out), json!({"occupied": false}));
+
+    let out = run_ok(&["users", "presence-room", "--url", &url]);
+    assert_eq!(out, "1 user in presence-room:\n  alice\n");
+    let out = run_ok(&["users", "presence-room", "--url", &url, "--json"]);
+    assert_eq!(json_of(&out), json!({"users": [{"id": "alice"}]}));
+}
+
+#[test]
+fn errors_exit_non_zero_with_the_servers_status_and_message() {
+    let served = serve(&[]);
+    let url = served.url();
+
+    let (code, out, err) = run(&["users", "news", "--url", &url]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty(), "{out}");
+    assert_eq!(
+        err.trim(),
+        "error: HTTP 400: Users can only be listed for presence channels"
+    );
+
+    let (code, _, err) = run(&["channels", "--url", &url, "--secret", "wrong"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("error: HTTP 401: Invalid signature"),
+        "{err}"
+    );
+
+    let (code, _, err) = run(&[
+        "channels", "--url", &url, "--app", "nope", "--key", "k", "--secret", "s",
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(err.trim(), "error: HTTP 404: Unknown app: nope");
+
+    // Refused before sending: usage errors exit 2.
+    let (code, _, err) = run(&[
+        "trigger",
+        "--url",
+        &url,
+        "--channel",
+        "bad name",
+        "--event",
+        "e",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("channel name"), "{err}");
+    let (code, _, err) = run(&["channels", "--url", &url, "--app", "nope"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("\"nope\" is not in the configuration"),
+        "{err}"
+    );
+
+    // Nobody listening.
+    drop(served);
+    let (code, _, err) = run(&["channels", "--url", &url]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with(&format!("error: {url}: request failed")),
+        "{err}"
+    );
+}
+
+#[test]
+fn credentials_and_address_come_from_the_configuration() {
+    let dir = std::env::temp_dir().join(format!("warren-cli-api-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file: PathBuf = dir.join("apps.toml");
+    std::fs::write(
+        &file,
+        "[server]\nport = 0\n\n\
+         [[apps]]\nid = \"first\"\nkey = \"first-key\"\nsecret = \"first-secret\"\n\n\
+         [[apps]]\nid = \"second\"\nkey = \"second-key\"\nsecret = \"second-secret\"\n",
+    )
+    .expect("writes");
+    let config = file.to_str().expect("utf-8 path");
+    let served = serve(&["--config", config]);
+    let port = served.port.to_string();
+
+    // The first app by default, the address from --port (the file says 0).
+    let out = run_ok(&["channels", "--config", config, "--port", &port, "--json"]);
+    assert_eq!(json_of(&out), json!({"channels": {}}));
+    let out = run_ok(&[
+        "channel", "x", "--config", config, "--port", &port, "--app", "second",
+    ]);
+    assert_eq!(out.trim(), "x: not occupied");
+    // A WARREN_* override changes the secret the CLI signs with.
+    let output = warren()
+        .args(["channels", "--config", config, "--port", &port])
+        .env("WARREN_APPS__0__SECRET", "overridden")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("HTTP 401"));
+    // Without --port the file's port 0 cannot be reached.
+    let (code, _, err) = run(&["channels", "--config", config]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--url"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
