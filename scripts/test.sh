@@ -19,11 +19,15 @@ cargo build --workspace --bins
 step "cargo test"
 cargo test --workspace
 
-step "end-to-end: official pusher-js and pusher SDK against a running server"
+step "end-to-end: official pusher-js, pusher (Node) and pusher (Python) SDKs against a running server"
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+if [ ! -x tests/e2e-python/.venv/bin/python ]; then python3 -m venv tests/e2e-python/.venv; fi
+tests/e2e-python/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/e2e-python/requirements.txt
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 log=$(mktemp)
-WARREN_LOG=warn target/debug/warren serve --port "$port" >"$log" 2>&1 &
+# A second app with a numeric id: the official Python SDK accepts nothing else.
+WARREN_LOG=warn WARREN_APPS__1__ID=424242 WARREN_APPS__1__KEY=py-app-key WARREN_APPS__1__SECRET=py-app-secret \
+  target/debug/warren serve --port "$port" >"$log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 1 100); do
@@ -32,5 +36,8 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 if ! (cd tests/e2e && WARREN_HOST=127.0.0.1 WARREN_PORT=$port npm test); then
+  echo "--- server log"; cat "$log"; exit 1
+fi
+if ! WARREN_HOST=127.0.0.1 WARREN_PORT=$port tests/e2e-python/.venv/bin/python -m unittest discover -s tests/e2e-python -v; then
   echo "--- server log"; cat "$log"; exit 1
 fi
