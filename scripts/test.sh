@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: formatting, lints, every Rust test, and the
 # end-to-end suite that drives a real server with the official Pusher clients from npm.
-# Installs what it needs (npm packages) itself. Usage: scripts/test.sh
+# Installs what it needs (npm and pip packages, a local redis-server when none answers) itself. Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo build"
 cargo build --workspace --bins
+
+step "Redis for the cluster tests"
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
+bash scripts/ensure-redis.sh
 
 step "cargo test"
 cargo test --workspace

@@ -13,6 +13,14 @@
 //! max_message_size_kb = 64
 //! max_outbound_queue = 1024
 //! api_timestamp_tolerance_secs = 600
+//! role = "all"                  # all | push (WebSocket only) | api (HTTP API only)
+//! # node_id = "node-1"          # optional; generated at start-up when absent
+//!
+//! [cluster]
+//! backend = "local"             # local (one node, no Redis) | redis
+//! redis_url = "redis://127.0.0.1:6379"
+//! prefix = "warren"
+//! node_timeout_ms = 5000
 //!
 //! [[apps]]
 //! id = "app-id"
@@ -30,8 +38,8 @@
 //! ```
 //!
 //! Every key except `apps[].id`, `apps[].key` and `apps[].secret` has the
-//! default shown above. A file without any `[[apps]]` section (or no file at
-//! all) configures a single demo app with id `app-id`, key `app-key` and
+//! default shown above (`server.node_id` has none: it is optional). A file
+//! without any `[[apps]]` section (or no file at all) configures a single demo app with id `app-id`, key `app-key` and
 //! secret `app-secret`; the server should warn loudly about it (see
 //! [`Config::uses_demo_secret`]).
 //!
@@ -46,15 +54,44 @@
 //! are considered (so `WARREN_LOG` is ignored).
 //!
 //! The value is a TOML integer, float or boolean when it parses as one, and a
-//! string otherwise. The string keys (`server.host`, `apps[].id`, `apps[].key`,
-//! `apps[].secret`) always take the value verbatim, so a numeric app id such as
-//! `WARREN_APPS__0__ID=123456` works.
+//! string otherwise. The string keys (`server.host`, `server.role`,
+//! `server.node_id`, `cluster.backend`, `cluster.redis_url`, `cluster.prefix`,
+//! `apps[].id`, `apps[].key`, `apps[].secret`) always take the value verbatim,
+//! so a numeric app id such as `WARREN_APPS__0__ID=123456` or a node id such as
+//! `WARREN_SERVER__NODE_ID=1` works.
+//!
+//! `WARREN_CLUSTER__REDIS_URL` is the one exception: several URLs separated
+//! by commas become a list, with blanks around each entry trimmed, so
+//! `WARREN_CLUSTER__REDIS_URL=redis://10.0.0.1:6379,redis://10.0.0.2:6379`
+//! sets the seed nodes of a Redis Cluster. Only a comma followed by another
+//! URL (`scheme://...`) or by nothing separates entries: the host list of
+//! `redis+sentinel://h1:26379,h2:26379/mymaster` stays one URL. (`WARREN_CLUSTER__REDIS_URL__0`,
+//! `__1`, ... each set one entry of a list, building it when the file has no
+//! `cluster.redis_url`.)
 //!
 //! Overrides are applied to the parsed document before it is checked, so an
 //! unknown or mistyped key in the environment is reported exactly like one in
 //! the file, naming the variable. When the file has no `[[apps]]` section, the
 //! overrides apply on top of the demo app (`WARREN_APPS__0__SECRET` replaces
 //! the demo secret).
+//!
+//! # Cluster
+//!
+//! `[cluster]` chooses how nodes share channels, presence and events. The
+//! default backend, `local`, keeps everything in the process: one node, no
+//! Redis. With `backend = "redis"`, every node sharing `cluster.redis_url` and
+//! `cluster.prefix` forms one cluster; `server.role` lets a node serve only
+//! WebSocket clients (`push`) or only the HTTP API (`api`).
+//!
+//! `cluster.redis_url` is one URL, or an array of URLs listing the seed nodes
+//! of a Redis Cluster. A single URL uses one of the schemes in
+//! [`REDIS_URL_SCHEMES`] (`redis://`, `rediss://` for TLS, the `+sentinel`,
+//! `-sentinel` and `-cluster` forms); a list of several URLs takes only
+//! `redis://` or `rediss://` entries, all with the same scheme. A
+//! `redis+sentinel://` URL lists the Sentinel hosts, then names the service:
+//! `redis+sentinel://h1:26379,h2:26379/mymaster`. Unix sockets (`unix://`)
+//! are not supported. Credentials in a URL never appear in error
+//! messages.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -72,6 +109,33 @@ pub const DEMO_APP_SECRET: &str = "app-secret";
 pub const ENV_PREFIX: &str = "WARREN_";
 /// Largest accepted value of `apps[].max_channel_name_length`.
 pub const MAX_CHANNEL_NAME_LENGTH_LIMIT: usize = 1000;
+/// Longest accepted `server.node_id`, in characters (a generated id must fit).
+pub const MAX_NODE_ID_LENGTH: usize = 64;
+/// Longest accepted `cluster.prefix`, in characters.
+pub const MAX_CLUSTER_PREFIX_LENGTH: usize = 64;
+/// Smallest accepted `cluster.node_timeout_ms`.
+pub const MIN_NODE_TIMEOUT_MS: u64 = 1000;
+/// Default `cluster.redis_url`.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// Default `cluster.prefix`.
+pub const DEFAULT_CLUSTER_PREFIX: &str = "warren";
+/// Default `cluster.node_timeout_ms`.
+pub const DEFAULT_NODE_TIMEOUT_MS: u64 = 5000;
+/// The schemes a `cluster.redis_url` may start with. `unix://` is not
+/// supported.
+pub const REDIS_URL_SCHEMES: &[&str] = &[
+    "redis://",
+    "rediss://",
+    "redis+sentinel://",
+    "rediss+sentinel://",
+    "redis-sentinel://",
+    "rediss-sentinel://",
+    "redis-cluster://",
+    "rediss-cluster://",
+];
+/// The schemes allowed in a `cluster.redis_url` list of several URLs (the seed
+/// nodes of a Redis Cluster).
+pub const REDIS_CLUSTER_SEED_SCHEMES: &[&str] = &["redis://", "rediss://"];
 
 const DEFAULT_HOST: &str = "127.0.0.1";
 const DEFAULT_PORT: u16 = 6001;
@@ -90,7 +154,7 @@ const DEFAULT_MAX_USER_INFO_BYTES: usize = 1024;
 const DEFAULT_MAX_USER_ID_LENGTH: usize = 128;
 
 /// Keys allowed at the top level of the file.
-const ROOT_KEYS: &[&str] = &["server", "apps"];
+const ROOT_KEYS: &[&str] = &["server", "cluster", "apps"];
 /// Keys allowed in `[server]`, in documentation order.
 const SERVER_KEYS: &[&str] = &[
     "host",
@@ -100,7 +164,11 @@ const SERVER_KEYS: &[&str] = &[
     "max_message_size_kb",
     "max_outbound_queue",
     "api_timestamp_tolerance_secs",
+    "role",
+    "node_id",
 ];
+/// Keys allowed in `[cluster]`, in documentation order.
+const CLUSTER_KEYS: &[&str] = &["backend", "redis_url", "prefix", "node_timeout_ms"];
 /// Keys allowed in each `[[apps]]` table, in documentation order.
 const APP_KEYS: &[&str] = &[
     "id",
@@ -126,6 +194,10 @@ pub struct Config {
     /// The `[server]` section: listener and connection-wide settings.
     #[serde(default)]
     pub server: ServerConfig,
+    /// The `[cluster]` section: how nodes share state. Defaults to the
+    /// `local` backend (a single node, no Redis).
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     /// One `[[apps]]` section per application. Defaults to the single demo
     /// app (`app-id` / `app-key` / `app-secret`) when the file has none.
     #[serde(default = "default_apps")]
@@ -156,6 +228,209 @@ pub struct ServerConfig {
     /// How far (seconds, either way) an HTTP API request's `auth_timestamp`
     /// may be from the server's clock. Default `600`, as Pusher; at least 1.
     pub api_timestamp_tolerance_secs: u64,
+    /// What this node serves: `"all"` (default: WebSocket clients and the
+    /// HTTP API), `"push"` (WebSocket clients only) or `"api"` (the HTTP API
+    /// only). Splitting roles only makes sense with `cluster.backend =
+    /// "redis"`, where the nodes share events.
+    pub role: Role,
+    /// This node's name in the cluster: 1 to 64 characters of
+    /// `A-Z a-z 0-9 _ . -`. Optional; a unique id is generated at start-up
+    /// when absent. Two live nodes must never share one.
+    pub node_id: Option<String>,
+}
+
+/// What a node serves (`server.role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// WebSocket clients and the HTTP API (`"all"`, the default).
+    #[default]
+    All,
+    /// WebSocket clients only (`"push"`): the HTTP API answers 404 here.
+    Push,
+    /// The HTTP API only (`"api"`): WebSocket upgrades are refused here.
+    Api,
+}
+
+impl Role {
+    /// Whether the node accepts WebSocket clients (`all` and `push`).
+    pub fn serves_websocket(self) -> bool {
+        matches!(self, Role::All | Role::Push)
+    }
+
+    /// Whether the node serves the HTTP API (`all` and `api`).
+    pub fn serves_api(self) -> bool {
+        matches!(self, Role::All | Role::Api)
+    }
+
+    /// The name used in the configuration file: `"all"`, `"push"` or `"api"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Push => "push",
+            Role::Api => "api",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How nodes share channels, presence and events (`cluster.backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Everything in this process: a single node, no Redis (`"local"`, the
+    /// default).
+    #[default]
+    Local,
+    /// Nodes share state and events through Redis at `cluster.redis_url`
+    /// (`"redis"`).
+    Redis,
+}
+
+impl Backend {
+    /// The name used in the configuration file: `"local"` or `"redis"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Local => "local",
+            Backend::Redis => "redis",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `[cluster]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `"local"` (default: one node, no Redis) or `"redis"`.
+    pub backend: Backend,
+    /// Where Redis is, used only by the `redis` backend. Default
+    /// `"redis://127.0.0.1:6379"`. One URL (`redis://`, `rediss://`, or a
+    /// sentinel or cluster form, see [`REDIS_URL_SCHEMES`]), or an array of
+    /// `redis://` / `rediss://` URLs: the seed nodes of a Redis Cluster.
+    pub redis_url: RedisUrls,
+    /// Every Redis key and pub/sub channel starts with it, so two clusters
+    /// can share one Redis. Default `"warren"`; 1 to 64 characters of
+    /// `A-Z a-z 0-9 _ . : -` (no braces: keys use Redis hash tags `{...}`).
+    pub prefix: String,
+    /// A node silent for this many milliseconds is declared dead and cleaned
+    /// up by the others. Default `5000`, at least 1000.
+    pub node_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            backend: Backend::Local,
+            redis_url: RedisUrls::default(),
+            prefix: DEFAULT_CLUSTER_PREFIX.to_owned(),
+            node_timeout_ms: DEFAULT_NODE_TIMEOUT_MS,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// `node_timeout_ms` as a [`std::time::Duration`].
+    pub fn node_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.node_timeout_ms)
+    }
+}
+
+/// One URL, or several (the seed nodes of a Redis Cluster). Deserializes from
+/// a TOML string or an array of strings.
+///
+/// Its `Debug` output shows the URLs as written, passwords included; use
+/// [`RedisUrls::redacted`] for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisUrls(pub Vec<String>);
+
+impl Default for RedisUrls {
+    /// The single URL `redis://127.0.0.1:6379`.
+    fn default() -> Self {
+        RedisUrls(vec![DEFAULT_REDIS_URL.to_owned()])
+    }
+}
+
+impl RedisUrls {
+    /// The URLs, in the order written.
+    pub fn urls(&self) -> &[String] {
+        &self.0
+    }
+
+    /// Whether the URLs name a Redis Cluster: several seed URLs, or one
+    /// `redis-cluster://` / `rediss-cluster://` URL.
+    pub fn is_cluster(&self) -> bool {
+        self.0.len() > 1
+            || self.0.iter().any(|url| {
+                url.starts_with("redis-cluster://") || url.starts_with("rediss-cluster://")
+            })
+    }
+
+    /// The URLs joined with `,`, each with its user and password replaced by
+    /// `***`: safe to log.
+    pub fn redacted(&self) -> String {
+        self.0
+            .iter()
+            .map(|url| redact_url(url))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl<'de> Deserialize<'de> for RedisUrls {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct UrlsVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for UrlsVisitor {
+            type Value = RedisUrls;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a Redis URL string or an array of URL strings")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<RedisUrls, E> {
+                Ok(RedisUrls(vec![value.to_owned()]))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, value: String) -> Result<RedisUrls, E> {
+                Ok(RedisUrls(vec![value]))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RedisUrls, A::Error> {
+                let mut urls = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(url) = seq.next_element::<String>()? {
+                    urls.push(url);
+                }
+                Ok(RedisUrls(urls))
+            }
+        }
+
+        deserializer.deserialize_any(UrlsVisitor)
+    }
+}
+
+/// `url` with the user and password replaced by `***`: everything between the
+/// scheme and the last `@` (the last one, so that a password containing `@`
+/// or `/` never shows; a rare `@` later in the URL only hides more).
+fn redact_url(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    match url[start..].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
+        None => url.to_owned(),
+    }
 }
 
 impl Default for ServerConfig {
@@ -168,6 +443,8 @@ impl Default for ServerConfig {
             max_message_size_kb: DEFAULT_MAX_MESSAGE_SIZE_KB,
             max_outbound_queue: DEFAULT_MAX_OUTBOUND_QUEUE,
             api_timestamp_tolerance_secs: DEFAULT_API_TIMESTAMP_TOLERANCE_SECS,
+            role: Role::All,
+            node_id: None,
         }
     }
 }
@@ -299,6 +576,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             server: ServerConfig::default(),
+            cluster: ClusterConfig::default(),
             apps: default_apps(),
         }
     }
@@ -433,9 +711,13 @@ impl Config {
         Config::from_toml_str(&text, env)
     }
 
-    /// Check the values: timeouts and sizes at least 1, at least one app,
-    /// app ids and keys non-empty, URL-safe and unique, secrets non-empty,
-    /// app limits in range. A port of 0 (pick a free port) is allowed.
+    /// Check the values: timeouts and sizes at least 1, `server.node_id` (when
+    /// set) and `cluster.prefix` short and made of safe characters, Redis
+    /// URLs with a supported scheme, `cluster.node_timeout_ms` at least 1000,
+    /// at least one app, app ids and keys non-empty, URL-safe and unique,
+    /// secrets non-empty, app limits in range. A port of 0 (pick a free port)
+    /// is allowed. The cluster keys are checked whatever the backend, so a
+    /// mistake shows before the backend is switched to `redis`.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let server = &self.server;
         if server.host.is_empty() {
@@ -449,6 +731,32 @@ impl Config {
             "server.api_timestamp_tolerance_secs",
             server.api_timestamp_tolerance_secs,
         )?;
+        if let Some(node_id) = &server.node_id {
+            check_name(
+                "server.node_id",
+                node_id,
+                ID_EXTRA_CHARS,
+                MAX_NODE_ID_LENGTH,
+            )?;
+        }
+
+        let cluster = &self.cluster;
+        check_redis_urls("cluster.redis_url", &cluster.redis_url)?;
+        check_name(
+            "cluster.prefix",
+            &cluster.prefix,
+            PREFIX_EXTRA_CHARS,
+            MAX_CLUSTER_PREFIX_LENGTH,
+        )?;
+        if cluster.node_timeout_ms < MIN_NODE_TIMEOUT_MS {
+            return Err(invalid(
+                "cluster.node_timeout_ms",
+                format!(
+                    "must be at least {MIN_NODE_TIMEOUT_MS}, got {}",
+                    cluster.node_timeout_ms
+                ),
+            ));
+        }
 
         if self.apps.is_empty() {
             return Err(invalid(
@@ -513,22 +821,165 @@ fn at_least_one<T: PartialEq + Default>(key: &str, value: T) -> Result<(), Confi
     }
 }
 
+/// Characters allowed in ids, keys and node ids besides ASCII letters and
+/// digits.
+const ID_EXTRA_CHARS: &[char] = &['_', '.', '-'];
+/// Characters allowed in `cluster.prefix` besides ASCII letters and digits.
+/// No braces: Redis keys use hash tags `{...}`.
+const PREFIX_EXTRA_CHARS: &[char] = &['_', '.', ':', '-'];
+
 /// Ids and keys appear in URLs: non-empty, only `A-Z a-z 0-9 _ . -`.
 fn check_identifier(key: &str, value: &str) -> Result<(), ConfigError> {
+    check_name(key, value, ID_EXTRA_CHARS, usize::MAX)
+}
+
+/// Non-empty, at most `max_len` characters, only ASCII letters, digits and
+/// `extra`.
+fn check_name(key: &str, value: &str, extra: &[char], max_len: usize) -> Result<(), ConfigError> {
     if value.is_empty() {
         return Err(invalid(key, "must not be empty"));
     }
-    match value
+    if let Some(bad) = value
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+        .find(|c| !(c.is_ascii_alphanumeric() || extra.contains(c)))
     {
-        Some(bad) => Err(invalid(
+        let quoted: Vec<String> = extra.iter().map(|c| format!("{c:?}")).collect();
+        let allowed = match quoted.split_last() {
+            Some((last, [])) => format!("A-Z, a-z, 0-9 and {last}"),
+            Some((last, rest)) => format!("A-Z, a-z, 0-9, {} and {last}", rest.join(", ")),
+            None => "A-Z, a-z and 0-9".to_owned(),
+        };
+        let hint = if matches!(bad, '{' | '}') {
+            "; braces are reserved for Redis hash tags"
+        } else {
+            ""
+        };
+        return Err(invalid(
             key,
-            format!(
-                "invalid character {bad:?} in {value:?} (only A-Z, a-z, 0-9, '_', '.' and '-' are allowed)"
-            ),
-        )),
-        None => Ok(()),
+            format!("invalid character {bad:?} in {value:?} (only {allowed} are allowed{hint})"),
+        ));
+    }
+    let length = value.chars().count();
+    if length > max_len {
+        return Err(invalid(
+            key,
+            format!("must be at most {max_len} characters, got {length}"),
+        ));
+    }
+    Ok(())
+}
+
+/// At least one URL, each with a supported scheme and something after it; a
+/// list of several is the seed nodes of a Redis Cluster: `redis://` or
+/// `rediss://` entries, all with the same scheme. URLs are shown redacted.
+fn check_redis_urls(key: &str, urls: &RedisUrls) -> Result<(), ConfigError> {
+    let urls = urls.urls();
+    if urls.is_empty() {
+        return Err(invalid(
+            key,
+            "at least one URL is required (a string, or an array of Redis Cluster seed URLs)",
+        ));
+    }
+    let several = urls.len() > 1;
+    let mut first_scheme: Option<&str> = None;
+    for (index, url) in urls.iter().enumerate() {
+        let at = if several {
+            format!("{key}[{index}]")
+        } else {
+            key.to_owned()
+        };
+        let shown = redact_url(url);
+        if url.is_empty() {
+            return Err(invalid(at, "must not be empty"));
+        }
+        if url.chars().any(char::is_whitespace) {
+            return Err(invalid(
+                at,
+                format!("URL {shown:?} must not contain whitespace"),
+            ));
+        }
+        if url.starts_with("unix:")
+            || url.starts_with("redis+unix:")
+            || url.starts_with("rediss+unix:")
+        {
+            return Err(invalid(
+                at,
+                format!(
+                    "unsupported URL {shown:?}: unix:// sockets are not supported (use \
+                     redis://host:port or rediss://host:port)"
+                ),
+            ));
+        }
+        let Some(scheme) = REDIS_URL_SCHEMES
+            .iter()
+            .copied()
+            .find(|scheme| url.starts_with(scheme))
+        else {
+            return Err(invalid(
+                at,
+                format!(
+                    "unsupported URL {shown:?}: must start with {}",
+                    join_or(REDIS_URL_SCHEMES)
+                ),
+            ));
+        };
+        let rest = &url[scheme.len()..];
+        if rest.is_empty() {
+            return Err(invalid(
+                at,
+                format!("URL {shown:?} has no host after {scheme}"),
+            ));
+        }
+        if scheme.contains("+sentinel") {
+            let hosts_and_path = rest.rsplit_once('@').map_or(rest, |(_, after)| after);
+            let service = hosts_and_path
+                .split_once('/')
+                .and_then(|(_, path)| path.split('/').find(|part| !part.is_empty()));
+            if service.is_none() {
+                return Err(invalid(
+                    at,
+                    format!(
+                        "URL {shown:?} needs the Sentinel service name as its path, e.g. \
+                         {scheme}host:26379/mymaster"
+                    ),
+                ));
+            }
+        }
+        if several {
+            if !REDIS_CLUSTER_SEED_SCHEMES.contains(&scheme) {
+                return Err(invalid(
+                    at,
+                    format!(
+                        "{shown:?} cannot be in a list: several URLs are the seed nodes of a \
+                         Redis Cluster and must all start with {}",
+                        join_or(REDIS_CLUSTER_SEED_SCHEMES)
+                    ),
+                ));
+            }
+            match first_scheme {
+                None => first_scheme = Some(scheme),
+                Some(first) if first != scheme => {
+                    return Err(invalid(
+                        at,
+                        format!(
+                            "{shown:?} uses {scheme} but {key}[0] uses {first}: the seed \
+                             nodes of one Redis Cluster use the same scheme"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `a, b or c`.
+fn join_or(items: &[&str]) -> String {
+    match items.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
     }
 }
 
@@ -601,17 +1052,36 @@ fn format_serde_path(path: &serde_path_to_error::Path) -> String {
 /// instead of `[[apps]]`.
 fn check_document(doc: &toml::Table) -> Result<(), ConfigError> {
     check_keys(doc, "", ROOT_KEYS)?;
-    if let Some(server) = doc.get("server") {
-        let table = server.as_table().ok_or_else(|| {
-            invalid(
-                "server",
-                format!(
-                    "must be a table (a [server] section), found {}",
-                    server.type_str()
-                ),
-            )
-        })?;
-        check_keys(table, "server", SERVER_KEYS)?;
+    for (section, keys) in [("server", SERVER_KEYS), ("cluster", CLUSTER_KEYS)] {
+        if let Some(value) = doc.get(section) {
+            let table = value.as_table().ok_or_else(|| {
+                invalid(
+                    section,
+                    format!(
+                        "must be a table (a [{section}] section), found {}",
+                        value.type_str()
+                    ),
+                )
+            })?;
+            check_keys(table, section, keys)?;
+        }
+    }
+    // The derived enum deserializer reports a non-string as "invalid type:
+    // unit variant, expected string only"; name the allowed values instead.
+    for (section, key, allowed) in [
+        ("server", "role", "\"all\", \"push\" or \"api\""),
+        ("cluster", "backend", "\"local\" or \"redis\""),
+    ] {
+        let value = doc
+            .get(section)
+            .and_then(toml::Value::as_table)
+            .and_then(|table| table.get(key));
+        if let Some(value) = value.filter(|value| !value.is_str()) {
+            return Err(invalid(
+                format!("{section}.{key}"),
+                format!("must be {allowed}, found {}", value.type_str()),
+            ));
+        }
     }
     if let Some(apps) = doc.get("apps") {
         let apps = apps.as_array().ok_or_else(|| {
@@ -824,12 +1294,23 @@ fn apply_env_override(
     Ok(())
 }
 
-/// The TOML value of an environment variable: verbatim for string keys,
-/// otherwise an integer, float or boolean when it parses as one, else a string.
+/// The TOML value of an environment variable: verbatim for string keys (a
+/// comma-separated list of URLs in `cluster.redis_url` becomes an array, see
+/// [`split_url_list`]), otherwise an integer, float or boolean when it parses as one,
+/// else a string.
 fn env_value(levels: &[String], raw: &str) -> toml::Value {
     let levels: Vec<&str> = levels.iter().map(String::as_str).collect();
     let string_key = match levels.as_slice() {
-        ["server", "host"] => true,
+        ["cluster", "redis_url"] if raw.contains(',') => {
+            let urls = split_url_list(raw);
+            if urls.len() > 1 {
+                return toml::Value::Array(urls.into_iter().map(toml::Value::String).collect());
+            }
+            true // One URL with commas in it: verbatim.
+        }
+        ["server", "host" | "role" | "node_id"]
+        | ["cluster", "backend" | "redis_url" | "prefix"] => true,
+        ["cluster", "redis_url", index] => parse_index(index).is_some(),
         ["apps", index, "id" | "key" | "secret"] => parse_index(index).is_some(),
         _ => false,
     };
@@ -844,6 +1325,26 @@ fn env_value(levels: &[String], raw: &str) -> toml::Value {
         }
     }
     toml::Value::String(raw.to_owned())
+}
+
+/// Splits a comma-separated list of URLs, trimming blanks around entries. A
+/// comma starts a new entry when what follows is another URL (contains
+/// `://`) or is blank (an empty entry, reported by validation); other commas
+/// stay in the URL verbatim, as in the host list of
+/// `redis+sentinel://h1:26379,h2:26379/mymaster` or in a password.
+fn split_url_list(raw: &str) -> Vec<String> {
+    let mut urls: Vec<String> = Vec::new();
+    for piece in raw.split(',') {
+        let starts_entry = piece.trim().is_empty() || piece.contains("://");
+        match urls.last_mut() {
+            Some(last) if !starts_entry && !last.trim().is_empty() => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => urls.push(piece.to_owned()),
+        }
+    }
+    urls.iter().map(|url| url.trim().to_owned()).collect()
 }
 
 /// Names the environment variable behind the key an error is about: the one
@@ -926,6 +1427,22 @@ mod tests {
         assert_eq!(config.server.max_message_size_kb, 64);
         assert_eq!(config.server.max_message_size_bytes(), 65536);
         assert_eq!(config.server.max_outbound_queue, 1024);
+        assert_eq!(config.server.role, Role::All);
+        assert!(config.server.role.serves_websocket());
+        assert!(config.server.role.serves_api());
+        assert_eq!(config.server.node_id, None);
+        assert_eq!(config.cluster.backend, Backend::Local);
+        assert_eq!(
+            config.cluster.redis_url,
+            RedisUrls(vec!["redis://127.0.0.1:6379".to_owned()])
+        );
+        assert!(!config.cluster.redis_url.is_cluster());
+        assert_eq!(config.cluster.prefix, "warren");
+        assert_eq!(config.cluster.node_timeout_ms, 5000);
+        assert_eq!(
+            config.cluster.node_timeout(),
+            std::time::Duration::from_secs(5)
+        );
         assert_eq!(config.apps.len(), 1);
         let app = &config.apps[0];
         assert_eq!(
@@ -949,7 +1466,12 @@ mod tests {
         let config = parse(ONE_APP, &[]);
         assert_eq!(config.apps, vec![AppConfig::new("a1", "k1", "s1")]);
         assert_eq!(config.server, ServerConfig::default());
+        assert_eq!(config.cluster, ClusterConfig::default());
         assert!(!config.uses_demo_secret());
+
+        // An empty [cluster] section is the same as none.
+        let config = parse(&format!("[cluster]\n{ONE_APP}"), &[]);
+        assert_eq!(config.cluster, ClusterConfig::default());
     }
 
     #[test]
@@ -962,6 +1484,14 @@ mod tests {
             pong_timeout = 5
             max_message_size_kb = 128
             max_outbound_queue = 16
+            role = "push"
+            node_id = "push-1.eu_west"
+
+            [cluster]
+            backend = "redis"
+            redis_url = "rediss://:p4ss@redis.internal:6380/0"
+            prefix = "warren:prod"
+            node_timeout_ms = 2500
 
             [[apps]]
             id = "123456"
@@ -992,6 +1522,14 @@ mod tests {
                 max_message_size_kb: 128,
                 max_outbound_queue: 16,
                 api_timestamp_tolerance_secs: 600,
+                role: Role::Push,
+                node_id: Some("push-1.eu_west".to_owned()),
+            },
+            cluster: ClusterConfig {
+                backend: Backend::Redis,
+                redis_url: RedisUrls(vec!["rediss://:p4ss@redis.internal:6380/0".to_owned()]),
+                prefix: "warren:prod".to_owned(),
+                node_timeout_ms: 2500,
             },
             apps: vec![
                 AppConfig {
@@ -1115,11 +1653,19 @@ mod tests {
             error("[server]\nprot = 6001\n", &[]),
             "invalid configuration: unknown key `server.prot` (expected one of host, port, \
              activity_timeout, pong_timeout, max_message_size_kb, max_outbound_queue, \
-             api_timestamp_tolerance_secs)"
+             api_timestamp_tolerance_secs, role, node_id)"
         );
         assert_eq!(
             error("[sever]\nport = 6001\n", &[]),
-            "invalid configuration: unknown key `sever` (expected one of server, apps)"
+            "invalid configuration: unknown key `sever` (expected one of server, cluster, apps)"
+        );
+        assert_eq!(
+            error(
+                "[cluster]\nbackend = \"redis\"\nredis_urls = \"redis://h\"\n",
+                &[]
+            ),
+            "invalid configuration: unknown key `cluster.redis_urls` (expected one of backend, \
+             redis_url, prefix, node_timeout_ms)"
         );
         let message = error(&format!("{ONE_APP}\nsecert = \"x\"\n"), &[]);
         assert!(
@@ -1136,12 +1682,17 @@ mod tests {
             error(ONE_APP, &[("WARREN_SERVER__PROT", "7001")]),
             "invalid configuration: WARREN_SERVER__PROT: unknown key `server.prot` (expected one \
              of host, port, activity_timeout, pong_timeout, max_message_size_kb, \
-             max_outbound_queue, api_timestamp_tolerance_secs)"
+             max_outbound_queue, api_timestamp_tolerance_secs, role, node_id)"
         );
         assert_eq!(
             error(ONE_APP, &[("WARREN_SRVER__PORT", "7001")]),
             "invalid configuration: WARREN_SRVER__PORT: unknown key `srver` (expected one of \
-             server, apps)"
+             server, cluster, apps)"
+        );
+        assert_eq!(
+            error(ONE_APP, &[("WARREN_CLUSTER__TIMEOUT_MS", "3000")]),
+            "invalid configuration: WARREN_CLUSTER__TIMEOUT_MS: unknown key \
+             `cluster.timeout_ms` (expected one of backend, redis_url, prefix, node_timeout_ms)"
         );
         let message = error(ONE_APP, &[("WARREN_APPS__0__SECERT", "x")]);
         assert!(
@@ -1344,6 +1895,526 @@ mod tests {
         );
     }
 
+    #[test]
+    fn role() {
+        for (name, role, websocket, api) in [
+            ("all", Role::All, true, true),
+            ("push", Role::Push, true, false),
+            ("api", Role::Api, false, true),
+        ] {
+            let config = parse(&format!("[server]\nrole = \"{name}\"\n"), &[]);
+            assert_eq!(config.server.role, role);
+            assert_eq!(role.serves_websocket(), websocket, "{name}");
+            assert_eq!(role.serves_api(), api, "{name}");
+            assert_eq!(role.to_string(), name);
+        }
+        assert_eq!(
+            error("[server]\nrole = \"both\"\n", &[]),
+            "invalid configuration: server.role: unknown variant `both`, expected one of `all`, \
+             `push`, `api`"
+        );
+        assert_eq!(
+            error("[server]\nrole = \"API\"\n", &[]),
+            "invalid configuration: server.role: unknown variant `API`, expected one of `all`, \
+             `push`, `api`"
+        );
+        assert_eq!(
+            error("[server]\nrole = 1\n", &[]),
+            "invalid configuration: server.role: must be \"all\", \"push\" or \"api\", found \
+             integer"
+        );
+        assert_eq!(
+            error("[server]\nrole = [\"api\"]\n", &[]),
+            "invalid configuration: server.role: must be \"all\", \"push\" or \"api\", found \
+             array"
+        );
+    }
+
+    #[test]
+    fn node_id() {
+        let config = parse("[server]\nnode_id = \"node-1.eu_west\"\n", &[]);
+        assert_eq!(config.server.node_id.as_deref(), Some("node-1.eu_west"));
+        let longest = "n".repeat(64);
+        let config = parse(&format!("[server]\nnode_id = \"{longest}\"\n"), &[]);
+        assert_eq!(config.server.node_id, Some(longest));
+
+        assert_eq!(
+            error("[server]\nnode_id = \"\"\n", &[]),
+            "invalid configuration: server.node_id: must not be empty"
+        );
+        assert_eq!(
+            error("[server]\nnode_id = \"node 1\"\n", &[]),
+            "invalid configuration: server.node_id: invalid character ' ' in \"node 1\" (only \
+             A-Z, a-z, 0-9, '_', '.' and '-' are allowed)"
+        );
+        assert_eq!(
+            error("[server]\nnode_id = \"n:1\"\n", &[]),
+            "invalid configuration: server.node_id: invalid character ':' in \"n:1\" (only A-Z, \
+             a-z, 0-9, '_', '.' and '-' are allowed)"
+        );
+        assert_eq!(
+            error(
+                &format!("[server]\nnode_id = \"{}\"\n", "n".repeat(65)),
+                &[]
+            ),
+            "invalid configuration: server.node_id: must be at most 64 characters, got 65"
+        );
+        let message = error("[server]\nnode_id = 7\n", &[]);
+        assert!(
+            message.starts_with("invalid configuration: server.node_id: invalid type: integer `7`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn backend() {
+        let config = parse("[cluster]\nbackend = \"redis\"\n", &[]);
+        assert_eq!(config.cluster.backend, Backend::Redis);
+        assert_eq!(Backend::Redis.to_string(), "redis");
+        let config = parse("[cluster]\nbackend = \"local\"\n", &[]);
+        assert_eq!(config.cluster.backend, Backend::Local);
+        assert_eq!(
+            error("[cluster]\nbackend = \"memory\"\n", &[]),
+            "invalid configuration: cluster.backend: unknown variant `memory`, expected `local` \
+             or `redis`"
+        );
+        assert_eq!(
+            error("[cluster]\nbackend = true\n", &[]),
+            "invalid configuration: cluster.backend: must be \"local\" or \"redis\", found \
+             boolean"
+        );
+        assert_eq!(
+            error("cluster = \"redis\"\n", &[]),
+            "invalid configuration: cluster: must be a table (a [cluster] section), found string"
+        );
+    }
+
+    #[test]
+    fn redis_url_accepted_forms() {
+        for url in [
+            "redis://127.0.0.1:6379",
+            "redis://:secret@redis.internal:6379/2",
+            "rediss://user:secret@redis.internal:6380",
+            "redis+sentinel://sentinel-1:26379/mymaster",
+            "redis+sentinel://:pw@sentinel-1:26379,sentinel-2:26379/mymaster/2",
+            "rediss+sentinel://sentinel-1:26379/mymaster",
+            "redis-sentinel://sentinel-1:26379/0?sentinelServiceName=mymaster",
+            "rediss-sentinel://sentinel-1:26379/0?sentinelServiceName=mymaster",
+            "redis-cluster://node-1:30000?node=node-2:30001",
+            "rediss-cluster://node-1:30000",
+        ] {
+            let config = parse(&format!("[cluster]\nredis_url = \"{url}\"\n"), &[]);
+            assert_eq!(config.cluster.redis_url, RedisUrls(vec![url.to_owned()]));
+            assert_eq!(
+                config.cluster.redis_url.is_cluster(),
+                url.contains("-cluster://"),
+                "{url}"
+            );
+        }
+
+        // A list is the seed nodes of a Redis Cluster.
+        let text = r#"
+            [cluster]
+            backend = "redis"
+            redis_url = ["redis://10.0.0.1:6379", "redis://10.0.0.2:6379", "redis://10.0.0.3:6379"]
+        "#;
+        let config = parse(text, &[]);
+        assert_eq!(
+            config.cluster.redis_url.urls(),
+            [
+                "redis://10.0.0.1:6379",
+                "redis://10.0.0.2:6379",
+                "redis://10.0.0.3:6379"
+            ]
+        );
+        assert!(config.cluster.redis_url.is_cluster());
+        let text = "[cluster]\nredis_url = [\"rediss://a:1\", \"rediss://b:2\"]\n";
+        assert_eq!(parse(text, &[]).cluster.redis_url.urls().len(), 2);
+        // A list of one URL is that URL, whatever its scheme.
+        let text = "[cluster]\nredis_url = [\"redis-sentinel://s:26379\"]\n";
+        assert_eq!(
+            parse(text, &[]).cluster.redis_url,
+            RedisUrls(vec!["redis-sentinel://s:26379".to_owned()])
+        );
+    }
+
+    #[test]
+    fn redis_url_rejected() {
+        let check = |value: &str, expected: &str| {
+            assert_eq!(
+                error(&format!("[cluster]\nredis_url = {value}\n"), &[]),
+                format!("invalid configuration: {expected}"),
+                "redis_url = {value}"
+            );
+        };
+        check(
+            "[]",
+            "cluster.redis_url: at least one URL is required (a string, or an array of Redis \
+             Cluster seed URLs)",
+        );
+        check("\"\"", "cluster.redis_url: must not be empty");
+        check(
+            "\"unix:///var/run/redis.sock\"",
+            "cluster.redis_url: unsupported URL \"unix:///var/run/redis.sock\": unix:// sockets \
+             are not supported (use redis://host:port or rediss://host:port)",
+        );
+        check(
+            "\"redis+unix:///var/run/redis.sock\"",
+            "cluster.redis_url: unsupported URL \"redis+unix:///var/run/redis.sock\": unix:// \
+             sockets are not supported (use redis://host:port or rediss://host:port)",
+        );
+        let schemes = "redis://, rediss://, redis+sentinel://, rediss+sentinel://, \
+                       redis-sentinel://, rediss-sentinel://, redis-cluster:// or \
+                       rediss-cluster://";
+        check(
+            "\"127.0.0.1:6379\"",
+            &format!(
+                "cluster.redis_url: unsupported URL \"127.0.0.1:6379\": must start with {schemes}"
+            ),
+        );
+        check(
+            "\"http://redis:6379\"",
+            &format!(
+                "cluster.redis_url: unsupported URL \"http://redis:6379\": must start with \
+                 {schemes}"
+            ),
+        );
+        check(
+            "\"REDIS://redis:6379\"",
+            &format!(
+                "cluster.redis_url: unsupported URL \"REDIS://redis:6379\": must start with \
+                 {schemes}"
+            ),
+        );
+        check(
+            "\"redis://\"",
+            "cluster.redis_url: URL \"redis://\" has no host after redis://",
+        );
+        check(
+            "\"redis+sentinel://s1:26379,s2:26379\"",
+            "cluster.redis_url: URL \"redis+sentinel://s1:26379,s2:26379\" needs the Sentinel \
+             service name as its path, e.g. redis+sentinel://host:26379/mymaster",
+        );
+        check(
+            "\"rediss+sentinel://:a/b@s1:26379/\"",
+            "cluster.redis_url: URL \"rediss+sentinel://***@s1:26379/\" needs the Sentinel \
+             service name as its path, e.g. rediss+sentinel://host:26379/mymaster",
+        );
+        check(
+            "\"redis://host :6379\"",
+            "cluster.redis_url: URL \"redis://host :6379\" must not contain whitespace",
+        );
+        // Credentials never appear in messages.
+        check(
+            "\"valkey://admin:hunter2@redis:6379\"",
+            &format!(
+                "cluster.redis_url: unsupported URL \"valkey://***@redis:6379\": must start with \
+                 {schemes}"
+            ),
+        );
+        // Lists: only Redis Cluster seeds, all with one scheme.
+        check(
+            "[\"redis://a:1\", \"redis-sentinel://b:2\"]",
+            "cluster.redis_url[1]: \"redis-sentinel://b:2\" cannot be in a list: several URLs \
+             are the seed nodes of a Redis Cluster and must all start with redis:// or rediss://",
+        );
+        check(
+            "[\"redis-cluster://:pw@a:1\", \"redis://b:2\"]",
+            "cluster.redis_url[0]: \"redis-cluster://***@a:1\" cannot be in a list: several \
+             URLs are the seed nodes of a Redis Cluster and must all start with redis:// or \
+             rediss://",
+        );
+        check(
+            "[\"redis://a:1\", \"rediss://b:2\"]",
+            "cluster.redis_url[1]: \"rediss://b:2\" uses rediss:// but cluster.redis_url[0] \
+             uses redis://: the seed nodes of one Redis Cluster use the same scheme",
+        );
+        check(
+            "[\"redis://a:1\", \"unix:///tmp/r.sock\"]",
+            "cluster.redis_url[1]: unsupported URL \"unix:///tmp/r.sock\": unix:// sockets are \
+             not supported (use redis://host:port or rediss://host:port)",
+        );
+        check(
+            "[\"redis://a:1\", \"\"]",
+            "cluster.redis_url[1]: must not be empty",
+        );
+        // Wrong types.
+        check(
+            "6379",
+            "cluster.redis_url: invalid type: integer `6379`, expected a Redis URL string or an \
+             array of URL strings",
+        );
+        check(
+            "[\"redis://a:1\", 2]",
+            "cluster.redis_url[1]: invalid type: integer `2`, expected a string",
+        );
+    }
+
+    #[test]
+    fn redis_urls_redacted() {
+        assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+        assert_eq!(redact_url("redis://:pw@h:1/0"), "redis://***@h:1/0");
+        assert_eq!(redact_url("rediss://u:p@ss@h:1"), "rediss://***@h:1");
+        assert_eq!(redact_url("redis://u:p/w@h:1"), "redis://***@h:1");
+        assert_eq!(redact_url("u:p@h:1"), "***@h:1");
+        let urls = RedisUrls(vec!["redis://:pw@a:1".to_owned(), "redis://b:2".to_owned()]);
+        assert_eq!(urls.redacted(), "redis://***@a:1,redis://b:2");
+    }
+
+    #[test]
+    fn prefix() {
+        let config = parse("[cluster]\nprefix = \"warren:prod-eu_1.v2\"\n", &[]);
+        assert_eq!(config.cluster.prefix, "warren:prod-eu_1.v2");
+        let longest = "p".repeat(64);
+        let config = parse(&format!("[cluster]\nprefix = \"{longest}\"\n"), &[]);
+        assert_eq!(config.cluster.prefix, longest);
+
+        assert_eq!(
+            error("[cluster]\nprefix = \"\"\n", &[]),
+            "invalid configuration: cluster.prefix: must not be empty"
+        );
+        assert_eq!(
+            error("[cluster]\nprefix = \"w{1}\"\n", &[]),
+            "invalid configuration: cluster.prefix: invalid character '{' in \"w{1}\" (only \
+             A-Z, a-z, 0-9, '_', '.', ':' and '-' are allowed; braces are reserved for Redis \
+             hash tags)"
+        );
+        assert_eq!(
+            error("[cluster]\nprefix = \"warren/prod\"\n", &[]),
+            "invalid configuration: cluster.prefix: invalid character '/' in \"warren/prod\" \
+             (only A-Z, a-z, 0-9, '_', '.', ':' and '-' are allowed)"
+        );
+        assert_eq!(
+            error(
+                &format!("[cluster]\nprefix = \"{}\"\n", "p".repeat(65)),
+                &[]
+            ),
+            "invalid configuration: cluster.prefix: must be at most 64 characters, got 65"
+        );
+    }
+
+    #[test]
+    fn node_timeout_ms() {
+        let config = parse("[cluster]\nnode_timeout_ms = 1000\n", &[]);
+        assert_eq!(config.cluster.node_timeout_ms, 1000);
+        for value in [0, 999] {
+            assert_eq!(
+                error(&format!("[cluster]\nnode_timeout_ms = {value}\n"), &[]),
+                format!(
+                    "invalid configuration: cluster.node_timeout_ms: must be at least 1000, got \
+                     {value}"
+                )
+            );
+        }
+        assert_eq!(
+            error("[cluster]\nnode_timeout_ms = -1\n", &[]),
+            "invalid configuration: cluster.node_timeout_ms: invalid value: integer `-1`, \
+             expected u64"
+        );
+    }
+
+    #[test]
+    fn env_overrides_cluster_keys() {
+        let config = parse(
+            ONE_APP,
+            &[
+                ("WARREN_SERVER__ROLE", "api"),
+                ("WARREN_SERVER__NODE_ID", "n1"),
+                ("WARREN_CLUSTER__BACKEND", "redis"),
+                ("WARREN_CLUSTER__REDIS_URL", "redis://h:1"),
+                ("WARREN_CLUSTER__PREFIX", "x"),
+                ("WARREN_CLUSTER__NODE_TIMEOUT_MS", "3000"),
+            ],
+        );
+        assert_eq!(config.server.role, Role::Api);
+        assert_eq!(config.server.node_id.as_deref(), Some("n1"));
+        assert_eq!(
+            config.cluster,
+            ClusterConfig {
+                backend: Backend::Redis,
+                redis_url: RedisUrls(vec!["redis://h:1".to_owned()]),
+                prefix: "x".to_owned(),
+                node_timeout_ms: 3000,
+            }
+        );
+
+        // Overrides replace values from the file.
+        let text = format!(
+            "[server]\nrole = \"push\"\nnode_id = \"file\"\n[cluster]\nbackend = \"local\"\n\
+             redis_url = [\"redis://a:1\", \"redis://b:2\"]\nprefix = \"f\"\n{ONE_APP}"
+        );
+        let config = parse(
+            &text,
+            &[
+                ("WARREN_SERVER__ROLE", "all"),
+                ("WARREN_SERVER__NODE_ID", "env"),
+                ("WARREN_CLUSTER__BACKEND", "redis"),
+                ("WARREN_CLUSTER__REDIS_URL", "rediss://c:3"),
+            ],
+        );
+        assert_eq!(config.server.role, Role::All);
+        assert_eq!(config.server.node_id.as_deref(), Some("env"));
+        assert_eq!(config.cluster.backend, Backend::Redis);
+        assert_eq!(
+            config.cluster.redis_url,
+            RedisUrls(vec!["rediss://c:3".to_owned()])
+        );
+        assert_eq!(config.cluster.prefix, "f");
+
+        // Text keys take the value verbatim even when it looks like a number
+        // or a boolean.
+        let config = parse(
+            "",
+            &[
+                ("WARREN_SERVER__NODE_ID", "007"),
+                ("WARREN_CLUSTER__PREFIX", "1.5"),
+            ],
+        );
+        assert_eq!(config.server.node_id.as_deref(), Some("007"));
+        assert_eq!(config.cluster.prefix, "1.5");
+        assert_eq!(
+            error("", &[("WARREN_SERVER__ROLE", "true")]),
+            "invalid configuration: WARREN_SERVER__ROLE: server.role: unknown variant `true`, \
+             expected one of `all`, `push`, `api`"
+        );
+
+        // Errors name the variable.
+        assert_eq!(
+            error(ONE_APP, &[("WARREN_CLUSTER__BACKEND", "memory")]),
+            "invalid configuration: WARREN_CLUSTER__BACKEND: cluster.backend: unknown variant \
+             `memory`, expected `local` or `redis`"
+        );
+        assert_eq!(
+            error(ONE_APP, &[("WARREN_SERVER__NODE_ID", "a b")]),
+            "invalid configuration: WARREN_SERVER__NODE_ID: server.node_id: invalid character \
+             ' ' in \"a b\" (only A-Z, a-z, 0-9, '_', '.' and '-' are allowed)"
+        );
+        assert_eq!(
+            error(ONE_APP, &[("WARREN_CLUSTER__PREFIX", "{x}")]),
+            "invalid configuration: WARREN_CLUSTER__PREFIX: cluster.prefix: invalid character \
+             '{' in \"{x}\" (only A-Z, a-z, 0-9, '_', '.', ':' and '-' are allowed; braces are \
+             reserved for Redis hash tags)"
+        );
+        assert_eq!(
+            error(ONE_APP, &[("WARREN_CLUSTER__NODE_TIMEOUT_MS", "500")]),
+            "invalid configuration: WARREN_CLUSTER__NODE_TIMEOUT_MS: cluster.node_timeout_ms: \
+             must be at least 1000, got 500"
+        );
+        assert_eq!(
+            error(ONE_APP, &[("WARREN_CLUSTER__NODE_TIMEOUT_MS", "5s")]),
+            "invalid configuration: WARREN_CLUSTER__NODE_TIMEOUT_MS: cluster.node_timeout_ms: \
+             invalid type: string \"5s\", expected u64"
+        );
+        assert_eq!(
+            error(
+                ONE_APP,
+                &[("WARREN_CLUSTER__REDIS_URL", "unix:///tmp/r.sock")]
+            ),
+            "invalid configuration: WARREN_CLUSTER__REDIS_URL: cluster.redis_url: unsupported \
+             URL \"unix:///tmp/r.sock\": unix:// sockets are not supported (use \
+             redis://host:port or rediss://host:port)"
+        );
+    }
+
+    #[test]
+    fn env_override_redis_url_list() {
+        // A comma-separated value is a list; blanks around entries are trimmed.
+        let config = parse(
+            ONE_APP,
+            &[(
+                "WARREN_CLUSTER__REDIS_URL",
+                "redis://10.0.0.1:6379, redis://10.0.0.2:6379 ,redis://10.0.0.3:6379",
+            )],
+        );
+        assert_eq!(
+            config.cluster.redis_url.urls(),
+            [
+                "redis://10.0.0.1:6379",
+                "redis://10.0.0.2:6379",
+                "redis://10.0.0.3:6379"
+            ]
+        );
+        assert!(config.cluster.redis_url.is_cluster());
+
+        // The list follows the same rules as one in the file.
+        assert_eq!(
+            error(
+                ONE_APP,
+                &[(
+                    "WARREN_CLUSTER__REDIS_URL",
+                    "redis://a:1,redis-sentinel://b:2"
+                )]
+            ),
+            "invalid configuration: WARREN_CLUSTER__REDIS_URL: cluster.redis_url[1]: \
+             \"redis-sentinel://b:2\" cannot be in a list: several URLs are the seed nodes of a \
+             Redis Cluster and must all start with redis:// or rediss://"
+        );
+        assert_eq!(
+            error(ONE_APP, &[("WARREN_CLUSTER__REDIS_URL", "redis://a:1,")]),
+            "invalid configuration: WARREN_CLUSTER__REDIS_URL: cluster.redis_url[1]: must not \
+             be empty"
+        );
+
+        // Commas inside one URL (a Sentinel host list) do not split it.
+        let sentinel = "redis+sentinel://:pw@s1:26379,s2:26379,s3:26379/mymaster";
+        let config = parse(ONE_APP, &[("WARREN_CLUSTER__REDIS_URL", sentinel)]);
+        assert_eq!(config.cluster.redis_url.urls(), [sentinel]);
+        let config = parse(
+            ONE_APP,
+            &[(
+                "WARREN_CLUSTER__REDIS_URL",
+                "redis://:a,b@h1:1,redis://h2:2",
+            )],
+        );
+        assert_eq!(
+            config.cluster.redis_url.urls(),
+            ["redis://:a,b@h1:1", "redis://h2:2"]
+        );
+        assert_eq!(
+            split_url_list("rediss://:p, w@a:1 , rediss://b:2,"),
+            ["rediss://:p, w@a:1", "rediss://b:2", ""]
+        );
+        assert_eq!(split_url_list(",redis://a:1"), ["", "redis://a:1"]);
+        assert_eq!(
+            error(ONE_APP, &[("WARREN_CLUSTER__REDIS_URL", ",redis://a:1")]),
+            "invalid configuration: WARREN_CLUSTER__REDIS_URL: cluster.redis_url[0]: must not \
+             be empty"
+        );
+
+        // One variable per entry also builds a list.
+        let config = parse(
+            ONE_APP,
+            &[
+                ("WARREN_CLUSTER__REDIS_URL__1", "rediss://b:2"),
+                ("WARREN_CLUSTER__REDIS_URL__0", "rediss://a:1"),
+            ],
+        );
+        assert_eq!(
+            config.cluster.redis_url.urls(),
+            ["rediss://a:1", "rediss://b:2"]
+        );
+        // ... or replaces one entry of the file's list.
+        let text = "[cluster]\nredis_url = [\"redis://a:1\", \"redis://b:2\"]\n";
+        let config = parse(text, &[("WARREN_CLUSTER__REDIS_URL__1", "redis://c:3")]);
+        assert_eq!(
+            config.cluster.redis_url.urls(),
+            ["redis://a:1", "redis://c:3"]
+        );
+    }
+
+    /// `warren.example.toml` is valid and shows every default.
+    #[test]
+    fn example_file_shows_the_defaults() {
+        let text = include_str!("../../../warren.example.toml");
+        let config = parse(text, &[]);
+        assert_eq!(config.server, ServerConfig::default());
+        assert_eq!(config.cluster, ClusterConfig::default());
+        assert_eq!(
+            config.apps,
+            vec![AppConfig::new("app-id", "app-key", "change-me")]
+        );
+    }
+
     /// The key lists used for unknown-key messages match the structs' fields,
     /// in order, as listed by serde's own unknown-field message.
     #[test]
@@ -1362,6 +2433,7 @@ mod tests {
                 .collect()
         }
         assert_eq!(serde_fields::<ServerConfig>(), SERVER_KEYS);
+        assert_eq!(serde_fields::<ClusterConfig>(), CLUSTER_KEYS);
         assert_eq!(serde_fields::<AppConfig>(), APP_KEYS);
         assert_eq!(serde_fields::<Config>(), ROOT_KEYS);
     }

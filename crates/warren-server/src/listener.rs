@@ -73,6 +73,12 @@ async fn route(mut stream: TcpStream, shared: Arc<Shared>, router: axum::Router)
         _ => return,
     };
     match head {
+        Some(Head::WebSocket(_)) if !shared.config.role.serves_websocket() => {
+            let why = "This node serves the HTTP API only (server.role = \"api\")";
+            let _ = stream
+                .write_all(handshake::http_error(404, "Not Found", why).as_bytes())
+                .await;
+        }
         Some(Head::WebSocket(upgrade)) => {
             buf.advance(upgrade.head_len);
             connection::serve(stream, buf, upgrade, shared).await;

@@ -10,14 +10,17 @@ use warren_protocol::SocketId;
 
 use crate::app::{App, AppRegistry, StaticApps};
 use crate::cluster::local::{LocalBroker, LocalState};
+use crate::cluster::redis::{RedisCluster, RedisOptions};
 use crate::cluster::{Broker, ClusterState};
-use crate::config::{Config, ServerConfig};
+use crate::config::{Backend, Config, ServerConfig};
 use crate::hub::Hub;
 use crate::listener;
 
 /// Everything a connection or request handler needs, shared by all of them.
 pub struct Shared {
     pub config: ServerConfig,
+    /// This node's name in the cluster (configured, or generated at start-up).
+    pub node_id: String,
     pub apps: Arc<dyn AppRegistry>,
     pub hub: Arc<Hub>,
     pub broker: Arc<dyn Broker>,
@@ -67,12 +70,35 @@ impl Server {
         let addr = format!("{}:{}", config.server.host, config.server.port);
         let listener = listener::bind(&addr).await?;
         let hub = Arc::new(Hub::new());
+        let node_id = config
+            .server
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()));
+        let (broker, state): (Arc<dyn Broker>, Arc<dyn ClusterState>) = match config.cluster.backend
+        {
+            Backend::Local => (
+                Arc::new(LocalBroker::new(hub.clone())),
+                Arc::new(LocalState::new()),
+            ),
+            Backend::Redis => {
+                let options = RedisOptions {
+                    urls: config.cluster.redis_url.0.clone(),
+                    prefix: config.cluster.prefix.clone(),
+                    node_id: node_id.clone(),
+                    node_timeout: std::time::Duration::from_millis(config.cluster.node_timeout_ms),
+                };
+                let cluster = RedisCluster::connect(options, hub.clone()).await?;
+                (Arc::new(cluster.clone()), Arc::new(cluster))
+            }
+        };
         let (shutdown_tx, shutdown) = watch::channel(false);
         let shared = Arc::new(Shared {
             config: config.server,
+            node_id,
             apps: Arc::new(StaticApps::new(apps)),
-            broker: Arc::new(LocalBroker::new(hub.clone())),
-            state: Arc::new(LocalState::new()),
+            broker,
+            state,
             hub,
             shutdown,
             socket_id_high: u64::from(rand::random::<u32>()),
@@ -83,6 +109,11 @@ impl Server {
             listener,
             shutdown_tx,
         })
+    }
+
+    /// This node's id in the cluster.
+    pub fn node_id(&self) -> &str {
+        &self.shared.node_id
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

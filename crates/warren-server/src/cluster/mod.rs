@@ -9,6 +9,7 @@
 //! [`local`]; a Redis backend implements the same traits for a cluster.
 
 pub mod local;
+pub mod redis;
 
 use async_trait::async_trait;
 use bytes::Bytes;

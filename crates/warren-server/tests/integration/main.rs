@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod client_events;
+mod cluster;
 mod connect;
 mod harness;
 mod http_api;

@@ -1,0 +1,85 @@
+//! Names of every Redis key and pub/sub channel, all under the configured prefix.
+//!
+//! Keys carry Redis Cluster hash tags so that each Lua script only touches one slot:
+//! an app's channel and presence state share the tag `{prefix:app}`, and the node registry
+//! shares `{prefix}`. Pub/sub channel names carry no tag, so that sharded pub/sub spreads the
+//! channels of one app over every shard.
+
+use warren_protocol::{AppId, ChannelName};
+
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+    events_prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            events_prefix: format!("{prefix}:ev:"),
+        }
+    }
+
+    /// The base of every key of one app's state: `{prefix:app}`. Scripts derive the rest:
+    /// `<base>:ch` (occupied channels and their subscription counts), `<base>:s:<channel>`
+    /// (socket -> instance), `<base>:u:<channel>` (socket -> user, presence),
+    /// `<base>:m:<channel>` (user -> connection count), `<base>:i:<channel>` (user -> info),
+    /// `<base>:n:<instance>` (what one node instance contributed: `channel\nsocket`).
+    pub fn app_base(&self, app: &AppId) -> String {
+        format!("{{{}:{}}}", self.prefix, app)
+    }
+
+    /// Sorted set of live node instances, scored by the time (ms) they are due to heartbeat.
+    pub fn nodes(&self) -> String {
+        format!("{{{}}}:nodes", self.prefix)
+    }
+
+    /// Which instance currently holds a node id (guards against two nodes with one id).
+    pub fn node_owner(&self, node_id: &str) -> String {
+        format!("{{{}}}:owner:{node_id}", self.prefix)
+    }
+
+    /// Apps a node instance has contributed state to (what to clean when it dies).
+    pub fn instance_apps(&self, instance: &str) -> String {
+        format!("{{{}}}:apps:{instance}", self.prefix)
+    }
+
+    /// Lock taken by the node that cleans up a dead instance.
+    pub fn reaping(&self, instance: &str) -> String {
+        format!("{{{}}}:reaping:{instance}", self.prefix)
+    }
+
+    /// The pub/sub channel that carries one Pusher channel's events between nodes.
+    pub fn events(&self, app: &AppId, channel: &ChannelName) -> String {
+        format!("{}{}:{}", self.events_prefix, app, channel)
+    }
+
+    /// The inverse of [`Keys::events`]: `(app, channel)` as strings.
+    pub fn parse_events<'a>(&self, name: &'a str) -> Option<(&'a str, &'a str)> {
+        // App ids cannot contain ':', so the first ':' after the prefix ends the app id.
+        name.strip_prefix(&self.events_prefix)?.split_once(':')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_share_hash_tags() {
+        let keys = Keys::new("warren");
+        let app = AppId::parse("app-1").unwrap();
+        let ch = ChannelName::parse("presence-a:b", 200);
+        assert!(ch.is_err(), "':' is not a channel character");
+        let ch = ChannelName::parse("presence-a", 200).unwrap();
+        assert_eq!(keys.app_base(&app), "{warren:app-1}");
+        let ev = keys.events(&app, &ch);
+        assert_eq!(ev, "warren:ev:app-1:presence-a");
+        assert_eq!(keys.parse_events(&ev), Some(("app-1", "presence-a")));
+        assert_eq!(keys.parse_events("other:ev:a:b"), None);
+        assert!(keys.nodes().starts_with("{warren}"));
+        assert!(keys.node_owner("n1").starts_with("{warren}"));
+        assert!(keys.instance_apps("n1~x").starts_with("{warren}"));
+    }
+}

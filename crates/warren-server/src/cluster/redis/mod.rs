@@ -1,0 +1,692 @@
+//! The Redis backend: many nodes behave as one.
+//!
+//! * Fan-out: each Pusher channel has a pub/sub channel; a node subscribes to it while it has
+//!   local subscribers, so nodes only receive the traffic they deliver. In Redis Cluster the
+//!   sharded variants (SPUBLISH/SSUBSCRIBE) spread channels over the shards.
+//! * State: counts and presence members live in Redis, changed by the Lua scripts in
+//!   `scripts`, each subscription recorded under the node *instance* that made it.
+//! * Liveness: instances heartbeat into a sorted set; any node cleans up an instance that
+//!   stopped (`registry`). A node that lost its registration (cut off too long, Redis
+//!   restarted, a state change it could not record) registers as a new instance and records
+//!   its local state again from its mirror of it.
+
+mod keys;
+mod registry;
+mod relay;
+mod scripts;
+mod url;
+mod value;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use dashmap::DashMap;
+use fred::clients::{Client, SubscriberClient};
+use fred::interfaces::{
+    ClientLike, EventInterface, HashesInterface, PubsubInterface, SetsInterface,
+};
+use fred::types::config::ReconnectPolicy;
+use fred::types::Value;
+use parking_lot::Mutex;
+use warren_protocol::presence::PresenceMember;
+use warren_protocol::{outbound, AppId, ChannelName, SocketId, UserId};
+
+use super::{
+    BackendError, Broker, ChannelStats, ClusterState, JoinError, PresenceJoin, PresenceLeave,
+    SubscriptionChange,
+};
+use crate::hub::Hub;
+use crate::ws::frame;
+use keys::Keys;
+use scripts::Scripts;
+
+pub use url::redact as redact_url;
+
+/// How the node connects and identifies itself.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    pub urls: Vec<String>,
+    pub prefix: String,
+    pub node_id: String,
+    /// A node silent this long is declared dead and cleaned up.
+    pub node_timeout: Duration,
+}
+
+/// Longest wait for one Redis command; past it the operation fails (the API answers 503).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// Relayed messages buffered for the dispatcher before the oldest are dropped (and logged).
+const RELAY_BUFFER: usize = 1 << 16;
+/// Channel names from Redis are checked against the protocol's absolute maximum.
+const ANY_NAME_LENGTH: usize = 1000;
+
+/// The Redis implementation of both seams. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisCluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    subscriber: SubscriberClient,
+    sharded: bool,
+    keys: Keys,
+    scripts: Scripts,
+    options: RedisOptions,
+    /// Unique to this process: relayed messages carrying it are our own and are skipped.
+    origin: String,
+    hub: Arc<Hub>,
+    /// The instance id state is recorded under; replaced (write lock) on re-registration,
+    /// read-locked by every state change so none straddles a re-registration.
+    instance: tokio::sync::RwLock<String>,
+    /// Apps already announced under the current instance (`{prefix}:apps:<instance>`).
+    announced_apps: Mutex<std::collections::HashSet<AppId>>,
+    /// What this node contributed, to record again after losing its registration.
+    mirror: Mutex<HashMap<(AppId, ChannelName, SocketId), Option<PresenceMember>>>,
+    /// A change could not be recorded: the state in Redis may be off; re-register.
+    dirty: AtomicBool,
+    /// Pub/sub channels this node listens to, by name.
+    listening: DashMap<String, Arc<Listener>>,
+}
+
+struct Listener {
+    app: AppId,
+    channel: ChannelName,
+    state: tokio::sync::Mutex<ListenState>,
+}
+
+#[derive(Default)]
+struct ListenState {
+    subscribed: bool,
+    /// Removed from `listening`; a caller holding this entry must look again.
+    retired: bool,
+}
+
+impl RedisCluster {
+    /// Connects, registers this node and starts the relay, heartbeat and cleanup tasks.
+    pub async fn connect(options: RedisOptions, hub: Arc<Hub>) -> Result<Self, BackendError> {
+        let config = url::client_config(&options.urls).map_err(BackendError)?;
+        let policy = ReconnectPolicy::new_exponential(0, 100, 1000, 2);
+        let mut builder = fred::types::Builder::from_config(config);
+        builder
+            .set_policy(policy)
+            .with_performance_config(|p| {
+                p.default_command_timeout = COMMAND_TIMEOUT;
+                p.broadcast_channel_capacity = RELAY_BUFFER;
+            })
+            .with_connection_config(|c| {
+                c.connection_timeout = COMMAND_TIMEOUT;
+                c.internal_command_timeout = COMMAND_TIMEOUT;
+                c.max_command_attempts = 1;
+            });
+        let client = builder.build().map_err(backend)?;
+        let subscriber = builder.build_subscriber_client().map_err(backend)?;
+        let shown = options
+            .urls
+            .iter()
+            .map(|u| url::redact(u))
+            .collect::<Vec<_>>()
+            .join(",");
+        tokio::time::timeout(COMMAND_TIMEOUT * 3, async {
+            client.init().await?;
+            subscriber.init().await
+        })
+        .await
+        .map_err(|_| BackendError(format!("cannot reach Redis at {shown}: timed out")))?
+        .map_err(|e| BackendError(format!("cannot reach Redis at {shown}: {e}")))?;
+        let sharded = client.is_clustered();
+        subscriber.manage_subscriptions();
+
+        let origin = format!("{}~{:08x}", options.node_id, rand::random::<u32>());
+        let inner = Arc::new(Inner {
+            sharded,
+            keys: Keys::new(&options.prefix),
+            scripts: Scripts::new(),
+            instance: tokio::sync::RwLock::new(String::new()),
+            announced_apps: Mutex::default(),
+            mirror: Mutex::default(),
+            dirty: AtomicBool::new(false),
+            listening: DashMap::new(),
+            origin,
+            hub,
+            client,
+            subscriber,
+            options,
+        });
+        registry::register_at_start(&inner).await?;
+        spawn_dispatcher(inner.clone());
+        spawn_connection_logs(&inner);
+        tokio::spawn(registry::run(inner.clone()));
+        tracing::info!(
+            redis = %shown,
+            sharded,
+            node = %inner.options.node_id,
+            "cluster backend: Redis"
+        );
+        Ok(Self { inner })
+    }
+
+    /// This process's id in relayed messages and logs.
+    pub fn origin(&self) -> &str {
+        &self.inner.origin
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> BackendError {
+    BackendError(e.to_string())
+}
+
+impl Inner {
+    fn unavailable(&self) -> Option<BackendError> {
+        (!self.client.is_connected()).then(|| BackendError("Redis is unreachable".into()))
+    }
+
+    async fn eval(
+        &self,
+        script: &fred::types::scripts::Script,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<Value, BackendError> {
+        if let Some(e) = self.unavailable() {
+            return Err(e);
+        }
+        tokio::time::timeout(
+            COMMAND_TIMEOUT,
+            script.evalsha_with_reload(&self.client, keys, args),
+        )
+        .await
+        .map_err(|_| BackendError("Redis command timed out".into()))?
+        .map_err(backend)
+    }
+
+    /// Records under `instance` that this node holds state of `app` (once per instance).
+    async fn announce_app(&self, app: &AppId, instance: &str) -> Result<(), BackendError> {
+        if self.announced_apps.lock().contains(app) {
+            return Ok(());
+        }
+        tokio::time::timeout(
+            COMMAND_TIMEOUT,
+            self.client
+                .sadd::<i64, _, _>(self.keys.instance_apps(instance), app.as_str()),
+        )
+        .await
+        .map_err(|_| BackendError("Redis command timed out".into()))?
+        .map_err(backend)?;
+        self.announced_apps.lock().insert(app.clone());
+        Ok(())
+    }
+
+    /// Runs the join script under `instance`.
+    async fn join(
+        &self,
+        instance: &str,
+        app: &AppId,
+        channel: &ChannelName,
+        socket: SocketId,
+        member: Option<&PresenceMember>,
+        max_members: usize,
+    ) -> Result<Vec<Value>, BackendError> {
+        self.announce_app(app, instance).await?;
+        let (user, info) = match member {
+            Some(m) => (
+                m.user_id.to_string(),
+                m.user_info.as_deref().unwrap_or("").to_owned(),
+            ),
+            None => (String::new(), String::new()),
+        };
+        let reply = self
+            .eval(
+                &self.scripts.join,
+                vec![self.keys.app_base(app)],
+                vec![
+                    channel.to_string(),
+                    socket.to_string(),
+                    instance.to_owned(),
+                    user,
+                    info,
+                    max_members.to_string(),
+                ],
+            )
+            .await?;
+        value::array(reply, "join")
+    }
+
+    async fn leave(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        socket: SocketId,
+    ) -> Result<Vec<Value>, BackendError> {
+        self.mirror
+            .lock()
+            .remove(&(app.clone(), channel.clone(), socket));
+        let instance = self.instance.read().await;
+        let reply = self
+            .eval(
+                &self.scripts.leave,
+                vec![self.keys.app_base(app)],
+                vec![channel.to_string(), socket.to_string(), instance.clone()],
+            )
+            .await;
+        let reply = self.note_failure(reply)?;
+        value::array(reply, "leave")
+    }
+
+    /// A failed change leaves Redis possibly out of step with this node: re-register soon.
+    fn note_failure<T>(&self, r: Result<T, BackendError>) -> Result<T, BackendError> {
+        if r.is_err() {
+            self.dirty.store(true, Ordering::Release);
+        }
+        r
+    }
+
+    /// Sends a frame to the channel's other nodes, then to local subscribers.
+    async fn publish(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        frame: Bytes,
+        except: Option<SocketId>,
+    ) -> Result<(), BackendError> {
+        if let Some(e) = self.unavailable() {
+            return Err(e);
+        }
+        let except_text = except.map(|s| s.to_string());
+        let envelope = relay::encode(
+            &self.origin,
+            except_text.as_deref(),
+            &frame::payload_of(&frame),
+        );
+        let name = self.keys.events(app, channel);
+        let sent = if self.sharded {
+            tokio::time::timeout(
+                COMMAND_TIMEOUT,
+                self.client.spublish::<i64, _, _>(name, envelope),
+            )
+            .await
+        } else {
+            tokio::time::timeout(
+                COMMAND_TIMEOUT,
+                self.client.publish::<i64, _, _>(name, envelope),
+            )
+            .await
+        };
+        sent.map_err(|_| BackendError("Redis publish timed out".into()))?
+            .map_err(backend)?;
+        self.hub.deliver(app, channel, &frame, except);
+        Ok(())
+    }
+
+    fn members_from(&self, flat: Option<&Value>) -> Result<Vec<PresenceMember>, BackendError> {
+        let Some(v) = flat else {
+            return Ok(Vec::new());
+        };
+        let items = match v {
+            Value::Array(items) => items,
+            _ => return Err(value::bad("members")),
+        };
+        let mut out = Vec::with_capacity(items.len() / 2);
+        for pair in items.chunks_exact(2) {
+            let id = value::string(&pair[0], "member id")?;
+            let info = value::string(&pair[1], "member info")?;
+            let Ok(user_id) = UserId::parse(&id, ANY_NAME_LENGTH) else {
+                continue;
+            };
+            out.push(PresenceMember {
+                user_id,
+                user_info: (!info.is_empty()).then(|| Arc::from(info.as_str())),
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Broker for RedisCluster {
+    async fn publish(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        frame: Bytes,
+        except: Option<SocketId>,
+    ) -> Result<(), BackendError> {
+        self.inner.publish(app, channel, frame, except).await
+    }
+
+    async fn ensure_listening(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+    ) -> Result<(), BackendError> {
+        let inner = &self.inner;
+        let name = inner.keys.events(app, channel);
+        loop {
+            let listener = inner
+                .listening
+                .entry(name.clone())
+                .or_insert_with(|| {
+                    Arc::new(Listener {
+                        app: app.clone(),
+                        channel: channel.clone(),
+                        state: tokio::sync::Mutex::default(),
+                    })
+                })
+                .clone();
+            let mut state = listener.state.lock().await;
+            if state.retired {
+                continue;
+            }
+            if !state.subscribed {
+                if !inner.subscriber.is_connected() {
+                    return Err(BackendError("Redis is unreachable".into()));
+                }
+                let subscribed = if inner.sharded {
+                    tokio::time::timeout(COMMAND_TIMEOUT, inner.subscriber.ssubscribe(name.clone()))
+                        .await
+                } else {
+                    tokio::time::timeout(COMMAND_TIMEOUT, inner.subscriber.subscribe(name.clone()))
+                        .await
+                };
+                subscribed
+                    .map_err(|_| BackendError("Redis subscribe timed out".into()))?
+                    .map_err(backend)?;
+                state.subscribed = true;
+            }
+            return Ok(());
+        }
+    }
+
+    async fn stop_listening(&self, app: &AppId, channel: &ChannelName) {
+        let inner = &self.inner;
+        let name = inner.keys.events(app, channel);
+        let Some(listener) = inner.listening.get(&name).map(|l| l.clone()) else {
+            return;
+        };
+        let mut state = listener.state.lock().await;
+        // A subscriber may have joined since the last one left: then keep listening.
+        if state.retired || inner.hub.local_subscribers(app, channel) > 0 {
+            return;
+        }
+        if state.subscribed {
+            let result = if inner.sharded {
+                tokio::time::timeout(COMMAND_TIMEOUT, inner.subscriber.sunsubscribe(name.clone()))
+                    .await
+            } else {
+                tokio::time::timeout(COMMAND_TIMEOUT, inner.subscriber.unsubscribe(name.clone()))
+                    .await
+            };
+            if !matches!(result, Ok(Ok(()))) {
+                tracing::debug!(channel = %name, "unsubscribe failed; extra traffic is ignored");
+            }
+        }
+        state.retired = true;
+        inner
+            .listening
+            .remove_if(&name, |_, l| Arc::ptr_eq(l, &listener));
+    }
+}
+
+#[async_trait]
+impl ClusterState for RedisCluster {
+    async fn subscribe(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        socket: SocketId,
+    ) -> Result<SubscriptionChange, BackendError> {
+        let inner = &self.inner;
+        let instance = inner.instance.read().await;
+        let reply = inner.join(&instance, app, channel, socket, None, 0).await;
+        let reply = inner.note_failure(reply)?;
+        inner
+            .mirror
+            .lock()
+            .insert((app.clone(), channel.clone(), socket), None);
+        Ok(SubscriptionChange {
+            transition: value::flag_at(&reply, 1, "join")?,
+            subscription_count: value::count_at(&reply, 2, "join")?,
+        })
+    }
+
+    async fn unsubscribe(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        socket: SocketId,
+    ) -> Result<SubscriptionChange, BackendError> {
+        let reply = self.inner.leave(app, channel, socket).await?;
+        Ok(SubscriptionChange {
+            transition: value::flag_at(&reply, 1, "leave")?,
+            subscription_count: value::count_at(&reply, 2, "leave")?,
+        })
+    }
+
+    async fn join_presence(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        socket: SocketId,
+        member: &PresenceMember,
+        max_members: usize,
+    ) -> Result<PresenceJoin, JoinError> {
+        let inner = &self.inner;
+        let instance = inner.instance.read().await;
+        let reply = inner
+            .join(&instance, app, channel, socket, Some(member), max_members)
+            .await;
+        let reply = inner.note_failure(reply)?;
+        if value::int(reply.first().ok_or_else(|| value::bad("join"))?, "join")? < 0 {
+            return Err(JoinError::MemberLimit { max: max_members });
+        }
+        inner
+            .mirror
+            .lock()
+            .insert((app.clone(), channel.clone(), socket), Some(member.clone()));
+        Ok(PresenceJoin {
+            member_added: value::flag_at(&reply, 0, "join")?,
+            change: SubscriptionChange {
+                transition: value::flag_at(&reply, 1, "join")?,
+                subscription_count: value::count_at(&reply, 2, "join")?,
+            },
+            members: inner.members_from(reply.get(3))?,
+        })
+    }
+
+    async fn leave_presence(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        socket: SocketId,
+        _user: &UserId,
+    ) -> Result<PresenceLeave, BackendError> {
+        let reply = self.inner.leave(app, channel, socket).await?;
+        Ok(PresenceLeave {
+            member_removed: value::flag_at(&reply, 0, "leave")?,
+            change: SubscriptionChange {
+                transition: value::flag_at(&reply, 1, "leave")?,
+                subscription_count: value::count_at(&reply, 2, "leave")?,
+            },
+        })
+    }
+
+    async fn channels(
+        &self,
+        app: &AppId,
+        prefix: &str,
+    ) -> Result<Vec<(ChannelName, ChannelStats)>, BackendError> {
+        let inner = &self.inner;
+        let reply = inner
+            .eval(
+                &inner.scripts.channels,
+                vec![inner.keys.app_base(app)],
+                vec![prefix.to_owned(), "1".into()],
+            )
+            .await?;
+        let items = value::array(reply, "channels")?;
+        let mut out = Vec::with_capacity(items.len() / 3);
+        for row in items.chunks_exact(3) {
+            let name = value::string(&row[0], "channel")?;
+            let Ok(channel) = ChannelName::parse(&name, ANY_NAME_LENGTH) else {
+                continue;
+            };
+            out.push((
+                channel,
+                ChannelStats {
+                    subscription_count: value::count_at(row, 1, "channels")?,
+                    user_count: value::count_at(row, 2, "channels")?,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    async fn channel(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+    ) -> Result<ChannelStats, BackendError> {
+        let inner = &self.inner;
+        let reply = inner
+            .eval(
+                &inner.scripts.channel,
+                vec![inner.keys.app_base(app)],
+                vec![channel.to_string()],
+            )
+            .await?;
+        let items = value::array(reply, "channel")?;
+        Ok(ChannelStats {
+            subscription_count: value::count_at(&items, 0, "channel")?,
+            user_count: value::count_at(&items, 1, "channel")?,
+        })
+    }
+
+    async fn presence_members(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+    ) -> Result<Vec<PresenceMember>, BackendError> {
+        let inner = &self.inner;
+        if let Some(e) = inner.unavailable() {
+            return Err(e);
+        }
+        let key = format!("{}:i:{}", inner.keys.app_base(app), channel);
+        let reply: Value = tokio::time::timeout(COMMAND_TIMEOUT, inner.client.hgetall(key))
+            .await
+            .map_err(|_| BackendError("Redis command timed out".into()))?
+            .map_err(backend)?;
+        let flat = match reply {
+            Value::Map(map) => {
+                let mut flat = Vec::new();
+                for (k, v) in map.inner() {
+                    flat.push(Value::String(k.as_str().unwrap_or_default().into()));
+                    flat.push(v);
+                }
+                Value::Array(flat)
+            }
+            other => other,
+        };
+        inner.members_from(Some(&flat))
+    }
+}
+
+/// Hands relayed frames to local subscribers, in the order Redis delivers them.
+fn spawn_dispatcher(inner: Arc<Inner>) {
+    let mut rx = inner.subscriber.message_rx();
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(msg) => dispatch(&inner, &msg.channel, &msg.value),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::error!(
+                        dropped = n,
+                        "relay dispatcher fell behind; messages were dropped"
+                    );
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+}
+
+fn dispatch(inner: &Inner, name: &str, value: &Value) {
+    let bytes: &[u8] = match value {
+        Value::Bytes(b) => b,
+        Value::String(s) => s.as_bytes(),
+        _ => return,
+    };
+    let Some(env) = relay::decode(bytes) else {
+        tracing::warn!(channel = %name, "ignoring a malformed relayed message");
+        return;
+    };
+    if env.origin == inner.origin {
+        return;
+    }
+    let target = inner
+        .listening
+        .get(name)
+        .map(|l| (l.app.clone(), l.channel.clone()));
+    let Some((app, channel)) = target.or_else(|| {
+        let (a, c) = inner.keys.parse_events(name)?;
+        Some((
+            AppId::parse(a).ok()?,
+            ChannelName::parse(c, ANY_NAME_LENGTH).ok()?,
+        ))
+    }) else {
+        return;
+    };
+    let except = env.except.and_then(|s| SocketId::parse(s).ok());
+    inner
+        .hub
+        .deliver(&app, &channel, &frame::text(env.payload), except);
+}
+
+/// Connection changes are worth a log line each: they explain any 503 in between.
+fn spawn_connection_logs(inner: &Arc<Inner>) {
+    let mut errors = inner.client.error_rx();
+    tokio::spawn(async move {
+        while let Ok((e, server)) = errors.recv().await {
+            tracing::warn!(error = %e, server = ?server.map(|s| s.to_string()), "Redis connection error; reconnecting");
+        }
+    });
+    let mut reconnects = inner.client.reconnect_rx();
+    tokio::spawn(async move {
+        while let Ok(server) = reconnects.recv().await {
+            tracing::info!(server = %server, "connected to Redis");
+        }
+    });
+}
+
+/// Publishes a presence departure found by cleanup, as the departing node would have.
+async fn announce_member_removed(inner: &Inner, app: &AppId, channel: &ChannelName, user: &str) {
+    let json = outbound::member_removed(channel.as_str(), user);
+    if let Err(e) = inner
+        .publish(app, channel, frame::text(json.as_bytes()), None)
+        .await
+    {
+        tracing::warn!(%channel, error = %e, "could not announce member_removed");
+    }
+}
+
+/// Publishes a presence arrival found by re-registration.
+async fn announce_member_added(
+    inner: &Inner,
+    app: &AppId,
+    channel: &ChannelName,
+    socket: SocketId,
+    member: &PresenceMember,
+) {
+    let json = outbound::member_added(
+        channel.as_str(),
+        member.user_id.as_str(),
+        member.user_info.as_deref(),
+    );
+    if let Err(e) = inner
+        .publish(app, channel, frame::text(json.as_bytes()), Some(socket))
+        .await
+    {
+        tracing::warn!(%channel, error = %e, "could not announce member_added");
+    }
+}

@@ -1,0 +1,282 @@
+//! Node liveness: registering, heartbeating, cleaning up dead instances, and registering
+//! anew (and recording this node's state again) when the registration was lost.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fred::interfaces::{ClientLike, KeysInterface, SetsInterface};
+use fred::types::{Expiration, SetOptions};
+use warren_protocol::{AppId, ChannelName};
+
+use super::{
+    announce_member_added, announce_member_removed, backend, value, Inner, COMMAND_TIMEOUT,
+};
+use crate::cluster::BackendError;
+
+/// Subscriptions a cleanup script removes per call.
+const REAP_BATCH: usize = 500;
+
+fn new_instance(node_id: &str) -> String {
+    format!(
+        "{node_id}~{:012x}",
+        rand::random::<u64>() & 0xffff_ffff_ffff
+    )
+}
+
+fn timeout_ms(inner: &Inner) -> String {
+    inner.options.node_timeout.as_millis().to_string()
+}
+
+/// How often heartbeats and cleanup scans run: five times per node timeout.
+fn tick(inner: &Inner) -> Duration {
+    (inner.options.node_timeout / 5).max(Duration::from_millis(100))
+}
+
+/// Registers a fresh instance under this node id. Waits up to one node timeout if another
+/// instance holds the id (a previous run of this node that has not expired yet); fails if a
+/// live node keeps it.
+pub(super) async fn register_at_start(inner: &Arc<Inner>) -> Result<(), BackendError> {
+    let deadline = tokio::time::Instant::now() + inner.options.node_timeout + tick(inner);
+    let instance = new_instance(&inner.options.node_id);
+    let mut warned = false;
+    loop {
+        match try_register(inner, &instance).await? {
+            None => break,
+            Some(holder) if tokio::time::Instant::now() < deadline => {
+                if !warned {
+                    tracing::warn!(
+                        node = %inner.options.node_id,
+                        %holder,
+                        "node id is held by another instance; waiting for it to expire"
+                    );
+                    warned = true;
+                }
+                tokio::time::sleep(tick(inner)).await;
+            }
+            Some(holder) => {
+                return Err(BackendError(format!(
+                    "node id {:?} is in use by a running node (instance {holder}); give each node its own server.node_id",
+                    inner.options.node_id
+                )))
+            }
+        }
+    }
+    *inner.instance.write().await = instance;
+    Ok(())
+}
+
+/// `None` when registered; `Some(holder)` when a live instance holds the node id.
+async fn try_register(inner: &Inner, instance: &str) -> Result<Option<String>, BackendError> {
+    let reply = inner
+        .eval(
+            &inner.scripts.register,
+            vec![
+                inner.keys.nodes(),
+                inner.keys.node_owner(&inner.options.node_id),
+            ],
+            vec![instance.to_owned(), timeout_ms(inner)],
+        )
+        .await?;
+    let items = value::array(reply, "register")?;
+    if value::flag_at(&items, 0, "register")? {
+        Ok(None)
+    } else {
+        Ok(Some(value::string(
+            items.get(1).ok_or_else(|| value::bad("register"))?,
+            "register",
+        )?))
+    }
+}
+
+/// The background loop: heartbeat, re-register when needed, clean up dead instances.
+pub(super) async fn run(inner: Arc<Inner>) {
+    let mut ticker = tokio::time::interval(tick(&inner));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if !inner.client.is_connected() {
+            continue;
+        }
+        match heartbeat(&inner).await {
+            Ok(true) if !inner.dirty.load(Ordering::Acquire) => {}
+            Ok(alive) => {
+                let why = if alive {
+                    "a state change could not be recorded"
+                } else {
+                    "registration lost"
+                };
+                if let Err(e) = reregister(&inner, why).await {
+                    tracing::warn!(error = %e, "re-registration failed; will retry");
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "heartbeat failed");
+                continue;
+            }
+        }
+        if let Err(e) = reap_dead(&inner).await {
+            tracing::debug!(error = %e, "cleanup scan failed");
+        }
+    }
+}
+
+async fn heartbeat(inner: &Inner) -> Result<bool, BackendError> {
+    let instance = inner.instance.read().await.clone();
+    let reply = inner
+        .eval(
+            &inner.scripts.heartbeat,
+            vec![
+                inner.keys.nodes(),
+                inner.keys.node_owner(&inner.options.node_id),
+            ],
+            vec![instance, timeout_ms(inner)],
+        )
+        .await?;
+    Ok(value::int(&reply, "heartbeat")? == 1)
+}
+
+/// Registers a new instance and records every local subscription under it again. The old
+/// instance is left to the normal cleanup, which only removes what is still its own.
+async fn reregister(inner: &Inner, why: &str) -> Result<(), BackendError> {
+    let mut current = inner.instance.write().await;
+    inner.dirty.store(false, Ordering::Release);
+    let instance = new_instance(&inner.options.node_id);
+    if let Some(holder) = try_register(inner, &instance).await? {
+        inner.dirty.store(true, Ordering::Release);
+        return Err(BackendError(format!(
+            "node id {:?} is held by another running instance ({holder}): two nodes share a node_id",
+            inner.options.node_id
+        )));
+    }
+    inner.announced_apps.lock().clear();
+    let entries: Vec<_> = inner
+        .mirror
+        .lock()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    tracing::warn!(reason = why, subscriptions = entries.len(), %instance, "registering this node again");
+    let mut added = Vec::new();
+    for ((app, channel, socket), member) in &entries {
+        let reply = match inner
+            .join(
+                &instance,
+                app,
+                channel,
+                *socket,
+                member.as_ref(),
+                usize::MAX,
+            )
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                inner.dirty.store(true, Ordering::Release);
+                return Err(e);
+            }
+        };
+        if let Some(m) = member {
+            if value::flag_at(&reply, 0, "join")? {
+                added.push((app.clone(), channel.clone(), *socket, m.clone()));
+            }
+        }
+    }
+    *current = instance;
+    drop(current);
+    for (app, channel, socket, member) in added {
+        announce_member_added(inner, &app, &channel, socket, &member).await;
+    }
+    Ok(())
+}
+
+/// Cleans up every instance whose heartbeat is overdue (other than our current one).
+async fn reap_dead(inner: &Inner) -> Result<(), BackendError> {
+    let reply = inner
+        .eval(&inner.scripts.dead, vec![inner.keys.nodes()], vec![])
+        .await?;
+    let dead = value::array(reply, "dead")?;
+    let current = inner.instance.read().await.clone();
+    for d in dead {
+        let instance = value::string(&d, "dead")?;
+        if instance == current {
+            continue;
+        }
+        // One node cleans up each instance.
+        let claimed: Option<String> = tokio::time::timeout(
+            COMMAND_TIMEOUT,
+            inner.client.set(
+                inner.keys.reaping(&instance),
+                inner.origin.as_str(),
+                Some(Expiration::PX(60_000)),
+                Some(SetOptions::NX),
+                false,
+            ),
+        )
+        .await
+        .map_err(|_| BackendError("Redis command timed out".into()))?
+        .map_err(backend)?;
+        if claimed.is_none() {
+            continue;
+        }
+        reap_instance(inner, &instance).await?;
+    }
+    Ok(())
+}
+
+async fn reap_instance(inner: &Inner, instance: &str) -> Result<(), BackendError> {
+    let apps: Vec<String> = tokio::time::timeout(
+        COMMAND_TIMEOUT,
+        inner.client.smembers(inner.keys.instance_apps(instance)),
+    )
+    .await
+    .map_err(|_| BackendError("Redis command timed out".into()))?
+    .map_err(backend)?;
+    let mut removed_members = 0usize;
+    for app in apps {
+        let Ok(app) = AppId::parse(&app) else {
+            continue;
+        };
+        loop {
+            let reply = inner
+                .eval(
+                    &inner.scripts.reap,
+                    vec![inner.keys.app_base(&app)],
+                    vec![instance.to_owned(), REAP_BATCH.to_string()],
+                )
+                .await?;
+            let items = value::array(reply, "reap")?;
+            let remaining = value::count_at(&items, 0, "reap")?;
+            let transitions = value::array(
+                items.get(1).cloned().unwrap_or(fred::types::Value::Null),
+                "reap",
+            )?;
+            for t in transitions.chunks_exact(3) {
+                let kind = value::string(&t[0], "reap")?;
+                let Ok(channel) =
+                    ChannelName::parse(&value::string(&t[1], "reap")?, super::ANY_NAME_LENGTH)
+                else {
+                    continue;
+                };
+                if kind == "member_removed" {
+                    let user = value::string(&t[2], "reap")?;
+                    announce_member_removed(inner, &app, &channel, &user).await;
+                    removed_members += 1;
+                }
+            }
+            if remaining == 0 {
+                break;
+            }
+        }
+    }
+    inner
+        .eval(
+            &inner.scripts.forget,
+            vec![inner.keys.nodes(), inner.keys.instance_apps(instance)],
+            vec![instance.to_owned()],
+        )
+        .await?;
+    let _: Result<i64, _> = inner.client.del(inner.keys.reaping(instance)).await;
+    tracing::info!(%instance, removed_members, "cleaned up a dead node instance");
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! The Lua scripts that change shared state. Each runs atomically in Redis, so every
+//! transition it reports (occupied, vacated, member added, member removed) happens exactly
+//! once cluster-wide however many nodes race.
+//!
+//! Every subscription is recorded under the *instance* (a node id plus a per-registration
+//! nonce) that made it. A leave only counts when the socket is still owned by the instance
+//! asking, so the cleanup of a dead instance can never remove what a newer instance of the
+//! same node has re-registered.
+
+use fred::types::scripts::Script;
+
+/// `leave(ch, sock, inst)` -> `{member_removed, vacated, subscription_count, user_id}`;
+/// count -1 when the socket was not this instance's. Shared by the leave and reap scripts.
+const LEAVE_FN: &str = r#"
+local b = KEYS[1]
+local function leave(ch, sock, inst)
+  local skey = b .. ':s:' .. ch
+  local nkey = b .. ':n:' .. inst
+  local entry = ch .. '\n' .. sock
+  if redis.call('HGET', skey, sock) ~= inst then
+    redis.call('SREM', nkey, entry)
+    return {0, 0, -1, ''}
+  end
+  redis.call('HDEL', skey, sock)
+  redis.call('SREM', nkey, entry)
+  local removed, user = 0, ''
+  local ukey = b .. ':u:' .. ch
+  local u = redis.call('HGET', ukey, sock)
+  if u then
+    user = u
+    redis.call('HDEL', ukey, sock)
+    local mkey = b .. ':m:' .. ch
+    if redis.call('HINCRBY', mkey, u, -1) <= 0 then
+      redis.call('HDEL', mkey, u)
+      redis.call('HDEL', b .. ':i:' .. ch, u)
+      removed = 1
+    end
+  end
+  local n = redis.call('HINCRBY', b .. ':ch', ch, -1)
+  if n <= 0 then
+    redis.call('HDEL', b .. ':ch', ch)
+    return {removed, 1, 0, user}
+  end
+  return {removed, 0, n, user}
+end
+"#;
+
+/// KEYS[1] app base; ARGV ch, sock, inst, user ('' unless presence), info ('' = none),
+/// max members. -> `{member_added, occupied, count[, HGETALL info]}` or `{-1}` when full.
+/// Joining again (e.g. after a re-registration) moves ownership to `inst` and changes no count.
+const JOIN: &str = r#"
+local b = KEYS[1]
+local ch, sock, inst, user, info, max = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local skey = b .. ':s:' .. ch
+local entry = ch .. '\n' .. sock
+local owner = redis.call('HGET', skey, sock)
+local added, occupied, n = 0, 0, 0
+if owner then
+  if owner ~= inst then
+    redis.call('HSET', skey, sock, inst)
+    redis.call('SREM', b .. ':n:' .. owner, entry)
+    redis.call('SADD', b .. ':n:' .. inst, entry)
+  end
+  n = tonumber(redis.call('HGET', b .. ':ch', ch) or '0')
+else
+  if user ~= '' then
+    local mkey = b .. ':m:' .. ch
+    local refs = tonumber(redis.call('HGET', mkey, user) or '0')
+    if refs == 0 and redis.call('HLEN', mkey) >= max then
+      return {-1}
+    end
+    redis.call('HINCRBY', mkey, user, 1)
+    redis.call('HSET', b .. ':u:' .. ch, sock, user)
+    if refs == 0 then
+      redis.call('HSET', b .. ':i:' .. ch, user, info)
+      added = 1
+    end
+  end
+  redis.call('HSET', skey, sock, inst)
+  redis.call('SADD', b .. ':n:' .. inst, entry)
+  n = redis.call('HINCRBY', b .. ':ch', ch, 1)
+  if n == 1 then occupied = 1 end
+end
+if user ~= '' then
+  return {added, occupied, n, redis.call('HGETALL', b .. ':i:' .. ch)}
+end
+return {added, occupied, n}
+"#;
+
+/// KEYS[1] app base; ARGV ch, sock, inst.
+const LEAVE: &str = "return leave(ARGV[1], ARGV[2], ARGV[3])";
+
+/// KEYS[1] app base; ARGV dead instance, batch size. Removes up to a batch of the instance's
+/// subscriptions -> `{remaining, {kind, channel, user, ...}}` with kind `member_removed` or
+/// `vacated`. Batches keep each script short, however much a node held.
+const REAP: &str = r#"
+local set = b .. ':n:' .. ARGV[1]
+local entries = redis.call('SPOP', set, tonumber(ARGV[2]))
+local out = {}
+for _, e in ipairs(entries) do
+  local nl = string.find(e, '\n', 1, true)
+  if nl then
+    local ch, sock = string.sub(e, 1, nl - 1), string.sub(e, nl + 1)
+    local r = leave(ch, sock, ARGV[1])
+    if r[1] == 1 then
+      table.insert(out, 'member_removed'); table.insert(out, ch); table.insert(out, r[4])
+    end
+    if r[2] == 1 then
+      table.insert(out, 'vacated'); table.insert(out, ch); table.insert(out, '')
+    end
+  end
+end
+return {redis.call('SCARD', set), out}
+"#;
+
+/// KEYS[1] app base; ARGV prefix, '1' to count presence users.
+/// -> flat `{channel, subscription_count, user_count, ...}` for occupied channels.
+const CHANNELS: &str = r#"
+local b = KEYS[1]
+local all = redis.call('HGETALL', b .. ':ch')
+local out = {}
+local p = ARGV[1]
+for i = 1, #all, 2 do
+  local ch = all[i]
+  if string.sub(ch, 1, #p) == p then
+    local users = 0
+    if ARGV[2] == '1' and string.sub(ch, 1, 9) == 'presence-' then
+      users = redis.call('HLEN', b .. ':m:' .. ch)
+    end
+    table.insert(out, ch); table.insert(out, tonumber(all[i + 1])); table.insert(out, users)
+  end
+end
+return out
+"#;
+
+/// KEYS[1] app base; ARGV ch -> `{subscription_count, user_count}`.
+const CHANNEL: &str = r#"
+local b = KEYS[1]
+return {tonumber(redis.call('HGET', b .. ':ch', ARGV[1]) or '0'), redis.call('HLEN', b .. ':m:' .. ARGV[1])}
+"#;
+
+/// Current Redis time in ms, shared by the registry scripts so no node's clock matters.
+const NOW_FN: &str = r#"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"#;
+
+/// KEYS nodes, owner; ARGV instance, timeout ms. Takes the node id unless a live instance
+/// holds it -> 1, or 0 with the holder.
+const REGISTER: &str = r#"
+local owner = redis.call('GET', KEYS[2])
+local now = now_ms()
+if owner and owner ~= ARGV[1] then
+  local due = redis.call('ZSCORE', KEYS[1], owner)
+  if due and tonumber(due) >= now then
+    return {0, owner}
+  end
+end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return {1, ARGV[1]}
+"#;
+
+/// KEYS nodes, owner; ARGV instance, timeout ms -> 1 alive, 0 when this instance lost its
+/// registration (reaped, Redis restarted, or the id taken) and must register anew.
+const HEARTBEAT: &str = r#"
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+local now = now_ms()
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return 1
+"#;
+
+/// KEYS nodes -> instances overdue for their heartbeat (at most 100 a call).
+const DEAD: &str = r#"
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, 100)
+"#;
+
+/// KEYS nodes, instance apps; ARGV instance. Forgets a cleaned-up instance.
+const FORGET: &str = r#"
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2])
+return 1
+"#;
+
+pub struct Scripts {
+    pub join: Script,
+    pub leave: Script,
+    pub reap: Script,
+    pub channels: Script,
+    pub channel: Script,
+    pub register: Script,
+    pub heartbeat: Script,
+    pub dead: Script,
+    pub forget: Script,
+}
+
+impl Scripts {
+    pub fn new() -> Self {
+        let with_leave = |body: &str| Script::from_lua(format!("{LEAVE_FN}\n{body}"));
+        let with_now = |body: &str| Script::from_lua(format!("{NOW_FN}\n{body}"));
+        Self {
+            join: Script::from_lua(JOIN),
+            leave: with_leave(LEAVE),
+            reap: with_leave(REAP),
+            channels: Script::from_lua(CHANNELS),
+            channel: Script::from_lua(CHANNEL),
+            register: with_now(REGISTER),
+            heartbeat: with_now(HEARTBEAT),
+            dead: with_now(DEAD),
+            forget: Script::from_lua(FORGET),
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! Several nodes in one process sharing a real Redis: they must behave as one server.
+//! Redis comes from `REDIS_URL` (default redis://127.0.0.1:6379); every test uses its own
+//! key prefix, so tests never see each other's state.
+
+use serde_json::json;
+use warren_server::config::{Backend, RedisUrls, Role};
+
+use crate::harness::*;
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn unique_prefix() -> String {
+    format!("wt{:08x}", rand_u32())
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish() as u32
+}
+
+async fn node(prefix: &str, role: Role) -> TestServer {
+    let prefix = prefix.to_owned();
+    start_with(move |c| {
+        c.cluster.backend = Backend::Redis;
+        c.cluster.redis_url = RedisUrls(vec![redis_url()]);
+        c.cluster.prefix = prefix;
+        c.cluster.node_timeout_ms = 1000;
+        c.server.role = role;
+    })
+    .await
+}
+
+async fn pair() -> (TestServer, TestServer) {
+    let p = unique_prefix();
+    (node(&p, Role::All).await, node(&p, Role::All).await)
+}
+
+#[tokio::test]
+async fn events_published_on_one_node_reach_subscribers_on_every_node_once() {
+    let (a, b) = pair().await;
+    let mut on_a = connect(&a).await;
+    let mut on_b = connect(&b).await;
+    on_a.subscribed("news", None).await;
+    on_b.subscribed("news", None).await;
+    for (i, via) in [&a, &b].into_iter().enumerate() {
+        let r = api_post(
+            via,
+            "/apps/app-id/events",
+            json!({"name":"e","channel":"news","data":i.to_string()}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(on_a.recv().await["data"], i.to_string());
+        assert_eq!(on_b.recv().await["data"], i.to_string());
+    }
+    on_a.assert_silent().await;
+    on_b.assert_silent().await;
+}
+
+#[tokio::test]
+async fn publish_order_is_kept_across_nodes() {
+    let (a, b) = pair().await;
+    let mut on_b = connect(&b).await;
+    on_b.subscribed("ordered", None).await;
+    let mut sender = connect(&a).await;
+    sender.subscribed("private-ordered", None).await;
+    on_b.subscribed("private-ordered", None).await;
+    for i in 0..5 {
+        api_post(
+            &a,
+            "/apps/app-id/events",
+            json!({"name":"e","channel":"ordered","data":i.to_string()}),
+        )
+        .await;
+    }
+    for i in 0..5 {
+        assert_eq!(on_b.recv().await["data"], i.to_string());
+    }
+}
+
+#[tokio::test]
+async fn socket_id_exclusion_works_across_nodes() {
+    let (a, b) = pair().await;
+    let mut on_a = connect(&a).await;
+    let mut on_b = connect(&b).await;
+    on_a.subscribed("ex", None).await;
+    on_b.subscribed("ex", None).await;
+    let r = api_post(
+        &a,
+        "/apps/app-id/events",
+        json!({"name":"e","channel":"ex","data":"d","socket_id":on_b.socket_id}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(on_a.recv().await["event"], "e");
+    on_b.assert_silent().await;
+}
+
+#[tokio::test]
+async fn client_events_cross_nodes_and_are_not_echoed() {
+    let (a, b) = pair().await;
+    let mut on_a = connect(&a).await;
+    let mut on_b = connect(&b).await;
+    on_a.subscribed("private-chat", None).await;
+    on_b.subscribed("private-chat", None).await;
+    on_a.send(json!({"event":"client-hi","channel":"private-chat","data":{"x":1}}))
+        .await;
+    let got = on_b.recv().await;
+    assert_eq!(got["event"], "client-hi");
+    assert_eq!(decode_data(&got), json!({"x":1}));
+    on_a.assert_silent().await;
+}
+
+#[tokio::test]
+async fn presence_is_one_truth_across_nodes() {
+    let (a, b) = pair().await;
+    let mut alice = connect(&a).await;
+    alice
+        .subscribed("presence-room", Some(&presence_data(json!("alice"), None)))
+        .await;
+    let mut bob = connect(&b).await;
+    let data = bob
+        .subscribed(
+            "presence-room",
+            Some(&presence_data(json!("bob"), Some(json!({"n":"B"})))),
+        )
+        .await;
+    assert_eq!(data["presence"]["count"], 2);
+    let added = alice.recv().await;
+    assert_eq!(added["event"], "pusher_internal:member_added");
+    assert_eq!(
+        decode_data(&added),
+        json!({"user_id":"bob","user_info":{"n":"B"}})
+    );
+
+    for via in [&a, &b] {
+        let users = api_get(via, "/apps/app-id/channels/presence-room/users", &[])
+            .await
+            .json();
+        let mut ids: Vec<String> = users["users"]
+            .as_array()
+            .expect("users")
+            .iter()
+            .map(|u| u["id"].as_str().unwrap_or("").to_owned())
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["alice", "bob"]);
+        let info = api_get(
+            via,
+            "/apps/app-id/channels/presence-room",
+            &[("info", "user_count,subscription_count")],
+        )
+        .await
+        .json();
+        assert_eq!(
+            info,
+            json!({"occupied":true,"user_count":2,"subscription_count":2})
+        );
+    }
+
+    // bob's second socket, on the other node: no second member_added.
+    let mut bob2 = connect(&a).await;
+    bob2.subscribed(
+        "presence-room",
+        Some(&presence_data(json!("bob"), Some(json!({"n":"B"})))),
+    )
+    .await;
+    alice.assert_silent().await;
+    bob.close().await;
+    alice.assert_silent().await;
+    bob2.close().await;
+    let removed = alice.recv().await;
+    assert_eq!(removed["event"], "pusher_internal:member_removed");
+    assert_eq!(decode_data(&removed), json!({"user_id":"bob"}));
+}
+
+#[tokio::test]
+async fn channel_lists_and_counts_are_cluster_wide() {
+    let (a, b) = pair().await;
+    let mut on_a = connect(&a).await;
+    let mut on_b = connect(&b).await;
+    on_a.subscribed("shared", None).await;
+    on_b.subscribed("shared", None).await;
+    on_b.subscribed("only-b", None).await;
+    let list = api_get(
+        &a,
+        "/apps/app-id/channels",
+        &[("info", "subscription_count")],
+    )
+    .await
+    .json();
+    assert_eq!(
+        list,
+        json!({"channels":{"only-b":{"subscription_count":1},"shared":{"subscription_count":2}}})
+    );
+    let r = api_post(
+        &a,
+        "/apps/app-id/events",
+        json!({"name":"e","channels":["shared","only-b"],"data":"d","info":"subscription_count"}),
+    )
+    .await;
+    assert_eq!(
+        r.json(),
+        json!({"channels":{"shared":{"subscription_count":2},"only-b":{"subscription_count":1}}})
+    );
+}
+
+#[tokio::test]
+async fn member_limit_is_cluster_wide() {
+    let p = unique_prefix();
+    let mk = |p: String| async move {
+        start_with(move |c| {
+            c.cluster.backend = Backend::Redis;
+            c.cluster.redis_url = RedisUrls(vec![redis_url()]);
+            c.cluster.prefix = p;
+            demo_app(c).max_presence_members = 1;
+        })
+        .await
+    };
+    let a = mk(p.clone()).await;
+    let b = mk(p).await;
+    let mut one = connect(&a).await;
+    one.subscribed("presence-full", Some(&presence_data(json!("1"), None)))
+        .await;
+    let mut two = connect(&b).await;
+    let err = two
+        .subscribe("presence-full", Some(&presence_data(json!("2"), None)))
+        .await;
+    assert_eq!(err["event"], "pusher:subscription_error");
+    assert_eq!(err["data"]["type"], "LimitReached");
+}
+
+#[tokio::test]
+async fn api_only_nodes_hold_no_connections_but_answer_for_the_cluster() {
+    let p = unique_prefix();
+    let push = node(&p, Role::Push).await;
+    let api = node(&p, Role::Api).await;
+    // No WebSocket on the api node.
+    let url = format!("ws://{}/app/app-key?protocol=7", api.addr);
+    assert!(tokio_tungstenite::connect_async(url).await.is_err());
+    // No HTTP API on the push node.
+    assert_eq!(
+        api_get(&push, "/apps/app-id/channels", &[]).await.status,
+        404
+    );
+    let mut c = connect(&push).await;
+    c.subscribed("presence-r", Some(&presence_data(json!("u"), None)))
+        .await;
+    let users = api_get(&api, "/apps/app-id/channels/presence-r/users", &[])
+        .await
+        .json();
+    assert_eq!(users, json!({"users":[{"id":"u"}]}));
+    let r = api_post(
+        &api,
+        "/apps/app-id/events",
+        json!({"name":"e","channel":"presence-r","data":"via api node"}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(c.recv().await["data"], "via api node");
+}
+
+#[tokio::test]
+async fn two_clusters_can_share_one_redis() {
+    let a = node(&unique_prefix(), Role::All).await;
+    let b = node(&unique_prefix(), Role::All).await;
+    let mut on_a = connect(&a).await;
+    let mut on_b = connect(&b).await;
+    on_a.subscribed("same-name", None).await;
+    on_b.subscribed("same-name", None).await;
+    api_post(
+        &a,
+        "/apps/app-id/events",
+        json!({"name":"e","channel":"same-name","data":"a"}),
+    )
+    .await;
+    assert_eq!(on_a.recv().await["data"], "a");
+    on_b.assert_silent().await;
+    assert_eq!(
+        api_get(
+            &b,
+            "/apps/app-id/channels/same-name",
+            &[("info", "subscription_count")]
+        )
+        .await
+        .json()["subscription_count"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_node_id_in_use_is_refused() {
+    let p = unique_prefix();
+    let first = start_with({
+        let p = p.clone();
+        move |c| {
+            c.cluster.backend = Backend::Redis;
+            c.cluster.redis_url = RedisUrls(vec![redis_url()]);
+            c.cluster.prefix = p;
+            c.cluster.node_timeout_ms = 1000;
+            c.server.node_id = Some("twin".into());
+        }
+    })
+    .await;
+    let mut config = warren_server::Config::default();
+    config.server.port = 0;
+    config.cluster.backend = Backend::Redis;
+    config.cluster.redis_url = RedisUrls(vec![redis_url()]);
+    config.cluster.prefix = p;
+    config.cluster.node_timeout_ms = 1000;
+    config.server.node_id = Some("twin".into());
+    let second = warren_server::Server::bind(config).await;
+    let err = second
+        .err()
+        .expect("second node with the same id must not start")
+        .to_string();
+    assert!(err.contains("twin"), "{err}");
+    drop(first);
+}
