@@ -145,7 +145,7 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        print_banner(&config, addr);
+        print_banner(&config, addr, server.node_id());
         let handle = server.shutdown_handle();
         tokio::spawn(async move {
             wait_for_signal().await;
@@ -159,9 +159,19 @@ fn serve(args: ServeArgs) -> ExitCode {
     })
 }
 
-fn print_banner(config: &Config, addr: std::net::SocketAddr) {
+fn print_banner(config: &Config, addr: std::net::SocketAddr, node_id: &str) {
     println!("Warren {} listening on {addr}", env!("CARGO_PKG_VERSION"));
     println!("  WebSocket: ws://{addr}/app/<key>?protocol=7    HTTP: http://{addr}/");
+    println!(
+        "  node {node_id}, role {}, cluster backend {}{}",
+        config.server.role,
+        config.cluster.backend,
+        match config.cluster.backend {
+            warren_server::config::Backend::Redis =>
+                format!(" at {}", config.cluster.redis_url.redacted()),
+            warren_server::config::Backend::Local => String::new(),
+        }
+    );
     for app in &config.apps {
         // The demo secret is public knowledge; a real one is never written to logs.
         let secret = if app.secret == warren_server::config::DEMO_APP_SECRET {

@@ -76,7 +76,7 @@ fn serve_prints_a_banner_with_the_address_credentials_and_demo_warning() {
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let mut banner = String::new();
-    for _ in 0..4 {
+    for _ in 0..6 {
         match lines.next() {
             Some(Ok(l)) => {
                 banner.push_str(&l);
