@@ -1,0 +1,356 @@
+//! Several `warren` processes sharing Redis, as operators run them: delivery across nodes,
+//! presence across nodes, `kill -9` of a node, and a Redis restart.
+//!
+//! The shared Redis comes from `REDIS_URL` (default redis://127.0.0.1:6379, with a unique key
+//! prefix per test); the Redis-restart test starts its own `redis-server` on a free port.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use warren_client::{Client, ClientConfig};
+use warren_protocol::auth::sign_channel;
+
+const KEY: &str = "app-key";
+const SECRET: &str = "app-secret";
+const WAIT: Duration = Duration::from_secs(5);
+/// The node timeout these tests run with; the bound a dead node is cleaned up within.
+const NODE_TIMEOUT_MS: u64 = 2000;
+
+fn shared_redis() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{tag}{}x{nanos:x}", std::process::id())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A `warren serve` child process; killed (SIGKILL) on drop.
+struct Node {
+    child: Child,
+    port: u16,
+}
+
+impl Node {
+    fn start(redis_url: &str, prefix: &str, node_id: &str) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args(["serve", "--port", "0"])
+            .env("WARREN_LOG", "warn")
+            .env("WARREN_CLUSTER__BACKEND", "redis")
+            .env("WARREN_CLUSTER__REDIS_URL", redis_url)
+            .env("WARREN_CLUSTER__PREFIX", prefix)
+            .env(
+                "WARREN_CLUSTER__NODE_TIMEOUT_MS",
+                NODE_TIMEOUT_MS.to_string(),
+            )
+            .env("WARREN_SERVER__NODE_ID", node_id)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("warren starts");
+        let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut first = String::new();
+        reader.read_line(&mut first).expect("banner");
+        // Keep draining: a closed pipe would kill the server at its next print.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let port = first
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in the banner: {first:?}"));
+        Node { child, port }
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL: no goodbye, no cleanup
+        let _ = self.child.wait();
+    }
+
+    fn api(&self) -> Client {
+        Client::new(ClientConfig::new(
+            format!("http://127.0.0.1:{}", self.port),
+            "app-id",
+            KEY,
+            SECRET,
+        ))
+        .expect("client")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A `redis-server` of the test's own, on a fixed port so it can be restarted in place.
+struct OwnRedis {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> OwnRedis {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (the test command installs it)");
+        let deadline = Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        OwnRedis {
+            child: Some(child),
+            port,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+struct Conn {
+    ws: Ws,
+    socket_id: String,
+}
+
+impl Conn {
+    async fn open(node: &Node) -> Conn {
+        let url = format!("ws://127.0.0.1:{}/app/{KEY}?protocol=7", node.port);
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connects");
+        let est = next_json(&mut ws).await;
+        let data: Value = serde_json::from_str(est["data"].as_str().expect("data")).expect("json");
+        let socket_id = data["socket_id"].as_str().expect("socket id").to_owned();
+        Conn { ws, socket_id }
+    }
+
+    async fn subscribe(&mut self, channel: &str, channel_data: Option<Value>) -> Value {
+        let cd = channel_data.map(|v| v.to_string());
+        let auth = if channel.starts_with("presence-") || channel.starts_with("private-") {
+            sign_channel(KEY, SECRET, &self.socket_id, channel, cd.as_deref())
+        } else {
+            String::new()
+        };
+        let mut data = json!({"channel": channel, "auth": auth});
+        if let Some(cd) = cd {
+            data["channel_data"] = json!(cd);
+        }
+        let msg = json!({"event":"pusher:subscribe","data":data}).to_string();
+        self.ws.send(Message::text(msg)).await.expect("send");
+        let reply = self.next().await;
+        assert_eq!(
+            reply["event"], "pusher_internal:subscription_succeeded",
+            "{reply}"
+        );
+        reply
+    }
+
+    async fn next(&mut self) -> Value {
+        next_json(&mut self.ws).await
+    }
+
+    /// The next message with this event name, skipping others (e.g. repeated member_added
+    /// announcements after a re-registration).
+    async fn next_event(&mut self, event: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let msg = tokio::time::timeout(left, self.next())
+                .await
+                .unwrap_or_else(|_| panic!("no {event} within {within:?}"));
+            if msg["event"] == event {
+                return msg;
+            }
+        }
+    }
+}
+
+async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .expect("a message in time")
+            .expect("open")
+            .expect("frame");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(&t).expect("json");
+        }
+    }
+}
+
+fn user_ids(v: &[String]) -> Vec<String> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_node_removes_its_members_within_the_bound() {
+    let prefix = unique("k9");
+    let a = Node::start(&shared_redis(), &prefix, "node-a");
+    let mut b = Node::start(&shared_redis(), &prefix, "node-b");
+
+    let mut alice = Conn::open(&a).await;
+    alice
+        .subscribe("presence-room", Some(json!({"user_id":"alice"})))
+        .await;
+    let mut bob = Conn::open(&b).await;
+    let ok = bob
+        .subscribe("presence-room", Some(json!({"user_id":"bob"})))
+        .await;
+    assert!(ok["data"].as_str().unwrap_or("").contains("alice"));
+    let added = alice.next_event("pusher_internal:member_added", WAIT).await;
+    assert!(added["data"].as_str().unwrap_or("").contains("bob"));
+    // Cross-node delivery works before the kill, through either node's API.
+    bob.subscribe("news", None).await;
+    a.api()
+        .trigger(["news"], "e", &json!("via a"), Default::default())
+        .await
+        .expect("trigger");
+    assert_eq!(bob.next_event("e", WAIT).await["data"], "via a");
+    assert_eq!(
+        user_ids(&a.api().users("presence-room").await.expect("users")),
+        ["alice", "bob"]
+    );
+
+    let killed_at = Instant::now();
+    b.kill9();
+    let removed = alice
+        .next_event(
+            "pusher_internal:member_removed",
+            Duration::from_millis(NODE_TIMEOUT_MS * 3),
+        )
+        .await;
+    let took = killed_at.elapsed();
+    assert!(
+        removed["data"].as_str().unwrap_or("").contains("bob"),
+        "{removed}"
+    );
+    eprintln!("member_removed arrived {took:?} after kill -9 (node timeout {NODE_TIMEOUT_MS} ms)");
+    assert_eq!(
+        user_ids(&a.api().users("presence-room").await.expect("users")),
+        ["alice"]
+    );
+    let info = a
+        .api()
+        .channels(Default::default())
+        .await
+        .expect("channels");
+    let names: Vec<&String> = info.channels.keys().collect();
+    assert_eq!(
+        names,
+        ["presence-room"],
+        "news was only subscribed on the dead node"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_is_survived_and_state_is_registered_again() {
+    let mut redis = OwnRedis::start(free_port());
+    let prefix = unique("rr");
+    let a = Node::start(&redis.url(), &prefix, "node-a");
+    let b = Node::start(&redis.url(), &prefix, "node-b");
+    let mut alice = Conn::open(&a).await;
+    alice
+        .subscribe("presence-r", Some(json!({"user_id":"alice"})))
+        .await;
+    let mut bob = Conn::open(&b).await;
+    bob.subscribe("presence-r", Some(json!({"user_id":"bob"})))
+        .await;
+    alice.next_event("pusher_internal:member_added", WAIT).await;
+
+    redis.kill();
+    // Publishing fails fast while Redis is away.
+    let started = Instant::now();
+    let err = a
+        .api()
+        .trigger(["presence-r"], "e", &json!("lost"), Default::default())
+        .await
+        .expect_err("no Redis, no publish");
+    assert_eq!(err.status(), Some(503), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "503 took {:?}",
+        started.elapsed()
+    );
+
+    // Redis comes back empty; the nodes reconnect, resubscribe and register their state again.
+    let _redis = OwnRedis::start(redis.port);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let sent = a
+            .api()
+            .trigger(["presence-r"], "after", &json!("back"), Default::default())
+            .await;
+        let members = b
+            .api()
+            .users("presence-r")
+            .await
+            .map(|u| user_ids(&u))
+            .unwrap_or_default();
+        if sent.is_ok() && members == ["alice", "bob"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cluster did not recover: {sent:?} {members:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Delivery across nodes works again.
+    a.api()
+        .trigger(
+            ["presence-r"],
+            "check",
+            &json!("delivered"),
+            Default::default(),
+        )
+        .await
+        .expect("trigger");
+    assert_eq!(bob.next_event("check", WAIT).await["data"], "delivered");
+}
