@@ -12,3 +12,4 @@ mod http_auth;
 mod liveness;
 mod presence;
 mod subscribe;
+mod topologies;
