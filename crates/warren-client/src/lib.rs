@@ -3,6 +3,8 @@
 //! * [`Client`]: the HTTP API of one app (publish events, query channels and users, terminate
 //!   a user's connections) over one pool of keep-alive connections, every request signed as
 //!   the protocol requires.
+//! * [`ws::WsClient`]: a WebSocket client (subscriptions with auth, presence, client events,
+//!   sign-in, reconnects, liveness) for Warren and any Pusher-compatible server.
 //! * The helpers an application's own endpoints need: [`Client::authorize_channel`] and
 //!   [`Client::authenticate_user`] for its auth endpoints, [`Client::verify_webhook`] for
 //!   webhooks.
@@ -43,6 +45,7 @@ mod client;
 mod error;
 mod request;
 mod types;
+pub mod ws;
 
 pub use auth::{ChannelAuth, PresenceData, UserAuth, WebhookEvent, WebhookPayload};
 pub use client::{Client, ClientConfig, DEFAULT_TIMEOUT};

@@ -1,6 +1,7 @@
 //! `warren`: the push server and its tools. Thin by design: parse arguments, call the libraries.
 
 mod api_commands;
+mod bench;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ enum Command {
     Config(ConfigCommand),
     #[command(flatten)]
     Api(api_commands::ApiCommand),
+    /// Load generator and delivery check: N connections, events at a fixed rate, a report.
+    Bench(Box<bench::BenchArgs>),
 }
 
 #[derive(Subcommand)]
@@ -59,6 +62,14 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(merge(args, cli.serve)),
         Some(Command::Api(command)) => api_commands::run(
             command,
+            api_commands::ServerSource {
+                config: cli.serve.config,
+                host: cli.serve.host,
+                port: cli.serve.port,
+            },
+        ),
+        Some(Command::Bench(args)) => bench::run(
+            *args,
             api_commands::ServerSource {
                 config: cli.serve.config,
                 host: cli.serve.host,

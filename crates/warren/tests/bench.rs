@@ -1,0 +1,199 @@
+//! `warren bench` against a `warren serve --port 0` child: a short run must deliver every
+//! event exactly once. Correctness only: nothing here depends on timing figures.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+/// A `warren serve --port 0` child, killed on drop.
+struct Served {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve() -> Served {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["serve", "--port", "0"])
+        .env("WARREN_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut reader = BufReader::new(stdout);
+    let mut first = String::new();
+    reader.read_line(&mut first).expect("reads the banner");
+    // Keep draining: a closed pipe would make the server's next print fail.
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    // "Warren x.y.z listening on 127.0.0.1:PORT"
+    let port = first
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in the banner: {first:?}"));
+    Served { child, port }
+}
+
+/// Runs `warren bench --json` with `extra` flags; returns the exit code and the summary.
+fn bench(served: &Served, extra: &[&str]) -> (i32, Value, String) {
+    let url = format!("http://127.0.0.1:{}", served.port);
+    let pid = served.child.id().to_string();
+    let output = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args([
+            "bench",
+            "--url",
+            &url,
+            "--server-pid",
+            &pid,
+            "--json",
+            "--drain-ms",
+            "1000",
+        ])
+        .args(extra)
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let summary: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("no JSON summary ({e}): {stdout}\n{stderr}"));
+    (output.status.code().unwrap_or(-1), summary, stderr)
+}
+
+fn assert_exactly_once(
+    code: i32,
+    s: &Value,
+    stderr: &str,
+    connections: u64,
+    events: u64,
+    channels: u64,
+) {
+    assert_eq!(code, 0, "{s}\n{stderr}");
+    assert_eq!(s["connections"]["connected"], connections, "{s}");
+    assert_eq!(s["connections"]["failed"], 0, "{s}");
+    assert_eq!(s["publish"]["accepted"], events, "{s}");
+    assert_eq!(s["publish"]["errors"], 0, "{s}");
+    // Every connection is on one of the channels; each channel got events/channels events.
+    let expected = connections * events / channels;
+    let d = &s["deliveries"];
+    assert_eq!(d["expected"], expected, "{s}");
+    assert_eq!(d["received"], expected, "{s}");
+    assert_eq!(d["unique"], expected, "{s}");
+    assert_eq!(d["lost"], 0, "{s}");
+    assert_eq!(d["duplicates"], 0, "{s}");
+    assert_eq!(d["unexpected"], 0, "{s}");
+    assert_eq!(d["dropped_connections"], 0, "{s}");
+    assert_eq!(s["latency_from_publish"]["count"], expected, "{s}");
+    assert!(s["server"]["rss_after_bytes"].as_u64().is_some(), "{s}");
+    assert!(s["server"]["cpu_ns"].as_u64().is_some(), "{s}");
+}
+
+#[test]
+fn public_channels_deliver_every_event_exactly_once() {
+    let served = serve();
+    let (code, s, stderr) = bench(
+        &served,
+        &[
+            "--connections",
+            "200",
+            "--channels",
+            "10",
+            "--rate",
+            "50",
+            "--duration",
+            "2",
+        ],
+    );
+    assert_exactly_once(code, &s, &stderr, 200, 100, 10);
+    assert!(
+        stderr.contains("connected 200/200"),
+        "progress lines: {stderr}"
+    );
+}
+
+#[test]
+fn private_and_presence_channels_with_batches_and_source_addresses() {
+    let served = serve();
+    let (code, s, stderr) = bench(
+        &served,
+        &[
+            "--connections",
+            "100",
+            "--channels",
+            "5",
+            "--rate",
+            "50",
+            "--duration",
+            "1",
+            "--channel-kind",
+            "private",
+            "--batch",
+            "5",
+            "--source-ips",
+            "127.0.0.1,127.0.0.2",
+        ],
+    );
+    assert_exactly_once(code, &s, &stderr, 100, 50, 5);
+    let (code, s, stderr) = bench(
+        &served,
+        &[
+            "--connections",
+            "60",
+            "--channels",
+            "3",
+            "--rate",
+            "30",
+            "--duration",
+            "1",
+            "--channel-kind",
+            "presence",
+            "--payload",
+            "300",
+        ],
+    );
+    assert_exactly_once(code, &s, &stderr, 60, 30, 3);
+}
+
+#[test]
+fn failures_exit_non_zero_and_bad_flags_are_explained() {
+    // Nothing listens: every connection fails.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let url = format!("http://127.0.0.1:{port}");
+    let output = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args([
+            "bench",
+            "--url",
+            &url,
+            "--connections",
+            "3",
+            "--duration",
+            "0",
+            "--drain-ms",
+            "0",
+            "--quiet",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("0 ok, 3 failed"), "{stdout}");
+
+    // More connections than open files allow.
+    let output = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["bench", "--url", &url, "--connections", "100000000"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("open files"), "{stderr}");
+}
