@@ -1,15 +1,19 @@
-//! A connection's bounded outbound queue.
+//! The shared half of a connection: its bounded outbound queue, and the liveness facts the
+//! server-wide sweeper reads.
 //!
 //! Producers (the hub, on behalf of any publisher) push shared frames; the connection's own task
 //! takes everything queued at once and writes it in as few syscalls as it can. The queue never
 //! allocates while empty and holds `Bytes` handles only, so a frame delivered to ten thousand
-//! connections exists once in memory.
+//! connections exists once in memory. Waking the connection is one atomic waker, and only the
+//! push that makes the queue non-empty wakes it.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 
 /// Why the server is closing a connection, with the Pusher code to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,8 +31,15 @@ struct State {
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
-    ready: Notify,
+    /// Set while there are frames to take or a close to act on; lets the connection check
+    /// without taking the lock.
+    ready: AtomicBool,
+    waker: AtomicWaker,
     max_frames: usize,
+    /// When the client was last heard from, on the server's clock (ms since start).
+    last_seen: AtomicU64,
+    /// When the server pinged the idle client (0: no ping outstanding).
+    ping_sent: AtomicU64,
 }
 
 /// The code a slow consumer is closed with: Pusher's "over capacity", which pusher-js retries.
@@ -38,8 +49,11 @@ impl Outbox {
     pub fn new(max_frames: usize) -> Self {
         Self {
             state: Mutex::new(State::default()),
-            ready: Notify::new(),
+            ready: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
             max_frames,
+            last_seen: AtomicU64::new(0),
+            ping_sent: AtomicU64::new(0),
         }
     }
 
@@ -56,16 +70,20 @@ impl Outbox {
                 code: SLOW_CONSUMER,
                 message: "Connection is not reading fast enough".into(),
             });
+            self.ready.store(true, Ordering::Release);
             drop(st);
-            self.ready.notify_one();
+            self.waker.wake();
             return false;
         }
         st.frames.push_back(frame);
         let first = st.frames.len() == 1;
+        if first {
+            self.ready.store(true, Ordering::Release);
+        }
         drop(st);
         // Only the push that makes the queue non-empty wakes the writer; later ones ride along.
         if first {
-            self.ready.notify_one();
+            self.waker.wake();
         }
         true
     }
@@ -77,8 +95,12 @@ impl Outbox {
             return;
         }
         st.frames.extend(frames);
+        if st.frames.is_empty() {
+            return;
+        }
+        self.ready.store(true, Ordering::Release);
         drop(st);
-        self.ready.notify_one();
+        self.waker.wake();
     }
 
     /// Asks the connection to close after writing what is already queued.
@@ -87,13 +109,19 @@ impl Outbox {
         if st.closing.is_none() {
             st.closing = Some(reason);
         }
+        self.ready.store(true, Ordering::Release);
         drop(st);
-        self.ready.notify_one();
+        self.waker.wake();
     }
 
-    /// Waits until there is something to write or a close was requested.
-    pub async fn ready(&self) {
-        self.ready.notified().await
+    /// Ready when there is something to write or a close was requested.
+    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.waker.register(cx.waker());
+        if self.ready.load(Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 
     /// Moves every queued frame into `into` and reports a requested close, if any.
@@ -104,8 +132,47 @@ impl Outbox {
         } else {
             into.extend(st.frames.drain(..));
         }
+        if st.closing.is_none() {
+            self.ready.store(false, Ordering::Release);
+        }
         st.closing.clone()
     }
+
+    /// The client sent something: it is alive, and any outstanding ping is answered.
+    pub fn heard_from(&self, now: u64) {
+        self.last_seen.store(now, Ordering::Relaxed);
+        self.ping_sent.store(0, Ordering::Relaxed);
+    }
+
+    /// What the liveness sweeper should do for this connection at `now`.
+    pub fn liveness(&self, now: u64, activity_timeout: u64, pong_timeout: u64) -> Liveness {
+        let ping = self.ping_sent.load(Ordering::Relaxed);
+        if ping != 0 {
+            if now.saturating_sub(ping) >= pong_timeout {
+                return Liveness::Dead;
+            }
+            return Liveness::Fine;
+        }
+        if now.saturating_sub(self.last_seen.load(Ordering::Relaxed)) >= activity_timeout {
+            return Liveness::Idle;
+        }
+        Liveness::Fine
+    }
+
+    /// Records that the sweeper pinged the client at `now` (never 0: 0 means "no ping").
+    pub fn pinged(&self, now: u64) {
+        self.ping_sent.store(now.max(1), Ordering::Relaxed);
+    }
+}
+
+/// A connection's state as the liveness sweeper sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Fine,
+    /// Silent for the activity timeout: ping it.
+    Idle,
+    /// Pinged and silent for the pong timeout: close it with 4201.
+    Dead,
 }
 
 #[cfg(test)]
@@ -126,12 +193,14 @@ mod tests {
     }
 
     #[test]
-    fn take_drains_in_order() {
+    fn take_drains_in_order_and_clears_readiness() {
         let ob = Outbox::new(10);
         ob.push(Bytes::from_static(b"a"));
         ob.push_all([Bytes::from_static(b"b"), Bytes::from_static(b"c")]);
+        assert!(ob.ready.load(Ordering::Acquire));
         let mut q = VecDeque::new();
         assert_eq!(ob.take(&mut q), None);
+        assert!(!ob.ready.load(Ordering::Acquire));
         assert_eq!(q, [&b"a"[..], b"b", b"c"]);
         ob.close(CloseReason {
             code: 4200,
@@ -139,5 +208,19 @@ mod tests {
         });
         assert!(!ob.push(Bytes::from_static(b"d")));
         assert_eq!(ob.take(&mut q).map(|r| r.code), Some(4200));
+        assert!(ob.ready.load(Ordering::Acquire), "a close stays pending");
+    }
+
+    #[test]
+    fn liveness_from_activity_and_pings() {
+        let ob = Outbox::new(1);
+        ob.heard_from(100);
+        assert_eq!(ob.liveness(150, 120, 30), Liveness::Fine);
+        assert_eq!(ob.liveness(220, 120, 30), Liveness::Idle);
+        ob.pinged(220);
+        assert_eq!(ob.liveness(240, 120, 30), Liveness::Fine);
+        assert_eq!(ob.liveness(250, 120, 30), Liveness::Dead);
+        ob.heard_from(245);
+        assert_eq!(ob.liveness(250, 120, 30), Liveness::Fine);
     }
 }

@@ -4,9 +4,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
+use dashmap::DashMap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use warren_protocol::SocketId;
+use warren_protocol::{outbound, ErrorCode, SocketId};
 
 use crate::app::{App, AppRegistry, StaticApps};
 use crate::cluster::local::{LocalBroker, LocalState};
@@ -15,6 +17,8 @@ use crate::cluster::{Broker, ClusterState};
 use crate::config::{Backend, Config, ServerConfig};
 use crate::hub::Hub;
 use crate::listener;
+use crate::outbox::{CloseReason, Liveness, Outbox};
+use crate::ws::frame;
 
 /// Everything a connection or request handler needs, shared by all of them.
 pub struct Shared {
@@ -25,13 +29,56 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     pub broker: Arc<dyn Broker>,
     pub state: Arc<dyn ClusterState>,
-    /// Flips to `true` once: every connection then closes with 4200 (reconnect elsewhere).
+    /// Flips to `true` once: the listener stops and every connection closes with 4200.
     pub shutdown: watch::Receiver<bool>,
+    /// Every open connection on this node (liveness sweeps, shutdown).
+    pub connections: DashMap<SocketId, Arc<Outbox>>,
+    /// `pusher:ping`, framed once.
+    pub ping_frame: Bytes,
+    started: std::time::Instant,
     socket_id_high: u64,
     next_socket_id: AtomicU64,
 }
 
 impl Shared {
+    /// Milliseconds since the server started: the clock of connection liveness.
+    pub fn clock(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// One pass of the liveness sweeper: ping connections idle for `activity_timeout`, close
+    /// with 4201 those that did not answer within `pong_timeout`. One task does this for every
+    /// connection, so a connection carries no timer of its own.
+    pub fn sweep_liveness(&self) {
+        let now = self.clock();
+        let activity = self.config.activity_timeout.saturating_mul(1000);
+        let pong = self.config.pong_timeout.saturating_mul(1000);
+        for entry in self.connections.iter() {
+            let outbox = entry.value();
+            match outbox.liveness(now, activity, pong) {
+                Liveness::Fine => {}
+                Liveness::Idle => {
+                    outbox.pinged(now);
+                    outbox.push(self.ping_frame.clone());
+                }
+                Liveness::Dead => outbox.close(CloseReason {
+                    code: ErrorCode::PongNotReceived.code(),
+                    message: "Pong reply not received in time".into(),
+                }),
+            }
+        }
+    }
+
+    /// Closes every connection with 4200: clients reconnect, to another node if there is one.
+    pub fn close_all(&self) {
+        for entry in self.connections.iter() {
+            entry.value().close(CloseReason {
+                code: ErrorCode::GenericReconnect.code(),
+                message: "Server is shutting down; reconnect".into(),
+            });
+        }
+    }
+
     /// A socket id unique on this node: a random per-process part and a counter.
     pub fn next_socket_id(&self) -> SocketId {
         SocketId::new(
@@ -101,6 +148,9 @@ impl Server {
             state,
             hub,
             shutdown,
+            connections: DashMap::new(),
+            ping_frame: frame::text(outbound::PING.as_bytes()),
+            started: std::time::Instant::now(),
             socket_id_high: u64::from(rand::random::<u32>()),
             next_socket_id: AtomicU64::new(u64::from(rand::random::<u16>())),
         });
@@ -109,6 +159,11 @@ impl Server {
             listener,
             shutdown_tx,
         })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn shared_for_tests(&self) -> Arc<Shared> {
+        self.shared.clone()
     }
 
     /// This node's id in the cluster.
@@ -133,6 +188,19 @@ impl Server {
         } = self;
         // Keep the sender alive for as long as we serve, even if every handle is dropped.
         let _keep = shutdown_tx;
-        listener::serve(listener, shared).await;
+        let sweeper = tokio::spawn({
+            let shared = shared.clone();
+            async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    shared.sweep_liveness();
+                }
+            }
+        });
+        listener::serve(listener, shared.clone()).await;
+        sweeper.abort();
+        shared.close_all();
     }
 }

@@ -1,17 +1,21 @@
-//! One WebSocket connection, driven by one task.
+//! One WebSocket connection, driven by one small task.
 //!
-//! The task owns the socket and alternates between four things with `select!`: reading client
-//! frames, writing whatever the connection's [`Outbox`] holds (all of it in as few `writev`s as
-//! possible), the liveness timer (ping after `activity_timeout`, close 4201 when no answer
-//! comes), and server shutdown. Protocol decisions are in [`session`]; admission checks in
-//! [`admission`].
+//! The task owns the socket and waits on two things at once: its [`Outbox`] (frames to write,
+//! or a close to act on) and the socket becoming readable. It keeps no timer (the server's
+//! liveness sweeper pings idle connections and closes silent ones through the outbox) and no
+//! read buffer while idle (one is allocated when bytes arrive and dropped once they are
+//! handled). Protocol decisions are in [`session`]; admission checks in [`admission`]. Rare,
+//! heavy steps (handling a client message, closing) are boxed, so that the future every
+//! connection keeps for its lifetime stays small.
 
 pub mod admission;
 pub mod session;
 
 use std::collections::VecDeque;
-use std::io::IoSlice;
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -19,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
 use warren_protocol::inbound::parse_client_message;
-use warren_protocol::{codes::ws_close, outbound, ErrorCode, SocketId};
+use warren_protocol::{codes::ws_close, outbound, SocketId};
 
 use crate::outbox::{CloseReason, Outbox};
 use crate::server::Shared;
@@ -31,14 +35,14 @@ use session::Session;
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// Frames written per `writev` call at most.
 const MAX_IOVECS: usize = 64;
-/// Initial read buffer: enough for typical Pusher messages; grows only for larger ones.
-const READ_BUF: usize = 512;
+/// Read buffer allocated when bytes arrive; grows only for larger messages.
+const READ_CHUNK: usize = 512;
 
 /// Serves an upgraded connection until it ends. `read_buf` holds any bytes the client sent
 /// after its upgrade request.
 pub async fn serve(
     mut stream: TcpStream,
-    mut read_buf: BytesMut,
+    read_buf: BytesMut,
     upgrade: Upgrade,
     shared: Arc<Shared>,
 ) {
@@ -57,12 +61,15 @@ pub async fn serve(
                 code: refusal.code.code(),
                 message: refusal.message,
             };
-            close_now(&mut stream, Some(&reason)).await;
+            Box::pin(close_now(&mut stream, &reason)).await;
             return;
         }
     };
+    drop(upgrade);
     let socket_id = shared.next_socket_id();
     let outbox = Arc::new(Outbox::new(shared.config.max_outbound_queue));
+    outbox.heard_from(shared.clock());
+    shared.connections.insert(socket_id, outbox.clone());
     let mut session = Session::new(shared.clone(), app, socket_id, outbox.clone());
     session.send(&outbound::connection_established(
         socket_id,
@@ -70,23 +77,22 @@ pub async fn serve(
     ));
     let mut conn = Conn {
         stream,
-        read_buf: std::mem::take(&mut read_buf),
+        read_buf,
         decoder: Decoder::new(shared.config.max_message_size_bytes()),
         outbox,
         queue: VecDeque::new(),
-        shared,
+        shared: shared.clone(),
         socket_id,
     };
-    if conn.read_buf.capacity() < READ_BUF {
-        conn.read_buf.reserve(READ_BUF);
-    }
     let end = conn.run(&mut session).await;
-    session.leave_all().await;
+    shared.connections.remove(&socket_id);
+    Box::pin(session.leave_all()).await;
     tracing::debug!(%socket_id, ?end, "connection ended");
 }
 
 struct Conn {
     stream: TcpStream,
+    /// Bytes of a message still arriving; empty (and unallocated) between messages.
     read_buf: BytesMut,
     decoder: Decoder,
     outbox: Arc<Outbox>,
@@ -106,70 +112,70 @@ enum End {
     WriteFailed,
 }
 
+/// What woke the connection.
+enum Wake {
+    Outbox,
+    Readable,
+}
+
 impl Conn {
     async fn run(&mut self, session: &mut Session) -> End {
-        let activity = Duration::from_secs(self.shared.config.activity_timeout);
-        let pong_wait = Duration::from_secs(self.shared.config.pong_timeout);
-        let mut last_seen = Instant::now();
-        let mut ping_sent: Option<Instant> = None;
-        let timer = tokio::time::sleep_until(last_seen + activity);
-        tokio::pin!(timer);
-        let mut shutdown = self.shared.shutdown.clone();
-
+        // Alternate which side is looked at first, so neither a busy outbox nor a chatty
+        // client starves the other.
+        let mut outbox_first = true;
+        // Bytes that arrived with the upgrade request.
+        if !self.read_buf.is_empty() {
+            if let Some(end) = self.process_input(session).await {
+                return end;
+            }
+        }
         loop {
-            tokio::select! {
-                biased;
-                _ = self.outbox.ready() => {
+            let wake = poll_fn(|cx| {
+                let outbox = |cx: &mut std::task::Context<'_>| {
+                    self.outbox.poll_ready(cx).map(|()| Ok(Wake::Outbox))
+                };
+                let socket = |cx: &mut std::task::Context<'_>| {
+                    self.stream.poll_read_ready(cx).map_ok(|()| Wake::Readable)
+                };
+                let (first, second) = if outbox_first {
+                    (outbox(cx), socket(cx))
+                } else {
+                    (socket(cx), outbox(cx))
+                };
+                match (first, second) {
+                    (Poll::Ready(w), _) | (Poll::Pending, Poll::Ready(w)) => Poll::Ready(w),
+                    (Poll::Pending, Poll::Pending) => Poll::Pending,
+                }
+            })
+            .await;
+            outbox_first = !outbox_first;
+            match wake {
+                Ok(Wake::Outbox) => {
                     let closing = self.outbox.take(&mut self.queue);
                     if self.flush().await.is_err() {
                         return End::WriteFailed;
                     }
                     if let Some(reason) = closing {
-                        self.close(&reason).await;
+                        Box::pin(close_now(&mut self.stream, &reason)).await;
                         return End::ServerClosed(reason.code);
                     }
                 }
-                read = self.stream.read_buf(&mut self.read_buf) => {
-                    match read {
-                        Ok(0) | Err(_) => return End::ClientGone,
-                        Ok(_) => {}
+                Ok(Wake::Readable) => {
+                    if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 4 {
+                        self.read_buf.reserve(READ_CHUNK);
                     }
-                    last_seen = Instant::now();
-                    ping_sent = None;
+                    match self.stream.try_read_buf(&mut self.read_buf) {
+                        Ok(0) => return End::ClientGone,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        Err(_) => return End::ClientGone,
+                    }
+                    self.outbox.heard_from(self.shared.clock());
                     if let Some(end) = self.process_input(session).await {
                         return end;
                     }
                 }
-                () = &mut timer => {
-                    let now = Instant::now();
-                    match ping_sent {
-                        Some(sent) if last_seen < sent => {
-                            let reason = CloseReason {
-                                code: ErrorCode::PongNotReceived.code(),
-                                message: "Pong reply not received in time".into(),
-                            };
-                            let _ = self.flush().await;
-                            self.close(&reason).await;
-                            return End::ServerClosed(reason.code);
-                        }
-                        _ if now >= last_seen + activity => {
-                            session.send(outbound::PING);
-                            ping_sent = Some(now);
-                            timer.as_mut().reset(now + pong_wait);
-                        }
-                        _ => timer.as_mut().reset(last_seen + activity),
-                    }
-                }
-                _ = shutdown.changed() => {
-                    let reason = CloseReason {
-                        code: ErrorCode::GenericReconnect.code(),
-                        message: "Server is shutting down; reconnect".into(),
-                    };
-                    self.outbox.take(&mut self.queue);
-                    let _ = self.flush().await;
-                    self.close(&reason).await;
-                    return End::ServerClosed(reason.code);
-                }
+                Err(_) => return End::ClientGone,
             }
         }
     }
@@ -180,11 +186,11 @@ impl Conn {
             let msg = match self.decoder.decode(&mut self.read_buf) {
                 Ok(Some(m)) => m,
                 Ok(None) => break,
-                Err(e) => return Some(self.frame_error(session, e).await),
+                Err(e) => return Some(Box::pin(self.frame_error(session, e)).await),
             };
             match msg {
                 Message::Text(text) => match parse_client_message(&text) {
-                    Ok(m) => session.handle(m).await,
+                    Ok(m) => Box::pin(session.handle(m)).await,
                     Err(e) => session.send_error(None, &e.to_string()),
                 },
                 Message::Binary(_) => session.send_error(
@@ -196,22 +202,27 @@ impl Conn {
                 }
                 Message::Pong => {}
                 Message::Close(_) => {
-                    self.outbox.take(&mut self.queue);
-                    let _ = self.flush().await;
-                    let _ = self
-                        .stream
-                        .write_all(&frame::close(ws_close::NORMAL, ""))
-                        .await;
-                    let _ = self.stream.shutdown().await;
+                    Box::pin(self.answer_close()).await;
                     return Some(End::ClientClosed);
                 }
             }
         }
-        // Give back the memory of a large message once it has been handled.
-        if self.read_buf.is_empty() && self.read_buf.capacity() > 4 * READ_BUF {
-            self.read_buf = BytesMut::with_capacity(READ_BUF);
+        // Between messages the connection holds no read buffer.
+        if self.read_buf.is_empty() {
+            self.read_buf = BytesMut::new();
         }
         None
+    }
+
+    /// The client closed: write what is queued, echo the close, and finish.
+    async fn answer_close(&mut self) {
+        self.outbox.take(&mut self.queue);
+        let _ = self.flush().await;
+        let _ = self
+            .stream
+            .write_all(&frame::close(ws_close::NORMAL, ""))
+            .await;
+        let _ = self.stream.shutdown().await;
     }
 
     async fn frame_error(&mut self, session: &Session, e: FrameError) -> End {
@@ -227,52 +238,54 @@ impl Conn {
         End::ServerClosed(e.close_code())
     }
 
-    /// Writes every queued frame, several per syscall.
-    async fn flush(&mut self) -> std::io::Result<()> {
-        let stall = Duration::from_secs(self.shared.config.pong_timeout);
+    /// Writes every queued frame, several per syscall. Waits (boxed, rarely) only when the
+    /// socket is full; a client that accepts nothing for `pong_timeout` is given up on.
+    async fn flush(&mut self) -> io::Result<()> {
         while !self.queue.is_empty() {
-            let slices: Vec<IoSlice<'_>> = self
-                .queue
-                .iter()
-                .take(MAX_IOVECS)
-                .map(|b| IoSlice::new(b))
-                .collect();
-            // A client that accepts nothing for this long is not coming back.
-            let written = tokio::time::timeout(stall, self.stream.write_vectored(&slices))
-                .await
-                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-            drop(slices);
-            if written == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
+            match self.write_some() {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => advance(&mut self.queue, n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let stall = Duration::from_secs(self.shared.config.pong_timeout);
+                    Box::pin(tokio::time::timeout(stall, self.stream.writable()))
+                        .await
+                        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+                }
+                Err(e) => return Err(e),
             }
-            advance(&mut self.queue, written);
         }
-        if self.queue.capacity() > 4 * MAX_IOVECS {
+        if self.queue.capacity() > MAX_IOVECS {
             self.queue = VecDeque::new();
         }
         Ok(())
     }
 
-    /// Sends `pusher:error` (for Pusher codes) and a close frame with the code, then lets the
-    /// client close.
-    async fn close(&mut self, reason: &CloseReason) {
-        self.queue.clear();
-        close_now(&mut self.stream, Some(reason)).await;
+    /// One non-blocking write of up to [`MAX_IOVECS`] queued frames.
+    fn write_some(&self) -> io::Result<usize> {
+        if self.queue.len() == 1 {
+            return self.stream.try_write(&self.queue[0]);
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let mut n = 0;
+        for (slot, frame) in slices.iter_mut().zip(self.queue.iter()) {
+            *slot = IoSlice::new(frame);
+            n += 1;
+        }
+        self.stream.try_write_vectored(&slices[..n])
     }
 }
 
-/// Sends the error and close frames for `reason` and waits briefly for the client to close.
-async fn close_now(stream: &mut TcpStream, reason: Option<&CloseReason>) {
-    if let Some(r) = reason {
-        let mut bytes = Vec::new();
-        if r.code >= 4000 {
-            bytes.extend_from_slice(&frame::text(
-                outbound::error(Some(r.code), &r.message).as_bytes(),
-            ));
-        }
-        bytes.extend_from_slice(&frame::close(r.code, &r.message));
-        let _ = tokio::time::timeout(CLOSE_LINGER, stream.write_all(&bytes)).await;
+/// Sends `pusher:error` (for Pusher codes) and a close frame with the code, then lets the
+/// client close.
+async fn close_now(stream: &mut TcpStream, reason: &CloseReason) {
+    let mut bytes = Vec::new();
+    if reason.code >= 4000 {
+        bytes.extend_from_slice(&frame::text(
+            outbound::error(Some(reason.code), &reason.message).as_bytes(),
+        ));
     }
+    bytes.extend_from_slice(&frame::close(reason.code, &reason.message));
+    let _ = tokio::time::timeout(CLOSE_LINGER, stream.write_all(&bytes)).await;
     linger(stream).await;
 }
 
