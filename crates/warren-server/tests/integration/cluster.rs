@@ -326,3 +326,63 @@ async fn a_node_id_in_use_is_refused() {
     assert!(err.contains("twin"), "{err}");
     drop(first);
 }
+
+/// Something that is not Redis at the Redis address: start-up fails with a clear error, it
+/// neither hangs nor panics.
+#[tokio::test]
+async fn a_redis_that_answers_garbage_is_refused_at_start() {
+    let fake = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = fake.local_addr().expect("addr");
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = fake.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 512];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(b"%%% not redis %%%\r\n").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let mut config = warren_server::Config::default();
+    config.server.port = 0;
+    config.cluster.backend = Backend::Redis;
+    config.cluster.redis_url = RedisUrls(vec![format!("redis://{addr}")]);
+    config.cluster.prefix = unique_prefix();
+    let started = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        warren_server::Server::bind(config),
+    )
+    .await
+    .expect("start-up gives up instead of hanging");
+    let err = started
+        .err()
+        .expect("no server on a fake Redis")
+        .to_string();
+    assert!(err.contains("Redis") || err.contains("redis"), "{err}");
+}
+
+/// Nothing listening at the Redis address: a clear start-up error.
+#[tokio::test]
+async fn an_unreachable_redis_is_a_clear_start_up_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let mut config = warren_server::Config::default();
+    config.server.port = 0;
+    config.cluster.backend = Backend::Redis;
+    config.cluster.redis_url = RedisUrls(vec![format!("redis://127.0.0.1:{port}")]);
+    let started = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        warren_server::Server::bind(config),
+    )
+    .await
+    .expect("start-up gives up instead of hanging");
+    let err = started.err().expect("no server without Redis").to_string();
+    assert!(err.contains("cannot reach Redis"), "{err}");
+}
