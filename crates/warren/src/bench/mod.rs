@@ -11,6 +11,7 @@ mod receiver;
 mod report;
 mod scan;
 mod system;
+mod ws;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;

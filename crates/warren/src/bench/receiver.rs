@@ -3,22 +3,21 @@
 //! allocation). Each connection keeps its own sequence bookkeeping; each thread keeps the
 //! latency histograms; everything is merged when the run ends.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio::sync::{watch, Semaphore};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 
 use super::scan::{scan_frame, scan_socket_id, Scanned, EVENT};
+use super::ws::{encode_frame, Frame, WsClient, OP_PONG, OP_TEXT};
 use super::ChannelKind;
 
 /// Everything the receiver threads share (read-mostly).
@@ -124,13 +123,19 @@ pub fn run_thread(t: usize, specs: Vec<ConnSpec>, shared: Arc<Shared>) -> Thread
         }
     };
     let tasks = tokio::task::LocalSet::new();
+    let stopper = Rc::new(Stopper::new(specs.len()));
     let connections = tasks.block_on(&runtime, async {
+        let watching = stopper.clone();
+        let stop = shared.stop.clone();
+        tokio::task::spawn_local(async move { watching.watch(stop).await });
         let handles: Vec<_> = specs
             .into_iter()
-            .map(|spec| {
+            .enumerate()
+            .map(|(slot, spec)| {
                 let shared = shared.clone();
                 let local = local.clone();
-                tokio::task::spawn_local(connection(t, spec, shared, local))
+                let stopper = stopper.clone();
+                tokio::task::spawn_local(connection(t, slot, spec, shared, local, stopper))
             })
             .collect();
         let mut results = Vec::with_capacity(handles.len());
@@ -164,13 +169,13 @@ pub fn run_thread(t: usize, specs: Vec<ConnSpec>, shared: Arc<Shared>) -> Thread
     }
 }
 
-type Ws = WebSocketStream<TcpStream>;
-
 async fn connection(
     t: usize,
+    slot: usize,
     spec: ConnSpec,
     shared: Arc<Shared>,
     local: Rc<RefCell<Local>>,
+    stopper: Rc<Stopper>,
 ) -> ConnResult {
     let mut result = ConnResult {
         channel: spec.channel,
@@ -210,53 +215,153 @@ async fn connection(
     };
     result.connected = true;
     shared.connected.fetch_add(1, Ordering::Relaxed);
+    receive(
+        &mut ws,
+        &stopper,
+        slot,
+        &local,
+        &shared.received[t],
+        shared.max_seq,
+        &mut result,
+    )
+    .await;
+    result
+}
 
-    let mut seen = SeqSet::new(shared.max_seq);
-    let mut stop = shared.stop.clone();
-    let counter = &shared.received[t];
+const PUSHER_PONG: &[u8] = br#"{"event":"pusher:pong","data":{}}"#;
+
+/// Receives until the end of the run (or until the connection drops): every wake reads
+/// what the socket has and handles every complete frame in the buffer, with one clock
+/// reading for the batch (its frames arrived together).
+async fn receive(
+    ws: &mut WsClient,
+    stopper: &Stopper,
+    slot: usize,
+    local: &RefCell<Local>,
+    counter: &AtomicU64,
+    max_seq: u64,
+    result: &mut ConnResult,
+) {
+    let mut seen = SeqSet::new(max_seq);
     let event = EVENT.as_bytes();
     loop {
-        tokio::select! {
-            biased;
-            changed = stop.changed() => {
-                if changed.is_err() || *stop.borrow() {
-                    break;
-                }
-            }
-            msg = ws.next() => {
-                let text = match msg {
-                    Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
-                        result.dropped = true;
+        let now = now_ns();
+        let mut delivered = 0u64;
+        let mut broken = false;
+        {
+            let mut l = local.borrow_mut();
+            loop {
+                match ws.reader.next() {
+                    Ok(Some(Frame::Text(text))) => match scan_frame(text, event) {
+                        Scanned::Bench {
+                            seq,
+                            scheduled_ns,
+                            sent_ns,
+                        } => {
+                            delivered += 1;
+                            seen.record(seq, result);
+                            l.latency_sent
+                                .saturating_record(now.saturating_sub(sent_ns).max(1));
+                            l.latency_scheduled
+                                .saturating_record(now.saturating_sub(scheduled_ns).max(1));
+                        }
+                        Scanned::Ping => encode_frame(OP_TEXT, PUSHER_PONG, ws.mask, &mut ws.out),
+                        Scanned::Other => {}
+                    },
+                    Ok(Some(Frame::Ping(payload))) => {
+                        encode_frame(OP_PONG, payload, ws.mask, &mut ws.out)
+                    }
+                    Ok(Some(Frame::Close(_))) | Err(_) => {
+                        broken = true;
                         break;
                     }
-                    Some(Ok(_)) => continue,
-                };
-                match scan_frame(text.as_bytes(), event) {
-                    Scanned::Bench { seq, scheduled_ns, sent_ns } => {
-                        let now = now_ns();
-                        counter.fetch_add(1, Ordering::Relaxed);
-                        result.received += 1;
-                        seen.record(seq, &mut result);
-                        let mut l = local.borrow_mut();
-                        l.latency_sent.saturating_record(now.saturating_sub(sent_ns).max(1));
-                        l.latency_scheduled.saturating_record(now.saturating_sub(scheduled_ns).max(1));
-                        if now > l.last_receipt_ns {
-                            l.last_receipt_ns = now;
-                        }
-                    }
-                    Scanned::Ping => {
-                        if ws.send(Message::text(r#"{"event":"pusher:pong","data":{}}"#)).await.is_err() {
-                            result.dropped = true;
-                            break;
-                        }
-                    }
-                    Scanned::Other => {}
+                    Ok(None) => break,
                 }
+            }
+            if delivered > 0 && now > l.last_receipt_ns {
+                l.last_receipt_ns = now;
+            }
+        }
+        if delivered > 0 {
+            counter.fetch_add(delivered, Ordering::Relaxed);
+            result.received += delivered;
+        }
+        if broken || (!ws.out.is_empty() && ws.flush().await.is_err()) {
+            result.dropped = !stopper.stopped();
+            return;
+        }
+        // Wait for more bytes, or for the end of the run (which comes first).
+        let read = poll_fn(|cx| {
+            if stopper.poll_stopped(slot, cx) {
+                return Poll::Ready(None);
+            }
+            ws.poll_read_some(cx).map(Some)
+        })
+        .await;
+        match read {
+            None => return,
+            Some(Ok(n)) if n > 0 => {}
+            Some(_) => {
+                result.dropped = !stopper.stopped();
+                return;
             }
         }
     }
-    result
+}
+
+/// The end of the run as one thread's connections see it: a flag, set (and the waiting
+/// connections woken) by one task per thread that watches `Shared::stop`. Checking it costs
+/// a `Cell` read per wake, where a `watch::Receiver::changed()` future per wait would take
+/// the channel's shared lock twice.
+struct Stopper {
+    stopped: Cell<bool>,
+    /// One slot per connection of the thread: the waker of its task.
+    wakers: RefCell<Vec<Option<Waker>>>,
+}
+
+impl Stopper {
+    fn new(connections: usize) -> Self {
+        Self {
+            stopped: Cell::new(false),
+            wakers: RefCell::new(vec![None; connections]),
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopped.get()
+    }
+
+    /// Whether the run is over; otherwise `cx` is woken when it is.
+    fn poll_stopped(&self, slot: usize, cx: &mut Context<'_>) -> bool {
+        if self.stopped.get() {
+            return true;
+        }
+        let mut wakers = self.wakers.borrow_mut();
+        if let Some(w) = wakers.get_mut(slot) {
+            if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *w = Some(cx.waker().clone());
+            }
+        }
+        false
+    }
+
+    fn stop(&self) {
+        self.stopped.set(true);
+        let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
+        for w in wakers.into_iter().flatten() {
+            w.wake();
+        }
+    }
+
+    /// Sets the flag once `stop` turns true (or its sender is gone).
+    async fn watch(&self, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow_and_update() {
+            if stop.changed().await.is_err() {
+                break;
+            }
+        }
+        self.stop();
+    }
 }
 
 /// Sequence numbers seen on one connection: a bitset sized once for the whole run.
@@ -296,7 +401,7 @@ impl SeqSet {
 
 /// TCP (bound to the source address when given), WebSocket handshake,
 /// `connection_established`, subscription, `subscription_succeeded`.
-async fn open(spec: &ConnSpec, shared: &Shared) -> Result<Ws, String> {
+async fn open(spec: &ConnSpec, shared: &Shared) -> Result<WsClient, String> {
     let socket = match spec.addr {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
         SocketAddr::V6(_) => TcpSocket::new_v6(),
@@ -313,58 +418,35 @@ async fn open(spec: &ConnSpec, shared: &Shared) -> Result<Ws, String> {
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0)
-        .max_message_size(Some(1 << 20))
-        .max_frame_size(Some(1 << 20));
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(&*spec.url, stream, Some(config))
+    let mut ws = WsClient::handshake(stream, &spec.url, spec.index as u64)
         .await
         .map_err(|e| format!("handshake: {e}"))?;
-    let first = next_text(&mut ws).await?;
-    let socket_id = scan_socket_id(first.as_bytes())
+    let first = ws.next_text().await?;
+    let socket_id = scan_socket_id(&first)
         .ok_or_else(|| format!("expected connection_established, got {}", clip(&first)))?
         .to_owned();
     let channel = &shared.channels[spec.channel];
     let subscribe = subscribe_message(shared, &socket_id, channel, spec.index);
-    ws.send(Message::text(subscribe))
-        .await
-        .map_err(|e| format!("subscribe: {e}"))?;
+    ws.queue(OP_TEXT, subscribe.as_bytes());
+    ws.flush().await.map_err(|e| format!("subscribe: {e}"))?;
     loop {
-        let text = next_text(&mut ws).await?;
+        let text = ws.next_text().await?;
+        let text = String::from_utf8_lossy(&text);
         if text.contains("pusher_internal:subscription_succeeded") {
             return Ok(ws);
         }
         if text.contains("pusher:subscription_error") || text.contains("pusher:error") {
-            return Err(format!("subscription refused: {}", clip(&text)));
+            return Err(format!("subscription refused: {}", clip(text.as_bytes())));
         }
         if text.contains("\"pusher:ping\"") {
-            let _ = ws
-                .send(Message::text(r#"{"event":"pusher:pong","data":{}}"#))
-                .await;
+            ws.queue(OP_TEXT, PUSHER_PONG);
+            let _ = ws.flush().await;
         }
     }
 }
 
-async fn next_text(ws: &mut Ws) -> Result<String, String> {
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_owned()),
-            Some(Ok(Message::Close(frame))) => {
-                return Err(match frame {
-                    Some(f) => format!("closed by the server: {} {}", u16::from(f.code), f.reason),
-                    None => "closed by the server".into(),
-                })
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(e.to_string()),
-            None => return Err("connection closed".into()),
-        }
-    }
-}
-
-fn clip(s: &str) -> String {
-    s.chars().take(200).collect()
+fn clip(s: &[u8]) -> String {
+    String::from_utf8_lossy(s).chars().take(200).collect()
 }
 
 /// `pusher:subscribe`, signed locally for private and presence channels (user id = the
@@ -391,7 +473,166 @@ pub fn subscribe_message(shared: &Shared, socket_id: &str, channel: &str, index:
 
 #[cfg(test)]
 mod tests {
+    use super::super::ws::testing::{client_frame, server_frame};
     use super::*;
+
+    fn local() -> RefCell<Local> {
+        RefCell::new(Local {
+            latency_sent: histogram(),
+            latency_scheduled: histogram(),
+            connect_time: histogram(),
+            last_receipt_ns: 0,
+            first_error: None,
+        })
+    }
+
+    /// A fake server on 127.0.0.1: accepts one connection, reads the upgrade request, and
+    /// hands the socket (after the `101` head) to `then`.
+    async fn fake_server<F, Fut, T>(then: F) -> (SocketAddr, tokio::task::JoinHandle<T>)
+    where
+        F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + Send,
+        T: Send + 'static,
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let addr = listener.local_addr().expect("address");
+        let task = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accepts");
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") {
+                s.read_exact(&mut byte).await.expect("request");
+                request.push(byte[0]);
+            }
+            s.write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+                .await
+                .expect("head");
+            then(s).await
+        });
+        (addr, task)
+    }
+
+    fn bench_text(seq: u64, sent_ns: u64) -> Vec<u8> {
+        let data = super::super::scan::event_data(seq, sent_ns - 1000, sent_ns, 64);
+        let json = format!(r#"{{"event":"bench","channel":"bench-0","data":"{data}"}}"#);
+        server_frame(0x81, json.as_bytes())
+    }
+
+    /// Deliveries (split over reads, several per read) are counted and timed; both kinds of
+    /// ping are answered with masked frames; a close from the server is a dropped
+    /// connection.
+    #[tokio::test]
+    async fn receiving_until_the_server_closes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let sent = now_ns();
+        let (addr, server) = fake_server(move |mut s| async move {
+            let mut bytes = Vec::new();
+            for seq in [0, 1, 1, 3, 2] {
+                bytes.extend(bench_text(seq, sent));
+            }
+            // One frame and a half, then the rest, then pings.
+            let cut = bytes.len() / 5 + 10;
+            s.write_all(&bytes[..cut]).await.expect("writes");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            s.write_all(&bytes[cut..]).await.expect("writes");
+            let mut pings = server_frame(0x89, b"ws");
+            pings.extend(server_frame(0x81, br#"{"event":"pusher:ping","data":{}}"#));
+            s.write_all(&pings).await.expect("writes");
+            let mut answers = Vec::new();
+            let mut chunk = [0u8; 256];
+            let mut frames = Vec::new();
+            while frames.len() < 2 {
+                let n = s.read(&mut chunk).await.expect("reads");
+                assert!(n > 0, "the client hung up");
+                answers.extend_from_slice(&chunk[..n]);
+                frames.clear();
+                let mut at = 0;
+                while at + 2 <= answers.len() {
+                    let len = usize::from(answers[at + 1] & 0x7F);
+                    if at + 6 + len > answers.len() {
+                        break;
+                    }
+                    let (op, payload, used) = client_frame(&answers[at..]);
+                    frames.push((op, payload));
+                    at += used;
+                }
+            }
+            s.write_all(&server_frame(0x88, &1001u16.to_be_bytes()))
+                .await
+                .expect("writes");
+            frames
+        })
+        .await;
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
+        let mut ws = WsClient::handshake(stream, &format!("ws://{addr}/app/k"), 3)
+            .await
+            .expect("upgrades");
+        let (stopper, local, counter) = (Stopper::new(1), local(), AtomicU64::new(0));
+        let mut result = ConnResult::default();
+        receive(&mut ws, &stopper, 0, &local, &counter, 10, &mut result).await;
+        let frames = server.await.expect("server");
+        assert_eq!(
+            frames,
+            [(OP_PONG, b"ws".to_vec()), (OP_TEXT, PUSHER_PONG.to_vec())]
+        );
+        assert_eq!(counter.load(Ordering::Relaxed), 5);
+        assert_eq!(
+            (
+                result.received,
+                result.unique,
+                result.duplicates,
+                result.reordered
+            ),
+            (5, 4, 1, 1)
+        );
+        assert!(result.dropped);
+        let l = local.borrow();
+        assert_eq!(l.latency_sent.len(), 5);
+        assert_eq!(l.latency_scheduled.len(), 5);
+        assert!(l.latency_scheduled.min() >= l.latency_sent.min() + 1000);
+        assert!(l.last_receipt_ns >= sent);
+    }
+
+    /// The end of the run stops a waiting receiver without counting it as dropped.
+    #[tokio::test]
+    async fn receiving_until_the_end_of_the_run() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (addr, server) = fake_server(move |mut s| async move {
+            s.write_all(&bench_text(0, now_ns())).await.expect("writes");
+            // Wait for the client to go away.
+            let mut sink = [0u8; 64];
+            while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
+        let mut ws = WsClient::handshake(stream, &format!("ws://{addr}/app/k"), 4)
+            .await
+            .expect("upgrades");
+        let (stopper, local, counter) = (Stopper::new(1), local(), AtomicU64::new(0));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut result = ConnResult::default();
+        tokio::join!(
+            receive(&mut ws, &stopper, 0, &local, &counter, 10, &mut result),
+            stopper.watch(stop_rx),
+            async {
+                while counter.load(Ordering::Relaxed) == 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let _ = stop_tx.send(true);
+            }
+        );
+        drop(ws);
+        server.await.expect("server");
+        assert_eq!((result.received, result.unique), (1, 1));
+        assert!(!result.dropped);
+    }
 
     #[test]
     fn sequence_bookkeeping() {
