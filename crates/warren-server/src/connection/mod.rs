@@ -15,7 +15,6 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -137,14 +136,16 @@ impl Conn {
                 let socket = |cx: &mut std::task::Context<'_>| {
                     self.stream.poll_read_ready(cx).map_ok(|()| Wake::Readable)
                 };
-                let (first, second) = if outbox_first {
-                    (outbox(cx), socket(cx))
+                // The second side is only polled (and its waker registered) when the first
+                // has nothing: a wake-up costs one readiness check in the common case.
+                let first = if outbox_first { outbox(cx) } else { socket(cx) };
+                if first.is_ready() {
+                    return first;
+                }
+                if outbox_first {
+                    socket(cx)
                 } else {
-                    (socket(cx), outbox(cx))
-                };
-                match (first, second) {
-                    (Poll::Ready(w), _) | (Poll::Pending, Poll::Ready(w)) => Poll::Ready(w),
-                    (Poll::Pending, Poll::Pending) => Poll::Pending,
+                    outbox(cx)
                 }
             })
             .await;
