@@ -321,6 +321,7 @@ async fn a_redis_restart_is_survived_and_state_is_registered_again() {
 
     // Redis comes back empty; the nodes reconnect, resubscribe and register their state again.
     let _redis = OwnRedis::start(redis.port);
+    let restarted = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let sent = a
@@ -334,6 +335,10 @@ async fn a_redis_restart_is_survived_and_state_is_registered_again() {
             .map(|u| user_ids(&u))
             .unwrap_or_default();
         if sent.is_ok() && members == ["alice", "bob"] {
+            eprintln!(
+                "publishing and presence state back {:?} after Redis restarted",
+                restarted.elapsed()
+            );
             break;
         }
         assert!(

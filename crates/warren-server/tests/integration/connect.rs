@@ -138,3 +138,15 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
         .expect("read");
     out
 }
+
+#[tokio::test]
+async fn shutdown_closes_connections_with_4200() {
+    let server = start().await;
+    let mut c = connect(&server).await;
+    c.subscribed("bye", None).await;
+    drop(server); // the harness's drop triggers a graceful shutdown
+    let err = c.recv().await;
+    assert_eq!(err["event"], "pusher:error", "{err}");
+    assert_eq!(err["data"]["code"], 4200, "{err}");
+    assert_eq!(close_code(&mut c.ws).await, Some(4200));
+}
