@@ -1,45 +1,16 @@
 //! `warren bench` against a `warren serve --port 0` child: a short run must deliver every
 //! event exactly once. Correctness only: nothing here depends on timing figures.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 
-/// A `warren serve --port 0` child, killed on drop.
-struct Served {
-    child: Child,
-    port: u16,
-}
+mod common;
 
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::Served;
 
 fn serve() -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["serve", "--port", "0"])
-        .env("WARREN_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut reader = BufReader::new(stdout);
-    let mut first = String::new();
-    reader.read_line(&mut first).expect("reads the banner");
-    // Keep draining: a closed pipe would make the server's next print fail.
-    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    // "Warren x.y.z listening on 127.0.0.1:PORT"
-    let port = first
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in the banner: {first:?}"));
-    Served { child, port }
+    Served::start(&[], &[])
 }
 
 /// Runs `warren bench --json` with `extra` flags; returns the exit code and the summary.

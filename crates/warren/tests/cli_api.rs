@@ -1,9 +1,8 @@
 //! `warren trigger`, `channels`, `channel` and `users` against a `warren serve` child process.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -17,47 +16,12 @@ fn warren() -> Command {
     Command::new(env!("CARGO_BIN_EXE_warren"))
 }
 
-/// A `warren serve --port 0` child, killed on drop.
-struct Served {
-    child: Child,
-    port: u16,
-}
+mod common;
 
-impl Served {
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::Served;
 
 fn serve(extra: &[&str]) -> Served {
-    let mut child = warren()
-        .args(["serve", "--port", "0"])
-        .args(extra)
-        .env("WARREN_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut reader = BufReader::new(stdout);
-    let mut first = String::new();
-    reader.read_line(&mut first).expect("reads the banner");
-    // Keep reading: a closed pipe would make the server's next print fail.
-    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    // "Warren x.y.z listening on 127.0.0.1:PORT"
-    let port = first
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in the banner: {first:?}"));
-    Served { child, port }
+    Served::start(extra, &[])
 }
 
 /// Runs `warren ARGS` and returns (exit code, stdout, stderr).

@@ -4,7 +4,6 @@
 //! The shared Redis comes from `REDIS_URL` (default redis://127.0.0.1:6379, with a unique key
 //! prefix per test); the Redis-restart test starts its own `redis-server` on a free port.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -41,61 +40,36 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// A `warren serve` child process; killed (SIGKILL) on drop.
-struct Node {
-    child: Child,
-    port: u16,
-}
+mod common;
+
+/// A cluster node: `warren serve` with the Redis backend.
+struct Node(common::Served);
 
 impl Node {
     fn start(redis_url: &str, prefix: &str, node_id: &str) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
-            .args(["serve", "--port", "0"])
-            .env("WARREN_LOG", "warn")
-            .env("WARREN_CLUSTER__BACKEND", "redis")
-            .env("WARREN_CLUSTER__REDIS_URL", redis_url)
-            .env("WARREN_CLUSTER__PREFIX", prefix)
-            .env(
-                "WARREN_CLUSTER__NODE_TIMEOUT_MS",
-                NODE_TIMEOUT_MS.to_string(),
-            )
-            .env("WARREN_SERVER__NODE_ID", node_id)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("warren starts");
-        let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut first = String::new();
-        reader.read_line(&mut first).expect("banner");
-        // Keep draining: a closed pipe would kill the server at its next print.
-        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-        let port = first
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in the banner: {first:?}"));
-        Node { child, port }
+        let timeout = NODE_TIMEOUT_MS.to_string();
+        Node(common::Served::start(
+            &[],
+            &[
+                ("WARREN_CLUSTER__BACKEND", "redis"),
+                ("WARREN_CLUSTER__REDIS_URL", redis_url),
+                ("WARREN_CLUSTER__PREFIX", prefix),
+                ("WARREN_CLUSTER__NODE_TIMEOUT_MS", &timeout),
+                ("WARREN_SERVER__NODE_ID", node_id),
+            ],
+        ))
+    }
+
+    fn port(&self) -> u16 {
+        self.0.port
     }
 
     fn kill9(&mut self) {
-        let _ = self.child.kill(); // SIGKILL: no goodbye, no cleanup
-        let _ = self.child.wait();
+        self.0.kill9();
     }
 
     fn api(&self) -> Client {
-        Client::new(ClientConfig::new(
-            format!("http://127.0.0.1:{}", self.port),
-            "app-id",
-            KEY,
-            SECRET,
-        ))
-        .expect("client")
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill9();
+        Client::new(ClientConfig::new(self.0.url(), "app-id", KEY, SECRET)).expect("client")
     }
 }
 
@@ -159,7 +133,7 @@ struct Conn {
 
 impl Conn {
     async fn open(node: &Node) -> Conn {
-        let url = format!("ws://127.0.0.1:{}/app/{KEY}?protocol=7", node.port);
+        let url = format!("ws://127.0.0.1:{}/app/{KEY}?protocol=7", node.port());
         let (mut ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("connects");

@@ -32,12 +32,7 @@ pub async fn list(
     let mut out = Map::new();
     for (name, stats) in channels {
         let mut attrs = Map::new();
-        if info.user_count {
-            attrs.insert("user_count".into(), stats.user_count.into());
-        }
-        if info.subscription_count {
-            attrs.insert("subscription_count".into(), stats.subscription_count.into());
-        }
+        info.write(stats, &mut attrs);
         out.insert(name.to_string(), Value::Object(attrs));
     }
     Ok(Json(json!({ "channels": out })))
@@ -66,12 +61,7 @@ pub async fn info(
     let stats = shared.state.channel(&req.app.id, &channel).await?;
     let mut out = Map::new();
     out.insert("occupied".into(), (stats.subscription_count > 0).into());
-    if info.user_count {
-        out.insert("user_count".into(), stats.user_count.into());
-    }
-    if info.subscription_count {
-        out.insert("subscription_count".into(), stats.subscription_count.into());
-    }
+    info.write(stats, &mut out);
     Ok(Json(Value::Object(out)))
 }
 

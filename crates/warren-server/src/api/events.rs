@@ -16,6 +16,7 @@ use warren_protocol::{outbound, ChannelKind, ChannelName, EventName, SocketId};
 use super::error::ApiError;
 use super::request::{authenticate, clip, AppBy, SignedRequest, MAX_BATCH};
 use crate::app::App;
+use crate::cluster::ChannelStats;
 use crate::server::Shared;
 use crate::ws::frame;
 
@@ -78,6 +79,16 @@ impl InfoAttributes {
 
     fn any(self) -> bool {
         self.user_count || self.subscription_count
+    }
+
+    /// Adds the requested attributes of `stats` to a JSON object.
+    pub(super) fn write(self, stats: ChannelStats, out: &mut Map<String, Value>) {
+        if self.user_count {
+            out.insert("user_count".into(), stats.user_count.into());
+        }
+        if self.subscription_count {
+            out.insert("subscription_count".into(), stats.subscription_count.into());
+        }
     }
 }
 
@@ -283,11 +294,10 @@ async fn channel_attributes(
 ) -> Result<Map<String, Value>, ApiError> {
     let stats = shared.state.channel(&app.id, channel).await?;
     let mut attrs = Map::new();
-    if info.user_count && channel.kind() == ChannelKind::Presence {
-        attrs.insert("user_count".into(), stats.user_count.into());
-    }
-    if info.subscription_count {
-        attrs.insert("subscription_count".into(), stats.subscription_count.into());
-    }
+    let applicable = InfoAttributes {
+        user_count: info.user_count && channel.kind() == ChannelKind::Presence,
+        ..info
+    };
+    applicable.write(stats, &mut attrs);
     Ok(attrs)
 }

@@ -175,6 +175,14 @@ impl RedisCluster {
     }
 }
 
+/// The join and leave scripts answer `{member flag, transition flag, count, ...}`.
+fn change_from(reply: &[Value]) -> Result<SubscriptionChange, BackendError> {
+    Ok(SubscriptionChange {
+        transition: value::flag_at(reply, 1, "subscription change")?,
+        subscription_count: value::count_at(reply, 2, "subscription change")?,
+    })
+}
+
 fn backend(e: impl std::fmt::Display) -> BackendError {
     BackendError(e.to_string())
 }
@@ -445,10 +453,7 @@ impl ClusterState for RedisCluster {
             .mirror
             .lock()
             .insert((app.clone(), channel.clone(), socket), None);
-        Ok(SubscriptionChange {
-            transition: value::flag_at(&reply, 1, "join")?,
-            subscription_count: value::count_at(&reply, 2, "join")?,
-        })
+        change_from(&reply)
     }
 
     async fn unsubscribe(
@@ -458,10 +463,7 @@ impl ClusterState for RedisCluster {
         socket: SocketId,
     ) -> Result<SubscriptionChange, BackendError> {
         let reply = self.inner.leave(app, channel, socket).await?;
-        Ok(SubscriptionChange {
-            transition: value::flag_at(&reply, 1, "leave")?,
-            subscription_count: value::count_at(&reply, 2, "leave")?,
-        })
+        change_from(&reply)
     }
 
     async fn join_presence(
@@ -487,10 +489,7 @@ impl ClusterState for RedisCluster {
             .insert((app.clone(), channel.clone(), socket), Some(member.clone()));
         Ok(PresenceJoin {
             member_added: value::flag_at(&reply, 0, "join")?,
-            change: SubscriptionChange {
-                transition: value::flag_at(&reply, 1, "join")?,
-                subscription_count: value::count_at(&reply, 2, "join")?,
-            },
+            change: change_from(&reply)?,
             members: inner.members_from(reply.get(3))?,
         })
     }
@@ -505,10 +504,7 @@ impl ClusterState for RedisCluster {
         let reply = self.inner.leave(app, channel, socket).await?;
         Ok(PresenceLeave {
             member_removed: value::flag_at(&reply, 0, "leave")?,
-            change: SubscriptionChange {
-                transition: value::flag_at(&reply, 1, "leave")?,
-                subscription_count: value::count_at(&reply, 2, "leave")?,
-            },
+            change: change_from(&reply)?,
         })
     }
 
