@@ -19,32 +19,20 @@ use warren_client::ws::{
 };
 use warren_client::{ChannelAuth, Client, ClientConfig, PresenceData, TriggerOptions};
 use warren_server::config::Config;
-use warren_server::{Server, ShutdownHandle};
+use warren_server::{RunningServer, Server};
 
 const KEY: &str = "app-key";
 const MASTER_KEY: &str = "zyrm8pvV2C9fJcBfhyXzvxbJVN/H7QLmbe0xJi1GhPU=";
 const WAIT: Duration = Duration::from_secs(5);
 
-struct TestServer {
-    addr: SocketAddr,
-    handle: ShutdownHandle,
-}
+type TestServer = RunningServer;
 
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-    }
-}
-
+/// The demo configuration on a free port, changed by `edit`.
 async fn start_with(edit: impl FnOnce(&mut Config)) -> TestServer {
     let mut config = Config::default();
     config.server.port = 0;
     edit(&mut config);
-    let server = Server::bind(config).await.expect("server binds");
-    let addr = server.local_addr().expect("address");
-    let handle = server.shutdown_handle();
-    tokio::spawn(server.run());
-    TestServer { addr, handle }
+    Server::start(config).await.expect("server starts")
 }
 
 async fn start() -> TestServer {

@@ -17,4 +17,4 @@ pub mod server;
 pub mod ws;
 
 pub use config::Config;
-pub use server::{Server, ShutdownHandle};
+pub use server::{RunningServer, Server, ShutdownHandle};

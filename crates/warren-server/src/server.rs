@@ -95,6 +95,26 @@ pub struct Server {
     shutdown_tx: watch::Sender<bool>,
 }
 
+/// A server running in the background on the current tokio runtime (see [`Server::start`]);
+/// it shuts down, closing its connections with 4200, when dropped.
+pub struct RunningServer {
+    /// The address it listens on (useful with port 0).
+    pub addr: SocketAddr,
+    handle: ShutdownHandle,
+}
+
+impl RunningServer {
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.handle.clone()
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+    }
+}
+
 /// Stops a running server: connections are closed with 4200 so clients reconnect elsewhere.
 #[derive(Clone)]
 pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
@@ -177,6 +197,16 @@ impl Server {
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle(Arc::new(self.shutdown_tx.clone()))
+    }
+
+    /// Binds and serves in a background task: Warren embedded in another program (and in
+    /// tests). Dropping the returned value shuts the server down.
+    pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+        let server = Self::bind(config).await?;
+        let addr = server.local_addr()?;
+        let handle = server.shutdown_handle();
+        tokio::spawn(server.run());
+        Ok(RunningServer { addr, handle })
     }
 
     /// Serves until the shutdown handle is used.

@@ -11,34 +11,21 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use warren_protocol::auth::sign_channel;
 use warren_server::config::{AppConfig, Config};
-use warren_server::{Server, ShutdownHandle};
+use warren_server::{RunningServer, Server};
 
 pub const KEY: &str = "app-key";
 pub const SECRET: &str = "app-secret";
 /// Long enough for a loaded CI machine, short enough that a broken server fails quickly.
 pub const WAIT: Duration = Duration::from_secs(5);
 
-pub struct TestServer {
-    pub addr: SocketAddr,
-    handle: ShutdownHandle,
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-    }
-}
+pub type TestServer = RunningServer;
 
 /// The demo configuration on a free port, changed by `edit`.
 pub async fn start_with(edit: impl FnOnce(&mut Config)) -> TestServer {
     let mut config = Config::default();
     config.server.port = 0;
     edit(&mut config);
-    let server = Server::bind(config).await.expect("server binds");
-    let addr = server.local_addr().expect("address");
-    let handle = server.shutdown_handle();
-    tokio::spawn(server.run());
-    TestServer { addr, handle }
+    Server::start(config).await.expect("server starts")
 }
 
 pub async fn start() -> TestServer {
