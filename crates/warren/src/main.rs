@@ -2,6 +2,7 @@
 
 mod api_commands;
 mod bench;
+mod system;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -118,6 +119,15 @@ fn env_vars() -> Vec<(String, String)> {
 
 fn serve(args: ServeArgs) -> ExitCode {
     init_logging();
+    // Every connection is a file descriptor: use all the operating system allows.
+    match system::raise_nofile_limit() {
+        Ok(limit) if limit < 4096 => tracing::warn!(
+            limit,
+            "the open-files limit caps connections; raise the hard limit (ulimit -Hn)"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-files limit"),
+    }
     let mut config = match Config::load(args.config.as_deref(), env_vars()) {
         Ok(c) => c,
         Err(e) => {

@@ -10,7 +10,6 @@ mod publisher;
 mod receiver;
 mod report;
 mod scan;
-mod system;
 mod ws;
 
 use std::net::{IpAddr, SocketAddr};
@@ -265,7 +264,7 @@ fn execute(args: BenchArgs, source: ServerSource) -> Result<ExitCode, String> {
         return Err("--rate must be positive and --duration non-negative".into());
     }
     let target = target(&args, &source)?;
-    let limit = system::raise_nofile_limit()
+    let limit = crate::system::raise_nofile_limit()
         .map_err(|e| format!("cannot read the open files limit: {e}"))?;
     let needed = args.connections as u64 + args.in_flight as u64 + FD_MARGIN;
     if needed > limit {
@@ -326,7 +325,7 @@ async fn bench(args: BenchArgs, target: Target, threads: usize) -> Result<ExitCo
         received: (0..threads).map(|_| AtomicU64::new(0)).collect(),
         stop: stop_rx,
     });
-    let rss_before = args.server_pid.and_then(system::rss_bytes);
+    let rss_before = args.server_pid.and_then(crate::system::rss_bytes);
 
     // Connect.
     let mut per_thread: Vec<Vec<ConnSpec>> = vec![Vec::new(); threads];
@@ -391,10 +390,10 @@ async fn bench(args: BenchArgs, target: Target, threads: usize) -> Result<ExitCo
     show("connect", connect_start);
     // Let the server settle its memory accounting.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let rss_after = args.server_pid.and_then(system::rss_bytes);
+    let rss_after = args.server_pid.and_then(crate::system::rss_bytes);
 
     // Publish.
-    let cpu_before = args.server_pid.and_then(system::cpu_ns);
+    let cpu_before = args.server_pid.and_then(crate::system::cpu_ns);
     let plan = publisher::Plan {
         channels: Arc::new(channels.clone()),
         rate: args.rate,
@@ -420,7 +419,7 @@ async fn bench(args: BenchArgs, target: Target, threads: usize) -> Result<ExitCo
             _ = tick.tick() => show("drain", publish_start),
         }
     }
-    let cpu_after = args.server_pid.and_then(system::cpu_ns);
+    let cpu_after = args.server_pid.and_then(crate::system::cpu_ns);
     let _ = stop_tx.send(true);
     let mut results = Vec::new();
     for h in handles {

@@ -408,7 +408,7 @@ async fn open(spec: &ConnSpec, shared: &Shared) -> Result<WsClient, String> {
     }
     .map_err(|e| format!("socket: {e}"))?;
     if let Some(ip) = spec.source {
-        super::system::bind_address_no_port(&socket);
+        crate::system::bind_address_no_port(&socket);
         socket
             .bind(SocketAddr::new(ip, 0))
             .map_err(|e| format!("bind to {ip}: {e}"))?;

@@ -1,4 +1,5 @@
-//! Process limits and the server's resource usage from /proc.
+//! Process limits (the server and the bench both raise their open-files limit) and a
+//! process's resource usage from /proc (for the bench's server figures).
 
 /// Raises the soft open-files limit to the hard limit; returns the limit now in force.
 pub fn raise_nofile_limit() -> std::io::Result<u64> {
