@@ -232,5 +232,12 @@ impl Server {
         listener::serve(listener, shared.clone()).await;
         sweeper.abort();
         shared.close_all();
+        // Let connections send their close frames and leave their channels (announcing
+        // departures cluster-wide), then withdraw the node.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !shared.connections.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        shared.state.shutdown().await;
     }
 }

@@ -173,9 +173,8 @@ fn serve(args: ServeArgs) -> ExitCode {
             tracing::info!("shutting down: closing connections with 4200");
             handle.shutdown();
         });
+        // Returns once connections have closed (4200) and left their channels.
         server.run().await;
-        // Give connections a moment to send their close frames.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         ExitCode::SUCCESS
     })
 }

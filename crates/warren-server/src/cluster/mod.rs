@@ -146,4 +146,7 @@ pub trait ClusterState: Send + Sync + 'static {
         app: &AppId,
         channel: &ChannelName,
     ) -> Result<Vec<PresenceMember>, BackendError>;
+
+    /// Called once the node's connections have all left: withdraw the node itself.
+    async fn shutdown(&self) {}
 }

@@ -84,8 +84,13 @@ pub async fn serve(
         socket_id,
     };
     let end = conn.run(&mut session).await;
-    shared.connections.remove(&socket_id);
+    // Leave channels (announcing departures) before waiting on the client's side of a close.
     Box::pin(session.leave_all()).await;
+    // Removed after leaving: an empty registry means every connection has left its channels.
+    shared.connections.remove(&socket_id);
+    if matches!(end, End::ServerClosed(_)) {
+        Box::pin(linger(&mut conn.stream)).await;
+    }
     tracing::debug!(%socket_id, ?end, "connection ended");
 }
 
@@ -157,7 +162,7 @@ impl Conn {
                         return End::WriteFailed;
                     }
                     if let Some(reason) = closing {
-                        Box::pin(close_now(&mut self.stream, &reason)).await;
+                        Box::pin(send_close(&mut self.stream, &reason)).await;
                         return End::ServerClosed(reason.code);
                     }
                 }
@@ -235,7 +240,6 @@ impl Conn {
             .stream
             .write_all(&frame::close(e.close_code(), &e.to_string()))
             .await;
-        linger(&mut self.stream).await;
         End::ServerClosed(e.close_code())
     }
 
@@ -279,6 +283,12 @@ impl Conn {
 /// Sends `pusher:error` (for Pusher codes) and a close frame with the code, then lets the
 /// client close.
 async fn close_now(stream: &mut TcpStream, reason: &CloseReason) {
+    send_close(stream, reason).await;
+    linger(stream).await;
+}
+
+/// Sends `pusher:error` (for Pusher codes) and a close frame with the code.
+async fn send_close(stream: &mut TcpStream, reason: &CloseReason) {
     let mut bytes = Vec::new();
     if reason.code >= 4000 {
         bytes.extend_from_slice(&frame::text(
@@ -287,7 +297,6 @@ async fn close_now(stream: &mut TcpStream, reason: &CloseReason) {
     }
     bytes.extend_from_slice(&frame::close(reason.code, &reason.message));
     let _ = tokio::time::timeout(CLOSE_LINGER, stream.write_all(&bytes)).await;
-    linger(stream).await;
 }
 
 /// Half-closes and drains the socket until the client closes (or a short timeout), so the

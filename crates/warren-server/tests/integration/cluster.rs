@@ -386,3 +386,39 @@ async fn an_unreachable_redis_is_a_clear_start_up_error() {
     let err = started.err().expect("no server without Redis").to_string();
     assert!(err.contains("cannot reach Redis"), "{err}");
 }
+
+/// A node that stops gracefully announces its departures itself: nobody waits for the node
+/// timeout (set very long here to prove it).
+#[tokio::test]
+async fn a_graceful_stop_announces_departures_at_once() {
+    let p = unique_prefix();
+    let mk = |p: String| async move {
+        start_with(move |c| {
+            c.cluster.backend = Backend::Redis;
+            c.cluster.redis_url = RedisUrls(vec![redis_url()]);
+            c.cluster.prefix = p;
+            c.cluster.node_timeout_ms = 600_000;
+        })
+        .await
+    };
+    let a = mk(p.clone()).await;
+    let b = mk(p).await;
+    let mut alice = connect(&a).await;
+    alice
+        .subscribed("presence-g", Some(&presence_data(json!("alice"), None)))
+        .await;
+    let mut bob = connect(&b).await;
+    bob.subscribed("presence-g", Some(&presence_data(json!("bob"), None)))
+        .await;
+    assert_eq!(alice.recv().await["event"], "pusher_internal:member_added");
+    drop(b);
+    let err = bob.recv().await;
+    assert_eq!(err["data"]["code"], 4200, "{err}");
+    let removed = alice.recv().await;
+    assert_eq!(removed["event"], "pusher_internal:member_removed");
+    assert_eq!(decode_data(&removed), json!({"user_id":"bob"}));
+    let users = api_get(&a, "/apps/app-id/channels/presence-g/users", &[])
+        .await
+        .json();
+    assert_eq!(users, json!({"users":[{"id":"alice"}]}));
+}

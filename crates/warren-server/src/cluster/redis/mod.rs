@@ -559,6 +559,10 @@ impl ClusterState for RedisCluster {
         })
     }
 
+    async fn shutdown(&self) {
+        registry::deregister(&self.inner).await;
+    }
+
     async fn presence_members(
         &self,
         app: &AppId,

@@ -194,6 +194,37 @@ async fn reregister(inner: &Inner, why: &str) -> Result<(), BackendError> {
     Ok(())
 }
 
+/// Removes an instance from the registry (and frees its node id if it still holds it).
+async fn forget(inner: &Inner, instance: &str) -> Result<(), BackendError> {
+    // Instance ids are `<node id>~<nonce>`.
+    let node_id = instance.rsplit_once('~').map_or(instance, |(n, _)| n);
+    inner
+        .eval(
+            &inner.scripts.forget,
+            vec![
+                inner.keys.nodes(),
+                inner.keys.instance_apps(instance),
+                inner.keys.node_owner(node_id),
+            ],
+            vec![instance.to_owned()],
+        )
+        .await
+        .map(|_| ())
+}
+
+/// A graceful stop: this instance's subscriptions are already gone (every connection left);
+/// remove its registration so no other node has to wait for it to expire.
+pub(super) async fn deregister(inner: &Inner) {
+    let instance = inner.instance.read().await.clone();
+    let forgot = forget(inner, &instance).await;
+    match forgot {
+        Ok(_) => tracing::info!(%instance, "left the cluster"),
+        Err(e) => {
+            tracing::warn!(%instance, error = %e, "could not deregister; the others will clean up")
+        }
+    }
+}
+
 /// Cleans up every instance whose heartbeat is overdue (other than our current one).
 async fn reap_dead(inner: &Inner) -> Result<(), BackendError> {
     let reply = inner
@@ -273,13 +304,7 @@ async fn reap_instance(inner: &Inner, instance: &str) -> Result<(), BackendError
             }
         }
     }
-    inner
-        .eval(
-            &inner.scripts.forget,
-            vec![inner.keys.nodes(), inner.keys.instance_apps(instance)],
-            vec![instance.to_owned()],
-        )
-        .await?;
+    forget(inner, instance).await?;
     let _: Result<i64, _> = inner.client.del(inner.keys.reaping(instance)).await;
     tracing::info!(%instance, removed_members, "cleaned up a dead node instance");
     Ok(())

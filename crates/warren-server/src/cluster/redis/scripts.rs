@@ -179,10 +179,14 @@ const DEAD: &str = r#"
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, 100)
 "#;
 
-/// KEYS nodes, instance apps; ARGV instance. Forgets a cleaned-up instance.
+/// KEYS nodes, instance apps, node owner; ARGV instance. Forgets a cleaned-up (or departed)
+/// instance, and frees its node id unless a newer instance holds it.
 const FORGET: &str = r#"
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[2])
+if redis.call('GET', KEYS[3]) == ARGV[1] then
+  redis.call('DEL', KEYS[3])
+end
 return 1
 "#;
 
