@@ -47,6 +47,10 @@ struct Node(common::Served);
 
 impl Node {
     fn start(redis_url: &str, prefix: &str, node_id: &str) -> Node {
+        Self::with_role(redis_url, prefix, node_id, "all")
+    }
+
+    fn with_role(redis_url: &str, prefix: &str, node_id: &str, role: &str) -> Node {
         let timeout = NODE_TIMEOUT_MS.to_string();
         Node(common::Served::start(
             &[],
@@ -56,6 +60,7 @@ impl Node {
                 ("WARREN_CLUSTER__PREFIX", prefix),
                 ("WARREN_CLUSTER__NODE_TIMEOUT_MS", &timeout),
                 ("WARREN_SERVER__NODE_ID", node_id),
+                ("WARREN_SERVER__ROLE", role),
             ],
         ))
     }
@@ -332,4 +337,61 @@ async fn a_redis_restart_is_survived_and_state_is_registered_again() {
         .await
         .expect("trigger");
     assert_eq!(bob.next_event("check", WAIT).await["data"], "delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_client_events_and_counts_across_processes() {
+    let prefix = unique("ro");
+    let push = Node::with_role(&shared_redis(), &prefix, "push-1", "push");
+    let all = Node::with_role(&shared_redis(), &prefix, "all-1", "all");
+    let api = Node::with_role(&shared_redis(), &prefix, "api-1", "api");
+
+    // The api node takes no WebSocket clients; the push node serves no API.
+    let refused = tokio_tungstenite::connect_async(format!(
+        "ws://127.0.0.1:{}/app/{KEY}?protocol=7",
+        api.port()
+    ))
+    .await;
+    assert!(refused.is_err(), "an api node accepted a WebSocket");
+    let err = push
+        .api()
+        .channels(Default::default())
+        .await
+        .expect_err("no API on a push node");
+    assert_eq!(err.status(), Some(404), "{err}");
+
+    // Client events cross from the push node to the all node, and are not echoed.
+    let mut alice = Conn::open(&push).await;
+    let mut bob = Conn::open(&all).await;
+    alice.subscribe("private-chat", None).await;
+    bob.subscribe("private-chat", None).await;
+    let event = json!({"event":"client-typing","channel":"private-chat","data":{"who":"alice"}})
+        .to_string();
+    alice.ws.send(Message::text(event)).await.expect("send");
+    let got = bob.next_event("client-typing", WAIT).await;
+    assert_eq!(got["data"], json!({"who":"alice"}).to_string());
+
+    // Counts seen through the api node are cluster-wide.
+    let info = api
+        .api()
+        .channel(
+            "private-chat",
+            &[warren_client::ChannelAttribute::SubscriptionCount],
+        )
+        .await
+        .expect("channel info");
+    assert!(info.occupied);
+    assert_eq!(info.subscription_count, Some(2));
+    // And a publish through the api node reaches both.
+    api.api()
+        .trigger(
+            ["private-chat"],
+            "server-event",
+            &json!("hi"),
+            Default::default(),
+        )
+        .await
+        .expect("trigger");
+    assert_eq!(alice.next_event("server-event", WAIT).await["data"], "hi");
+    assert_eq!(bob.next_event("server-event", WAIT).await["data"], "hi");
 }
