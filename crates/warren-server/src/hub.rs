@@ -170,7 +170,12 @@ impl Hub {
         }
         let mut subs = ch.subscribers.write();
         for p in subs.pending.iter_mut().filter(|p| Some(p.socket) != except) {
-            p.held.push(frame.clone());
+            // Held frames count against the same bound as the outbox they will join.
+            if p.held.len() >= p.outbox.capacity() {
+                p.outbox.close_slow_consumer();
+            } else {
+                p.held.push(frame.clone());
+            }
         }
         push_to_active(&subs.active, frame, except)
     }

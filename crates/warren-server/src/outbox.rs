@@ -66,13 +66,8 @@ impl Outbox {
             return false;
         }
         if st.frames.len() >= self.max_frames {
-            st.closing = Some(CloseReason {
-                code: SLOW_CONSUMER,
-                message: "Connection is not reading fast enough".into(),
-            });
-            self.ready.store(true, Ordering::Release);
             drop(st);
-            self.waker.wake();
+            self.close_slow_consumer();
             return false;
         }
         st.frames.push_back(frame);
@@ -101,6 +96,19 @@ impl Outbox {
         self.ready.store(true, Ordering::Release);
         drop(st);
         self.waker.wake();
+    }
+
+    /// Frames this outbox holds at most.
+    pub fn capacity(&self) -> usize {
+        self.max_frames
+    }
+
+    /// Closes the connection as a slow consumer (4100): what is queued is dropped, not written.
+    pub fn close_slow_consumer(&self) {
+        self.close(CloseReason {
+            code: SLOW_CONSUMER,
+            message: "Connection is not reading fast enough".into(),
+        });
     }
 
     /// Asks the connection to close after writing what is already queued.

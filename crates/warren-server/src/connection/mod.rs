@@ -24,7 +24,7 @@ use tokio::time::{sleep_until, Instant};
 use warren_protocol::inbound::parse_client_message;
 use warren_protocol::{codes::ws_close, outbound, SocketId};
 
-use crate::outbox::{CloseReason, Outbox};
+use crate::outbox::{CloseReason, Outbox, SLOW_CONSUMER};
 use crate::server::Shared;
 use crate::ws::frame::{self, Decoder, FrameError, Message};
 use crate::ws::handshake::{switching_protocols, Upgrade};
@@ -69,6 +69,13 @@ pub async fn serve(
     let outbox = Arc::new(Outbox::new(shared.config.max_outbound_queue));
     outbox.heard_from(shared.clock());
     shared.connections.insert(socket_id, outbox.clone());
+    // Admitted while the server was shutting down: close at once, like the others.
+    if *shared.shutdown.borrow() {
+        outbox.close(CloseReason {
+            code: warren_protocol::ErrorCode::GenericReconnect.code(),
+            message: "Server is shutting down; reconnect".into(),
+        });
+    }
     let mut session = Session::new(shared.clone(), app, socket_id, outbox.clone());
     session.send(&outbound::connection_established(
         socket_id,
@@ -158,12 +165,11 @@ impl Conn {
             match wake {
                 Ok(Wake::Outbox) => {
                     let closing = self.outbox.take(&mut self.queue);
+                    if let Some(reason) = closing {
+                        return Box::pin(self.close(reason)).await;
+                    }
                     if self.flush().await.is_err() {
                         return End::WriteFailed;
-                    }
-                    if let Some(reason) = closing {
-                        Box::pin(send_close(&mut self.stream, &reason)).await;
-                        return End::ServerClosed(reason.code);
                     }
                 }
                 Ok(Wake::Readable) => {
@@ -207,8 +213,8 @@ impl Conn {
                     self.outbox.push(frame::pong(&payload));
                 }
                 Message::Pong => {}
-                Message::Close(_) => {
-                    Box::pin(self.answer_close()).await;
+                Message::Close(code) => {
+                    Box::pin(self.answer_close(code)).await;
                     return Some(End::ClientClosed);
                 }
             }
@@ -220,13 +226,28 @@ impl Conn {
         None
     }
 
-    /// The client closed: write what is queued, echo the close, and finish.
-    async fn answer_close(&mut self) {
+    /// A server-initiated close: a slow consumer's backlog is dropped (it is why we close);
+    /// otherwise what is queued is written, for a short while at most, then the close.
+    async fn close(&mut self, reason: CloseReason) -> End {
+        let written = reason.code != SLOW_CONSUMER
+            && matches!(
+                tokio::time::timeout(CLOSE_LINGER, self.flush()).await,
+                Ok(Ok(()))
+            );
+        if !written {
+            self.queue.clear();
+        }
+        send_close(&mut self.stream, &reason).await;
+        End::ServerClosed(reason.code)
+    }
+
+    /// The client closed: write what is queued, echo the close with its code, and finish.
+    async fn answer_close(&mut self, code: Option<u16>) {
         self.outbox.take(&mut self.queue);
-        let _ = self.flush().await;
+        let _ = tokio::time::timeout(CLOSE_LINGER, self.flush()).await;
         let _ = self
             .stream
-            .write_all(&frame::close(ws_close::NORMAL, ""))
+            .write_all(&frame::close(echoable(code), ""))
             .await;
         let _ = self.stream.shutdown().await;
     }
@@ -317,6 +338,15 @@ async fn linger(stream: &mut TcpStream) {
     }
 }
 
+/// The code to answer a client's close with: its own when RFC 6455 allows sending it,
+/// otherwise a normal closure.
+fn echoable(code: Option<u16>) -> u16 {
+    match code {
+        Some(c @ (1000..=1003 | 1007..=1011 | 3000..=4999)) => c,
+        _ => ws_close::NORMAL,
+    }
+}
+
 /// Drops `n` written bytes from the front of the queue.
 fn advance(queue: &mut VecDeque<Bytes>, mut n: usize) {
     while n > 0 {
@@ -336,6 +366,16 @@ fn advance(queue: &mut VecDeque<Bytes>, mut n: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn close_codes_are_echoed_only_when_sendable() {
+        assert_eq!(echoable(Some(1001)), 1001);
+        assert_eq!(echoable(Some(4200)), 4200);
+        assert_eq!(echoable(Some(1005)), 1000);
+        assert_eq!(echoable(Some(1015)), 1000);
+        assert_eq!(echoable(Some(2000)), 1000);
+        assert_eq!(echoable(None), 1000);
+    }
 
     #[test]
     fn advance_handles_partial_writes() {

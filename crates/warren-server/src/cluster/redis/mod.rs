@@ -88,6 +88,13 @@ struct Inner {
     mirror: Mutex<HashMap<(AppId, ChannelName, SocketId), Option<PresenceMember>>>,
     /// A change could not be recorded: the state in Redis may be off; re-register.
     dirty: AtomicBool,
+    /// The heartbeat found the registration gone: re-register.
+    lost: AtomicBool,
+    /// The instance the heartbeat keeps alive: set as soon as a new instance is registered,
+    /// before its state is rebuilt, so a long rebuild cannot let it expire.
+    live_instance: Mutex<String>,
+    /// Set on shutdown: the background tasks stop.
+    stopping: AtomicBool,
     /// Pub/sub channels this node listens to, by name.
     listening: DashMap<String, Arc<Listener>>,
 }
@@ -101,6 +108,8 @@ struct Listener {
 #[derive(Default)]
 struct ListenState {
     subscribed: bool,
+    /// A SUBSCRIBE was sent (it may have taken effect even if we stopped waiting for it).
+    attempted: bool,
     /// Removed from `listening`; a caller holding this entry must look again.
     retired: bool,
 }
@@ -149,6 +158,9 @@ impl RedisCluster {
             announced_apps: Mutex::default(),
             mirror: Mutex::default(),
             dirty: AtomicBool::new(false),
+            lost: AtomicBool::new(false),
+            live_instance: Mutex::default(),
+            stopping: AtomicBool::new(false),
             listening: DashMap::new(),
             origin,
             hub,
@@ -159,7 +171,8 @@ impl RedisCluster {
         registry::register_at_start(&inner).await?;
         spawn_dispatcher(inner.clone());
         spawn_connection_logs(&inner);
-        tokio::spawn(registry::run(inner.clone()));
+        tokio::spawn(registry::heartbeats(inner.clone()));
+        tokio::spawn(registry::maintenance(inner.clone()));
         tracing::info!(
             redis = %shown,
             sharded,
@@ -256,10 +269,17 @@ impl Inner {
                     user,
                     info,
                     max_members.to_string(),
+                    format!("{}~", self.options.node_id),
                 ],
             )
             .await?;
-        value::array(reply, "join")
+        let reply = value::array(reply, "join")?;
+        if matches!(reply.first(), Some(v) if value::int(v, "join")? == -2) {
+            return Err(BackendError(format!(
+                "socket id {socket} is in use by another node's connection"
+            )));
+        }
+        Ok(reply)
     }
 
     async fn leave(
@@ -387,10 +407,12 @@ impl Broker for RedisCluster {
             if state.retired {
                 continue;
             }
+            // Subscribed or not, a disconnected subscriber receives nothing.
+            if !inner.subscriber.is_connected() {
+                return Err(BackendError("Redis is unreachable".into()));
+            }
             if !state.subscribed {
-                if !inner.subscriber.is_connected() {
-                    return Err(BackendError("Redis is unreachable".into()));
-                }
+                state.attempted = true;
                 let subscribed = if inner.sharded {
                     tokio::time::timeout(COMMAND_TIMEOUT, inner.subscriber.ssubscribe(name.clone()))
                         .await
@@ -418,7 +440,7 @@ impl Broker for RedisCluster {
         if state.retired || inner.hub.local_subscribers(app, channel) > 0 {
             return;
         }
-        if state.subscribed {
+        if state.subscribed || state.attempted {
             let result = if inner.sharded {
                 tokio::time::timeout(COMMAND_TIMEOUT, inner.subscriber.sunsubscribe(name.clone()))
                     .await
@@ -652,9 +674,16 @@ fn spawn_connection_logs(inner: &Arc<Inner>) {
         }
     });
     let mut reconnects = inner.client.reconnect_rx();
+    let weak = Arc::downgrade(inner);
     tokio::spawn(async move {
         while let Ok(server) = reconnects.recv().await {
             tracing::info!(server = %server, "connected to Redis");
+            // Writes may have been lost (a failover to a lagging replica, a restart): record
+            // this node's state again.
+            match weak.upgrade() {
+                Some(inner) => inner.dirty.store(true, Ordering::Release),
+                None => return,
+            }
         }
     });
 }

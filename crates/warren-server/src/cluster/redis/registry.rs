@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fred::interfaces::{ClientLike, KeysInterface, SetsInterface};
-use fred::types::{Expiration, SetOptions};
 use warren_protocol::{AppId, ChannelName};
 
 use super::{
@@ -45,7 +44,7 @@ pub(super) async fn register_at_start(inner: &Arc<Inner>) -> Result<(), BackendE
     let instance = new_instance(&inner.options.node_id);
     let mut warned = false;
     loop {
-        match try_register(inner, &instance).await? {
+        match try_register(inner, &instance, "").await? {
             None => break,
             Some(holder) if tokio::time::Instant::now() < deadline => {
                 if !warned {
@@ -66,12 +65,18 @@ pub(super) async fn register_at_start(inner: &Arc<Inner>) -> Result<(), BackendE
             }
         }
     }
+    *inner.live_instance.lock() = instance.clone();
     *inner.instance.write().await = instance;
     Ok(())
 }
 
-/// `None` when registered; `Some(holder)` when a live instance holds the node id.
-async fn try_register(inner: &Inner, instance: &str) -> Result<Option<String>, BackendError> {
+/// `None` when registered; `Some(holder)` when another live instance holds the node id.
+/// `previous` is this process's own instance being replaced ('' at start-up).
+async fn try_register(
+    inner: &Inner,
+    instance: &str,
+    previous: &str,
+) -> Result<Option<String>, BackendError> {
     let reply = inner
         .eval(
             &inner.scripts.register,
@@ -79,7 +84,7 @@ async fn try_register(inner: &Inner, instance: &str) -> Result<Option<String>, B
                 inner.keys.nodes(),
                 inner.keys.node_owner(&inner.options.node_id),
             ],
-            vec![instance.to_owned(), timeout_ms(inner)],
+            vec![instance.to_owned(), timeout_ms(inner), previous.to_owned()],
         )
         .await?;
     let items = value::array(reply, "register")?;
@@ -93,29 +98,50 @@ async fn try_register(inner: &Inner, instance: &str) -> Result<Option<String>, B
     }
 }
 
-/// The background loop: heartbeat, re-register when needed, clean up dead instances.
-pub(super) async fn run(inner: Arc<Inner>) {
+/// Keeps the live instance registered. A task of its own, so that no rebuild or cleanup,
+/// however long, delays a heartbeat.
+pub(super) async fn heartbeats(inner: Arc<Inner>) {
     let mut ticker = tokio::time::interval(tick(&inner));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
+        if inner.stopping.load(Ordering::Acquire) {
+            return;
+        }
         if !inner.client.is_connected() {
             continue;
         }
         match heartbeat(&inner).await {
-            Ok(true) if !inner.dirty.load(Ordering::Acquire) => {}
-            Ok(alive) => {
-                let why = if alive {
-                    "a state change could not be recorded"
-                } else {
-                    "registration lost"
-                };
-                if let Err(e) = reregister(&inner, why).await {
-                    tracing::warn!(error = %e, "re-registration failed; will retry");
-                }
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "heartbeat failed");
+            Ok(true) => {}
+            Ok(false) => inner.lost.store(true, Ordering::Release),
+            Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+        }
+    }
+}
+
+/// Re-registers when needed and cleans up dead instances.
+pub(super) async fn maintenance(inner: Arc<Inner>) {
+    let mut ticker = tokio::time::interval(tick(&inner));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if inner.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        if !inner.client.is_connected() {
+            continue;
+        }
+        let lost = inner.lost.swap(false, Ordering::AcqRel);
+        let dirty = inner.dirty.swap(false, Ordering::AcqRel);
+        if lost || dirty {
+            let why = if lost {
+                "registration lost"
+            } else {
+                "Redis may have missed state changes"
+            };
+            if let Err(e) = reregister(&inner, why).await {
+                inner.dirty.store(true, Ordering::Release);
+                tracing::warn!(error = %e, "re-registration failed; will retry");
                 continue;
             }
         }
@@ -126,13 +152,14 @@ pub(super) async fn run(inner: Arc<Inner>) {
 }
 
 async fn heartbeat(inner: &Inner) -> Result<bool, BackendError> {
-    let instance = inner.instance.read().await.clone();
+    let instance = inner.live_instance.lock().clone();
     let reply = inner
         .eval(
             &inner.scripts.heartbeat,
             vec![
                 inner.keys.nodes(),
                 inner.keys.node_owner(&inner.options.node_id),
+                inner.keys.reaping(&instance),
             ],
             vec![instance, timeout_ms(inner)],
         )
@@ -144,15 +171,16 @@ async fn heartbeat(inner: &Inner) -> Result<bool, BackendError> {
 /// instance is left to the normal cleanup, which only removes what is still its own.
 async fn reregister(inner: &Inner, why: &str) -> Result<(), BackendError> {
     let mut current = inner.instance.write().await;
-    inner.dirty.store(false, Ordering::Release);
     let instance = new_instance(&inner.options.node_id);
-    if let Some(holder) = try_register(inner, &instance).await? {
-        inner.dirty.store(true, Ordering::Release);
+    if let Some(holder) = try_register(inner, &instance, &current).await? {
         return Err(BackendError(format!(
             "node id {:?} is held by another running instance ({holder}): two nodes share a node_id",
             inner.options.node_id
         )));
     }
+    // Heartbeat the new instance from now on, while its state is rebuilt.
+    *inner.live_instance.lock() = instance.clone();
+    inner.lost.store(false, Ordering::Release);
     inner.announced_apps.lock().clear();
     let entries: Vec<_> = inner
         .mirror
@@ -161,9 +189,8 @@ async fn reregister(inner: &Inner, why: &str) -> Result<(), BackendError> {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     tracing::warn!(reason = why, subscriptions = entries.len(), %instance, "registering this node again");
-    let mut added = Vec::new();
     for ((app, channel, socket), member) in &entries {
-        let reply = match inner
+        let reply = inner
             .join(
                 &instance,
                 app,
@@ -172,25 +199,16 @@ async fn reregister(inner: &Inner, why: &str) -> Result<(), BackendError> {
                 member.as_ref(),
                 usize::MAX,
             )
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                inner.dirty.store(true, Ordering::Release);
-                return Err(e);
-            }
-        };
+            .await?;
         if let Some(m) = member {
             if value::flag_at(&reply, 0, "join")? {
-                added.push((app.clone(), channel.clone(), *socket, m.clone()));
+                // Announced while the lock is held, so no leave of this member can be
+                // announced ahead of it.
+                announce_member_added(inner, app, channel, *socket, m).await;
             }
         }
     }
     *current = instance;
-    drop(current);
-    for (app, channel, socket, member) in added {
-        announce_member_added(inner, &app, &channel, socket, &member).await;
-    }
     Ok(())
 }
 
@@ -212,17 +230,20 @@ async fn forget(inner: &Inner, instance: &str) -> Result<(), BackendError> {
         .map(|_| ())
 }
 
-/// A graceful stop: this instance's subscriptions are already gone (every connection left);
-/// remove its registration so no other node has to wait for it to expire.
+/// A graceful stop, once every connection has left: stop the background tasks, remove and
+/// announce anything still recorded under this instance (a leave that failed on the way
+/// out), and leave the registry so nobody waits for this node to expire.
 pub(super) async fn deregister(inner: &Inner) {
+    inner.stopping.store(true, Ordering::Release);
     let instance = inner.instance.read().await.clone();
-    let forgot = forget(inner, &instance).await;
-    match forgot {
-        Ok(_) => tracing::info!(%instance, "left the cluster"),
+    match reap_instance(inner, &instance).await {
+        Ok(()) => tracing::info!(%instance, "left the cluster"),
         Err(e) => {
             tracing::warn!(%instance, error = %e, "could not deregister; the others will clean up")
         }
     }
+    let _ = inner.subscriber.quit().await;
+    let _ = inner.client.quit().await;
 }
 
 /// Cleans up every instance whose heartbeat is overdue (other than our current one).
@@ -237,24 +258,22 @@ async fn reap_dead(inner: &Inner) -> Result<(), BackendError> {
         if instance == current {
             continue;
         }
-        // One node cleans up each instance.
-        let claimed: Option<String> = tokio::time::timeout(
-            COMMAND_TIMEOUT,
-            inner.client.set(
-                inner.keys.reaping(&instance),
-                inner.origin.as_str(),
-                Some(Expiration::PX(60_000)),
-                Some(SetOptions::NX),
-                false,
-            ),
-        )
-        .await
-        .map_err(|_| BackendError("Redis command timed out".into()))?
-        .map_err(backend)?;
-        if claimed.is_none() {
+        // One node cleans up each instance, and only while it is still overdue.
+        let claimed = inner
+            .eval(
+                &inner.scripts.claim,
+                vec![inner.keys.nodes(), inner.keys.reaping(&instance)],
+                vec![instance.clone(), inner.origin.clone(), "60000".to_owned()],
+            )
+            .await?;
+        if value::int(&claimed, "claim")? != 1 {
             continue;
         }
-        reap_instance(inner, &instance).await?;
+        if let Err(e) = reap_instance(inner, &instance).await {
+            // Let another node (or a later scan) try again instead of waiting out the claim.
+            let _: Result<i64, _> = inner.client.del(inner.keys.reaping(&instance)).await;
+            tracing::warn!(%instance, error = %e, "cleanup of a node instance failed; will retry");
+        }
     }
     Ok(())
 }

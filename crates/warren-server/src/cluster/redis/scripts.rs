@@ -46,8 +46,10 @@ end
 "#;
 
 /// KEYS[1] app base; ARGV ch, sock, inst, user ('' unless presence), info ('' = none),
-/// max members. -> `{member_added, occupied, count[, HGETALL info]}` or `{-1}` when full.
-/// Joining again (e.g. after a re-registration) moves ownership to `inst` and changes no count.
+/// max members, node prefix (`<node id>~`). -> `{member_added, occupied, count[, HGETALL
+/// info]}` or `{-1}` when full. Joining again (after a re-registration) moves ownership from an
+/// earlier instance of the same node to `inst` and changes no count; a socket id owned by
+/// another node (a collision) is never taken over.
 const JOIN: &str = r#"
 local b = KEYS[1]
 local ch, sock, inst, user, info, max = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
@@ -57,6 +59,9 @@ local owner = redis.call('HGET', skey, sock)
 local added, occupied, n = 0, 0, 0
 if owner then
   if owner ~= inst then
+    if string.sub(owner, 1, #ARGV[7]) ~= ARGV[7] then
+      return {-2}
+    end
     redis.call('HSET', skey, sock, inst)
     redis.call('SREM', b .. ':n:' .. owner, entry)
     redis.call('SADD', b .. ':n:' .. inst, entry)
@@ -147,12 +152,13 @@ local function now_ms()
 end
 "#;
 
-/// KEYS nodes, owner; ARGV instance, timeout ms. Takes the node id unless a live instance
-/// holds it -> 1, or 0 with the holder.
+/// KEYS nodes, owner; ARGV instance, timeout ms, previous instance of this process ('' at
+/// start). Takes the node id unless another live instance holds it -> `{1, instance}`, or
+/// `{0, holder}`. A process replacing its own previous instance may always take it over.
 const REGISTER: &str = r#"
 local owner = redis.call('GET', KEYS[2])
 local now = now_ms()
-if owner and owner ~= ARGV[1] then
+if owner and owner ~= ARGV[1] and owner ~= ARGV[3] then
   local due = redis.call('ZSCORE', KEYS[1], owner)
   if due and tonumber(due) >= now then
     return {0, owner}
@@ -163,15 +169,27 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 return {1, ARGV[1]}
 "#;
 
-/// KEYS nodes, owner; ARGV instance, timeout ms -> 1 alive, 0 when this instance lost its
-/// registration (reaped, Redis restarted, or the id taken) and must register anew.
+/// KEYS nodes, owner, reaping lock of the instance; ARGV instance, timeout ms -> 1 alive, 0
+/// when this instance lost its registration (reaped or being reaped, Redis restarted, or the
+/// id taken) and must register anew.
 const HEARTBEAT: &str = r#"
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 local now = now_ms()
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 return 1
+"#;
+
+/// KEYS nodes, reaping lock; ARGV instance, claimer, lock ms -> 1 when the instance is still
+/// overdue and this caller now holds the right to clean it up. Checking and claiming in one
+/// step means an instance whose heartbeat arrived meanwhile is never reaped.
+const CLAIM: &str = r#"
+local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not due or tonumber(due) >= now_ms() then return 0 end
+if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return 1 end
+return 0
 "#;
 
 /// KEYS nodes -> instances overdue for their heartbeat (at most 100 a call).
@@ -198,6 +216,7 @@ pub struct Scripts {
     pub channel: Script,
     pub register: Script,
     pub heartbeat: Script,
+    pub claim: Script,
     pub dead: Script,
     pub forget: Script,
 }
@@ -214,6 +233,7 @@ impl Scripts {
             channel: Script::from_lua(CHANNEL),
             register: with_now(REGISTER),
             heartbeat: with_now(HEARTBEAT),
+            claim: with_now(CLAIM),
             dead: with_now(DEAD),
             forget: Script::from_lua(FORGET),
         }
