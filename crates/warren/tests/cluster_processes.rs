@@ -395,3 +395,102 @@ async fn roles_client_events_and_counts_across_processes() {
     assert_eq!(alice.next_event("server-event", WAIT).await["data"], "hi");
     assert_eq!(bob.next_event("server-event", WAIT).await["data"], "hi");
 }
+
+/// Every Redis connection of every node is cut: the nodes reconnect, record their state
+/// again under new instances, and the cleanup of their old instances removes nothing that is
+/// still connected (no member_removed, members intact, delivery working).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_connections_are_rebuilt_without_losing_anyone() {
+    let redis = OwnRedis::start(free_port());
+    let prefix = unique("cut");
+    let a = Node::start(&redis.url(), &prefix, "node-a");
+    let b = Node::start(&redis.url(), &prefix, "node-b");
+    let mut alice = Conn::open(&a).await;
+    alice
+        .subscribe("presence-c", Some(json!({"user_id":"alice"})))
+        .await;
+    let mut bob = Conn::open(&b).await;
+    bob.subscribe("presence-c", Some(json!({"user_id":"bob"})))
+        .await;
+    alice.next_event("pusher_internal:member_added", WAIT).await;
+    let instances = || {
+        let out = std::process::Command::new("redis-cli")
+            .args([
+                "-p",
+                &redis.port.to_string(),
+                "zrange",
+                &format!("{{{prefix}}}:nodes"),
+                "0",
+                "-1",
+            ])
+            .output()
+            .expect("redis-cli");
+        let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    };
+    let before = instances();
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    for kind in ["normal", "pubsub"] {
+        let out = std::process::Command::new("redis-cli")
+            .args([
+                "-p",
+                &redis.port.to_string(),
+                "client",
+                "kill",
+                "type",
+                kind,
+            ])
+            .output()
+            .expect("redis-cli");
+        assert!(out.status.success());
+    }
+    // Wait past the node timeout, so the old instances are overdue and cleaned up.
+    tokio::time::sleep(Duration::from_millis(NODE_TIMEOUT_MS * 2)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let sent = a
+            .api()
+            .trigger(
+                ["presence-c"],
+                "after-cut",
+                &json!("ok"),
+                Default::default(),
+            )
+            .await;
+        if sent.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {sent:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(bob.next_event("after-cut", WAIT).await["data"], "ok");
+    assert_eq!(
+        user_ids(&b.api().users("presence-c").await.expect("users")),
+        ["alice", "bob"]
+    );
+    let info = a
+        .api()
+        .channel(
+            "presence-c",
+            &[warren_client::ChannelAttribute::SubscriptionCount],
+        )
+        .await
+        .expect("info");
+    assert_eq!(info.subscription_count, Some(2));
+    // Both nodes registered anew, and their old instances were cleaned up.
+    let after = instances();
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(
+        after.iter().all(|i| !before.contains(i)),
+        "{before:?} -> {after:?}"
+    );
+    // Nobody was announced as gone.
+    while let Ok(msg) = tokio::time::timeout(Duration::from_millis(300), alice.next()).await {
+        assert_ne!(msg["event"], "pusher_internal:member_removed", "{msg}");
+    }
+}
