@@ -25,6 +25,7 @@ pub struct App {
     pub max_channel_name_length: usize,
     pub client_event_rate_per_sec: u32,
     pub member_limits: MemberLimits,
+    pub max_subscriptions_per_connection: usize,
     /// Connections currently open on this node.
     connections: AtomicU64,
 }
@@ -42,6 +43,7 @@ impl App {
             max_event_payload_bytes: c.max_event_payload_kb.saturating_mul(1024),
             max_channel_name_length: c.max_channel_name_length,
             client_event_rate_per_sec: c.client_event_rate_per_sec,
+            max_subscriptions_per_connection: c.max_subscriptions_per_connection,
             member_limits: MemberLimits {
                 max_user_id_length: c.max_user_id_length,
                 max_user_info_bytes: c.max_user_info_bytes,

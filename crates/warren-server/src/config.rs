@@ -35,6 +35,7 @@
 //! client_event_rate_per_sec = 10
 //! max_user_info_bytes = 1024
 //! max_user_id_length = 128
+//! max_subscriptions_per_connection = 1000
 //! ```
 //!
 //! Every key except `apps[].id`, `apps[].key` and `apps[].secret` has the
@@ -152,6 +153,7 @@ const DEFAULT_MAX_CHANNEL_NAME_LENGTH: usize = 200;
 const DEFAULT_CLIENT_EVENT_RATE_PER_SEC: u32 = 10;
 const DEFAULT_MAX_USER_INFO_BYTES: usize = 1024;
 const DEFAULT_MAX_USER_ID_LENGTH: usize = 128;
+const DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = 1000;
 
 /// Keys allowed at the top level of the file.
 const ROOT_KEYS: &[&str] = &["server", "cluster", "apps"];
@@ -183,6 +185,7 @@ const APP_KEYS: &[&str] = &[
     "client_event_rate_per_sec",
     "max_user_info_bytes",
     "max_user_id_length",
+    "max_subscriptions_per_connection",
 ];
 /// Keys every `[[apps]]` table must contain.
 const APP_REQUIRED_KEYS: &[&str] = &["id", "key", "secret"];
@@ -503,6 +506,10 @@ pub struct AppConfig {
     /// Longest presence `user_id`, in bytes. Default `128`.
     #[serde(default = "default_max_user_id_length")]
     pub max_user_id_length: usize,
+    /// Channels one connection may be subscribed to at once; a subscription beyond it gets a
+    /// `pusher:subscription_error`. Default `1000`, at least 1.
+    #[serde(default = "default_max_subscriptions_per_connection")]
+    pub max_subscriptions_per_connection: usize,
 }
 
 impl AppConfig {
@@ -521,6 +528,7 @@ impl AppConfig {
             client_event_rate_per_sec: DEFAULT_CLIENT_EVENT_RATE_PER_SEC,
             max_user_info_bytes: DEFAULT_MAX_USER_INFO_BYTES,
             max_user_id_length: DEFAULT_MAX_USER_ID_LENGTH,
+            max_subscriptions_per_connection: DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION,
         }
     }
 
@@ -569,6 +577,10 @@ fn default_max_user_info_bytes() -> usize {
 
 fn default_max_user_id_length() -> usize {
     DEFAULT_MAX_USER_ID_LENGTH
+}
+
+fn default_max_subscriptions_per_connection() -> usize {
+    DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION
 }
 
 impl Default for Config {
@@ -800,6 +812,10 @@ impl Config {
             at_least_one(
                 &at("client_event_rate_per_sec"),
                 app.client_event_rate_per_sec,
+            )?;
+            at_least_one(
+                &at("max_subscriptions_per_connection"),
+                app.max_subscriptions_per_connection,
             )?;
         }
         Ok(())
@@ -1506,6 +1522,7 @@ mod tests {
             client_event_rate_per_sec = 3
             max_user_info_bytes = 2048
             max_user_id_length = 64
+            max_subscriptions_per_connection = 50
 
             [[apps]]
             id = "second_app"
@@ -1545,6 +1562,7 @@ mod tests {
                     client_event_rate_per_sec: 3,
                     max_user_info_bytes: 2048,
                     max_user_id_length: 64,
+                    max_subscriptions_per_connection: 50,
                 },
                 AppConfig::new("second_app", "key-two", "app-secret"),
             ],

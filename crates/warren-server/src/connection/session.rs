@@ -94,6 +94,17 @@ impl Session {
             let member = member.clone();
             return self.resend_succeeded(&channel, member.is_some()).await;
         }
+        if self.subscriptions.len() >= self.app.max_subscriptions_per_connection {
+            return self.subscription_error(
+                channel.as_str(),
+                "LimitReached",
+                &format!(
+                    "Subscription limit reached: at most {} channels per connection",
+                    self.app.max_subscriptions_per_connection
+                ),
+                403,
+            );
+        }
         let member = match self.authorize(&channel, &sub) {
             Ok(m) => m,
             Err((kind, message, status)) => {

@@ -140,3 +140,18 @@ async fn subscribing_twice_answers_again() {
     c.subscribed("twice", None).await;
     c.subscribed("twice", None).await;
 }
+
+#[tokio::test]
+async fn subscriptions_per_connection_are_limited() {
+    let server = start_with(|c| demo_app(c).max_subscriptions_per_connection = 2).await;
+    let mut c = connect(&server).await;
+    c.subscribed("one", None).await;
+    c.subscribed("two", None).await;
+    let err = c.subscribe("three", None).await;
+    assert_eq!(err["event"], "pusher:subscription_error");
+    assert_eq!(err["data"]["type"], "LimitReached");
+    // Leaving one makes room again.
+    c.send(json!({"event":"pusher:unsubscribe","data":{"channel":"one"}}))
+        .await;
+    c.subscribed("three", None).await;
+}
