@@ -516,7 +516,9 @@ mod tests {
     }
 
     fn bench_text(seq: u64, sent_ns: u64) -> Vec<u8> {
-        let data = super::super::scan::event_data(seq, sent_ns - 1000, sent_ns, 64);
+        // Scheduled a whole second before it was sent: far more than the histograms'
+        // 3-significant-digit resolution, so the two latencies are told apart reliably.
+        let data = super::super::scan::event_data(seq, sent_ns - 1_000_000_000, sent_ns, 64);
         let json = format!(r#"{{"event":"bench","channel":"bench-0","data":"{data}"}}"#);
         server_frame(0x81, json.as_bytes())
     }
@@ -594,7 +596,7 @@ mod tests {
         let l = local.borrow();
         assert_eq!(l.latency_sent.len(), 5);
         assert_eq!(l.latency_scheduled.len(), 5);
-        assert!(l.latency_scheduled.min() >= l.latency_sent.min() + 1000);
+        assert!(l.latency_scheduled.min() >= l.latency_sent.min() + 900_000_000);
         assert!(l.last_receipt_ns >= sent);
     }
 
