@@ -169,6 +169,8 @@ impl ClusterState for LocalState {
             .insert(socket);
         Ok(PresenceJoin {
             member_added: is_new_member,
+            // There are no other nodes to tell.
+            announced: true,
             change: change(was_empty, Some(ch)),
             members: ch.members.values().map(|m| m.info.clone()).collect(),
         })
@@ -194,6 +196,7 @@ impl ClusterState for LocalState {
         }
         Ok(PresenceLeave {
             member_removed,
+            announced: true,
             change: remove_socket(&mut channels, channel, socket),
         })
     }

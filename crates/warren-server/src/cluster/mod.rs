@@ -60,6 +60,9 @@ pub struct SubscriptionChange {
 pub struct PresenceJoin {
     /// The user had no other connection in the channel anywhere: announce `member_added`.
     pub member_added: bool,
+    /// The backend already told the other nodes (in the same atomic step as the change, so
+    /// announcements keep their order); the caller only delivers to this node's subscribers.
+    pub announced: bool,
     pub change: SubscriptionChange,
     /// Every member after the join, the joining one included, one entry per user.
     pub members: Vec<PresenceMember>,
@@ -70,6 +73,8 @@ pub struct PresenceJoin {
 pub struct PresenceLeave {
     /// That was the user's last connection in the channel anywhere: announce `member_removed`.
     pub member_removed: bool,
+    /// As [`PresenceJoin::announced`].
+    pub announced: bool,
     pub change: SubscriptionChange,
 }
 

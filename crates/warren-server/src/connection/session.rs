@@ -216,7 +216,8 @@ impl Session {
                             );
                             // Queued for everyone else; this socket is excluded and learns of
                             // itself from its own subscription_succeeded.
-                            self.publish(&channel, added, Some(self.socket_id)).await;
+                            self.announce(&channel, added, Some(self.socket_id), join.announced)
+                                .await;
                         }
                         frame
                     }
@@ -301,7 +302,7 @@ impl Session {
             {
                 Ok(left) if left.member_removed => {
                     let removed = outbound::member_removed(channel.as_str(), m.user_id.as_str());
-                    self.publish(channel, removed, None).await;
+                    self.announce(channel, removed, None, left.announced).await;
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(%channel, error = %e, "could not record presence leave"),
@@ -365,6 +366,25 @@ impl Session {
         );
         let channel = channel.clone();
         self.publish(&channel, json, Some(self.socket_id)).await;
+    }
+
+    /// A presence announcement: when the cluster state already told the other nodes (in the
+    /// same step as the change), only this node's subscribers remain.
+    async fn announce(
+        &self,
+        channel: &ChannelName,
+        json: String,
+        except: Option<SocketId>,
+        announced: bool,
+    ) {
+        if announced {
+            let frame = frame::text(json.as_bytes());
+            self.shared
+                .hub
+                .deliver(&self.app.id, channel, &frame, except);
+        } else {
+            self.publish(channel, json, except).await;
+        }
     }
 
     /// Frames `json` once and publishes it to the channel cluster-wide.

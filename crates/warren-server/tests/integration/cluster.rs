@@ -422,3 +422,32 @@ async fn a_graceful_stop_announces_departures_at_once() {
         .json();
     assert_eq!(users, json!({"users":[{"id":"alice"}]}));
 }
+
+/// Departures are announced from inside Redis: a user id with quotes, slashes and non-ASCII
+/// characters must arrive exactly as it joined.
+#[tokio::test]
+async fn departures_announced_by_redis_keep_odd_user_ids_intact() {
+    let (a, b) = pair().await;
+    let odd = "o\"dd/\\ü 名";
+    let mut watcher = connect(&a).await;
+    watcher
+        .subscribed("presence-odd", Some(&presence_data(json!("w"), None)))
+        .await;
+    let mut leaver = connect(&b).await;
+    leaver
+        .subscribed(
+            "presence-odd",
+            Some(&presence_data(json!(odd), Some(json!({"n":1})))),
+        )
+        .await;
+    let added = watcher.recv().await;
+    assert_eq!(
+        decode_data(&added),
+        json!({"user_id": odd, "user_info": {"n":1}})
+    );
+    leaver.close().await;
+    let removed = watcher.recv().await;
+    assert_eq!(removed["event"], "pusher_internal:member_removed");
+    assert_eq!(removed["channel"], "presence-odd");
+    assert_eq!(decode_data(&removed), json!({"user_id": odd}));
+}

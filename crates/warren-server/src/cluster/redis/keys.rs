@@ -55,6 +55,11 @@ impl Keys {
         format!("{}{}:{}", self.events_prefix, app, channel)
     }
 
+    /// The common start of every relay channel of one app: `<prefix>:ev:<app>:`.
+    pub fn events_of_app(&self, app: &AppId) -> String {
+        format!("{}{}:", self.events_prefix, app)
+    }
+
     /// The inverse of [`Keys::events`]: `(app, channel)` as strings.
     pub fn parse_events<'a>(&self, name: &'a str) -> Option<(&'a str, &'a str)> {
         // App ids cannot contain ':', so the first ':' after the prefix ends the app id.

@@ -78,6 +78,9 @@ struct Inner {
     options: RedisOptions,
     /// Unique to this process: relayed messages carrying it are our own and are skipped.
     origin: String,
+    /// The relay envelope header of this process's departures (`relay::encode` with no
+    /// payload), handed to scripts that announce from inside Redis.
+    envelope_header: String,
     hub: Arc<Hub>,
     /// The instance id state is recorded under; replaced (write lock) on re-registration,
     /// read-locked by every state change so none straddles a re-registration.
@@ -162,6 +165,7 @@ impl RedisCluster {
             live_instance: Mutex::default(),
             stopping: AtomicBool::new(false),
             listening: DashMap::new(),
+            envelope_header: envelope_text(relay::encode(&origin, None, b""))?,
             origin,
             hub,
             client,
@@ -258,6 +262,21 @@ impl Inner {
             ),
             None => (String::new(), String::new()),
         };
+        // A member's arrival is published by the script itself, atomically with the change,
+        // except in Redis Cluster, where the relay channel lives on another shard.
+        let (relay, envelope) = match member {
+            Some(m) if !self.sharded => {
+                let json = outbound::member_added(
+                    channel.as_str(),
+                    m.user_id.as_str(),
+                    m.user_info.as_deref(),
+                );
+                let except = socket.to_string();
+                let env = relay::encode(&self.origin, Some(&except), json.as_bytes());
+                (self.keys.events(app, channel), envelope_text(env)?)
+            }
+            _ => (String::new(), String::new()),
+        };
         let reply = self
             .eval(
                 &self.scripts.join,
@@ -270,6 +289,8 @@ impl Inner {
                     info,
                     max_members.to_string(),
                     format!("{}~", self.options.node_id),
+                    relay,
+                    envelope,
                 ],
             )
             .await?;
@@ -296,11 +317,27 @@ impl Inner {
             .eval(
                 &self.scripts.leave,
                 vec![self.keys.app_base(app)],
-                vec![channel.to_string(), socket.to_string(), instance.clone()],
+                vec![
+                    channel.to_string(),
+                    socket.to_string(),
+                    instance.clone(),
+                    self.relay_prefix(app),
+                    self.envelope_header.clone(),
+                ],
             )
             .await;
         let reply = self.note_failure(reply)?;
         value::array(reply, "leave")
+    }
+
+    /// Where scripts publish presence announcements for `app` ('' in Redis Cluster, where
+    /// the caller publishes them after the script).
+    fn relay_prefix(&self, app: &AppId) -> String {
+        if self.sharded {
+            String::new()
+        } else {
+            self.keys.events_of_app(app)
+        }
     }
 
     /// A failed change leaves Redis possibly out of step with this node: re-register soon.
@@ -511,6 +548,7 @@ impl ClusterState for RedisCluster {
             .insert((app.clone(), channel.clone(), socket), Some(member.clone()));
         Ok(PresenceJoin {
             member_added: value::flag_at(&reply, 0, "join")?,
+            announced: !inner.sharded,
             change: change_from(&reply)?,
             members: inner.members_from(reply.get(3))?,
         })
@@ -526,6 +564,7 @@ impl ClusterState for RedisCluster {
         let reply = self.inner.leave(app, channel, socket).await?;
         Ok(PresenceLeave {
             member_removed: value::flag_at(&reply, 0, "leave")?,
+            announced: !self.inner.sharded,
             change: change_from(&reply)?,
         })
     }
@@ -688,18 +727,15 @@ fn spawn_connection_logs(inner: &Arc<Inner>) {
     });
 }
 
-/// Publishes a presence departure found by cleanup, as the departing node would have.
+/// Announces a presence departure found by cleanup, as the departing node would have: the
+/// cleanup script already told the other nodes unless this is Redis Cluster.
 async fn announce_member_removed(inner: &Inner, app: &AppId, channel: &ChannelName, user: &str) {
     let json = outbound::member_removed(channel.as_str(), user);
-    if let Err(e) = inner
-        .publish(app, channel, frame::text(json.as_bytes()), None)
-        .await
-    {
-        tracing::warn!(%channel, error = %e, "could not announce member_removed");
-    }
+    announce(inner, app, channel, json, None).await;
 }
 
-/// Publishes a presence arrival found by re-registration.
+/// Announces a presence arrival found by re-registration (the join script already told the
+/// other nodes unless this is Redis Cluster).
 async fn announce_member_added(
     inner: &Inner,
     app: &AppId,
@@ -712,10 +748,28 @@ async fn announce_member_added(
         member.user_id.as_str(),
         member.user_info.as_deref(),
     );
-    if let Err(e) = inner
-        .publish(app, channel, frame::text(json.as_bytes()), Some(socket))
-        .await
-    {
-        tracing::warn!(%channel, error = %e, "could not announce member_added");
+    announce(inner, app, channel, json, Some(socket)).await;
+}
+
+async fn announce(
+    inner: &Inner,
+    app: &AppId,
+    channel: &ChannelName,
+    json: String,
+    except: Option<SocketId>,
+) {
+    let frame = frame::text(json.as_bytes());
+    if !inner.sharded {
+        inner.hub.deliver(app, channel, &frame, except);
+        return;
     }
+    if let Err(e) = inner.publish(app, channel, frame, except).await {
+        tracing::warn!(%channel, error = %e, "could not announce a presence change");
+    }
+}
+
+/// Script arguments are text: an envelope's header bytes are all ASCII (lengths under 128,
+/// ids of ASCII characters), and its payload is JSON.
+fn envelope_text(bytes: Bytes) -> Result<String, BackendError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| BackendError("relay envelope is not text".into()))
 }

@@ -296,7 +296,12 @@ async fn reap_instance(inner: &Inner, instance: &str) -> Result<(), BackendError
                 .eval(
                     &inner.scripts.reap,
                     vec![inner.keys.app_base(&app)],
-                    vec![instance.to_owned(), REAP_BATCH.to_string()],
+                    vec![
+                        instance.to_owned(),
+                        REAP_BATCH.to_string(),
+                        inner.relay_prefix(&app),
+                        inner.envelope_header.clone(),
+                    ],
                 )
                 .await?;
             let items = value::array(reply, "reap")?;

@@ -9,11 +9,14 @@
 
 use fred::types::scripts::Script;
 
-/// `leave(ch, sock, inst)` -> `{member_removed, vacated, subscription_count, user_id}`;
-/// count -1 when the socket was not this instance's. Shared by the leave and reap scripts.
+/// `leave(ch, sock, inst, relay, env)` -> `{member_removed, vacated, subscription_count,
+/// user_id}`; count -1 when the socket was not this instance's. A member's departure is
+/// published from inside the script when `relay` is given. Shared by the leave and reap scripts.
 const LEAVE_FN: &str = r#"
 local b = KEYS[1]
-local function leave(ch, sock, inst)
+-- relay: the relay channel prefix (`prefix:ev:app:`, '' when the caller announces itself);
+-- env: the relay envelope header of the announcing node.
+local function leave(ch, sock, inst, relay, env)
   local skey = b .. ':s:' .. ch
   local nkey = b .. ':n:' .. inst
   local entry = ch .. '\n' .. sock
@@ -34,6 +37,12 @@ local function leave(ch, sock, inst)
       redis.call('HDEL', mkey, u)
       redis.call('HDEL', b .. ':i:' .. ch, u)
       removed = 1
+      -- Announced in the same atomic step as the change, so announcements of one channel
+      -- reach every node in the order the changes happened.
+      if relay ~= '' then
+        local data = cjson.encode({user_id = u})
+        redis.call('PUBLISH', relay .. ch, env .. cjson.encode({event = 'pusher_internal:member_removed', channel = ch, data = data}))
+      end
     end
   end
   local n = redis.call('HINCRBY', b .. ':ch', ch, -1)
@@ -46,7 +55,8 @@ end
 "#;
 
 /// KEYS[1] app base; ARGV ch, sock, inst, user ('' unless presence), info ('' = none),
-/// max members, node prefix (`<node id>~`). -> `{member_added, occupied, count[, HGETALL
+/// max members, node prefix (`<node id>~`), relay channel ('' when the caller announces
+/// itself), member_added envelope. -> `{member_added, occupied, count[, HGETALL
 /// info]}` or `{-1}` when full. Joining again (after a re-registration) moves ownership from an
 /// earlier instance of the same node to `inst` and changes no count; a socket id owned by
 /// another node (a collision) is never taken over.
@@ -79,6 +89,10 @@ else
     if refs == 0 then
       redis.call('HSET', b .. ':i:' .. ch, user, info)
       added = 1
+      -- The arrival, published in the same atomic step as the change (see `leave`).
+      if ARGV[8] ~= '' then
+        redis.call('PUBLISH', ARGV[8], ARGV[9])
+      end
     end
   end
   redis.call('HSET', skey, sock, inst)
@@ -92,10 +106,11 @@ end
 return {added, occupied, n}
 "#;
 
-/// KEYS[1] app base; ARGV ch, sock, inst.
-const LEAVE: &str = "return leave(ARGV[1], ARGV[2], ARGV[3])";
+/// KEYS[1] app base; ARGV ch, sock, inst, relay prefix, envelope header.
+const LEAVE: &str = "return leave(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])";
 
-/// KEYS[1] app base; ARGV dead instance, batch size. Removes up to a batch of the instance's
+/// KEYS[1] app base; ARGV dead instance, batch size, relay prefix, envelope header. Removes up
+/// to a batch of the instance's
 /// subscriptions -> `{remaining, {kind, channel, user, ...}}` with kind `member_removed` or
 /// `vacated`. Batches keep each script short, however much a node held.
 const REAP: &str = r#"
@@ -106,7 +121,7 @@ for _, e in ipairs(entries) do
   local nl = string.find(e, '\n', 1, true)
   if nl then
     local ch, sock = string.sub(e, 1, nl - 1), string.sub(e, nl + 1)
-    local r = leave(ch, sock, ARGV[1])
+    local r = leave(ch, sock, ARGV[1], ARGV[3], ARGV[4])
     if r[1] == 1 then
       table.insert(out, 'member_removed'); table.insert(out, ch); table.insert(out, r[4])
     end
