@@ -154,13 +154,14 @@ async fn redis_cluster_with_three_masters_and_sharded_pubsub() {
     let channels: Vec<String> = (0..12).map(|i| format!("presence-shard-{i}")).collect();
     let mut alice = connect(&a).await;
     let mut bob = connect(&b).await;
-    for ch in &channels {
+    for (i, ch) in channels.iter().enumerate() {
         alice
             .subscribed(ch, Some(&presence_data(json!("alice"), None)))
             .await;
         bob.subscribed(ch, Some(&presence_data(json!("bob"), None)))
             .await;
         assert_eq!(alice.recv().await["event"], "pusher_internal:member_added");
+        bob.subscribed(&format!("shard-{i}"), None).await;
     }
     for ch in &channels {
         let r = api_post(
@@ -180,17 +181,36 @@ async fn redis_cluster_with_three_masters_and_sharded_pubsub() {
             users.body
         );
     }
-    // The channels are sharded pub/sub channels, spread over more than one shard.
+    // Public channels are sharded pub/sub channels spread over more than one shard; presence
+    // channels relay in the app's slot, where their state is, so that the state scripts can
+    // publish their announcements atomically.
     let shards_used = ports
         .iter()
         .filter(|&&p| {
-            cli(p, &["pubsub", "shardchannels", "wc:ev:*"]).contains("wc:ev:app-id:presence-shard-")
+            cli(p, &["pubsub", "shardchannels", "wc:ev:*"]).contains("wc:ev:app-id:shard-")
         })
         .count();
     assert!(
         shards_used >= 2,
         "sharded channels on {shards_used} shard(s)"
     );
+    let presence_shards = ports
+        .iter()
+        .filter(|&&p| {
+            cli(p, &["pubsub", "shardchannels", "{wc:app-id}:pev:*"]).contains("presence-shard-")
+        })
+        .count();
+    assert_eq!(presence_shards, 1);
+    for i in 0..12 {
+        let r = api_post(
+            &a,
+            "/apps/app-id/events",
+            json!({"name":"p","channel":format!("shard-{i}"),"data":"x"}),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(bob.recv().await["channel"], format!("shard-{i}"));
+    }
     let listed = api_get(
         &a,
         "/apps/app-id/channels",
@@ -204,6 +224,14 @@ async fn redis_cluster_with_three_masters_and_sharded_pubsub() {
         listed.json()["channels"].as_object().map(|m| m.len()),
         Some(12)
     );
+    // Departures announced from inside the cluster reach the other node on every channel.
+    bob.close().await;
+    for _ in &channels {
+        assert_eq!(
+            alice.recv().await["event"],
+            "pusher_internal:member_removed"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,9 +3,11 @@
 //! Keys carry Redis Cluster hash tags so that each Lua script only touches one slot:
 //! an app's channel and presence state share the tag `{prefix:app}`, and the node registry
 //! shares `{prefix}`. Pub/sub channel names carry no tag, so that sharded pub/sub spreads the
-//! channels of one app over every shard.
+//! channels of one app over every shard, except presence channels: their relay channel shares
+//! the app's tag, so the scripts that change presence state can also publish (SPUBLISH) the
+//! announcement in the same atomic step.
 
-use warren_protocol::{AppId, ChannelName};
+use warren_protocol::{AppId, ChannelKind, ChannelName};
 
 #[derive(Debug, Clone)]
 pub struct Keys {
@@ -52,18 +54,31 @@ impl Keys {
 
     /// The pub/sub channel that carries one Pusher channel's events between nodes.
     pub fn events(&self, app: &AppId, channel: &ChannelName) -> String {
-        format!("{}{}:{}", self.events_prefix, app, channel)
+        if channel.kind() == ChannelKind::Presence {
+            format!("{}{}", self.presence_events_of_app(app), channel)
+        } else {
+            format!("{}{}:{}", self.events_prefix, app, channel)
+        }
     }
 
-    /// The common start of every relay channel of one app: `<prefix>:ev:<app>:`.
-    pub fn events_of_app(&self, app: &AppId) -> String {
-        format!("{}{}:", self.events_prefix, app)
+    /// The start of every presence relay channel of one app: `{<prefix>:<app>}:pev:`, in the
+    /// slot of the app's state.
+    pub fn presence_events_of_app(&self, app: &AppId) -> String {
+        format!("{}:pev:", self.app_base(app))
     }
 
     /// The inverse of [`Keys::events`]: `(app, channel)` as strings.
     pub fn parse_events<'a>(&self, name: &'a str) -> Option<(&'a str, &'a str)> {
-        // App ids cannot contain ':', so the first ':' after the prefix ends the app id.
-        name.strip_prefix(&self.events_prefix)?.split_once(':')
+        // App ids cannot contain ':' or '}', so the first one after the prefix ends the app id.
+        if let Some(rest) = name.strip_prefix(&self.events_prefix) {
+            return rest.split_once(':');
+        }
+        let rest = name
+            .strip_prefix('{')?
+            .strip_prefix(&self.prefix)?
+            .strip_prefix(':')?;
+        let (app, channel) = rest.split_once("}:pev:")?;
+        Some((app, channel))
     }
 }
 
@@ -80,8 +95,12 @@ mod tests {
         let ch = ChannelName::parse("presence-a", 200).unwrap();
         assert_eq!(keys.app_base(&app), "{warren:app-1}");
         let ev = keys.events(&app, &ch);
-        assert_eq!(ev, "warren:ev:app-1:presence-a");
+        assert_eq!(ev, "{warren:app-1}:pev:presence-a");
         assert_eq!(keys.parse_events(&ev), Some(("app-1", "presence-a")));
+        let public = ChannelName::parse("news", 200).unwrap();
+        let ev = keys.events(&app, &public);
+        assert_eq!(ev, "warren:ev:app-1:news");
+        assert_eq!(keys.parse_events(&ev), Some(("app-1", "news")));
         assert_eq!(keys.parse_events("other:ev:a:b"), None);
         assert!(keys.nodes().starts_with("{warren}"));
         assert!(keys.node_owner("n1").starts_with("{warren}"));

@@ -262,10 +262,9 @@ impl Inner {
             ),
             None => (String::new(), String::new()),
         };
-        // A member's arrival is published by the script itself, atomically with the change,
-        // except in Redis Cluster, where the relay channel lives on another shard.
+        // A member's arrival is published by the script itself, atomically with the change.
         let (relay, envelope) = match member {
-            Some(m) if !self.sharded => {
+            Some(m) => {
                 let json = outbound::member_added(
                     channel.as_str(),
                     m.user_id.as_str(),
@@ -291,6 +290,7 @@ impl Inner {
                     format!("{}~", self.options.node_id),
                     relay,
                     envelope,
+                    self.publish_command().to_owned(),
                 ],
             )
             .await?;
@@ -323,6 +323,7 @@ impl Inner {
                     instance.clone(),
                     self.relay_prefix(app),
                     self.envelope_header.clone(),
+                    self.publish_command().to_owned(),
                 ],
             )
             .await;
@@ -330,13 +331,17 @@ impl Inner {
         value::array(reply, "leave")
     }
 
-    /// Where scripts publish presence announcements for `app` ('' in Redis Cluster, where
-    /// the caller publishes them after the script).
+    /// Where scripts publish presence announcements for `app`.
     fn relay_prefix(&self, app: &AppId) -> String {
+        self.keys.presence_events_of_app(app)
+    }
+
+    /// How scripts publish: sharded pub/sub in Redis Cluster.
+    fn publish_command(&self) -> &'static str {
         if self.sharded {
-            String::new()
+            "SPUBLISH"
         } else {
-            self.keys.events_of_app(app)
+            "PUBLISH"
         }
     }
 
@@ -548,7 +553,7 @@ impl ClusterState for RedisCluster {
             .insert((app.clone(), channel.clone(), socket), Some(member.clone()));
         Ok(PresenceJoin {
             member_added: value::flag_at(&reply, 0, "join")?,
-            announced: !inner.sharded,
+            announced: true,
             change: change_from(&reply)?,
             members: inner.members_from(reply.get(3))?,
         })
@@ -564,7 +569,7 @@ impl ClusterState for RedisCluster {
         let reply = self.inner.leave(app, channel, socket).await?;
         Ok(PresenceLeave {
             member_removed: value::flag_at(&reply, 0, "leave")?,
-            announced: !self.inner.sharded,
+            announced: true,
             change: change_from(&reply)?,
         })
     }
@@ -728,14 +733,14 @@ fn spawn_connection_logs(inner: &Arc<Inner>) {
 }
 
 /// Announces a presence departure found by cleanup, as the departing node would have: the
-/// cleanup script already told the other nodes unless this is Redis Cluster.
+/// cleanup script already told the other nodes.
 async fn announce_member_removed(inner: &Inner, app: &AppId, channel: &ChannelName, user: &str) {
     let json = outbound::member_removed(channel.as_str(), user);
     announce(inner, app, channel, json, None).await;
 }
 
 /// Announces a presence arrival found by re-registration (the join script already told the
-/// other nodes unless this is Redis Cluster).
+/// other nodes).
 async fn announce_member_added(
     inner: &Inner,
     app: &AppId,
@@ -758,14 +763,10 @@ async fn announce(
     json: String,
     except: Option<SocketId>,
 ) {
-    let frame = frame::text(json.as_bytes());
-    if !inner.sharded {
-        inner.hub.deliver(app, channel, &frame, except);
-        return;
-    }
-    if let Err(e) = inner.publish(app, channel, frame, except).await {
-        tracing::warn!(%channel, error = %e, "could not announce a presence change");
-    }
+    // The scripts already told the other nodes: deliver to this node's subscribers.
+    inner
+        .hub
+        .deliver(app, channel, &frame::text(json.as_bytes()), except);
 }
 
 /// Script arguments are text: an envelope's header bytes are all ASCII (lengths under 128,

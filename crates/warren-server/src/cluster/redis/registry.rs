@@ -301,6 +301,7 @@ async fn reap_instance(inner: &Inner, instance: &str) -> Result<(), BackendError
                         REAP_BATCH.to_string(),
                         inner.relay_prefix(&app),
                         inner.envelope_header.clone(),
+                        inner.publish_command().to_owned(),
                     ],
                 )
                 .await?;

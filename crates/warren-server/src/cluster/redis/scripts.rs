@@ -14,9 +14,10 @@ use fred::types::scripts::Script;
 /// published from inside the script when `relay` is given. Shared by the leave and reap scripts.
 const LEAVE_FN: &str = r#"
 local b = KEYS[1]
--- relay: the relay channel prefix (`prefix:ev:app:`, '' when the caller announces itself);
--- env: the relay envelope header of the announcing node.
-local function leave(ch, sock, inst, relay, env)
+-- relay: the presence relay channel prefix (`{prefix:app}:pev:`), '' when the caller
+-- announces itself; env: the relay envelope header of the announcing node; pub: PUBLISH, or
+-- SPUBLISH in Redis Cluster (the relay channel shares the app's slot).
+local function leave(ch, sock, inst, relay, env, pub)
   local skey = b .. ':s:' .. ch
   local nkey = b .. ':n:' .. inst
   local entry = ch .. '\n' .. sock
@@ -41,7 +42,7 @@ local function leave(ch, sock, inst, relay, env)
       -- reach every node in the order the changes happened.
       if relay ~= '' then
         local data = cjson.encode({user_id = u})
-        redis.call('PUBLISH', relay .. ch, env .. cjson.encode({event = 'pusher_internal:member_removed', channel = ch, data = data}))
+        redis.call(pub, relay .. ch, env .. cjson.encode({event = 'pusher_internal:member_removed', channel = ch, data = data}))
       end
     end
   end
@@ -56,7 +57,7 @@ end
 
 /// KEYS[1] app base; ARGV ch, sock, inst, user ('' unless presence), info ('' = none),
 /// max members, node prefix (`<node id>~`), relay channel ('' when the caller announces
-/// itself), member_added envelope. -> `{member_added, occupied, count[, HGETALL
+/// itself), member_added envelope, publish command (PUBLISH or SPUBLISH). -> `{member_added, occupied, count[, HGETALL
 /// info]}` or `{-1}` when full. Joining again (after a re-registration) moves ownership from an
 /// earlier instance of the same node to `inst` and changes no count; a socket id owned by
 /// another node (a collision) is never taken over.
@@ -91,7 +92,7 @@ else
       added = 1
       -- The arrival, published in the same atomic step as the change (see `leave`).
       if ARGV[8] ~= '' then
-        redis.call('PUBLISH', ARGV[8], ARGV[9])
+        redis.call(ARGV[10], ARGV[8], ARGV[9])
       end
     end
   end
@@ -106,10 +107,11 @@ end
 return {added, occupied, n}
 "#;
 
-/// KEYS[1] app base; ARGV ch, sock, inst, relay prefix, envelope header.
-const LEAVE: &str = "return leave(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])";
+/// KEYS[1] app base; ARGV ch, sock, inst, relay prefix, envelope header, publish command.
+const LEAVE: &str = "return leave(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])";
 
-/// KEYS[1] app base; ARGV dead instance, batch size, relay prefix, envelope header. Removes up
+/// KEYS[1] app base; ARGV dead instance, batch size, relay prefix, envelope header, publish
+/// command. Removes up
 /// to a batch of the instance's
 /// subscriptions -> `{remaining, {kind, channel, user, ...}}` with kind `member_removed` or
 /// `vacated`. Batches keep each script short, however much a node held.
@@ -121,7 +123,7 @@ for _, e in ipairs(entries) do
   local nl = string.find(e, '\n', 1, true)
   if nl then
     local ch, sock = string.sub(e, 1, nl - 1), string.sub(e, nl + 1)
-    local r = leave(ch, sock, ARGV[1], ARGV[3], ARGV[4])
+    local r = leave(ch, sock, ARGV[1], ARGV[3], ARGV[4], ARGV[5])
     if r[1] == 1 then
       table.insert(out, 'member_removed'); table.insert(out, ch); table.insert(out, r[4])
     end
