@@ -27,13 +27,19 @@ fn rand_u32() -> u32 {
     h.finish() as u32
 }
 
+/// Points a configuration at the test Redis, under its own key prefix, with a short node
+/// timeout (tests override what they need).
+fn use_redis(c: &mut warren_server::Config, url: String, prefix: impl Into<String>) {
+    c.cluster.backend = Backend::Redis;
+    c.cluster.redis_url = RedisUrls(vec![url]);
+    c.cluster.prefix = prefix.into();
+    c.cluster.node_timeout_ms = 1000;
+}
+
 async fn node(prefix: &str, role: Role) -> TestServer {
     let prefix = prefix.to_owned();
     start_with(move |c| {
-        c.cluster.backend = Backend::Redis;
-        c.cluster.redis_url = RedisUrls(vec![redis_url()]);
-        c.cluster.prefix = prefix;
-        c.cluster.node_timeout_ms = 1000;
+        use_redis(c, redis_url(), prefix);
         c.server.role = role;
     })
     .await
@@ -219,9 +225,7 @@ async fn member_limit_is_cluster_wide() {
     let p = unique_prefix();
     let mk = |p: String| async move {
         start_with(move |c| {
-            c.cluster.backend = Backend::Redis;
-            c.cluster.redis_url = RedisUrls(vec![redis_url()]);
-            c.cluster.prefix = p;
+            use_redis(c, redis_url(), p);
             demo_app(c).max_presence_members = 1;
         })
         .await
@@ -303,20 +307,14 @@ async fn a_node_id_in_use_is_refused() {
     let first = start_with({
         let p = p.clone();
         move |c| {
-            c.cluster.backend = Backend::Redis;
-            c.cluster.redis_url = RedisUrls(vec![redis_url()]);
-            c.cluster.prefix = p;
-            c.cluster.node_timeout_ms = 1000;
+            use_redis(c, redis_url(), p);
             c.server.node_id = Some("twin".into());
         }
     })
     .await;
     let mut config = warren_server::Config::default();
     config.server.port = 0;
-    config.cluster.backend = Backend::Redis;
-    config.cluster.redis_url = RedisUrls(vec![redis_url()]);
-    config.cluster.prefix = p;
-    config.cluster.node_timeout_ms = 1000;
+    use_redis(&mut config, redis_url(), p);
     config.server.node_id = Some("twin".into());
     let second = warren_server::Server::bind(config).await;
     let err = second
@@ -350,9 +348,7 @@ async fn a_redis_that_answers_garbage_is_refused_at_start() {
     });
     let mut config = warren_server::Config::default();
     config.server.port = 0;
-    config.cluster.backend = Backend::Redis;
-    config.cluster.redis_url = RedisUrls(vec![format!("redis://{addr}")]);
-    config.cluster.prefix = unique_prefix();
+    use_redis(&mut config, format!("redis://{addr}"), unique_prefix());
     let started = tokio::time::timeout(
         std::time::Duration::from_secs(20),
         warren_server::Server::bind(config),
@@ -394,9 +390,7 @@ async fn a_graceful_stop_announces_departures_at_once() {
     let p = unique_prefix();
     let mk = |p: String| async move {
         start_with(move |c| {
-            c.cluster.backend = Backend::Redis;
-            c.cluster.redis_url = RedisUrls(vec![redis_url()]);
-            c.cluster.prefix = p;
+            use_redis(c, redis_url(), p);
             c.cluster.node_timeout_ms = 600_000;
         })
         .await
