@@ -14,28 +14,12 @@ use warren_client::{
     ApiError, BatchEvent, ChannelAttribute, ChannelsQuery, Client, ClientConfig, PresenceData,
     TriggerOptions,
 };
-use warren_server::config::Config;
-use warren_server::{RunningServer, Server};
+mod common;
+
+use common::{start, start_with, TestServer, KEY, MASTER_KEY, WAIT};
 
 const APP_ID: &str = "app-id";
-const KEY: &str = "app-key";
 const SECRET: &str = "app-secret";
-const MASTER_KEY: &str = "zyrm8pvV2C9fJcBfhyXzvxbJVN/H7QLmbe0xJi1GhPU=";
-const WAIT: Duration = Duration::from_secs(5);
-
-type TestServer = RunningServer;
-
-/// The demo configuration on a free port, changed by `edit`.
-async fn start_with(edit: impl FnOnce(&mut Config)) -> TestServer {
-    let mut config = Config::default();
-    config.server.port = 0;
-    edit(&mut config);
-    Server::start(config).await.expect("server starts")
-}
-
-async fn start() -> TestServer {
-    start_with(|_| {}).await
-}
 
 fn config_for(addr: SocketAddr) -> ClientConfig {
     ClientConfig::new(format!("http://{addr}"), APP_ID, KEY, SECRET)

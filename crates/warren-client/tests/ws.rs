@@ -18,26 +18,9 @@ use warren_client::ws::{
     SubscriptionState, WsClient, WsConfig, WsError,
 };
 use warren_client::{ChannelAuth, Client, ClientConfig, PresenceData, TriggerOptions};
-use warren_server::config::Config;
-use warren_server::{RunningServer, Server};
+mod common;
 
-const KEY: &str = "app-key";
-const MASTER_KEY: &str = "zyrm8pvV2C9fJcBfhyXzvxbJVN/H7QLmbe0xJi1GhPU=";
-const WAIT: Duration = Duration::from_secs(5);
-
-type TestServer = RunningServer;
-
-/// The demo configuration on a free port, changed by `edit`.
-async fn start_with(edit: impl FnOnce(&mut Config)) -> TestServer {
-    let mut config = Config::default();
-    config.server.port = 0;
-    edit(&mut config);
-    Server::start(config).await.expect("server starts")
-}
-
-async fn start() -> TestServer {
-    start_with(|_| {}).await
-}
+use common::{start, start_with, KEY, MASTER_KEY, WAIT};
 
 fn api(addr: SocketAddr) -> Client {
     Client::new(

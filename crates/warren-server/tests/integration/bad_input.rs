@@ -103,13 +103,7 @@ async fn websocket_protocol_violations_close_with_1002() {
         let mut s = raw_tcp_upgrade(&server).await;
         s.write_all(&bad).await.expect("write");
         let bytes = read_until_closed(&mut s).await;
-        // The last frame is a close frame with 1002.
-        let close_at = bytes
-            .windows(2)
-            .rposition(|w| w[0] == 0x88)
-            .expect("close frame");
-        let code = u16::from_be_bytes([bytes[close_at + 2], bytes[close_at + 3]]);
-        assert_eq!(code, 1002, "input {bad:?}");
+        assert_eq!(last_close_code(&bytes), 1002, "input {bad:?}");
     }
     let mut c = connect(&server).await;
     c.subscribed("after-violations", None).await;
@@ -123,32 +117,13 @@ async fn invalid_utf8_text_closes_with_1007() {
         .await
         .expect("write");
     let bytes = read_until_closed(&mut s).await;
-    let close_at = bytes
-        .windows(2)
-        .rposition(|w| w[0] == 0x88)
-        .expect("close frame");
-    assert_eq!(
-        u16::from_be_bytes([bytes[close_at + 2], bytes[close_at + 3]]),
-        1007
-    );
+    assert_eq!(last_close_code(&bytes), 1007);
 }
 
 #[tokio::test]
 async fn garbage_before_the_handshake_gets_an_http_error() {
     let server = start().await;
-    let mut s = tokio::net::TcpStream::connect(server.addr)
-        .await
-        .expect("connect");
-    s.write_all(b"\x16\x03\x01 this is not http\r\n\r\n")
-        .await
-        .expect("write");
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await;
-    assert!(
-        out.starts_with(b"HTTP/1.1 400"),
-        "{:?}",
-        String::from_utf8_lossy(&out)
-    );
+    assert_http_400(&server, b"\x16\x03\x01 this is not http\r\n\r\n").await;
     let mut c = connect(&server).await;
     c.subscribed("after-garbage", None).await;
 }
@@ -156,19 +131,7 @@ async fn garbage_before_the_handshake_gets_an_http_error() {
 #[tokio::test]
 async fn bad_upgrade_requests_get_400() {
     let server = start().await;
-    let mut s = tokio::net::TcpStream::connect(server.addr)
-        .await
-        .expect("connect");
-    s.write_all(b"GET /app/app-key?protocol=7 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: x\r\n\r\n")
-        .await
-        .expect("write");
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await;
-    assert!(
-        out.starts_with(b"HTTP/1.1 400"),
-        "{:?}",
-        String::from_utf8_lossy(&out)
-    );
+    assert_http_400(&server, b"GET /app/app-key?protocol=7 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: x\r\n\r\n").await;
 }
 
 /// A connection that never reads is closed when its queue fills; the publisher and the other
@@ -275,4 +238,27 @@ async fn read_until_closed(s: &mut tokio::net::TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await;
     out
+}
+
+/// The code of the last close frame in what the server sent.
+fn last_close_code(bytes: &[u8]) -> u16 {
+    let at = bytes
+        .windows(2)
+        .rposition(|w| w[0] == 0x88)
+        .expect("close frame");
+    u16::from_be_bytes([bytes[at + 2], bytes[at + 3]])
+}
+
+/// Sends raw bytes as the first request on a connection and expects an HTTP 400 answer.
+async fn assert_http_400(server: &TestServer, request: &[u8]) {
+    let mut s = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    s.write_all(request).await.expect("write");
+    let out = read_until_closed(&mut s).await;
+    assert!(
+        out.starts_with(b"HTTP/1.1 400"),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
 }
