@@ -7,9 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use warren_protocol::{outbound, AppId, ChannelName, SocketId};
-use warren_server::hub::Hub;
-use warren_server::outbox::Outbox;
-use warren_server::ws::frame;
+use warren_server::bench_internals::{frame, Hub, Outbox};
 
 fn build_frame(c: &mut Criterion) {
     let data = format!(r#"{{"seq":1,"payload":"{}"}}"#, "x".repeat(48));

@@ -7,31 +7,43 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::server::Shared;
+use crate::api::{self, Api};
+use crate::config::Role;
+use crate::connections::Connections;
+use crate::node::Node;
 
-pub fn router(shared: Arc<Shared>) -> Router {
-    let mut router = Router::new()
+/// What the health endpoint reports.
+pub(crate) struct Health {
+    pub node_id: String,
+    pub role: Role,
+    pub connections: Arc<Connections>,
+    pub node: Arc<Node>,
+}
+
+/// Health endpoints, and the REST API when `api` is given (a push-only node answers 404 to
+/// it: API requests belong on an api node).
+pub(crate) fn router(health: Arc<Health>, api: Option<Arc<Api>>) -> Router {
+    let router = Router::new()
         .route(
             "/",
             get(|| async { "Warren: Pusher-compatible push server\n" }),
         )
-        .route("/up", get(health))
-        .route("/health", get(health));
-    // A push-only node answers 404 to the API: requests belong on an api node.
-    if shared.config.role.serves_api() {
-        router = router.merge(crate::api::routes());
+        .route("/up", get(health_report))
+        .route("/health", get(health_report))
+        .with_state(health);
+    match api {
+        Some(api) => router.merge(api::routes(api)),
+        None => router,
     }
-    router.with_state(shared)
 }
 
 /// Liveness plus the numbers an operator looks at first.
-async fn health(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
-    let connections: u64 = shared.apps.all().iter().map(|a| a.connection_count()).sum();
+async fn health_report(State(health): State<Arc<Health>>) -> Json<serde_json::Value> {
     Json(json!({
         "status": "ok",
-        "node_id": shared.node_id,
-        "role": shared.config.role.as_str(),
-        "connections": connections,
-        "local_channels": shared.hub.channel_count(),
+        "node_id": health.node_id,
+        "role": health.role.as_str(),
+        "connections": health.connections.len(),
+        "local_channels": health.node.local_channel_count(),
     }))
 }

@@ -152,6 +152,9 @@ impl Hub {
 
     /// Hands `frame` to every local subscriber of the channel except `except`. Returns how many
     /// connections it was queued for.
+    ///
+    /// INVARIANT(delivery-without-global-lock): a shard read lock to find the channel (released
+    /// at once), the channel's read lock to walk it, each outbox's own mutex; nothing global.
     pub fn deliver(
         &self,
         app: &AppId,
@@ -170,7 +173,8 @@ impl Hub {
         }
         let mut subs = ch.subscribers.write();
         for p in subs.pending.iter_mut().filter(|p| Some(p.socket) != except) {
-            // Held frames count against the same bound as the outbox they will join.
+            // INVARIANT(bounded-outbox): held frames count against the same bound as the outbox
+            // they will join.
             if p.held.len() >= p.outbox.capacity() {
                 p.outbox.close_slow_consumer();
             } else {

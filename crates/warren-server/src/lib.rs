@@ -1,20 +1,33 @@
 //! The Warren push server as a library.
 //!
-//! Start at [`server::Server`]: it binds one port that serves both the Pusher WebSocket
-//! protocol (`/app/{key}`) and HTTP. The map of the modules and the path of an event are in
-//! ARCHITECTURE.md at the repository root.
+//! Start at [`Server`]: [`Server::builder`] composes a server from a [`Config`] (and, for an
+//! embedding program, its own [`AppRegistry`] or [`cluster::ClusterBackend`]); the server
+//! binds one port that serves both the Pusher WebSocket protocol (`/app/{key}`) and HTTP. The
+//! map of the modules and the path of an event are in ARCHITECTURE.md at the repository root.
 
-pub mod api;
-pub mod app;
+mod api;
+mod app;
 pub mod cluster;
 pub mod config;
-pub mod connection;
-pub mod http;
-pub mod hub;
-pub mod listener;
-pub mod outbox;
-pub mod server;
-pub mod ws;
+mod connection;
+mod connections;
+mod http;
+mod hub;
+mod listener;
+mod node;
+mod outbox;
+mod server;
+mod ws;
 
+pub use app::{App, AppRegistry, StaticApps};
 pub use config::Config;
-pub use server::{RunningServer, Server, ShutdownHandle};
+pub use server::{RunningServer, Server, ServerBuilder, ShutdownHandle};
+
+/// The delivery path's parts, for this crate's criterion benchmarks only: not an API, and
+/// may change at any time.
+#[doc(hidden)]
+pub mod bench_internals {
+    pub use crate::hub::Hub;
+    pub use crate::outbox::Outbox;
+    pub use crate::ws::frame;
+}

@@ -12,10 +12,10 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::watch;
 
-use crate::server::Shared;
+use crate::connection;
 use crate::ws::handshake::{self, Head};
-use crate::{connection, http};
 
 /// Pending connections the kernel may hold during a connection storm.
 const LISTEN_BACKLOG: u32 = 8192;
@@ -42,9 +42,20 @@ pub async fn bind(addr: &str) -> io::Result<TcpListener> {
     Err(last_err.unwrap_or_else(|| io::Error::new(io::ErrorKind::AddrNotAvailable, "no address")))
 }
 
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let router = http::router(shared.clone());
-    let mut shutdown = shared.shutdown.clone();
+/// Where accepted connections go.
+#[derive(Clone)]
+pub(crate) struct Routes {
+    /// WebSocket upgrades; `None` on a node that serves the HTTP API only.
+    pub websocket: Option<Arc<connection::Context>>,
+    pub http: axum::Router,
+}
+
+/// Accepts connections until `shutdown` flips.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    routes: Routes,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -52,9 +63,8 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         };
         match accepted {
             Ok((stream, _peer)) => {
-                let shared = shared.clone();
-                let router = router.clone();
-                tokio::spawn(async move { route(stream, shared, router).await });
+                let routes = routes.clone();
+                tokio::spawn(async move { route(stream, routes).await });
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -65,7 +75,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn route(mut stream: TcpStream, shared: Arc<Shared>, router: axum::Router) {
+async fn route(mut stream: TcpStream, routes: Routes) {
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(1024);
     let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream, &mut buf)).await {
@@ -73,18 +83,20 @@ async fn route(mut stream: TcpStream, shared: Arc<Shared>, router: axum::Router)
         _ => return,
     };
     match head {
-        Some(Head::WebSocket(_)) if !shared.config.role.serves_websocket() => {
-            let why = "This node serves the HTTP API only (server.role = \"api\")";
-            let _ = stream
-                .write_all(handshake::http_error(404, "Not Found", why).as_bytes())
-                .await;
-        }
-        Some(Head::WebSocket(upgrade)) => {
-            buf.advance(upgrade.head_len);
-            // A task of its own: the connection lives long, and this routing future (sized
-            // for the HTTP branch too) should not live with it.
-            tokio::spawn(connection::serve(stream, buf, upgrade, shared));
-        }
+        Some(Head::WebSocket(upgrade)) => match routes.websocket {
+            Some(cx) => {
+                buf.advance(upgrade.head_len);
+                // A task of its own: the connection lives long, and this routing future (sized
+                // for the HTTP branch too) should not live with it.
+                tokio::spawn(connection::serve(stream, buf, upgrade, cx));
+            }
+            None => {
+                let why = "This node serves the HTTP API only (server.role = \"api\")";
+                let _ = stream
+                    .write_all(handshake::http_error(404, "Not Found", why).as_bytes())
+                    .await;
+            }
+        },
         Some(Head::BadUpgrade(why)) => {
             let _ = stream
                 .write_all(handshake::http_error(400, "Bad Request", why).as_bytes())
@@ -95,7 +107,7 @@ async fn route(mut stream: TcpStream, shared: Arc<Shared>, router: axum::Router)
                 prefix: buf.freeze(),
                 inner: stream,
             });
-            let service = TowerToHyperService::new(router);
+            let service = TowerToHyperService::new(routes.http);
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(io, service)
                 .await;
@@ -187,7 +199,7 @@ mod size_probe {
             let mut cfg = crate::config::Config::default();
             cfg.server.port = 0;
             let server = crate::Server::bind(cfg).await.expect("server");
-            let shared = server.shared_for_tests();
+            let cx = server.websocket_context_for_tests();
             let up = crate::ws::handshake::Upgrade {
                 path: String::new(),
                 query: String::new(),
@@ -195,7 +207,7 @@ mod size_probe {
                 head_len: 0,
             };
             let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-            let fut = crate::connection::serve(s, bytes::BytesMut::new(), up, shared);
+            let fut = crate::connection::serve(s, bytes::BytesMut::new(), up, cx);
             let size = std::mem::size_of_val(&fut);
             assert!(size <= 1280, "connection future grew to {size} bytes");
         });

@@ -14,12 +14,30 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
+use warren_protocol::ErrorCode;
 
 /// Why the server is closing a connection, with the Pusher code to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseReason {
-    pub code: u16,
+    code: ErrorCode,
     pub message: String,
+}
+
+impl CloseReason {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        // INVARIANT(no-close-at-or-above-4300): every server-side close goes through here, and
+        // pusher-js never reconnects after a close code of 4300 or above: such codes are
+        // `pusher:error`s only.
+        debug_assert!(code.may_close(), "{code:?} must not close a connection");
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
 }
 
 #[derive(Debug, Default)]
@@ -43,7 +61,7 @@ pub struct Outbox {
 }
 
 /// The code a slow consumer is closed with: Pusher's "over capacity", which pusher-js retries.
-pub const SLOW_CONSUMER: u16 = warren_protocol::ErrorCode::OverCapacity as u16;
+pub const SLOW_CONSUMER: ErrorCode = ErrorCode::OverCapacity;
 
 impl Outbox {
     pub fn new(max_frames: usize) -> Self {
@@ -60,6 +78,8 @@ impl Outbox {
     /// Queues a frame. A connection whose queue is full is a slow consumer: it is marked for
     /// closing instead of holding more memory, and the frame is dropped for it alone.
     /// Returns whether the frame was queued.
+    ///
+    /// INVARIANT(bounded-outbox): the queue never holds more than `max_frames`.
     pub fn push(&self, frame: Bytes) -> bool {
         let mut st = self.state.lock();
         if st.closing.is_some() {
@@ -105,10 +125,10 @@ impl Outbox {
 
     /// Closes the connection as a slow consumer (4100): what is queued is dropped, not written.
     pub fn close_slow_consumer(&self) {
-        self.close(CloseReason {
-            code: SLOW_CONSUMER,
-            message: "Connection is not reading fast enough".into(),
-        });
+        self.close(CloseReason::new(
+            SLOW_CONSUMER,
+            "Connection is not reading fast enough",
+        ));
     }
 
     /// Asks the connection to close after writing what is already queued.
@@ -196,7 +216,7 @@ mod tests {
         assert!(!ob.push(Bytes::from_static(b"4")));
         let mut q = VecDeque::new();
         let reason = ob.take(&mut q).expect("closing");
-        assert_eq!(reason.code, 4100);
+        assert_eq!(reason.code(), ErrorCode::OverCapacity);
         assert_eq!(q.len(), 2);
     }
 
@@ -210,12 +230,12 @@ mod tests {
         assert_eq!(ob.take(&mut q), None);
         assert!(!ob.ready.load(Ordering::Acquire));
         assert_eq!(q, [&b"a"[..], b"b", b"c"]);
-        ob.close(CloseReason {
-            code: 4200,
-            message: "bye".into(),
-        });
+        ob.close(CloseReason::new(ErrorCode::GenericReconnect, "bye"));
         assert!(!ob.push(Bytes::from_static(b"d")));
-        assert_eq!(ob.take(&mut q).map(|r| r.code), Some(4200));
+        assert_eq!(
+            ob.take(&mut q).map(|r| r.code()),
+            Some(ErrorCode::GenericReconnect)
+        );
         assert!(ob.ready.load(Ordering::Acquire), "a close stays pending");
     }
 

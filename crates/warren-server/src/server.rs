@@ -1,97 +1,149 @@
-//! Composing the server: configuration in, a bound listener out, serving until shut down.
+//! Composing the server: configuration (and optionally parts of the embedding program's own)
+//! in, a bound listener out, serving until shut down.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::Bytes;
-use dashmap::DashMap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use warren_protocol::{outbound, ErrorCode, SocketId};
 
+use crate::api::Api;
 use crate::app::{App, AppRegistry, StaticApps};
-use crate::cluster::local::{LocalBroker, LocalState};
-use crate::cluster::redis::{RedisCluster, RedisOptions};
-use crate::cluster::{Broker, ClusterState};
-use crate::config::{Backend, Config, ServerConfig};
+use crate::cluster::local::LocalBackend;
+use crate::cluster::redis::RedisOptions;
+use crate::cluster::{ClusterBackend, Seams};
+use crate::config::{Backend, Config};
+use crate::connection;
+use crate::connections::{self, Connections};
+use crate::http::{self, Health};
 use crate::hub::Hub;
-use crate::listener;
-use crate::outbox::{CloseReason, Liveness, Outbox};
-use crate::ws::frame;
+use crate::listener::{self, Routes};
+use crate::node::{LocalDelivery, Node};
 
-/// Everything a connection or request handler needs, shared by all of them.
-pub struct Shared {
-    pub config: ServerConfig,
-    /// This node's name in the cluster (configured, or generated at start-up).
-    pub node_id: String,
-    pub apps: Arc<dyn AppRegistry>,
-    pub hub: Arc<Hub>,
-    pub broker: Arc<dyn Broker>,
-    pub state: Arc<dyn ClusterState>,
-    /// Flips to `true` once: the listener stops and every connection closes with 4200.
-    pub shutdown: watch::Receiver<bool>,
-    /// Every open connection on this node (liveness sweeps, shutdown).
-    pub connections: DashMap<SocketId, Arc<Outbox>>,
-    /// `pusher:ping`, framed once.
-    pub ping_frame: Bytes,
-    started: std::time::Instant,
-    socket_id_high: u64,
-    next_socket_id: AtomicU64,
+/// How long a stopping server waits for its connections to leave their channels.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// Composes a [`Server`]: the configuration, plus anything the embedding program brings.
+pub struct ServerBuilder {
+    config: Config,
+    apps: Option<Arc<dyn AppRegistry>>,
+    cluster: Option<Box<dyn ClusterBackend>>,
 }
 
-impl Shared {
-    /// Milliseconds since the server started: the clock of connection liveness.
-    pub fn clock(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+impl ServerBuilder {
+    /// Looks apps up in `registry` instead of the configuration's `[[apps]]`.
+    pub fn apps(mut self, registry: Arc<dyn AppRegistry>) -> Self {
+        self.apps = Some(registry);
+        self
     }
 
-    /// One pass of the liveness sweeper: ping connections idle for `activity_timeout`, close
-    /// with 4201 those that did not answer within `pong_timeout`. One task does this for every
-    /// connection, so a connection carries no timer of its own.
-    pub fn sweep_liveness(&self) {
-        let now = self.clock();
-        let activity = self.config.activity_timeout.saturating_mul(1000);
-        let pong = self.config.pong_timeout.saturating_mul(1000);
-        for entry in self.connections.iter() {
-            let outbox = entry.value();
-            match outbox.liveness(now, activity, pong) {
-                Liveness::Fine => {}
-                Liveness::Idle => {
-                    outbox.pinged(now);
-                    outbox.push(self.ping_frame.clone());
+    /// Runs on `backend` instead of the one `[cluster]` names.
+    pub fn cluster(mut self, backend: impl ClusterBackend) -> Self {
+        self.cluster = Some(Box::new(backend));
+        self
+    }
+
+    /// Validates the configuration, connects the cluster backend and binds the listener;
+    /// nothing is served until [`Server::run`].
+    pub async fn bind(self) -> anyhow::Result<Server> {
+        let Self {
+            config,
+            apps,
+            cluster,
+        } = self;
+        config.validate()?;
+        let apps: Arc<dyn AppRegistry> = match apps {
+            Some(registry) => registry,
+            None => Arc::new(StaticApps::new(
+                config
+                    .apps
+                    .iter()
+                    .map(App::from_config)
+                    .collect::<Result<Vec<_>, _>>()?,
+            )),
+        };
+        let server = &config.server;
+        let listener = listener::bind(&format!("{}:{}", server.host, server.port)).await?;
+        let node_id = server
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()));
+        let hub = Arc::new(Hub::new());
+        let sink = Arc::new(LocalDelivery::new(hub.clone()));
+        let Seams { broker, state } = match cluster {
+            Some(backend) => backend.connect(sink).await?,
+            None => match config.cluster.backend {
+                Backend::Local => LocalBackend.connect(sink).await?,
+                Backend::Redis => {
+                    let options = RedisOptions {
+                        urls: config.cluster.redis_url.0.clone(),
+                        prefix: config.cluster.prefix.clone(),
+                        node_id: node_id.clone(),
+                        node_timeout: config.cluster.node_timeout(),
+                    };
+                    options.connect(sink).await?
                 }
-                Liveness::Dead => outbox.close(CloseReason {
-                    code: ErrorCode::PongNotReceived.code(),
-                    message: "Pong reply not received in time".into(),
-                }),
-            }
-        }
+            },
+        };
+        let node = Arc::new(Node::new(hub, broker, state));
+        let connections = Arc::new(Connections::new(
+            server.activity_timeout,
+            server.pong_timeout,
+        ));
+        let websocket = server.role.serves_websocket().then(|| {
+            Arc::new(connection::Context {
+                apps: apps.clone(),
+                node: node.clone(),
+                connections: connections.clone(),
+                max_outbound_queue: server.max_outbound_queue,
+                max_message_size: server.max_message_size_bytes(),
+            })
+        });
+        let api = server.role.serves_api().then(|| {
+            Arc::new(Api {
+                apps,
+                node: node.clone(),
+                timestamp_tolerance_secs: server.api_timestamp_tolerance_secs,
+            })
+        });
+        let health = Arc::new(Health {
+            node_id: node_id.clone(),
+            role: server.role,
+            connections: connections.clone(),
+            node: node.clone(),
+        });
+        let (shutdown_tx, _) = watch::channel(false);
+        Ok(Server {
+            routes: Routes {
+                websocket,
+                http: http::router(health, api),
+            },
+            listener,
+            connections,
+            node,
+            node_id,
+            shutdown_tx,
+        })
     }
 
-    /// Closes every connection with 4200: clients reconnect, to another node if there is one.
-    pub fn close_all(&self) {
-        for entry in self.connections.iter() {
-            entry.value().close(CloseReason {
-                code: ErrorCode::GenericReconnect.code(),
-                message: "Server is shutting down; reconnect".into(),
-            });
-        }
-    }
-
-    /// A socket id unique on this node: a random per-process part and a counter.
-    pub fn next_socket_id(&self) -> SocketId {
-        SocketId::new(
-            self.socket_id_high,
-            self.next_socket_id.fetch_add(1, Ordering::Relaxed),
-        )
+    /// Binds and serves in a background task (see [`Server::start`]).
+    pub async fn start(self) -> anyhow::Result<RunningServer> {
+        let server = self.bind().await?;
+        let addr = server.local_addr()?;
+        let handle = server.shutdown_handle();
+        tokio::spawn(server.run());
+        Ok(RunningServer { addr, handle })
     }
 }
 
 /// A bound, ready-to-run Warren server.
 pub struct Server {
-    shared: Arc<Shared>,
     listener: TcpListener,
+    routes: Routes,
+    connections: Arc<Connections>,
+    node: Arc<Node>,
+    node_id: String,
     shutdown_tx: watch::Sender<bool>,
 }
 
@@ -126,69 +178,29 @@ impl ShutdownHandle {
 }
 
 impl Server {
-    /// Validates the configuration and binds the listener; nothing is served until `run`.
+    /// Composes a server from `config`, with the builder's options for anything else.
+    pub fn builder(config: Config) -> ServerBuilder {
+        ServerBuilder {
+            config,
+            apps: None,
+            cluster: None,
+        }
+    }
+
+    /// `Server::builder(config).bind()`.
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
-        config.validate()?;
-        let apps = config
-            .apps
-            .iter()
-            .map(App::from_config)
-            .collect::<Result<Vec<_>, _>>()?;
-        let addr = format!("{}:{}", config.server.host, config.server.port);
-        let listener = listener::bind(&addr).await?;
-        let hub = Arc::new(Hub::new());
-        let node_id = config
-            .server
-            .node_id
-            .clone()
-            .unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()));
-        let (broker, state): (Arc<dyn Broker>, Arc<dyn ClusterState>) = match config.cluster.backend
-        {
-            Backend::Local => (
-                Arc::new(LocalBroker::new(hub.clone())),
-                Arc::new(LocalState::new()),
-            ),
-            Backend::Redis => {
-                let options = RedisOptions {
-                    urls: config.cluster.redis_url.0.clone(),
-                    prefix: config.cluster.prefix.clone(),
-                    node_id: node_id.clone(),
-                    node_timeout: std::time::Duration::from_millis(config.cluster.node_timeout_ms),
-                };
-                let cluster = RedisCluster::connect(options, hub.clone()).await?;
-                (Arc::new(cluster.clone()), Arc::new(cluster))
-            }
-        };
-        let (shutdown_tx, shutdown) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            config: config.server,
-            node_id,
-            apps: Arc::new(StaticApps::new(apps)),
-            broker,
-            state,
-            hub,
-            shutdown,
-            connections: DashMap::new(),
-            ping_frame: frame::text(outbound::PING.as_bytes()),
-            started: std::time::Instant::now(),
-            socket_id_high: u64::from(rand::random::<u32>()),
-            next_socket_id: AtomicU64::new(u64::from(rand::random::<u16>())),
-        });
-        Ok(Self {
-            shared,
-            listener,
-            shutdown_tx,
-        })
+        Self::builder(config).bind().await
     }
 
-    #[cfg(test)]
-    pub(crate) fn shared_for_tests(&self) -> Arc<Shared> {
-        self.shared.clone()
+    /// Binds and serves in a background task: Warren embedded in another program (and in
+    /// tests). Dropping the returned value shuts the server down.
+    pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+        Self::builder(config).start().await
     }
 
-    /// This node's id in the cluster.
+    /// This node's id in the cluster (configured, or generated at start-up).
     pub fn node_id(&self) -> &str {
-        &self.shared.node_id
+        &self.node_id
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -199,45 +211,31 @@ impl Server {
         ShutdownHandle(Arc::new(self.shutdown_tx.clone()))
     }
 
-    /// Binds and serves in a background task: Warren embedded in another program (and in
-    /// tests). Dropping the returned value shuts the server down.
-    pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
-        let server = Self::bind(config).await?;
-        let addr = server.local_addr()?;
-        let handle = server.shutdown_handle();
-        tokio::spawn(server.run());
-        Ok(RunningServer { addr, handle })
+    #[cfg(test)]
+    pub(crate) fn websocket_context_for_tests(&self) -> Arc<connection::Context> {
+        self.routes
+            .websocket
+            .clone()
+            .expect("the default role serves WebSocket clients")
     }
 
-    /// Serves until the shutdown handle is used.
+    /// Serves until the shutdown handle is used, then stops gracefully: every connection is
+    /// closed with 4200 and leaves its channels (departures are announced cluster-wide), then
+    /// the node leaves the cluster.
     pub async fn run(self) {
         let Server {
-            shared,
             listener,
+            routes,
+            connections,
+            node,
+            node_id: _,
             shutdown_tx,
         } = self;
-        // Keep the sender alive for as long as we serve, even if every handle is dropped.
-        let _keep = shutdown_tx;
-        let sweeper = tokio::spawn({
-            let shared = shared.clone();
-            async move {
-                let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    shared.sweep_liveness();
-                }
-            }
-        });
-        listener::serve(listener, shared.clone()).await;
+        let sweeper = tokio::spawn(connections::sweep_forever(connections.clone()));
+        listener::serve(listener, routes, shutdown_tx.subscribe()).await;
         sweeper.abort();
-        shared.close_all();
-        // Let connections send their close frames and leave their channels (announcing
-        // departures cluster-wide), then withdraw the node.
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !shared.connections.is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        shared.state.shutdown().await;
+        connections.close_all();
+        connections.drained(DRAIN_LIMIT).await;
+        node.leave_cluster().await;
     }
 }

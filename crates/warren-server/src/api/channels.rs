@@ -10,16 +10,16 @@ use warren_protocol::{ChannelKind, ChannelName};
 use super::error::ApiError;
 use super::events::InfoAttributes;
 use super::request::{authenticate, clip, AppBy};
-use crate::server::Shared;
+use super::Api;
 
 /// Occupied channels, optionally filtered by prefix; `info=user_count` needs a `presence-`
 /// prefix, because only presence channels have users.
 pub async fn list(
-    State(shared): State<Arc<Shared>>,
+    State(api): State<Arc<Api>>,
     Path(app_id): Path<String>,
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let req = authenticate(&shared, req, AppBy::Id(&app_id)).await?;
+    let req = authenticate(&api, req, AppBy::Id(&app_id)).await?;
     let prefix = req.param("filter_by_prefix").unwrap_or("");
     let info = InfoAttributes::parse(req.param("info"))?;
     if info.user_count && !prefix.starts_with("presence-") {
@@ -27,7 +27,7 @@ pub async fn list(
             "info=user_count is only valid with filter_by_prefix=presence-",
         ));
     }
-    let mut channels = shared.state.channels(&req.app.id, prefix).await?;
+    let mut channels = api.node.channels(&req.app.id, prefix).await?;
     channels.sort_by(|a, b| a.0.cmp(&b.0));
     let mut out = Map::new();
     for (name, stats) in channels {
@@ -40,11 +40,11 @@ pub async fn list(
 
 /// One channel's state: `occupied` always, and the requested attributes.
 pub async fn info(
-    State(shared): State<Arc<Shared>>,
+    State(api): State<Arc<Api>>,
     Path((app_id, channel)): Path<(String, String)>,
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let req = authenticate(&shared, req, AppBy::Id(&app_id)).await?;
+    let req = authenticate(&api, req, AppBy::Id(&app_id)).await?;
     let channel = parse_channel(&channel, req.app.max_channel_name_length)?;
     let info_param = req.param("info").unwrap_or("");
     if info_param.split(',').any(|a| a.trim() == "cache") {
@@ -58,7 +58,7 @@ pub async fn info(
             "info=user_count is only valid for presence channels",
         ));
     }
-    let stats = shared.state.channel(&req.app.id, &channel).await?;
+    let stats = api.node.channel(&req.app.id, &channel).await?;
     let mut out = Map::new();
     out.insert("occupied".into(), (stats.subscription_count > 0).into());
     info.write(stats, &mut out);
@@ -67,18 +67,18 @@ pub async fn info(
 
 /// The members of a presence channel.
 pub async fn users(
-    State(shared): State<Arc<Shared>>,
+    State(api): State<Arc<Api>>,
     Path((app_id, channel)): Path<(String, String)>,
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let req = authenticate(&shared, req, AppBy::Id(&app_id)).await?;
+    let req = authenticate(&api, req, AppBy::Id(&app_id)).await?;
     let channel = parse_channel(&channel, req.app.max_channel_name_length)?;
     if channel.kind() != ChannelKind::Presence {
         return Err(ApiError::bad_request(
             "Users can only be listed for presence channels",
         ));
     }
-    let members = shared.state.presence_members(&req.app.id, &channel).await?;
+    let members = api.node.presence_members(&req.app.id, &channel).await?;
     let users: Vec<Value> = members
         .iter()
         .map(|m| json!({ "id": m.user_id.as_str() }))

@@ -1,8 +1,8 @@
 //! `POST /apps/{id}/events` and `POST /apps/{id}/batch_events`.
 //!
 //! Each event is validated completely before anything is published (a batch is all or
-//! nothing), then serialized and framed once per channel and handed to the `Broker`: the
-//! request path does no work per subscriber.
+//! nothing), then handed to the `Node` once per channel: the request path does no work per
+//! subscriber.
 
 use std::sync::Arc;
 
@@ -11,14 +11,13 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use warren_protocol::{outbound, ChannelKind, ChannelName, EventName, SocketId};
+use warren_protocol::{ChannelKind, ChannelName, EventName, SocketId};
 
 use super::error::ApiError;
 use super::request::{authenticate, clip, AppBy, SignedRequest, MAX_BATCH};
+use super::Api;
 use crate::app::App;
-use crate::cluster::ChannelStats;
-use crate::server::Shared;
-use crate::ws::frame;
+use crate::cluster::{ChannelEvent, ChannelMessage, ChannelStats};
 
 /// Channels one event may be published to, as Pusher.
 const MAX_CHANNELS: usize = 100;
@@ -96,17 +95,17 @@ impl InfoAttributes {
 struct Publication {
     name: EventName,
     channels: Vec<ChannelName>,
-    data: String,
+    data: Arc<str>,
     except: Option<SocketId>,
     info: InfoAttributes,
 }
 
 pub async fn trigger(
-    State(shared): State<Arc<Shared>>,
+    State(api): State<Arc<Api>>,
     Path(app_id): Path<String>,
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let req = authenticate(&shared, req, AppBy::Id(&app_id)).await?;
+    let req = authenticate(&api, req, AppBy::Id(&app_id)).await?;
     let body: EventBody = parse_body(&req)?;
     let channels = match (body.channels, body.channel) {
         (Some(list), None) => list,
@@ -124,12 +123,12 @@ pub async fn trigger(
         .or_else(|| req.param("socket_id").map(str::to_owned));
     let info = body.info.or_else(|| req.param("info").map(str::to_owned));
     let publication = validate(&req.app, &body.name, channels, body.data, socket_id, info)?;
-    publish(&shared, &req.app, &publication).await?;
+    publish(&api, &req.app, &publication).await?;
     let mut response = Map::new();
     if publication.info.any() {
         let mut per_channel = Map::new();
         for channel in &publication.channels {
-            let attrs = channel_attributes(&shared, &req.app, channel, publication.info).await?;
+            let attrs = channel_attributes(&api, &req.app, channel, publication.info).await?;
             per_channel.insert(channel.to_string(), Value::Object(attrs));
         }
         response.insert("channels".into(), Value::Object(per_channel));
@@ -138,11 +137,11 @@ pub async fn trigger(
 }
 
 pub async fn trigger_batch(
-    State(shared): State<Arc<Shared>>,
+    State(api): State<Arc<Api>>,
     Path(app_id): Path<String>,
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let req = authenticate(&shared, req, AppBy::Id(&app_id)).await?;
+    let req = authenticate(&api, req, AppBy::Id(&app_id)).await?;
     let body: BatchBody = parse_body(&req)?;
     if body.batch.is_empty() {
         return Err(ApiError::bad_request("Batch is empty"));
@@ -170,7 +169,7 @@ pub async fn trigger_batch(
         })
         .collect::<Result<Vec<_>, _>>()?;
     for p in &publications {
-        publish(&shared, &req.app, p).await?;
+        publish(&api, &req.app, p).await?;
     }
     let mut response = Map::new();
     if publications.iter().any(|p| p.info.any()) {
@@ -178,7 +177,7 @@ pub async fn trigger_batch(
         for p in &publications {
             let attrs = match p.channels.first() {
                 Some(channel) if p.info.any() => {
-                    channel_attributes(&shared, &req.app, channel, p.info).await?
+                    channel_attributes(&api, &req.app, channel, p.info).await?
                 }
                 _ => Map::new(),
             };
@@ -238,7 +237,7 @@ fn validate(
         ));
     }
     let data = data.ok_or_else(|| ApiError::bad_request("Missing `data`"))?;
-    let data = string_or_raw(&data);
+    let data: Arc<str> = string_or_raw(&data).into();
     if data.len() > app.max_event_payload_bytes {
         return Err(ApiError::too_large(format!(
             "Event data is {} bytes; the limit is {} bytes",
@@ -273,26 +272,31 @@ fn string_or_raw(raw: &RawValue) -> String {
     text.to_owned()
 }
 
-async fn publish(shared: &Shared, app: &App, p: &Publication) -> Result<(), ApiError> {
+async fn publish(api: &Api, app: &App, p: &Publication) -> Result<(), ApiError> {
     for channel in &p.channels {
-        let json = outbound::channel_event(p.name.as_str(), channel.as_str(), &p.data, None);
-        let frame = frame::text(json.as_bytes());
-        shared
-            .broker
-            .publish(&app.id, channel, frame, p.except)
-            .await?;
+        let event = ChannelEvent {
+            app: app.id.clone(),
+            channel: channel.clone(),
+            except: p.except,
+            message: ChannelMessage::Event {
+                name: p.name.clone(),
+                data: p.data.clone(),
+                user_id: None,
+            },
+        };
+        api.node.publish(&event).await?;
     }
     Ok(())
 }
 
 /// The requested attributes of one channel; `user_count` exists for presence channels only.
 async fn channel_attributes(
-    shared: &Shared,
+    api: &Api,
     app: &App,
     channel: &ChannelName,
     info: InfoAttributes,
 ) -> Result<Map<String, Value>, ApiError> {
-    let stats = shared.state.channel(&app.id, channel).await?;
+    let stats = api.node.channel(&app.id, channel).await?;
     let mut attrs = Map::new();
     let applicable = InfoAttributes {
         user_count: info.user_count && channel.kind() == ChannelKind::Presence,

@@ -1,15 +1,15 @@
-//! The Pusher HTTP API (PROTOCOL.md section 10): publishing events and querying channels,
-//! with Pusher's request signatures. Handlers go through the `Broker` and `ClusterState`
-//! seams only, so a cluster backend makes every answer cluster-wide without changes here.
+//! The Pusher HTTP API (docs/PROTOCOL.md, "HTTP API"): publishing events and querying
+//! channels, with Pusher's request signatures. Handlers go through the `Node` only, so a
+//! cluster backend makes every answer cluster-wide without changes here.
 //!
 //! Every request is authenticated by [`request::SignedRequest`] before its body is parsed;
 //! every failure is an [`error::ApiError`] with Pusher's status code and a message saying
 //! what was wrong.
 
 mod channels;
-pub mod error;
+mod error;
 mod events;
-pub mod request;
+mod request;
 mod users;
 
 use std::sync::Arc;
@@ -17,10 +17,19 @@ use std::sync::Arc;
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::server::Shared;
+use crate::app::AppRegistry;
+use crate::node::Node;
+
+/// What the API's handlers use.
+pub(crate) struct Api {
+    pub apps: Arc<dyn AppRegistry>,
+    pub node: Arc<Node>,
+    /// Allowed difference between a request's `auth_timestamp` and this server's clock.
+    pub timestamp_tolerance_secs: u64,
+}
 
 /// Routes of the HTTP API, to merge into the server's router.
-pub fn routes() -> Router<Arc<Shared>> {
+pub(crate) fn routes(api: Arc<Api>) -> Router {
     Router::new()
         .route("/apps/{app_id}/events", post(events::trigger))
         .route("/apps/{app_id}/batch_events", post(events::trigger_batch))
@@ -39,4 +48,5 @@ pub fn routes() -> Router<Arc<Shared>> {
             "/users/{user_id}/terminate_connections",
             post(users::terminate_connections_by_key),
         )
+        .with_state(api)
 }

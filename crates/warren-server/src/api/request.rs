@@ -1,5 +1,5 @@
 //! Authenticating an API request: Pusher's signature over method, path and query, the body's
-//! MD5, the timestamp window, and the app's key (PROTOCOL.md section 10).
+//! MD5, the timestamp window, and the app's key (docs/PROTOCOL.md, "HTTP API").
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -11,8 +11,8 @@ use bytes::Bytes;
 use warren_protocol::auth::verify_rest_request;
 
 use super::error::ApiError;
+use super::Api;
 use crate::app::App;
-use crate::server::Shared;
 
 /// Room for everything in a request besides event data: names, ids, JSON punctuation.
 const BODY_OVERHEAD: usize = 64 * 1024;
@@ -44,23 +44,23 @@ pub enum AppBy<'a> {
 
 /// Reads the body (bounded before it is buffered) and verifies the request.
 pub async fn authenticate(
-    shared: &Shared,
+    api: &Api,
     req: Request,
     app_by: AppBy<'_>,
 ) -> Result<SignedRequest, ApiError> {
     let (parts, body) = req.into_parts();
     let query = parts.uri.query().unwrap_or("");
     let app = match app_by {
-        AppBy::Id(id) => shared.apps.by_id(id).ok_or_else(|| {
+        AppBy::Id(id) => api.apps.by_id(id).ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, format!("Unknown app: {}", clip(id)))
         })?,
-        AppBy::AuthKey => app_from_auth_key(shared, query)?,
+        AppBy::AuthKey => app_from_auth_key(api, query)?,
     };
     let body = read_body(body, body_limit(&app)).await?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let tolerance = i64::try_from(shared.config.api_timestamp_tolerance_secs).unwrap_or(i64::MAX);
+    let tolerance = i64::try_from(api.timestamp_tolerance_secs).unwrap_or(i64::MAX);
     let params = verify_rest_request(
         parts.method.as_str(),
         parts.uri.path(),
@@ -83,7 +83,7 @@ pub async fn authenticate(
     Ok(SignedRequest { app, params, body })
 }
 
-fn app_from_auth_key(shared: &Shared, query: &str) -> Result<Arc<App>, ApiError> {
+fn app_from_auth_key(api: &Api, query: &str) -> Result<Arc<App>, ApiError> {
     let params = warren_protocol::auth::parse_query(query)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let key = params
@@ -91,7 +91,7 @@ fn app_from_auth_key(shared: &Shared, query: &str) -> Result<Arc<App>, ApiError>
         .find(|(k, _)| k.eq_ignore_ascii_case("auth_key"))
         .map(|(_, v)| v.as_str())
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "Missing auth_key"))?;
-    shared.apps.by_key(key).ok_or_else(|| {
+    api.apps.by_key(key).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             format!("Unknown app key: {}", clip(key)),

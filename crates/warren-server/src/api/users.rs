@@ -13,24 +13,24 @@ use warren_protocol::UserId;
 
 use super::error::ApiError;
 use super::request::{authenticate, clip, AppBy};
-use crate::server::Shared;
+use super::Api;
 
 pub async fn terminate_connections(
-    State(shared): State<Arc<Shared>>,
+    State(api): State<Arc<Api>>,
     Path((app_id, user_id)): Path<(String, String)>,
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let req = authenticate(&shared, req, AppBy::Id(&app_id)).await?;
+    let req = authenticate(&api, req, AppBy::Id(&app_id)).await?;
     check_user(&user_id, req.app.member_limits.max_user_id_length)?;
     Ok(Json(json!({})))
 }
 
 pub async fn terminate_connections_by_key(
-    State(shared): State<Arc<Shared>>,
+    State(api): State<Arc<Api>>,
     Path(user_id): Path<String>,
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let req = authenticate(&shared, req, AppBy::AuthKey).await?;
+    let req = authenticate(&api, req, AppBy::AuthKey).await?;
     check_user(&user_id, req.app.member_limits.max_user_id_length)?;
     Ok(Json(json!({})))
 }

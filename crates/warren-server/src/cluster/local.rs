@@ -1,50 +1,48 @@
-//! The single-node backend: the broker delivers straight to the local hub and the state lives
-//! in memory. No Redis, same behaviour as a cluster of one.
+//! The single-node backend: there is no other node to tell, and the state lives in memory.
+//! No Redis, same behaviour as a cluster of one.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use parking_lot::Mutex;
 use warren_protocol::presence::PresenceMember;
 use warren_protocol::{AppId, ChannelName, SocketId, UserId};
 
 use super::{
-    BackendError, Broker, ChannelStats, ClusterState, JoinError, PresenceJoin, PresenceLeave,
-    SubscriptionChange,
+    BackendError, Broker, ChannelEvent, ChannelStats, ClusterBackend, ClusterState, EventSink,
+    JoinError, PresenceJoin, PresenceLeave, Seams, SubscriptionChange,
 };
-use crate::hub::Hub;
 
-/// Delivers to this node's hub; there is no other node.
-pub struct LocalBroker {
-    hub: Arc<Hub>,
-}
+/// The embedded default: one node, nothing shared.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LocalBackend;
 
-impl LocalBroker {
-    pub fn new(hub: Arc<Hub>) -> Self {
-        Self { hub }
+#[async_trait]
+impl ClusterBackend for LocalBackend {
+    async fn connect(&self, _: Arc<dyn EventSink>) -> Result<Seams, BackendError> {
+        Ok(Seams {
+            broker: Arc::new(LocalBroker),
+            state: Arc::new(LocalState::new()),
+        })
     }
 }
+
+/// There is no other node: publishing and listening have nothing to do.
+#[derive(Debug, Default)]
+pub struct LocalBroker;
 
 #[async_trait]
 impl Broker for LocalBroker {
-    async fn publish(
-        &self,
-        app: &AppId,
-        channel: &ChannelName,
-        frame: Bytes,
-        except: Option<SocketId>,
-    ) -> Result<(), BackendError> {
-        self.hub.deliver(app, channel, &frame, except);
+    async fn publish(&self, _: &ChannelEvent) -> Result<(), BackendError> {
         Ok(())
     }
 
-    async fn ensure_listening(&self, _: &AppId, _: &ChannelName) -> Result<(), BackendError> {
+    async fn listen(&self, _: &AppId, _: &ChannelName) -> Result<(), BackendError> {
         Ok(())
     }
 
-    async fn stop_listening(&self, _: &AppId, _: &ChannelName) {}
+    async fn unlisten(&self, _: &AppId, _: &ChannelName) {}
 }
 
 #[derive(Default)]
@@ -70,6 +68,7 @@ impl Channel {
 }
 
 /// One app's channels, behind one lock: presence joins read and change several fields at once.
+/// INVARIANT(transition-once): every change and the transition it reports happen under it.
 type AppChannels = Arc<Mutex<HashMap<ChannelName, Channel>>>;
 
 /// In-memory channel and presence state, one lock per app.
@@ -169,8 +168,6 @@ impl ClusterState for LocalState {
             .insert(socket);
         Ok(PresenceJoin {
             member_added: is_new_member,
-            // There are no other nodes to tell.
-            announced: true,
             change: change(was_empty, Some(ch)),
             members: ch.members.values().map(|m| m.info.clone()).collect(),
         })
@@ -196,7 +193,6 @@ impl ClusterState for LocalState {
         }
         Ok(PresenceLeave {
             member_removed,
-            announced: true,
             change: remove_socket(&mut channels, channel, socket),
         })
     }

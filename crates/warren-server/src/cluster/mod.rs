@@ -1,49 +1,77 @@
-//! The seams between one node and the cluster (DESIGN.md, "Seams").
+//! The seams between one node and the cluster.
 //!
-//! * [`Broker`] moves frames: publishing to a channel reaches its subscribers on every node.
+//! * [`Broker`] moves [`ChannelEvent`]s between nodes: events, not frames. It also tells the
+//!   backend which channels this node wants to receive, so a node only gets the traffic it
+//!   delivers.
 //! * [`ClusterState`] holds the shared truth: subscription counts, presence members. Every
 //!   mutation reports the transition it caused (occupied, member added, ...) exactly once
 //!   cluster-wide, so presence events (and, later, webhooks) are never doubled or lost.
+//! * [`EventSink`] is the way back in: a backend hands it what reaches this node from
+//!   elsewhere (relayed events, presence changes found by cleaning up a dead node).
 //!
-//! Connection and API code talk only to these traits. The single-node implementations live in
-//! [`local`]; a Redis backend implements the same traits for a cluster.
+//! Only `crate::node::Node` calls the seams; the order in which it calls them is where the
+//! protocol's guarantees come from, and it is written down there. Backends never see a
+//! WebSocket frame or Pusher JSON. The single-node implementations live in [`local`], the
+//! Redis ones in [`redis`]; `tests/conformance.rs` runs the same cases against each.
 
+mod envelope;
+mod event;
 pub mod local;
 pub mod redis;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
-use bytes::Bytes;
 use warren_protocol::presence::PresenceMember;
 use warren_protocol::{AppId, ChannelName, SocketId, UserId};
+
+pub use event::{ChannelEvent, ChannelMessage};
 
 /// A failure of the cluster backend (never of the single-node one).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("cluster backend unavailable: {0}")]
 pub struct BackendError(pub String);
 
-/// Fans frames out to every node that has subscribers for a channel.
+/// Moves events to the other nodes that have subscribers for a channel.
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
-    /// Delivers a WebSocket text frame (built once, see `ws::frame::text`) to every subscriber
-    /// of `channel` on every node, except the connection `except`.
-    async fn publish(
-        &self,
-        app: &AppId,
-        channel: &ChannelName,
-        frame: Bytes,
-        except: Option<SocketId>,
-    ) -> Result<(), BackendError>;
+    /// Sends `event` to every *other* node listening to its channel. Delivery on this node is
+    /// the caller's: it happens once, right after, whatever the backend.
+    async fn publish(&self, event: &ChannelEvent) -> Result<(), BackendError>;
 
-    /// Called on every local join; returns once this node is sure to receive the channel's
-    /// cluster traffic (only then may `subscription_succeeded` be sent).
-    async fn ensure_listening(
-        &self,
-        app: &AppId,
-        channel: &ChannelName,
-    ) -> Result<(), BackendError>;
+    /// Starts receiving the channel's events from other nodes; returns only once they are
+    /// sure to arrive. Called once per channel until [`Broker::unlisten`], never concurrently
+    /// for one channel.
+    async fn listen(&self, app: &AppId, channel: &ChannelName) -> Result<(), BackendError>;
 
-    /// Called when the channel's last local subscriber left: the node may stop receiving it.
-    async fn stop_listening(&self, app: &AppId, channel: &ChannelName);
+    /// Stops receiving the channel's events (best effort: stray ones are harmless).
+    async fn unlisten(&self, app: &AppId, channel: &ChannelName);
+
+    /// Whether events of listened channels can arrive right now; a new subscriber is refused
+    /// while they cannot, rather than told it is subscribed to a channel it would not hear.
+    fn check_receiving(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+}
+
+/// Where a backend hands what reaches this node from elsewhere, for delivery to its local
+/// subscribers.
+pub trait EventSink: Send + Sync + 'static {
+    fn deliver(&self, event: &ChannelEvent);
+}
+
+/// Both seams of one node, as a backend connected them.
+pub struct Seams {
+    pub broker: Arc<dyn Broker>,
+    pub state: Arc<dyn ClusterState>,
+}
+
+/// A cluster backend, ready to connect a node: what `Server::builder(..).cluster(..)` takes to
+/// run on a backend of the embedding program's own.
+#[async_trait]
+pub trait ClusterBackend: Send + Sync + 'static {
+    /// Connects this node; events from other nodes go to `sink` from then on.
+    async fn connect(&self, sink: Arc<dyn EventSink>) -> Result<Seams, BackendError>;
 }
 
 /// How a subscription changed a channel, cluster-wide.
@@ -58,11 +86,10 @@ pub struct SubscriptionChange {
 /// The result of joining a presence channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceJoin {
-    /// The user had no other connection in the channel anywhere: announce `member_added`.
+    /// The user had no other connection in the channel anywhere: `member_added`. The backend
+    /// has told the other nodes (in the same atomic step as the change, so announcements of
+    /// one channel keep their order); the caller delivers it to this node's subscribers.
     pub member_added: bool,
-    /// The backend already told the other nodes (in the same atomic step as the change, so
-    /// announcements keep their order); the caller only delivers to this node's subscribers.
-    pub announced: bool,
     pub change: SubscriptionChange,
     /// Every member after the join, the joining one included, one entry per user.
     pub members: Vec<PresenceMember>,
@@ -71,10 +98,9 @@ pub struct PresenceJoin {
 /// The result of leaving a presence channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PresenceLeave {
-    /// That was the user's last connection in the channel anywhere: announce `member_removed`.
+    /// That was the user's last connection in the channel anywhere: `member_removed`, told
+    /// to the other nodes as [`PresenceJoin::member_added`] is.
     pub member_removed: bool,
-    /// As [`PresenceJoin::announced`].
-    pub announced: bool,
     pub change: SubscriptionChange,
 }
 

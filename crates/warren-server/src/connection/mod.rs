@@ -24,8 +24,10 @@ use tokio::time::{sleep_until, Instant};
 use warren_protocol::inbound::parse_client_message;
 use warren_protocol::{codes::ws_close, outbound, SocketId};
 
+use crate::app::AppRegistry;
+use crate::connections::Connections;
+use crate::node::Node;
 use crate::outbox::{CloseReason, Outbox, SLOW_CONSUMER};
-use crate::server::Shared;
 use crate::ws::frame::{self, Decoder, FrameError, Message};
 use crate::ws::handshake::{switching_protocols, Upgrade};
 use session::Session;
@@ -37,13 +39,24 @@ const MAX_IOVECS: usize = 64;
 /// Read buffer allocated when bytes arrive; grows only for larger messages.
 const READ_CHUNK: usize = 512;
 
+/// What every WebSocket connection of this node uses.
+pub(crate) struct Context {
+    pub apps: Arc<dyn AppRegistry>,
+    pub node: Arc<Node>,
+    pub connections: Arc<Connections>,
+    /// Frames queued for one connection before it is closed as a slow consumer.
+    pub max_outbound_queue: usize,
+    /// Largest message a client may send, in bytes.
+    pub max_message_size: usize,
+}
+
 /// Serves an upgraded connection until it ends. `read_buf` holds any bytes the client sent
 /// after its upgrade request.
-pub async fn serve(
+pub(crate) async fn serve(
     mut stream: TcpStream,
     read_buf: BytesMut,
     upgrade: Upgrade,
-    shared: Arc<Shared>,
+    cx: Arc<Context>,
 ) {
     if stream
         .write_all(switching_protocols(&upgrade.accept).as_bytes())
@@ -52,49 +65,37 @@ pub async fn serve(
     {
         return;
     }
-    let (app, _slot) = match admission::admit(shared.apps.as_ref(), &upgrade.path, &upgrade.query) {
+    let (app, _slot) = match admission::admit(cx.apps.as_ref(), &upgrade.path, &upgrade.query) {
         Ok(admitted) => admitted,
         Err(refusal) => {
             tracing::debug!(path = %upgrade.path, code = refusal.code.code(), "connection refused");
-            let reason = CloseReason {
-                code: refusal.code.code(),
-                message: refusal.message,
-            };
+            let reason = CloseReason::new(refusal.code, refusal.message);
             Box::pin(close_now(&mut stream, &reason)).await;
             return;
         }
     };
     drop(upgrade);
-    let socket_id = shared.next_socket_id();
-    let outbox = Arc::new(Outbox::new(shared.config.max_outbound_queue));
-    outbox.heard_from(shared.clock());
-    shared.connections.insert(socket_id, outbox.clone());
-    // Admitted while the server was shutting down: close at once, like the others.
-    if *shared.shutdown.borrow() {
-        outbox.close(CloseReason {
-            code: warren_protocol::ErrorCode::GenericReconnect.code(),
-            message: "Server is shutting down; reconnect".into(),
-        });
-    }
-    let mut session = Session::new(shared.clone(), app, socket_id, outbox.clone());
+    let outbox = Arc::new(Outbox::new(cx.max_outbound_queue));
+    let socket_id = cx.connections.open(outbox.clone());
+    let mut session = Session::new(cx.node.clone(), app, socket_id, outbox.clone());
     session.send(&outbound::connection_established(
         socket_id,
-        shared.config.activity_timeout,
+        cx.connections.activity_timeout(),
     ));
     let mut conn = Conn {
         stream,
         read_buf,
-        decoder: Decoder::new(shared.config.max_message_size_bytes()),
+        decoder: Decoder::new(cx.max_message_size),
         outbox,
         queue: VecDeque::new(),
-        shared: shared.clone(),
+        connections: cx.connections.clone(),
         socket_id,
     };
     let end = conn.run(&mut session).await;
     // Leave channels (announcing departures) before waiting on the client's side of a close.
     Box::pin(session.leave_all()).await;
-    // Removed after leaving: an empty registry means every connection has left its channels.
-    shared.connections.remove(&socket_id);
+    // INVARIANT(empty-registry-means-departed): removed only after leaving every channel.
+    cx.connections.remove(socket_id);
     if matches!(end, End::ServerClosed(_)) {
         Box::pin(linger(&mut conn.stream)).await;
     }
@@ -109,7 +110,7 @@ struct Conn {
     outbox: Arc<Outbox>,
     /// Frames taken from the outbox and not yet fully written.
     queue: VecDeque<Bytes>,
-    shared: Arc<Shared>,
+    connections: Arc<Connections>,
     socket_id: SocketId,
 }
 
@@ -182,7 +183,7 @@ impl Conn {
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                         Err(_) => return End::ClientGone,
                     }
-                    self.outbox.heard_from(self.shared.clock());
+                    self.outbox.heard_from(self.connections.clock());
                     if let Some(end) = self.process_input(session).await {
                         return end;
                     }
@@ -229,7 +230,7 @@ impl Conn {
     /// A server-initiated close: a slow consumer's backlog is dropped (it is why we close);
     /// otherwise what is queued is written, for a short while at most, then the close.
     async fn close(&mut self, reason: CloseReason) -> End {
-        let written = reason.code != SLOW_CONSUMER
+        let written = reason.code() != SLOW_CONSUMER
             && matches!(
                 tokio::time::timeout(CLOSE_LINGER, self.flush()).await,
                 Ok(Ok(()))
@@ -238,7 +239,7 @@ impl Conn {
             self.queue.clear();
         }
         send_close(&mut self.stream, &reason).await;
-        End::ServerClosed(reason.code)
+        End::ServerClosed(reason.code().code())
     }
 
     /// The client closed: write what is queued, echo the close with its code, and finish.
@@ -272,7 +273,7 @@ impl Conn {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => advance(&mut self.queue, n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let stall = Duration::from_secs(self.shared.config.pong_timeout);
+                    let stall = self.connections.write_stall_limit();
                     Box::pin(tokio::time::timeout(stall, self.stream.writable()))
                         .await
                         .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
@@ -308,15 +309,11 @@ async fn close_now(stream: &mut TcpStream, reason: &CloseReason) {
     linger(stream).await;
 }
 
-/// Sends `pusher:error` (for Pusher codes) and a close frame with the code.
+/// Sends `pusher:error` with the Pusher code, then a close frame with it.
 async fn send_close(stream: &mut TcpStream, reason: &CloseReason) {
-    let mut bytes = Vec::new();
-    if reason.code >= 4000 {
-        bytes.extend_from_slice(&frame::text(
-            outbound::error(Some(reason.code), &reason.message).as_bytes(),
-        ));
-    }
-    bytes.extend_from_slice(&frame::close(reason.code, &reason.message));
+    let code = reason.code().code();
+    let mut bytes = frame::text(outbound::error(Some(code), &reason.message).as_bytes()).to_vec();
+    bytes.extend_from_slice(&frame::close(code, &reason.message));
     let _ = tokio::time::timeout(CLOSE_LINGER, stream.write_all(&bytes)).await;
 }
 

@@ -1,22 +1,21 @@
-//! What one connection may do once admitted: the Pusher protocol state machine
-//! (PROTOCOL.md sections 2, 3, 5, 6 and 8). The socket I/O is in the parent module; this part
-//! turns parsed client messages into hub, broker and cluster-state calls and into frames.
+//! What one connection may do once admitted: the Pusher protocol state machine (see
+//! docs/PROTOCOL.md: framing, liveness, subscriptions, signatures, client events). The socket
+//! I/O is in the parent module; this part checks parsed client messages against the app's
+//! rules and turns them into [`Node`] calls and answers to this connection.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use warren_protocol::auth::{verify_channel_auth, AuthError};
 use warren_protocol::inbound::{ClientMessage, Subscribe};
 use warren_protocol::presence::{parse_channel_data, PresenceMember};
-use warren_protocol::{outbound, ChannelKind, ChannelName, ErrorCode, EventName, SocketId, UserId};
+use warren_protocol::{outbound, ChannelKind, ChannelName, ErrorCode, EventName, SocketId};
 
 use crate::app::App;
-use crate::cluster::JoinError;
-use crate::hub::LocalTransition;
+use crate::cluster::{ChannelEvent, ChannelMessage, JoinError};
+use crate::node::{presence_succeeded, Joining, Node};
 use crate::outbox::Outbox;
-use crate::server::Shared;
 use crate::ws::frame;
 
 /// The message real Pusher sends when client events are off for the app.
@@ -25,7 +24,7 @@ const CLIENT_EVENTS_DISABLED: &str =
 
 /// One admitted connection's protocol state.
 pub struct Session {
-    shared: Arc<Shared>,
+    node: Arc<Node>,
     app: Arc<App>,
     socket_id: SocketId,
     outbox: Arc<Outbox>,
@@ -35,15 +34,10 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(
-        shared: Arc<Shared>,
-        app: Arc<App>,
-        socket_id: SocketId,
-        outbox: Arc<Outbox>,
-    ) -> Self {
+    pub fn new(node: Arc<Node>, app: Arc<App>, socket_id: SocketId, outbox: Arc<Outbox>) -> Self {
         let rate = app.client_event_rate_per_sec;
         Self {
-            shared,
+            node,
             app,
             socket_id,
             outbox,
@@ -167,95 +161,26 @@ impl Session {
             .map_err(|e| ("InvalidChannelData", e.to_string(), 400))
     }
 
-    /// Registers the subscription locally, then in the cluster, then confirms it to the client.
+    /// Subscribes through the node, which confirms it to the client.
     async fn join(&mut self, channel: ChannelName, member: Option<PresenceMember>) {
-        let sh = self.shared.clone();
-        let app = &self.app.id;
-        let Some(_) = sh
-            .hub
-            .join(app, &channel, self.socket_id, self.outbox.clone())
-        else {
-            return;
+        let joining = Joining {
+            app: &self.app.id,
+            channel: &channel,
+            socket: self.socket_id,
+            outbox: &self.outbox,
+            presence: member.as_ref().map(|m| (m, self.app.max_presence_members)),
         };
-        if let Err(e) = sh.broker.ensure_listening(app, &channel).await {
-            self.abandon_join(&channel).await;
-            return self.subscription_error(channel.as_str(), "ServerError", &e.to_string(), 503);
-        }
-        let first_frame = match &member {
-            None => match sh.state.subscribe(app, &channel, self.socket_id).await {
-                Ok(_) => outbound::subscription_succeeded(channel.as_str()),
-                Err(e) => {
-                    self.abandon_join(&channel).await;
-                    return self.subscription_error(
-                        channel.as_str(),
-                        "ServerError",
-                        &e.to_string(),
-                        503,
-                    );
-                }
-            },
-            Some(m) => {
-                let joined = sh
-                    .state
-                    .join_presence(
-                        app,
-                        &channel,
-                        self.socket_id,
-                        m,
-                        self.app.max_presence_members,
-                    )
-                    .await;
-                match joined {
-                    Ok(join) => {
-                        let frame = presence_succeeded(&channel, &join.members);
-                        if join.member_added {
-                            let added = outbound::member_added(
-                                channel.as_str(),
-                                m.user_id.as_str(),
-                                m.user_info.as_deref(),
-                            );
-                            // Queued for everyone else; this socket is excluded and learns of
-                            // itself from its own subscription_succeeded.
-                            self.announce(&channel, added, Some(self.socket_id), join.announced)
-                                .await;
-                        }
-                        frame
-                    }
-                    Err(e) => {
-                        self.abandon_join(&channel).await;
-                        let (kind, status) = match e {
-                            JoinError::MemberLimit { .. } => ("LimitReached", 403),
-                            JoinError::Backend(_) => ("ServerError", 503),
-                        };
-                        return self.subscription_error(
-                            channel.as_str(),
-                            kind,
-                            &e.to_string(),
-                            status,
-                        );
-                    }
-                }
+        match self.node.subscribe(joining).await {
+            Ok(()) => {
+                self.subscriptions.insert(channel, member);
             }
-        };
-        if sh.hub.activate(
-            app,
-            &channel,
-            self.socket_id,
-            [frame::text(first_frame.as_bytes())],
-        ) {
-            self.subscriptions.insert(channel, member);
-        }
-    }
-
-    /// Undoes the local half of a join that the cluster refused.
-    async fn abandon_join(&self, channel: &ChannelName) {
-        if self.shared.hub.leave(&self.app.id, channel, self.socket_id)
-            == Some(LocalTransition::Changed)
-        {
-            self.shared
-                .broker
-                .stop_listening(&self.app.id, channel)
-                .await;
+            Err(e) => {
+                let (kind, status) = match e {
+                    JoinError::MemberLimit { .. } => ("LimitReached", 403),
+                    JoinError::Backend(_) => ("ServerError", 503),
+                };
+                self.subscription_error(channel.as_str(), kind, &e.to_string(), status);
+            }
         }
     }
 
@@ -263,12 +188,7 @@ impl Session {
         if !presence {
             return self.send(&outbound::subscription_succeeded(channel.as_str()));
         }
-        match self
-            .shared
-            .state
-            .presence_members(&self.app.id, channel)
-            .await
-        {
+        match self.node.presence_members(&self.app.id, channel).await {
             Ok(members) => self.send(&presence_succeeded(channel, &members)),
             Err(e) => self.subscription_error(channel.as_str(), "ServerError", &e.to_string(), 503),
         }
@@ -281,33 +201,10 @@ impl Session {
         self.leave(&channel, member).await;
     }
 
-    /// Removes this connection from a channel it was subscribed to, announcing a departed
-    /// presence member to the others.
     async fn leave(&self, channel: &ChannelName, member: Option<PresenceMember>) {
-        let sh = &self.shared;
-        let app = &self.app.id;
-        if sh.hub.leave(app, channel, self.socket_id) == Some(LocalTransition::Changed) {
-            sh.broker.stop_listening(app, channel).await;
-        }
-        match member {
-            None => {
-                if let Err(e) = sh.state.unsubscribe(app, channel, self.socket_id).await {
-                    tracing::warn!(%channel, error = %e, "could not record unsubscribe");
-                }
-            }
-            Some(m) => match sh
-                .state
-                .leave_presence(app, channel, self.socket_id, &m.user_id)
-                .await
-            {
-                Ok(left) if left.member_removed => {
-                    let removed = outbound::member_removed(channel.as_str(), m.user_id.as_str());
-                    self.announce(channel, removed, None, left.announced).await;
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(%channel, error = %e, "could not record presence leave"),
-            },
-        }
+        self.node
+            .unsubscribe(&self.app.id, channel, self.socket_id, member.as_ref())
+            .await;
     }
 
     /// Leaves every channel; called once when the connection ends, however it ends.
@@ -336,9 +233,10 @@ impl Session {
                 ),
             );
         }
-        if let Err(e) = EventName::parse(event) {
-            return self.send_error(None, &format!("Client event rejected: {e}"));
-        }
+        let name = match EventName::parse(event) {
+            Ok(name) => name,
+            Err(e) => return self.send_error(None, &format!("Client event rejected: {e}")),
+        };
         if data.len() > self.app.max_event_payload_bytes {
             return self.send_error(
                 None,
@@ -357,46 +255,18 @@ impl Session {
                 ),
             );
         }
-        let user_id = member.as_ref().map(|m| m.user_id.clone());
-        let json = outbound::channel_event(
-            event,
-            channel.as_str(),
-            data,
-            user_id.as_ref().map(UserId::as_str),
-        );
-        let channel = channel.clone();
-        self.publish(&channel, json, Some(self.socket_id)).await;
-    }
-
-    /// A presence announcement: when the cluster state already told the other nodes (in the
-    /// same step as the change), only this node's subscribers remain.
-    async fn announce(
-        &self,
-        channel: &ChannelName,
-        json: String,
-        except: Option<SocketId>,
-        announced: bool,
-    ) {
-        if announced {
-            let frame = frame::text(json.as_bytes());
-            self.shared
-                .hub
-                .deliver(&self.app.id, channel, &frame, except);
-        } else {
-            self.publish(channel, json, except).await;
-        }
-    }
-
-    /// Frames `json` once and publishes it to the channel cluster-wide.
-    async fn publish(&self, channel: &ChannelName, json: String, except: Option<SocketId>) {
-        let frame: Bytes = frame::text(json.as_bytes());
-        if let Err(e) = self
-            .shared
-            .broker
-            .publish(&self.app.id, channel, frame, except)
-            .await
-        {
-            tracing::warn!(%channel, error = %e, "publish failed");
+        let event = ChannelEvent {
+            app: self.app.id.clone(),
+            channel: channel.clone(),
+            except: Some(self.socket_id),
+            message: ChannelMessage::Event {
+                name,
+                data: Arc::from(data),
+                user_id: member.as_ref().map(|m| m.user_id.clone()),
+            },
+        };
+        if let Err(e) = self.node.publish(&event).await {
+            tracing::warn!(channel = %event.channel, error = %e, "client event not published");
         }
     }
 
@@ -405,15 +275,6 @@ impl Session {
             channel, kind, message, status,
         ));
     }
-}
-
-fn presence_succeeded(channel: &ChannelName, members: &[PresenceMember]) -> String {
-    outbound::presence_subscription_succeeded(
-        channel.as_str(),
-        members
-            .iter()
-            .map(|m| (m.user_id.as_str(), m.user_info.as_deref())),
-    )
 }
 
 /// At most `limit` events in any one-second window (fixed windows: cheap, and what Pusher's

@@ -12,7 +12,6 @@
 
 mod keys;
 mod registry;
-mod relay;
 mod scripts;
 mod url;
 mod value;
@@ -24,7 +23,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use dashmap::DashMap;
 use fred::clients::{Client, SubscriberClient};
 use fred::interfaces::{
     ClientLike, EventInterface, HashesInterface, PubsubInterface, SetsInterface,
@@ -33,14 +31,13 @@ use fred::types::config::ReconnectPolicy;
 use fred::types::Value;
 use parking_lot::Mutex;
 use warren_protocol::presence::PresenceMember;
-use warren_protocol::{outbound, AppId, ChannelName, SocketId, UserId};
+use warren_protocol::{AppId, ChannelName, SocketId, UserId};
 
+use super::envelope;
 use super::{
-    BackendError, Broker, ChannelStats, ClusterState, JoinError, PresenceJoin, PresenceLeave,
-    SubscriptionChange,
+    BackendError, Broker, ChannelEvent, ChannelMessage, ChannelStats, ClusterBackend, ClusterState,
+    EventSink, JoinError, PresenceJoin, PresenceLeave, Seams, SubscriptionChange,
 };
-use crate::hub::Hub;
-use crate::ws::frame;
 use keys::Keys;
 use scripts::Scripts;
 
@@ -54,6 +51,17 @@ pub struct RedisOptions {
     pub node_id: String,
     /// A node silent this long is declared dead and cleaned up.
     pub node_timeout: Duration,
+}
+
+#[async_trait]
+impl ClusterBackend for RedisOptions {
+    async fn connect(&self, sink: Arc<dyn EventSink>) -> Result<Seams, BackendError> {
+        let cluster = RedisCluster::connect(self.clone(), sink).await?;
+        Ok(Seams {
+            broker: Arc::new(cluster.clone()),
+            state: Arc::new(cluster),
+        })
+    }
 }
 
 /// Longest wait for one Redis command; past it the operation fails (the API answers 503).
@@ -78,10 +86,8 @@ struct Inner {
     options: RedisOptions,
     /// Unique to this process: relayed messages carrying it are our own and are skipped.
     origin: String,
-    /// The relay envelope header of this process's departures (`relay::encode` with no
-    /// payload), handed to scripts that announce from inside Redis.
-    envelope_header: String,
-    hub: Arc<Hub>,
+    /// Where events from other nodes go.
+    sink: Arc<dyn EventSink>,
     /// The instance id state is recorded under; replaced (write lock) on re-registration,
     /// read-locked by every state change so none straddles a re-registration.
     instance: tokio::sync::RwLock<String>,
@@ -98,28 +104,14 @@ struct Inner {
     live_instance: Mutex<String>,
     /// Set on shutdown: the background tasks stop.
     stopping: AtomicBool,
-    /// Pub/sub channels this node listens to, by name.
-    listening: DashMap<String, Arc<Listener>>,
-}
-
-struct Listener {
-    app: AppId,
-    channel: ChannelName,
-    state: tokio::sync::Mutex<ListenState>,
-}
-
-#[derive(Default)]
-struct ListenState {
-    subscribed: bool,
-    /// A SUBSCRIBE was sent (it may have taken effect even if we stopped waiting for it).
-    attempted: bool,
-    /// Removed from `listening`; a caller holding this entry must look again.
-    retired: bool,
 }
 
 impl RedisCluster {
     /// Connects, registers this node and starts the relay, heartbeat and cleanup tasks.
-    pub async fn connect(options: RedisOptions, hub: Arc<Hub>) -> Result<Self, BackendError> {
+    pub async fn connect(
+        options: RedisOptions,
+        sink: Arc<dyn EventSink>,
+    ) -> Result<Self, BackendError> {
         let config = url::client_config(&options.urls).map_err(BackendError)?;
         let policy = ReconnectPolicy::new_exponential(0, 100, 1000, 2);
         let mut builder = fred::types::Builder::from_config(config);
@@ -164,10 +156,8 @@ impl RedisCluster {
             lost: AtomicBool::new(false),
             live_instance: Mutex::default(),
             stopping: AtomicBool::new(false),
-            listening: DashMap::new(),
-            envelope_header: envelope_text(relay::encode(&origin, None, b""))?,
             origin,
-            hub,
+            sink,
             client,
             subscriber,
             options,
@@ -190,6 +180,15 @@ impl RedisCluster {
     pub fn origin(&self) -> &str {
         &self.inner.origin
     }
+
+    /// Stops heartbeating and drops the connections without leaving the cluster: to the other
+    /// nodes this looks like a crash, and they clean up after it. For tests of that cleanup.
+    #[doc(hidden)]
+    pub async fn halt(&self) {
+        self.inner.stopping.store(true, Ordering::Release);
+        let _ = self.inner.subscriber.quit().await;
+        let _ = self.inner.client.quit().await;
+    }
 }
 
 /// The join and leave scripts answer `{member flag, transition flag, count, ...}`.
@@ -209,12 +208,16 @@ impl Inner {
         (!self.client.is_connected()).then(|| BackendError("Redis is unreachable".into()))
     }
 
-    async fn eval(
+    async fn eval<V>(
         &self,
         script: &fred::types::scripts::Script,
         keys: Vec<String>,
-        args: Vec<String>,
-    ) -> Result<Value, BackendError> {
+        args: V,
+    ) -> Result<Value, BackendError>
+    where
+        V: TryInto<fred::types::MultipleValues> + Send,
+        V::Error: Into<fred::error::Error> + Send,
+    {
         if let Some(e) = self.unavailable() {
             return Err(e);
         }
@@ -265,32 +268,34 @@ impl Inner {
         // A member's arrival is published by the script itself, atomically with the change.
         let (relay, envelope) = match member {
             Some(m) => {
-                let json = outbound::member_added(
-                    channel.as_str(),
-                    m.user_id.as_str(),
-                    m.user_info.as_deref(),
-                );
-                let except = socket.to_string();
-                let env = relay::encode(&self.origin, Some(&except), json.as_bytes());
-                (self.keys.events(app, channel), envelope_text(env)?)
+                let arrival = ChannelEvent {
+                    app: app.clone(),
+                    channel: channel.clone(),
+                    except: Some(socket),
+                    message: ChannelMessage::MemberAdded(m.clone()),
+                };
+                (
+                    self.keys.events(app, channel),
+                    envelope::encode(&self.origin, &arrival)?,
+                )
             }
-            _ => (String::new(), String::new()),
+            _ => (String::new(), Bytes::new()),
         };
         let reply = self
             .eval(
                 &self.scripts.join,
                 vec![self.keys.app_base(app)],
                 vec![
-                    channel.to_string(),
-                    socket.to_string(),
-                    instance.to_owned(),
-                    user,
-                    info,
-                    max_members.to_string(),
-                    format!("{}~", self.options.node_id),
-                    relay,
-                    envelope,
-                    self.publish_command().to_owned(),
+                    Value::from(channel.as_str()),
+                    Value::from(socket.to_string()),
+                    Value::from(instance),
+                    Value::from(user),
+                    Value::from(info),
+                    Value::from(max_members.to_string()),
+                    Value::from(format!("{}~", self.options.node_id)),
+                    Value::from(relay),
+                    Value::Bytes(envelope),
+                    Value::from(self.publish_command()),
                 ],
             )
             .await?;
@@ -313,22 +318,29 @@ impl Inner {
             .lock()
             .remove(&(app.clone(), channel.clone(), socket));
         let instance = self.instance.read().await;
+        let header = self.departure_header(app)?;
         let reply = self
             .eval(
                 &self.scripts.leave,
                 vec![self.keys.app_base(app)],
                 vec![
-                    channel.to_string(),
-                    socket.to_string(),
-                    instance.clone(),
-                    self.relay_prefix(app),
-                    self.envelope_header.clone(),
-                    self.publish_command().to_owned(),
+                    Value::from(channel.as_str()),
+                    Value::from(socket.to_string()),
+                    Value::from(instance.as_str()),
+                    Value::from(self.relay_prefix(app)),
+                    Value::Bytes(header),
+                    Value::from(self.publish_command()),
                 ],
             )
             .await;
         let reply = self.note_failure(reply)?;
         value::array(reply, "leave")
+    }
+
+    /// The start of this process's `member_removed` envelopes for `app`; the leave script
+    /// completes it with the channel and the user (see `envelope`).
+    fn departure_header(&self, app: &AppId) -> Result<Bytes, BackendError> {
+        envelope::header(&self.origin, None, app).map(bytes::BytesMut::freeze)
     }
 
     /// Where scripts publish presence announcements for `app`.
@@ -353,24 +365,13 @@ impl Inner {
         r
     }
 
-    /// Sends a frame to the channel's other nodes, then to local subscribers.
-    async fn publish(
-        &self,
-        app: &AppId,
-        channel: &ChannelName,
-        frame: Bytes,
-        except: Option<SocketId>,
-    ) -> Result<(), BackendError> {
+    /// Sends an event to the other nodes listening to its channel.
+    async fn publish(&self, event: &ChannelEvent) -> Result<(), BackendError> {
         if let Some(e) = self.unavailable() {
             return Err(e);
         }
-        let except_text = except.map(|s| s.to_string());
-        let envelope = relay::encode(
-            &self.origin,
-            except_text.as_deref(),
-            &frame::payload_of(&frame),
-        );
-        let name = self.keys.events(app, channel);
+        let envelope = envelope::encode(&self.origin, event)?;
+        let name = self.keys.events(&event.app, &event.channel);
         let sent = if self.sharded {
             tokio::time::timeout(
                 COMMAND_TIMEOUT,
@@ -386,7 +387,6 @@ impl Inner {
         };
         sent.map_err(|_| BackendError("Redis publish timed out".into()))?
             .map_err(backend)?;
-        self.hub.deliver(app, channel, &frame, except);
         Ok(())
     }
 
@@ -416,88 +416,43 @@ impl Inner {
 
 #[async_trait]
 impl Broker for RedisCluster {
-    async fn publish(
-        &self,
-        app: &AppId,
-        channel: &ChannelName,
-        frame: Bytes,
-        except: Option<SocketId>,
-    ) -> Result<(), BackendError> {
-        self.inner.publish(app, channel, frame, except).await
+    async fn publish(&self, event: &ChannelEvent) -> Result<(), BackendError> {
+        self.inner.publish(event).await
     }
 
-    async fn ensure_listening(
-        &self,
-        app: &AppId,
-        channel: &ChannelName,
-    ) -> Result<(), BackendError> {
+    async fn listen(&self, app: &AppId, channel: &ChannelName) -> Result<(), BackendError> {
         let inner = &self.inner;
         let name = inner.keys.events(app, channel);
-        loop {
-            let listener = inner
-                .listening
-                .entry(name.clone())
-                .or_insert_with(|| {
-                    Arc::new(Listener {
-                        app: app.clone(),
-                        channel: channel.clone(),
-                        state: tokio::sync::Mutex::default(),
-                    })
-                })
-                .clone();
-            let mut state = listener.state.lock().await;
-            if state.retired {
-                continue;
-            }
-            // Subscribed or not, a disconnected subscriber receives nothing.
-            if !inner.subscriber.is_connected() {
-                return Err(BackendError("Redis is unreachable".into()));
-            }
-            if !state.subscribed {
-                state.attempted = true;
-                let subscribed = if inner.sharded {
-                    tokio::time::timeout(COMMAND_TIMEOUT, inner.subscriber.ssubscribe(name.clone()))
-                        .await
-                } else {
-                    tokio::time::timeout(COMMAND_TIMEOUT, inner.subscriber.subscribe(name.clone()))
-                        .await
-                };
-                subscribed
-                    .map_err(|_| BackendError("Redis subscribe timed out".into()))?
-                    .map_err(backend)?;
-                state.subscribed = true;
-            }
-            return Ok(());
-        }
-    }
-
-    async fn stop_listening(&self, app: &AppId, channel: &ChannelName) {
-        let inner = &self.inner;
-        let name = inner.keys.events(app, channel);
-        let Some(listener) = inner.listening.get(&name).map(|l| l.clone()) else {
-            return;
+        let subscribed = if inner.sharded {
+            tokio::time::timeout(COMMAND_TIMEOUT, inner.subscriber.ssubscribe(name)).await
+        } else {
+            tokio::time::timeout(COMMAND_TIMEOUT, inner.subscriber.subscribe(name)).await
         };
-        let mut state = listener.state.lock().await;
-        // A subscriber may have joined since the last one left: then keep listening.
-        if state.retired || inner.hub.local_subscribers(app, channel) > 0 {
-            return;
+        subscribed
+            .map_err(|_| BackendError("Redis subscribe timed out".into()))?
+            .map_err(backend)
+    }
+
+    async fn unlisten(&self, app: &AppId, channel: &ChannelName) {
+        let inner = &self.inner;
+        let name = inner.keys.events(app, channel);
+        let result = if inner.sharded {
+            tokio::time::timeout(COMMAND_TIMEOUT, inner.subscriber.sunsubscribe(name.clone())).await
+        } else {
+            tokio::time::timeout(COMMAND_TIMEOUT, inner.subscriber.unsubscribe(name.clone())).await
+        };
+        if !matches!(result, Ok(Ok(()))) {
+            tracing::debug!(channel = %name, "unsubscribe failed; extra traffic is ignored");
         }
-        if state.subscribed || state.attempted {
-            let result = if inner.sharded {
-                tokio::time::timeout(COMMAND_TIMEOUT, inner.subscriber.sunsubscribe(name.clone()))
-                    .await
-            } else {
-                tokio::time::timeout(COMMAND_TIMEOUT, inner.subscriber.unsubscribe(name.clone()))
-                    .await
-            };
-            if !matches!(result, Ok(Ok(()))) {
-                tracing::debug!(channel = %name, "unsubscribe failed; extra traffic is ignored");
-            }
+    }
+
+    fn check_receiving(&self) -> Result<(), BackendError> {
+        // Subscribed or not, a disconnected subscriber receives nothing.
+        if self.inner.subscriber.is_connected() {
+            Ok(())
+        } else {
+            Err(BackendError("Redis is unreachable".into()))
         }
-        state.retired = true;
-        inner
-            .listening
-            .remove_if(&name, |_, l| Arc::ptr_eq(l, &listener));
     }
 }
 
@@ -553,7 +508,6 @@ impl ClusterState for RedisCluster {
             .insert((app.clone(), channel.clone(), socket), Some(member.clone()));
         Ok(PresenceJoin {
             member_added: value::flag_at(&reply, 0, "join")?,
-            announced: true,
             change: change_from(&reply)?,
             members: inner.members_from(reply.get(3))?,
         })
@@ -569,7 +523,6 @@ impl ClusterState for RedisCluster {
         let reply = self.inner.leave(app, channel, socket).await?;
         Ok(PresenceLeave {
             member_removed: value::flag_at(&reply, 0, "leave")?,
-            announced: true,
             change: change_from(&reply)?,
         })
     }
@@ -658,7 +611,7 @@ impl ClusterState for RedisCluster {
     }
 }
 
-/// Hands relayed frames to local subscribers, in the order Redis delivers them.
+/// Hands relayed events to this node, in the order Redis delivers them.
 fn spawn_dispatcher(inner: Arc<Inner>) {
     let mut rx = inner.subscriber.message_rx();
     tokio::spawn(async move {
@@ -683,30 +636,14 @@ fn dispatch(inner: &Inner, name: &str, value: &Value) {
         Value::String(s) => s.as_bytes(),
         _ => return,
     };
-    let Some(env) = relay::decode(bytes) else {
+    let Some(envelope) = envelope::decode(bytes) else {
         tracing::warn!(channel = %name, "ignoring a malformed relayed message");
         return;
     };
-    if env.origin == inner.origin {
-        return;
+    // INVARIANT(others-then-here): the publisher delivered to its own subscribers already.
+    if envelope.origin != inner.origin {
+        inner.sink.deliver(&envelope.event);
     }
-    let target = inner
-        .listening
-        .get(name)
-        .map(|l| (l.app.clone(), l.channel.clone()));
-    let Some((app, channel)) = target.or_else(|| {
-        let (a, c) = inner.keys.parse_events(name)?;
-        Some((
-            AppId::parse(a).ok()?,
-            ChannelName::parse(c, ANY_NAME_LENGTH).ok()?,
-        ))
-    }) else {
-        return;
-    };
-    let except = env.except.and_then(|s| SocketId::parse(s).ok());
-    inner
-        .hub
-        .deliver(&app, &channel, &frame::text(env.payload), except);
 }
 
 /// Connection changes are worth a log line each: they explain any 503 in between.
@@ -732,45 +669,30 @@ fn spawn_connection_logs(inner: &Arc<Inner>) {
     });
 }
 
-/// Announces a presence departure found by cleanup, as the departing node would have: the
-/// cleanup script already told the other nodes.
-async fn announce_member_removed(inner: &Inner, app: &AppId, channel: &ChannelName, user: &str) {
-    let json = outbound::member_removed(channel.as_str(), user);
-    announce(inner, app, channel, json, None).await;
+/// Delivers a presence departure found by cleanup to this node's subscribers, as the
+/// departing node would have: the cleanup script already told the other nodes.
+fn announce_member_removed(inner: &Inner, app: &AppId, channel: &ChannelName, user_id: UserId) {
+    inner.sink.deliver(&ChannelEvent {
+        app: app.clone(),
+        channel: channel.clone(),
+        except: None,
+        message: ChannelMessage::MemberRemoved { user_id },
+    });
 }
 
-/// Announces a presence arrival found by re-registration (the join script already told the
-/// other nodes).
-async fn announce_member_added(
+/// Delivers a presence arrival found by re-registration to this node's subscribers (the join
+/// script already told the other nodes).
+fn announce_member_added(
     inner: &Inner,
     app: &AppId,
     channel: &ChannelName,
     socket: SocketId,
     member: &PresenceMember,
 ) {
-    let json = outbound::member_added(
-        channel.as_str(),
-        member.user_id.as_str(),
-        member.user_info.as_deref(),
-    );
-    announce(inner, app, channel, json, Some(socket)).await;
-}
-
-async fn announce(
-    inner: &Inner,
-    app: &AppId,
-    channel: &ChannelName,
-    json: String,
-    except: Option<SocketId>,
-) {
-    // The scripts already told the other nodes: deliver to this node's subscribers.
-    inner
-        .hub
-        .deliver(app, channel, &frame::text(json.as_bytes()), except);
-}
-
-/// Script arguments are text: an envelope's header bytes are all ASCII (lengths under 128,
-/// ids of ASCII characters), and its payload is JSON.
-fn envelope_text(bytes: Bytes) -> Result<String, BackendError> {
-    String::from_utf8(bytes.to_vec()).map_err(|_| BackendError("relay envelope is not text".into()))
+    inner.sink.deliver(&ChannelEvent {
+        app: app.clone(),
+        channel: channel.clone(),
+        except: Some(socket),
+        message: ChannelMessage::MemberAdded(member.clone()),
+    });
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fred::interfaces::{ClientLike, KeysInterface, SetsInterface};
-use warren_protocol::{AppId, ChannelName};
+use fred::types::Value;
+use warren_protocol::{AppId, ChannelName, UserId};
 
 use super::{
     announce_member_added, announce_member_removed, backend, value, Inner, COMMAND_TIMEOUT,
@@ -204,7 +205,7 @@ async fn reregister(inner: &Inner, why: &str) -> Result<(), BackendError> {
             if value::flag_at(&reply, 0, "join")? {
                 // Announced while the lock is held, so no leave of this member can be
                 // announced ahead of it.
-                announce_member_added(inner, app, channel, *socket, m).await;
+                announce_member_added(inner, app, channel, *socket, m);
             }
         }
     }
@@ -249,7 +250,11 @@ pub(super) async fn deregister(inner: &Inner) {
 /// Cleans up every instance whose heartbeat is overdue (other than our current one).
 async fn reap_dead(inner: &Inner) -> Result<(), BackendError> {
     let reply = inner
-        .eval(&inner.scripts.dead, vec![inner.keys.nodes()], vec![])
+        .eval(
+            &inner.scripts.dead,
+            vec![inner.keys.nodes()],
+            Vec::<String>::new(),
+        )
         .await?;
     let dead = value::array(reply, "dead")?;
     let current = inner.instance.read().await.clone();
@@ -297,20 +302,17 @@ async fn reap_instance(inner: &Inner, instance: &str) -> Result<(), BackendError
                     &inner.scripts.reap,
                     vec![inner.keys.app_base(&app)],
                     vec![
-                        instance.to_owned(),
-                        REAP_BATCH.to_string(),
-                        inner.relay_prefix(&app),
-                        inner.envelope_header.clone(),
-                        inner.publish_command().to_owned(),
+                        Value::from(instance),
+                        Value::from(REAP_BATCH.to_string()),
+                        Value::from(inner.relay_prefix(&app)),
+                        Value::Bytes(inner.departure_header(&app)?),
+                        Value::from(inner.publish_command()),
                     ],
                 )
                 .await?;
             let items = value::array(reply, "reap")?;
             let remaining = value::count_at(&items, 0, "reap")?;
-            let transitions = value::array(
-                items.get(1).cloned().unwrap_or(fred::types::Value::Null),
-                "reap",
-            )?;
+            let transitions = value::array(items.get(1).cloned().unwrap_or(Value::Null), "reap")?;
             for t in transitions.chunks_exact(3) {
                 let kind = value::string(&t[0], "reap")?;
                 let Ok(channel) =
@@ -320,7 +322,10 @@ async fn reap_instance(inner: &Inner, instance: &str) -> Result<(), BackendError
                 };
                 if kind == "member_removed" {
                     let user = value::string(&t[2], "reap")?;
-                    announce_member_removed(inner, &app, &channel, &user).await;
+                    let Ok(user) = UserId::parse(&user, super::ANY_NAME_LENGTH) else {
+                        continue;
+                    };
+                    announce_member_removed(inner, &app, &channel, user);
                     removed_members += 1;
                 }
             }

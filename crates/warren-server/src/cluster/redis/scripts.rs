@@ -1,6 +1,8 @@
-//! The Lua scripts that change shared state. Each runs atomically in Redis, so every
-//! transition it reports (occupied, vacated, member added, member removed) happens exactly
-//! once cluster-wide however many nodes race.
+//! The Lua scripts that change shared state.
+//!
+//! INVARIANT(transition-once): each script runs atomically in Redis, so every transition it
+//! reports (occupied, vacated, member added, member removed) happens exactly once
+//! cluster-wide however many nodes race.
 //!
 //! Every subscription is recorded under the *instance* (a node id plus a per-registration
 //! nonce) that made it. A leave only counts when the socket is still owned by the instance
@@ -9,13 +11,15 @@
 
 use fred::types::scripts::Script;
 
-/// `leave(ch, sock, inst, relay, env)` -> `{member_removed, vacated, subscription_count,
+/// `leave(ch, sock, inst, relay, env, pub)` -> `{member_removed, vacated, subscription_count,
 /// user_id}`; count -1 when the socket was not this instance's. A member's departure is
-/// published from inside the script when `relay` is given. Shared by the leave and reap scripts.
+/// published from inside the script when `relay` is given, as the fields of an envelope whose
+/// header (`env`) the caller made: no Pusher JSON is written here. Shared by the leave and
+/// reap scripts.
 const LEAVE_FN: &str = r#"
 local b = KEYS[1]
 -- relay: the presence relay channel prefix (`{prefix:app}:pev:`), '' when the caller
--- announces itself; env: the relay envelope header of the announcing node; pub: PUBLISH, or
+-- announces itself; env: the envelope header of the announcing node; pub: PUBLISH, or
 -- SPUBLISH in Redis Cluster (the relay channel shares the app's slot).
 local function leave(ch, sock, inst, relay, env, pub)
   local skey = b .. ':s:' .. ch
@@ -38,11 +42,12 @@ local function leave(ch, sock, inst, relay, env, pub)
       redis.call('HDEL', mkey, u)
       redis.call('HDEL', b .. ':i:' .. ch, u)
       removed = 1
-      -- Announced in the same atomic step as the change, so announcements of one channel
-      -- reach every node in the order the changes happened.
+      -- INVARIANT(announcement-with-change): announced in the same atomic step as the change,
+      -- so announcements of one channel reach every node in the order the changes happened. The envelope (see
+      -- `cluster::envelope`) is `env` completed with the channel, kind 3 and the user id.
       if relay ~= '' then
-        local data = cjson.encode({user_id = u})
-        redis.call(pub, relay .. ch, env .. cjson.encode({event = 'pusher_internal:member_removed', channel = ch, data = data}))
+        local len = string.char(math.floor(#ch / 256), #ch % 256)
+        redis.call(pub, relay .. ch, env .. len .. ch .. '\3' .. u)
       end
     end
   end

@@ -1,0 +1,254 @@
+//! How a [`ChannelEvent`] travels between nodes: a compact binary envelope, the same for every
+//! backend that relays bytes (Redis pub/sub today).
+//!
+//! ```text
+//! u8  version (2)
+//! str origin      the sending process (receivers skip their own envelopes)
+//! str except      socket id text, "" for none
+//! str app
+//! str channel
+//! u8  kind        1 event | 2 member added | 3 member removed
+//! kind 1: str name, str user id ("" for none), then the data to the end
+//! kind 2: str user id, then the user_info JSON to the end ("" for none)
+//! kind 3: the user id to the end
+//! ```
+//! `str` is a big-endian `u16` length and that many UTF-8 bytes. The fixed order lets a Redis
+//! script that announces a presence change atomically append its own fields to a header
+//! made here ([`header`]), without writing any Pusher JSON: the receiving node builds the
+//! frame. Anything malformed decodes to `None` and is never trusted.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use warren_protocol::presence::PresenceMember;
+use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
+
+use super::event::{ChannelEvent, ChannelMessage};
+use super::BackendError;
+
+const VERSION: u8 = 2;
+const KIND_EVENT: u8 = 1;
+const KIND_MEMBER_ADDED: u8 = 2;
+/// Also written by the Redis leave script (`\3`).
+const KIND_MEMBER_REMOVED: u8 = 3;
+/// Names and ids read from an envelope are checked against the protocol's absolute maximum;
+/// the sending node already applied the app's own limits.
+const ANY_LENGTH: usize = 1000;
+
+/// Encodes `event` as sent by `origin`.
+pub fn encode(origin: &str, event: &ChannelEvent) -> Result<Bytes, BackendError> {
+    let mut out = header(origin, event.except, &event.app)?;
+    put_str(&mut out, event.channel.as_str())?;
+    match &event.message {
+        ChannelMessage::Event {
+            name,
+            data,
+            user_id,
+        } => {
+            out.reserve(data.len() + name.as_str().len() + 8);
+            out.put_u8(KIND_EVENT);
+            put_str(&mut out, name.as_str())?;
+            put_str(&mut out, user_id.as_ref().map_or("", UserId::as_str))?;
+            out.put_slice(data.as_bytes());
+        }
+        ChannelMessage::MemberAdded(member) => {
+            out.put_u8(KIND_MEMBER_ADDED);
+            put_str(&mut out, member.user_id.as_str())?;
+            out.put_slice(member.user_info.as_deref().unwrap_or("").as_bytes());
+        }
+        ChannelMessage::MemberRemoved { user_id } => {
+            out.put_u8(KIND_MEMBER_REMOVED);
+            out.put_slice(user_id.as_str().as_bytes());
+        }
+    }
+    Ok(out.freeze())
+}
+
+/// The fields up to the channel: what a script needs to complete an envelope itself.
+pub fn header(
+    origin: &str,
+    except: Option<SocketId>,
+    app: &AppId,
+) -> Result<BytesMut, BackendError> {
+    let except = except.map(|s| s.to_string()).unwrap_or_default();
+    let mut out = BytesMut::with_capacity(8 + origin.len() + except.len() + app.as_str().len());
+    out.put_u8(VERSION);
+    put_str(&mut out, origin)?;
+    put_str(&mut out, &except)?;
+    put_str(&mut out, app.as_str())?;
+    Ok(out)
+}
+
+/// A decoded envelope.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Envelope<'a> {
+    pub origin: &'a str,
+    pub event: ChannelEvent,
+}
+
+/// Decodes an envelope; `None` for anything malformed.
+pub fn decode(msg: &[u8]) -> Option<Envelope<'_>> {
+    let (&version, rest) = msg.split_first()?;
+    if version != VERSION {
+        return None;
+    }
+    let (origin, rest) = take_str(rest)?;
+    let (except, rest) = take_str(rest)?;
+    let (app, rest) = take_str(rest)?;
+    let (channel, rest) = take_str(rest)?;
+    let (&kind, rest) = rest.split_first()?;
+    let user = |s: &str| UserId::parse(s, ANY_LENGTH).ok();
+    let message = match kind {
+        KIND_EVENT => {
+            let (name, rest) = take_str(rest)?;
+            let (user_id, data) = take_str(rest)?;
+            ChannelMessage::Event {
+                name: EventName::parse(name).ok()?,
+                data: Arc::from(std::str::from_utf8(data).ok()?),
+                user_id: if user_id.is_empty() {
+                    None
+                } else {
+                    Some(user(user_id)?)
+                },
+            }
+        }
+        KIND_MEMBER_ADDED => {
+            let (user_id, info) = take_str(rest)?;
+            let info = std::str::from_utf8(info).ok()?;
+            ChannelMessage::MemberAdded(PresenceMember {
+                user_id: user(user_id)?,
+                user_info: (!info.is_empty()).then(|| Arc::from(info)),
+            })
+        }
+        KIND_MEMBER_REMOVED => ChannelMessage::MemberRemoved {
+            user_id: user(std::str::from_utf8(rest).ok()?)?,
+        },
+        _ => return None,
+    };
+    Some(Envelope {
+        origin,
+        event: ChannelEvent {
+            app: AppId::parse(app).ok()?,
+            channel: ChannelName::parse(channel, ANY_LENGTH).ok()?,
+            except: if except.is_empty() {
+                None
+            } else {
+                Some(SocketId::parse(except).ok()?)
+            },
+            message,
+        },
+    })
+}
+
+fn put_str(out: &mut BytesMut, s: &str) -> Result<(), BackendError> {
+    let len = u16::try_from(s.len())
+        .map_err(|_| BackendError(format!("{} bytes is too long to relay", s.len())))?;
+    out.put_u16(len);
+    out.put_slice(s.as_bytes());
+    Ok(())
+}
+
+fn take_str(buf: &[u8]) -> Option<(&str, &[u8])> {
+    let len = u16::from_be_bytes([*buf.first()?, *buf.get(1)?]) as usize;
+    let rest = &buf[2..];
+    if rest.len() < len {
+        return None;
+    }
+    let (s, rest) = rest.split_at(len);
+    Some((std::str::from_utf8(s).ok()?, rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(message: ChannelMessage, except: Option<SocketId>) -> ChannelEvent {
+        ChannelEvent {
+            app: AppId::parse("app-1").unwrap(),
+            channel: ChannelName::parse("presence-room", 200).unwrap(),
+            except,
+            message,
+        }
+    }
+
+    fn round_trip(e: ChannelEvent) {
+        let bytes = encode("node-1~ab", &e).unwrap();
+        assert_eq!(
+            decode(&bytes),
+            Some(Envelope {
+                origin: "node-1~ab",
+                event: e
+            })
+        );
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        let user = UserId::parse("u-1", 128).unwrap();
+        round_trip(event(
+            ChannelMessage::Event {
+                name: EventName::parse("client-typing").unwrap(),
+                data: Arc::from("{\"x\":\"é\"}"),
+                user_id: Some(user.clone()),
+            },
+            Some(SocketId::new(12, 34)),
+        ));
+        round_trip(event(
+            ChannelMessage::Event {
+                name: EventName::parse("my-event").unwrap(),
+                data: Arc::from(""),
+                user_id: None,
+            },
+            None,
+        ));
+        round_trip(event(
+            ChannelMessage::MemberAdded(PresenceMember {
+                user_id: user.clone(),
+                user_info: Some(Arc::from("{\"name\":\"A\"}")),
+            }),
+            Some(SocketId::new(1, 2)),
+        ));
+        round_trip(event(
+            ChannelMessage::MemberAdded(PresenceMember {
+                user_id: user.clone(),
+                user_info: None,
+            }),
+            None,
+        ));
+        round_trip(event(ChannelMessage::MemberRemoved { user_id: user }, None));
+    }
+
+    /// What the Redis leave script appends to [`header`]: `u16 len, channel, \3, user`.
+    #[test]
+    fn a_header_completed_as_the_leave_script_does_decodes() {
+        let app = AppId::parse("a").unwrap();
+        let mut bytes = header("n~1", None, &app).unwrap().to_vec();
+        bytes.extend_from_slice(&[0, 10]);
+        bytes.extend_from_slice(b"presence-x");
+        bytes.push(3);
+        bytes.extend_from_slice(b"42");
+        let decoded = decode(&bytes).unwrap();
+        assert_eq!(decoded.origin, "n~1");
+        assert_eq!(
+            decoded.event.message,
+            ChannelMessage::MemberRemoved {
+                user_id: UserId::parse("42", 128).unwrap()
+            }
+        );
+    }
+
+    #[test]
+    fn garbage_is_rejected() {
+        assert_eq!(decode(b""), None);
+        assert_eq!(decode(&[1, 0, 0]), None);
+        assert_eq!(decode(&[2, 0, 5, b'a']), None);
+        assert_eq!(decode(&[2, 0, 1, 0xff]), None);
+        let app = AppId::parse("a").unwrap();
+        let mut truncated = header("n", None, &app).unwrap().to_vec();
+        truncated.extend_from_slice(&[0, 1, b'c', 9]);
+        assert_eq!(decode(&truncated), None, "unknown kind");
+        let mut bad_socket = vec![2, 0, 1, b'n', 0, 3, b'x', b'.', b'1'];
+        bad_socket.extend_from_slice(&[0, 1, b'a', 0, 1, b'c', 3, b'u']);
+        assert_eq!(decode(&bad_socket), None);
+    }
+}

@@ -1,0 +1,36 @@
+//! What the seams carry: one message for the subscribers of one channel, as fields.
+//!
+//! Nothing here is a WebSocket frame or Pusher JSON. The node that delivers an event builds
+//! the frame once, from these fields, with `warren_protocol::outbound`; so backends never
+//! depend on the WebSocket layer, and a frame is built exactly once per event per node.
+
+use std::sync::Arc;
+
+use warren_protocol::presence::PresenceMember;
+use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
+
+/// A message for every subscriber of `channel` (of `app`) on every node, except `except`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelEvent {
+    pub app: AppId,
+    pub channel: ChannelName,
+    /// The connection that must not receive it: the publisher's own, or the joining member.
+    pub except: Option<SocketId>,
+    pub message: ChannelMessage,
+}
+
+/// The kinds of message a channel's subscribers receive from other nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelMessage {
+    /// An event published through the HTTP API or sent by a client. `data` is forwarded as it
+    /// is; `user_id` is the sender of a client event on a presence channel.
+    Event {
+        name: EventName,
+        data: Arc<str>,
+        user_id: Option<UserId>,
+    },
+    /// `pusher_internal:member_added`: the user's first connection joined the channel.
+    MemberAdded(PresenceMember),
+    /// `pusher_internal:member_removed`: the user's last connection left the channel.
+    MemberRemoved { user_id: UserId },
+}

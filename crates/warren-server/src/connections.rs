@@ -1,0 +1,145 @@
+//! Every open WebSocket connection on this node, and the liveness sweeper that watches them.
+//!
+//! A connection registers its [`Outbox`] when admitted and removes it only after it has left
+//! its channels, so an empty registry means every departure has been announced: a graceful
+//! stop waits for exactly that. The sweeper replaces a timer per connection: once a second it
+//! pings connections idle for `activity_timeout` and closes (4201) those that did not answer
+//! within `pong_timeout`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use warren_protocol::{outbound, ErrorCode, SocketId};
+
+use crate::outbox::{CloseReason, Liveness, Outbox};
+use crate::ws::frame;
+
+/// Open connections, socket ids and the clock their liveness is measured on.
+pub(crate) struct Connections {
+    open: DashMap<SocketId, Arc<Outbox>>,
+    /// Seconds without hearing from a client before it is pinged.
+    activity_timeout: u64,
+    /// Seconds to wait for the answer to that ping.
+    pong_timeout: u64,
+    /// `pusher:ping`, framed once.
+    ping_frame: Bytes,
+    started: Instant,
+    /// Random per process, so socket ids of different nodes do not collide.
+    socket_id_high: u64,
+    next_socket_id: AtomicU64,
+    /// Set once the server stops: connections admitted from then on are closed at once.
+    closing: AtomicBool,
+}
+
+impl Connections {
+    pub(crate) fn new(activity_timeout: u64, pong_timeout: u64) -> Self {
+        Self {
+            open: DashMap::new(),
+            activity_timeout,
+            pong_timeout,
+            ping_frame: frame::text(outbound::PING.as_bytes()),
+            started: Instant::now(),
+            socket_id_high: u64::from(rand::random::<u32>()),
+            next_socket_id: AtomicU64::new(u64::from(rand::random::<u16>())),
+            closing: AtomicBool::new(false),
+        }
+    }
+
+    /// Milliseconds since the server started: the clock of connection liveness.
+    pub(crate) fn clock(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Registers a new connection under a fresh socket id (unique on this node: a random
+    /// per-process part and a counter).
+    pub(crate) fn open(&self, outbox: Arc<Outbox>) -> SocketId {
+        let id = SocketId::new(
+            self.socket_id_high,
+            self.next_socket_id.fetch_add(1, Ordering::Relaxed),
+        );
+        outbox.heard_from(self.clock());
+        self.open.insert(id, outbox.clone());
+        // Admitted while the server was stopping: close at once, like the others.
+        if self.closing.load(Ordering::SeqCst) {
+            outbox.close(shutdown_reason());
+        }
+        id
+    }
+
+    /// Forgets a connection that has left all its channels.
+    pub(crate) fn remove(&self, socket: SocketId) {
+        self.open.remove(&socket);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Seconds of silence after which a client is pinged (sent in `connection_established`).
+    pub(crate) fn activity_timeout(&self) -> u64 {
+        self.activity_timeout
+    }
+
+    /// How long a connection may refuse to accept bytes before it is given up on.
+    pub(crate) fn write_stall_limit(&self) -> Duration {
+        Duration::from_secs(self.pong_timeout)
+    }
+
+    /// One pass of the liveness sweeper.
+    pub(crate) fn sweep(&self) {
+        let now = self.clock();
+        let activity = self.activity_timeout.saturating_mul(1000);
+        let pong = self.pong_timeout.saturating_mul(1000);
+        for entry in self.open.iter() {
+            let outbox = entry.value();
+            match outbox.liveness(now, activity, pong) {
+                Liveness::Fine => {}
+                Liveness::Idle => {
+                    outbox.pinged(now);
+                    outbox.push(self.ping_frame.clone());
+                }
+                Liveness::Dead => outbox.close(CloseReason::new(
+                    ErrorCode::PongNotReceived,
+                    "Pong reply not received in time",
+                )),
+            }
+        }
+    }
+
+    /// Closes every connection with 4200, now and as they are admitted from now on: clients
+    /// reconnect, to another node if there is one.
+    pub(crate) fn close_all(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        for entry in self.open.iter() {
+            entry.value().close(shutdown_reason());
+        }
+    }
+
+    /// Waits until every connection has left its channels, for `limit` at most.
+    pub(crate) async fn drained(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.open.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Runs the liveness sweeper until the task is aborted.
+pub(crate) async fn sweep_forever(connections: Arc<Connections>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        connections.sweep();
+    }
+}
+
+fn shutdown_reason() -> CloseReason {
+    CloseReason::new(
+        ErrorCode::GenericReconnect,
+        "Server is shutting down; reconnect",
+    )
+}

@@ -1,0 +1,62 @@
+//! The last step on every node: an event becomes one frame, handed to each local subscriber.
+//!
+//! This is the only place an event turns into bytes for clients: the Pusher JSON comes from
+//! `warren_protocol::outbound`, the WebSocket framing from `ws::frame`, and both happen once
+//! per event per node, however many subscribers share the resulting `Bytes`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use warren_protocol::{outbound, UserId};
+
+use crate::cluster::{ChannelEvent, ChannelMessage, EventSink};
+use crate::hub::Hub;
+use crate::ws::frame;
+
+/// Delivers events to this node's subscribers; what backends hand relayed events to.
+pub(crate) struct LocalDelivery {
+    hub: Arc<Hub>,
+}
+
+impl LocalDelivery {
+    pub(crate) fn new(hub: Arc<Hub>) -> Self {
+        Self { hub }
+    }
+}
+
+impl EventSink for LocalDelivery {
+    fn deliver(&self, event: &ChannelEvent) {
+        let frame = frame_of(event);
+        self.hub
+            .deliver(&event.app, &event.channel, &frame, event.except);
+    }
+}
+
+/// The WebSocket frame subscribers of the event's channel receive.
+///
+/// INVARIANT(frame-once): called once per event per node; every subscriber gets a clone of
+/// the returned `Bytes` handle, never a copy or a re-serialization.
+pub(crate) fn frame_of(event: &ChannelEvent) -> Bytes {
+    let channel = event.channel.as_str();
+    let json = match &event.message {
+        ChannelMessage::Event {
+            name,
+            data,
+            user_id,
+        } => outbound::channel_event(
+            name.as_str(),
+            channel,
+            data,
+            user_id.as_ref().map(UserId::as_str),
+        ),
+        ChannelMessage::MemberAdded(member) => outbound::member_added(
+            channel,
+            member.user_id.as_str(),
+            member.user_info.as_deref(),
+        ),
+        ChannelMessage::MemberRemoved { user_id } => {
+            outbound::member_removed(channel, user_id.as_str())
+        }
+    };
+    frame::text(json.as_bytes())
+}

@@ -1,0 +1,158 @@
+//! Which channels this node receives from the rest of the cluster.
+//!
+//! A node listens to a channel while it has local subscribers to it. The first joiner makes
+//! the broker listen; joiners that arrive while that is in flight wait for it, so none of them
+//! is confirmed before the node is sure to receive the channel's traffic. The last leaver
+//! stops listening, unless somebody joined again meanwhile. One async lock per channel orders
+//! the two, so every backend gets [`Broker::listen`] and [`Broker::unlisten`] in turn for a
+//! channel, never concurrently.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use warren_protocol::{AppId, ChannelName};
+
+use crate::cluster::{BackendError, Broker};
+
+#[derive(Default)]
+pub(super) struct Listening {
+    channels: DashMap<(AppId, ChannelName), Arc<Entry>>,
+}
+
+#[derive(Default)]
+struct Entry {
+    state: tokio::sync::Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    listening: bool,
+    /// `listen` was called (it may have taken effect even though it failed or timed out).
+    attempted: bool,
+    /// Removed from the map: a caller holding this entry must look the channel up again.
+    retired: bool,
+}
+
+impl Listening {
+    /// Returns once `broker` listens to the channel.
+    pub(super) async fn ensure(
+        &self,
+        broker: &dyn Broker,
+        app: &AppId,
+        channel: &ChannelName,
+    ) -> Result<(), BackendError> {
+        loop {
+            let entry = self
+                .channels
+                .entry((app.clone(), channel.clone()))
+                .or_default()
+                .clone();
+            let mut state = entry.state.lock().await;
+            if state.retired {
+                continue;
+            }
+            broker.check_receiving()?;
+            if !state.listening {
+                state.attempted = true;
+                broker.listen(app, channel).await?;
+                state.listening = true;
+            }
+            return Ok(());
+        }
+    }
+
+    /// Stops listening to the channel unless `still_wanted` says a subscriber arrived since
+    /// the last one left.
+    pub(super) async fn release(
+        &self,
+        broker: &dyn Broker,
+        app: &AppId,
+        channel: &ChannelName,
+        still_wanted: impl Fn() -> bool,
+    ) {
+        let key = (app.clone(), channel.clone());
+        let Some(entry) = self.channels.get(&key).map(|e| e.value().clone()) else {
+            return;
+        };
+        let mut state = entry.state.lock().await;
+        if state.retired || still_wanted() {
+            return;
+        }
+        if state.listening || state.attempted {
+            broker.unlisten(app, channel).await;
+        }
+        state.retired = true;
+        self.channels.remove_if(&key, |_, e| Arc::ptr_eq(e, &entry));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::cluster::ChannelEvent;
+
+    /// Counts calls; `listen` takes a while, so joiners overlap.
+    #[derive(Default)]
+    struct Counting {
+        listens: AtomicUsize,
+        unlistens: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Broker for Counting {
+        async fn publish(&self, _: &ChannelEvent) -> Result<(), BackendError> {
+            Ok(())
+        }
+        async fn listen(&self, _: &AppId, _: &ChannelName) -> Result<(), BackendError> {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            self.listens.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn unlisten(&self, _: &AppId, _: &ChannelName) {
+            self.unlistens.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn names() -> (AppId, ChannelName) {
+        (
+            AppId::parse("a").unwrap(),
+            ChannelName::parse("c", 200).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn concurrent_joiners_listen_once_and_all_wait_for_it() {
+        let (app, ch) = names();
+        let broker = Counting::default();
+        let listening = Listening::default();
+        let (a, b) = tokio::join!(
+            listening.ensure(&broker, &app, &ch),
+            listening.ensure(&broker, &app, &ch)
+        );
+        assert!(a.is_ok() && b.is_ok());
+        assert_eq!(broker.listens.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn release_keeps_listening_for_a_new_subscriber_and_stops_otherwise() {
+        let (app, ch) = names();
+        let broker = Counting::default();
+        let listening = Listening::default();
+        listening.ensure(&broker, &app, &ch).await.unwrap();
+        listening.release(&broker, &app, &ch, || true).await;
+        assert_eq!(broker.unlistens.load(Ordering::SeqCst), 0);
+        listening.release(&broker, &app, &ch, || false).await;
+        assert_eq!(broker.unlistens.load(Ordering::SeqCst), 1);
+        // A later joiner listens again.
+        listening.ensure(&broker, &app, &ch).await.unwrap();
+        assert_eq!(broker.listens.load(Ordering::SeqCst), 2);
+        // Releasing a channel never listened to does nothing.
+        let other = ChannelName::parse("other", 200).unwrap();
+        listening.release(&broker, &app, &other, || false).await;
+        assert_eq!(broker.unlistens.load(Ordering::SeqCst), 1);
+    }
+}

@@ -1,0 +1,241 @@
+//! [`Node`]: the one way into this server's channels, for WebSocket sessions and the HTTP API
+//! alike.
+//!
+//! A node owns three parts: the [`Hub`] (this node's subscribers), the [`Broker`] (events to
+//! and from other nodes) and the [`ClusterState`] (counts and presence, cluster-wide). Each
+//! operation calls them in an order that gives the protocol its guarantees, and that order is
+//! written here, once:
+//!
+//! * **Subscribed means receiving.** A subscriber first joins the hub as *pending* (events
+//!   published from then on are held for it), then the node makes sure the broker listens to
+//!   the channel ([`listening`]), then the cluster state records it. Only then is
+//!   `subscription_succeeded` queued, followed by the held events, in one step
+//!   ([`Hub::activate`]). So the client neither misses an event published after it was told
+//!   it is subscribed, nor sees one before. If the broker or the state fails, the local join
+//!   is undone and nothing was announced.
+//! * **Each transition once.** The cluster state decides every transition (occupied, vacated,
+//!   member added, member removed) atomically, exactly once cluster-wide, and tells the other
+//!   nodes of presence changes in the same step. The node delivers those announcements to its
+//!   own subscribers only: `member_added` to everyone but the joining connection (which learns
+//!   the members from its `subscription_succeeded`), `member_removed` to everyone.
+//! * **Publish to others, then here.** An event goes to the broker first (the other nodes),
+//!   then to local subscribers, framed once ([`delivery`]); a backend failure is the caller's
+//!   error and nothing is delivered.
+
+mod delivery;
+mod listening;
+
+use std::sync::Arc;
+
+use warren_protocol::presence::PresenceMember;
+use warren_protocol::{outbound, AppId, ChannelName, SocketId};
+
+use crate::cluster::{
+    BackendError, Broker, ChannelEvent, ChannelMessage, ChannelStats, ClusterState, JoinError,
+};
+use crate::hub::{Hub, LocalTransition};
+use crate::outbox::Outbox;
+use crate::ws::frame;
+pub(crate) use delivery::LocalDelivery;
+use listening::Listening;
+
+/// This server as one node of a cluster (a cluster of one with the local backend).
+pub struct Node {
+    hub: Arc<Hub>,
+    broker: Arc<dyn Broker>,
+    state: Arc<dyn ClusterState>,
+    listening: Listening,
+}
+
+/// A connection joining a channel.
+pub(crate) struct Joining<'a> {
+    pub app: &'a AppId,
+    pub channel: &'a ChannelName,
+    pub socket: SocketId,
+    pub outbox: &'a Arc<Outbox>,
+    /// On presence channels: who joins, and how many distinct members the channel may have.
+    pub presence: Option<(&'a PresenceMember, usize)>,
+}
+
+impl Node {
+    /// `hub` is the one the backends' [`LocalDelivery`] delivers into.
+    pub(crate) fn new(
+        hub: Arc<Hub>,
+        broker: Arc<dyn Broker>,
+        state: Arc<dyn ClusterState>,
+    ) -> Self {
+        Self {
+            hub,
+            broker,
+            state,
+            listening: Listening::default(),
+        }
+    }
+
+    /// Subscribes a connection; on success its `subscription_succeeded` is queued, then every
+    /// event published since it joined.
+    pub(crate) async fn subscribe(&self, j: Joining<'_>) -> Result<(), JoinError> {
+        if self
+            .hub
+            .join(j.app, j.channel, j.socket, j.outbox.clone())
+            .is_none()
+        {
+            // Sessions never subscribe a connection twice: there is nothing to do.
+            return Ok(());
+        }
+        if let Err(e) = self.listening.ensure(&*self.broker, j.app, j.channel).await {
+            self.leave_hub(j.app, j.channel, j.socket).await;
+            return Err(e.into());
+        }
+        let first = match j.presence {
+            None => match self.state.subscribe(j.app, j.channel, j.socket).await {
+                Ok(_) => outbound::subscription_succeeded(j.channel.as_str()),
+                Err(e) => {
+                    self.leave_hub(j.app, j.channel, j.socket).await;
+                    return Err(e.into());
+                }
+            },
+            Some((member, max_members)) => {
+                let joined = self
+                    .state
+                    .join_presence(j.app, j.channel, j.socket, member, max_members)
+                    .await;
+                let join = match joined {
+                    Ok(join) => join,
+                    Err(e) => {
+                        self.leave_hub(j.app, j.channel, j.socket).await;
+                        return Err(e);
+                    }
+                };
+                if join.member_added {
+                    self.deliver_here(&ChannelEvent {
+                        app: j.app.clone(),
+                        channel: j.channel.clone(),
+                        except: Some(j.socket),
+                        message: ChannelMessage::MemberAdded(member.clone()),
+                    });
+                }
+                presence_succeeded(j.channel, &join.members)
+            }
+        };
+        // INVARIANT(subscribed-means-receiving): the broker listens and the state recorded the
+        // subscription; only now is `subscription_succeeded` queued, then what was held.
+        // Only this connection's own session leaves its channels, and it is waiting on this
+        // call: the pending join is still there to activate.
+        self.hub
+            .activate(j.app, j.channel, j.socket, [frame::text(first.as_bytes())]);
+        Ok(())
+    }
+
+    /// Unsubscribes a connection (also when it closes), announcing a departed presence member.
+    /// A backend failure is logged: the connection is gone either way, and a cluster backend
+    /// repairs its state when it reconnects.
+    pub(crate) async fn unsubscribe(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        socket: SocketId,
+        member: Option<&PresenceMember>,
+    ) {
+        self.leave_hub(app, channel, socket).await;
+        match member {
+            None => {
+                if let Err(e) = self.state.unsubscribe(app, channel, socket).await {
+                    tracing::warn!(%channel, error = %e, "could not record unsubscribe");
+                }
+            }
+            Some(m) => match self
+                .state
+                .leave_presence(app, channel, socket, &m.user_id)
+                .await
+            {
+                Ok(left) if left.member_removed => self.deliver_here(&ChannelEvent {
+                    app: app.clone(),
+                    channel: channel.clone(),
+                    except: None,
+                    message: ChannelMessage::MemberRemoved {
+                        user_id: m.user_id.clone(),
+                    },
+                }),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(%channel, error = %e, "could not record presence leave"),
+            },
+        }
+    }
+
+    /// Publishes an event to its channel's subscribers on every node.
+    ///
+    /// INVARIANT(others-then-here): the broker tells the other nodes, then this node delivers
+    /// once; brokers never hand a node its own events back.
+    pub async fn publish(&self, event: &ChannelEvent) -> Result<(), BackendError> {
+        self.broker.publish(event).await?;
+        self.deliver_here(event);
+        Ok(())
+    }
+
+    /// Occupied channels of an app whose names start with `prefix`, cluster-wide.
+    pub async fn channels(
+        &self,
+        app: &AppId,
+        prefix: &str,
+    ) -> Result<Vec<(ChannelName, ChannelStats)>, BackendError> {
+        self.state.channels(app, prefix).await
+    }
+
+    /// One channel's counts, cluster-wide.
+    pub async fn channel(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+    ) -> Result<ChannelStats, BackendError> {
+        self.state.channel(app, channel).await
+    }
+
+    /// A presence channel's members, one entry per user, cluster-wide.
+    pub async fn presence_members(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+    ) -> Result<Vec<PresenceMember>, BackendError> {
+        self.state.presence_members(app, channel).await
+    }
+
+    /// Channels with at least one subscriber on this node.
+    pub fn local_channel_count(&self) -> usize {
+        self.hub.channel_count()
+    }
+
+    /// Withdraws the node from the cluster, once its connections have all left.
+    pub(crate) async fn leave_cluster(&self) {
+        self.state.shutdown().await;
+    }
+
+    fn deliver_here(&self, event: &ChannelEvent) {
+        let frame = delivery::frame_of(event);
+        self.hub
+            .deliver(&event.app, &event.channel, &frame, event.except);
+    }
+
+    /// Removes the connection from the hub, and stops listening to the channel when it was
+    /// the last one here.
+    async fn leave_hub(&self, app: &AppId, channel: &ChannelName, socket: SocketId) {
+        if self.hub.leave(app, channel, socket) == Some(LocalTransition::Changed) {
+            let hub = &self.hub;
+            self.listening
+                .release(&*self.broker, app, channel, || {
+                    hub.local_subscribers(app, channel) > 0
+                })
+                .await;
+        }
+    }
+}
+
+/// A presence channel's `subscription_succeeded`, listing its members.
+pub(crate) fn presence_succeeded(channel: &ChannelName, members: &[PresenceMember]) -> String {
+    outbound::presence_subscription_succeeded(
+        channel.as_str(),
+        members
+            .iter()
+            .map(|m| (m.user_id.as_str(), m.user_info.as_deref())),
+    )
+}

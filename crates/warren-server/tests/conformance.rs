@@ -1,0 +1,509 @@
+//! One conformance suite for the cluster seams (`Broker`, `ClusterState`): the same cases run
+//! against every backend. A backend is added with one `conformance!` line at the bottom.
+//!
+//! A fixture connects nodes of one cluster, each with a sink that records what reaches it.
+//! The local backend is a cluster of one: its "nodes" are the same node, so cases about
+//! traffic between nodes check what a single node must do (publish reaches nobody else) and
+//! the node-failure case does not apply.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use warren_protocol::presence::PresenceMember;
+use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
+use warren_server::cluster::local::LocalBackend;
+use warren_server::cluster::redis::{RedisCluster, RedisOptions};
+use warren_server::cluster::{
+    ChannelEvent, ChannelMessage, ChannelStats, ClusterBackend, EventSink, JoinError, Seams,
+};
+
+/// Long enough for a loaded machine; a broken backend fails within it.
+const WAIT: Duration = Duration::from_secs(5);
+/// How long to watch for something that must not arrive.
+const QUIET: Duration = Duration::from_millis(300);
+
+/// Records every event that reaches one node.
+#[derive(Default)]
+struct Recorder {
+    events: Mutex<Vec<ChannelEvent>>,
+    arrived: Notify,
+}
+
+impl EventSink for Recorder {
+    fn deliver(&self, event: &ChannelEvent) {
+        self.events.lock().push(event.clone());
+        self.arrived.notify_waiters();
+    }
+}
+
+impl Recorder {
+    /// Waits until `n` events have arrived and returns them.
+    async fn wait_for(&self, n: usize) -> Vec<ChannelEvent> {
+        let waited = tokio::time::timeout(WAIT, async {
+            loop {
+                let notified = self.arrived.notified();
+                if self.events.lock().len() >= n {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        let events = self.events.lock().clone();
+        assert!(waited.is_ok(), "expected {n} events, got {events:?}");
+        events
+    }
+
+    /// What arrived after a quiet period (for asserting that nothing more does).
+    async fn settled(&self) -> Vec<ChannelEvent> {
+        tokio::time::sleep(QUIET).await;
+        self.events.lock().clone()
+    }
+}
+
+struct TestNode {
+    seams: Seams,
+    sink: Arc<Recorder>,
+    /// Stops the node as a crash would (see [`Fixture::kill`]).
+    halt: Option<RedisCluster>,
+}
+
+/// A backend under test: connects nodes of one cluster.
+#[async_trait]
+trait Fixture: Send + Sync {
+    /// A node of this fixture's cluster.
+    async fn node(&self, id: &str) -> TestNode;
+
+    /// Whether `node` returns separate nodes (false: the backend is a single node).
+    fn separate_nodes(&self) -> bool;
+
+    /// Stops a node without a goodbye; false when the backend has no node to lose.
+    async fn kill(&self, node: TestNode) -> bool;
+}
+
+struct Local {
+    /// Every "node" of a cluster of one is the same node.
+    node: Seams,
+    sink: Arc<Recorder>,
+}
+
+impl Local {
+    async fn new() -> Self {
+        let sink = Arc::new(Recorder::default());
+        let node = LocalBackend.connect(sink.clone()).await.expect("local");
+        Self { node, sink }
+    }
+}
+
+#[async_trait]
+impl Fixture for Local {
+    async fn node(&self, _: &str) -> TestNode {
+        TestNode {
+            seams: Seams {
+                broker: self.node.broker.clone(),
+                state: self.node.state.clone(),
+            },
+            sink: self.sink.clone(),
+            halt: None,
+        }
+    }
+
+    fn separate_nodes(&self) -> bool {
+        false
+    }
+
+    async fn kill(&self, _: TestNode) -> bool {
+        false
+    }
+}
+
+/// Nodes sharing one Redis under a prefix of their own.
+struct Redis {
+    url: String,
+    prefix: String,
+}
+
+impl Redis {
+    fn new() -> Self {
+        Self {
+            url: std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            prefix: format!("conformance-{:08x}", rand::random::<u32>()),
+        }
+    }
+}
+
+#[async_trait]
+impl Fixture for Redis {
+    async fn node(&self, id: &str) -> TestNode {
+        let sink = Arc::new(Recorder::default());
+        let options = RedisOptions {
+            urls: vec![self.url.clone()],
+            prefix: self.prefix.clone(),
+            node_id: id.to_owned(),
+            node_timeout: Duration::from_millis(1000),
+        };
+        let cluster = RedisCluster::connect(options, sink.clone())
+            .await
+            .expect("Redis answers at REDIS_URL (scripts/test.sh starts one)");
+        TestNode {
+            seams: Seams {
+                broker: Arc::new(cluster.clone()),
+                state: Arc::new(cluster.clone()),
+            },
+            sink,
+            halt: Some(cluster),
+        }
+    }
+
+    fn separate_nodes(&self) -> bool {
+        true
+    }
+
+    async fn kill(&self, node: TestNode) -> bool {
+        match node.halt {
+            Some(cluster) => {
+                cluster.halt().await;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+fn app() -> AppId {
+    AppId::parse("app-1").unwrap()
+}
+
+fn channel(name: &str) -> ChannelName {
+    ChannelName::parse(name, 200).unwrap()
+}
+
+fn member(id: &str) -> PresenceMember {
+    PresenceMember {
+        user_id: UserId::parse(id, 128).unwrap(),
+        user_info: Some(Arc::from(format!("{{\"name\":\"{id}\"}}").as_str())),
+    }
+}
+
+fn event(ch: &ChannelName, seq: u32, except: Option<SocketId>) -> ChannelEvent {
+    ChannelEvent {
+        app: app(),
+        channel: ch.clone(),
+        except,
+        message: ChannelMessage::Event {
+            name: EventName::parse("my-event").unwrap(),
+            data: Arc::from(format!("{{\"seq\":{seq}}}").as_str()),
+            user_id: None,
+        },
+    }
+}
+
+mod cases {
+    use super::*;
+
+    /// A publish reaches every other listening node once, with its excepted socket intact,
+    /// and never comes back to the publisher (which delivers locally itself).
+    pub async fn publish_carries_the_excepted_socket(f: impl Fixture) {
+        let (a, b) = (f.node("a").await, f.node("b").await);
+        let ch = channel("news");
+        b.seams.broker.listen(&app(), &ch).await.unwrap();
+        let sent = event(&ch, 1, Some(SocketId::new(7, 8)));
+        a.seams.broker.publish(&sent).await.unwrap();
+        if f.separate_nodes() {
+            assert_eq!(b.sink.wait_for(1).await, [sent]);
+            assert!(a.sink.settled().await.is_empty(), "echoed to the publisher");
+            assert_eq!(b.sink.settled().await.len(), 1, "delivered twice");
+        } else {
+            assert!(
+                a.sink.settled().await.is_empty(),
+                "a single node has no one to tell"
+            );
+        }
+    }
+
+    /// Events of one publisher reach another node in the order they were published.
+    pub async fn one_publisher_keeps_its_order(f: impl Fixture) {
+        if !f.separate_nodes() {
+            return;
+        }
+        let (a, b) = (f.node("a").await, f.node("b").await);
+        let ch = channel("ordered");
+        b.seams.broker.listen(&app(), &ch).await.unwrap();
+        for seq in 0..50 {
+            a.seams
+                .broker
+                .publish(&event(&ch, seq, None))
+                .await
+                .unwrap();
+        }
+        let got = b.sink.wait_for(50).await;
+        let expected: Vec<_> = (0..50).map(|seq| event(&ch, seq, None)).collect();
+        assert_eq!(got, expected);
+    }
+
+    /// A node receives a channel only between `listen` and `unlisten`.
+    pub async fn listen_and_unlisten(f: impl Fixture) {
+        let (a, b) = (f.node("a").await, f.node("b").await);
+        let ch = channel("toggle");
+        a.seams.broker.publish(&event(&ch, 0, None)).await.unwrap();
+        assert!(
+            b.sink.settled().await.is_empty(),
+            "received before listening"
+        );
+        b.seams.broker.check_receiving().unwrap();
+        b.seams.broker.listen(&app(), &ch).await.unwrap();
+        a.seams.broker.publish(&event(&ch, 1, None)).await.unwrap();
+        if f.separate_nodes() {
+            assert_eq!(b.sink.wait_for(1).await, [event(&ch, 1, None)]);
+        }
+        b.seams.broker.unlisten(&app(), &ch).await;
+        a.seams.broker.publish(&event(&ch, 2, None)).await.unwrap();
+        let after = b.sink.settled().await;
+        assert!(
+            !after.contains(&event(&ch, 2, None)),
+            "received after unlisten"
+        );
+    }
+
+    /// Counts are cluster-wide; occupied and vacated are reported once, by the first
+    /// subscribe and the last unsubscribe wherever they happen.
+    pub async fn channel_counts_and_transitions(f: impl Fixture) {
+        let (a, b) = (f.node("a").await, f.node("b").await);
+        let ch = channel("counted");
+        let (s1, s2, s3) = (
+            SocketId::new(1, 1),
+            SocketId::new(2, 2),
+            SocketId::new(3, 3),
+        );
+        let first = a.seams.state.subscribe(&app(), &ch, s1).await.unwrap();
+        assert!(first.transition && first.subscription_count == 1);
+        let second = b.seams.state.subscribe(&app(), &ch, s2).await.unwrap();
+        assert!(!second.transition && second.subscription_count == 2);
+        b.seams.state.subscribe(&app(), &ch, s3).await.unwrap();
+        let stats = a.seams.state.channel(&app(), &ch).await.unwrap();
+        assert_eq!(
+            stats,
+            ChannelStats {
+                subscription_count: 3,
+                user_count: 0
+            }
+        );
+        let listed = b.seams.state.channels(&app(), "count").await.unwrap();
+        assert_eq!(listed, [(ch.clone(), stats)]);
+        assert!(b
+            .seams
+            .state
+            .channels(&app(), "other")
+            .await
+            .unwrap()
+            .is_empty());
+        let left = a.seams.state.unsubscribe(&app(), &ch, s1).await.unwrap();
+        assert!(!left.transition && left.subscription_count == 2);
+        // Leaving twice changes nothing.
+        let again = a.seams.state.unsubscribe(&app(), &ch, s1).await.unwrap();
+        assert!(!again.transition);
+        b.seams.state.unsubscribe(&app(), &ch, s2).await.unwrap();
+        let last = b.seams.state.unsubscribe(&app(), &ch, s3).await.unwrap();
+        assert!(last.transition && last.subscription_count == 0);
+        assert!(a.seams.state.channels(&app(), "").await.unwrap().is_empty());
+    }
+
+    /// Many connections of one user join and leave at once from two nodes: exactly one
+    /// `member_added` and one `member_removed`, and the other node hears each exactly once.
+    pub async fn presence_transitions_happen_once_under_races(f: impl Fixture) {
+        let (a, b) = (f.node("a").await, f.node("b").await);
+        let ch = channel("presence-race");
+        // A third node watches the announcements.
+        let watcher = f.node("watcher").await;
+        watcher.seams.broker.listen(&app(), &ch).await.unwrap();
+        let user = member("u1");
+        let joins = (0..20u64).map(|i| {
+            let node = if i % 2 == 0 { &a } else { &b };
+            let user = &user;
+            let ch = &ch;
+            async move {
+                node.seams
+                    .state
+                    .join_presence(&app(), ch, SocketId::new(10, i), user, 100)
+                    .await
+                    .unwrap()
+            }
+        });
+        let joined = futures_util::future::join_all(joins).await;
+        assert_eq!(joined.iter().filter(|j| j.member_added).count(), 1);
+        assert_eq!(joined.iter().filter(|j| j.change.transition).count(), 1);
+        assert!(joined.iter().all(|j| j.members == [user.clone()]));
+        let stats = a.seams.state.channel(&app(), &ch).await.unwrap();
+        assert_eq!(
+            stats,
+            ChannelStats {
+                subscription_count: 20,
+                user_count: 1
+            }
+        );
+        let leaves = (0..20u64).map(|i| {
+            let node = if i % 2 == 0 { &a } else { &b };
+            let user = &user;
+            let ch = &ch;
+            async move {
+                node.seams
+                    .state
+                    .leave_presence(&app(), ch, SocketId::new(10, i), &user.user_id)
+                    .await
+                    .unwrap()
+            }
+        });
+        let left = futures_util::future::join_all(leaves).await;
+        assert_eq!(left.iter().filter(|l| l.member_removed).count(), 1);
+        assert_eq!(left.iter().filter(|l| l.change.transition).count(), 1);
+        if f.separate_nodes() {
+            let heard = watcher.sink.wait_for(2).await;
+            let kinds: Vec<_> = heard.iter().map(|e| &e.message).collect();
+            assert!(
+                matches!(kinds[..], [ChannelMessage::MemberAdded(ref m), ChannelMessage::MemberRemoved { ref user_id }] if *m == user && *user_id == user.user_id),
+                "{heard:?}"
+            );
+            assert_eq!(watcher.sink.settled().await.len(), 2, "announced twice");
+        }
+    }
+
+    /// The member limit holds cluster-wide however joins race: never more distinct users.
+    pub async fn member_limit_holds_under_races(f: impl Fixture) {
+        let (a, b) = (f.node("a").await, f.node("b").await);
+        let ch = channel("presence-full");
+        let joins = (0..10u64).map(|i| {
+            let node = if i % 2 == 0 { &a } else { &b };
+            let ch = &ch;
+            async move {
+                node.seams
+                    .state
+                    .join_presence(
+                        &app(),
+                        ch,
+                        SocketId::new(20, i),
+                        &member(&format!("u{i}")),
+                        3,
+                    )
+                    .await
+            }
+        });
+        let results = futures_util::future::join_all(joins).await;
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 3);
+        assert!(results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, JoinError::MemberLimit { max: 3 })));
+        let members = a.seams.state.presence_members(&app(), &ch).await.unwrap();
+        assert_eq!(members.len(), 3);
+    }
+
+    /// A node that dies is cleaned up by the others: its subscriptions stop counting and
+    /// its presence members are announced gone, once.
+    pub async fn a_dead_node_is_reaped(f: impl Fixture) {
+        let (a, b) = (f.node("a").await, f.node("b").await);
+        let (plain, presence) = (channel("reaped"), channel("presence-reaped"));
+        b.seams.broker.listen(&app(), &presence).await.unwrap();
+        a.seams
+            .state
+            .subscribe(&app(), &plain, SocketId::new(30, 1))
+            .await
+            .unwrap();
+        a.seams
+            .state
+            .join_presence(&app(), &presence, SocketId::new(30, 2), &member("gone"), 10)
+            .await
+            .unwrap();
+        b.seams
+            .state
+            .join_presence(
+                &app(),
+                &presence,
+                SocketId::new(31, 1),
+                &member("stays"),
+                10,
+            )
+            .await
+            .unwrap();
+        let b_sink = b.sink.clone();
+        if !f.kill(a).await {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let stats = b.seams.state.channel(&app(), &plain).await.unwrap();
+            if stats.subscription_count == 0 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "dead node never reaped"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let members = b
+            .seams
+            .state
+            .presence_members(&app(), &presence)
+            .await
+            .unwrap();
+        assert_eq!(members, [member("stays")]);
+        let heard = b_sink.wait_for(1).await;
+        let removed: Vec<_> = heard
+            .iter()
+            .filter(|e| {
+                matches!(&e.message, ChannelMessage::MemberRemoved { user_id } if user_id.as_str() == "gone")
+            })
+            .collect();
+        assert_eq!(removed.len(), 1, "{heard:?}");
+    }
+}
+
+/// Runs every case against one backend: `conformance!(module_name, fixture expression)`.
+macro_rules! conformance {
+    ($name:ident, $fixture:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test]
+            async fn publish_carries_the_excepted_socket() {
+                cases::publish_carries_the_excepted_socket($fixture).await
+            }
+
+            #[tokio::test]
+            async fn one_publisher_keeps_its_order() {
+                cases::one_publisher_keeps_its_order($fixture).await
+            }
+
+            #[tokio::test]
+            async fn listen_and_unlisten() {
+                cases::listen_and_unlisten($fixture).await
+            }
+
+            #[tokio::test]
+            async fn channel_counts_and_transitions() {
+                cases::channel_counts_and_transitions($fixture).await
+            }
+
+            #[tokio::test]
+            async fn presence_transitions_happen_once_under_races() {
+                cases::presence_transitions_happen_once_under_races($fixture).await
+            }
+
+            #[tokio::test]
+            async fn member_limit_holds_under_races() {
+                cases::member_limit_holds_under_races($fixture).await
+            }
+
+            #[tokio::test]
+            async fn a_dead_node_is_reaped() {
+                cases::a_dead_node_is_reaped($fixture).await
+            }
+        }
+    };
+}
+
+conformance!(local, Local::new().await);
+conformance!(redis, Redis::new());
