@@ -1,100 +1,35 @@
 //! The client against a real Warren server in-process, with real WebSocket subscribers.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use serde_json::json;
 use warren_client::{
     ApiError, BatchEvent, ChannelAttribute, ChannelsQuery, Client, ClientConfig, PresenceData,
     TriggerOptions,
 };
-mod common;
-
-use common::{start, start_with, TestServer, KEY, MASTER_KEY, WAIT};
-
-const APP_ID: &str = "app-id";
-const SECRET: &str = "app-secret";
-
-fn config_for(addr: SocketAddr) -> ClientConfig {
-    ClientConfig::new(format!("http://{addr}"), APP_ID, KEY, SECRET)
-        .with_encryption_master_key(MASTER_KEY)
-}
-
-fn client(server: &TestServer) -> Client {
-    Client::new(config_for(server.addr)).expect("valid config")
-}
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-struct Socket {
-    ws: Ws,
-    id: String,
-}
-
-async fn connect(server: &TestServer) -> Socket {
-    let url = format!(
-        "ws://{}/app/{KEY}?protocol=7&client=js&version=8.4.0",
-        server.addr
-    );
-    let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-        .await
-        .expect("handshake in time")
-        .expect("handshake succeeds");
-    let established = recv(&mut ws).await;
-    assert_eq!(established["event"], "pusher:connection_established");
-    let data: Value = serde_json::from_str(established["data"].as_str().expect("data string"))
-        .expect("data is JSON");
-    let id = data["socket_id"].as_str().expect("socket_id").to_owned();
-    Socket { ws, id }
-}
-
-async fn recv(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a message in time")
-            .expect("stream open")
-            .expect("valid frame");
-        match msg {
-            Message::Text(t) => return serde_json::from_str(&t).expect("server sends JSON"),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected a text message, got {other:?}"),
-        }
-    }
-}
-
-async fn assert_silent(ws: &mut Ws) {
-    if let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(300), ws.next()).await {
-        panic!("expected silence, got {msg:?}");
-    }
-}
+use warren_testkit::api::{api_client, api_config};
+use warren_testkit::net::free_port;
+use warren_testkit::proxy::counting_proxy;
+use warren_testkit::server::{start, start_with};
+use warren_testkit::ws::{connect, Socket};
+use warren_testkit::{Endpoint, APP_ID, KEY, SECRET, WAIT};
 
 /// Subscribes, signing with the client's auth helper where the channel needs it.
 async fn subscribe(socket: &mut Socket, client: &Client, channel: &str, user: Option<&str>) {
-    let mut data = json!({ "channel": channel });
+    let (mut auth, mut channel_data) = (None, None);
     if channel.starts_with("private-") || channel.starts_with("presence-") {
         let member = user.map(|id| PresenceData::new(id, Some(json!({ "name": id }))));
-        let auth = client
-            .authorize_channel(&socket.id, channel, member.as_ref())
+        let signed = client
+            .authorize_channel(&socket.socket_id, channel, member.as_ref())
             .expect("authorizes");
-        data["auth"] = json!(auth.auth);
-        if let Some(channel_data) = auth.channel_data {
-            data["channel_data"] = json!(channel_data);
-        }
+        auth = Some(signed.auth);
+        channel_data = signed.channel_data;
     }
-    let frame = json!({ "event": "pusher:subscribe", "data": data }).to_string();
-    socket
-        .ws
-        .send(Message::Text(frame.into()))
-        .await
-        .expect("sends");
-    let answer = recv(&mut socket.ws).await;
+    let answer = socket
+        .subscribe_with(channel, auth.as_deref(), channel_data.as_deref())
+        .await;
     assert_eq!(
         answer["event"], "pusher_internal:subscription_succeeded",
         "{answer}"
@@ -115,7 +50,7 @@ fn status_of(result: Result<impl std::fmt::Debug, ApiError>) -> (u16, String) {
 #[tokio::test]
 async fn trigger_delivers_json_and_string_data_and_excludes_the_socket_id() {
     let server = start().await;
-    let client = client(&server);
+    let client = api_client(&server);
     let mut a = connect(&server).await;
     let mut b = connect(&server).await;
     subscribe(&mut a, &client, "news", None).await;
@@ -132,7 +67,7 @@ async fn trigger_delivers_json_and_string_data_and_excludes_the_socket_id() {
         .expect("triggers");
     assert!(result.channels.is_empty());
     for socket in [&mut a, &mut b] {
-        let event = recv(&mut socket.ws).await;
+        let event = socket.recv().await;
         assert_eq!(
             event,
             json!({"event": "update", "channel": "news", "data": "{\"x\":1}"})
@@ -140,22 +75,22 @@ async fn trigger_delivers_json_and_string_data_and_excludes_the_socket_id() {
     }
 
     let options = TriggerOptions {
-        socket_id: Some(a.id.clone()),
+        socket_id: Some(a.socket_id.clone()),
         ..Default::default()
     };
     client
         .trigger(vec!["news".to_string()], "note", "plain text", options)
         .await
         .expect("triggers");
-    let event = recv(&mut b.ws).await;
+    let event = b.recv().await;
     assert_eq!(event["data"], "plain text");
-    assert_silent(&mut a.ws).await;
+    a.assert_silent().await;
 }
 
 #[tokio::test]
 async fn trigger_returns_requested_channel_info() {
     let server = start().await;
-    let client = client(&server);
+    let client = api_client(&server);
     let mut a = connect(&server).await;
     let mut b = connect(&server).await;
     subscribe(&mut a, &client, "presence-room", Some("1")).await;
@@ -188,7 +123,7 @@ async fn trigger_returns_requested_channel_info() {
 #[tokio::test]
 async fn trigger_batch_delivers_every_event() {
     let server = start().await;
-    let client = client(&server);
+    let client = api_client(&server);
     let mut a = connect(&server).await;
     subscribe(&mut a, &client, "one", None).await;
     subscribe(&mut a, &client, "two", None).await;
@@ -205,12 +140,12 @@ async fn trigger_batch_delivers_every_event() {
     assert_eq!(result.batch.len(), 2);
     assert_eq!(result.batch[0].subscription_count, None);
     assert_eq!(result.batch[1].subscription_count, Some(1));
-    let first = recv(&mut a.ws).await;
+    let first = a.recv().await;
     assert_eq!(
         first,
         json!({"event": "first", "channel": "one", "data": "{\"n\":1}"})
     );
-    let second = recv(&mut a.ws).await;
+    let second = a.recv().await;
     assert_eq!(
         second,
         json!({"event": "second", "channel": "two", "data": "text"})
@@ -233,7 +168,7 @@ async fn trigger_batch_delivers_every_event() {
 #[tokio::test]
 async fn channels_channel_and_users_report_subscriptions() {
     let server = start().await;
-    let client = client(&server);
+    let client = api_client(&server);
     let mut a = connect(&server).await;
     let mut b = connect(&server).await;
     subscribe(&mut a, &client, "presence-room", Some("alice")).await;
@@ -318,7 +253,7 @@ async fn channels_channel_and_users_report_subscriptions() {
 #[tokio::test]
 async fn user_endpoints_are_accepted() {
     let server = start().await;
-    let client = client(&server);
+    let client = api_client(&server);
     client
         .terminate_user_connections("42")
         .await
@@ -334,10 +269,10 @@ async fn user_endpoints_are_accepted() {
 #[tokio::test]
 async fn encrypted_channel_auth_is_accepted_by_the_server() {
     let server = start().await;
-    let client = client(&server);
+    let client = api_client(&server);
     let mut a = connect(&server).await;
     let auth = client
-        .authorize_channel(&a.id, "private-encrypted-vault", None)
+        .authorize_channel(&a.socket_id, "private-encrypted-vault", None)
         .expect("authorizes");
     assert!(auth.shared_secret.is_some());
     subscribe(&mut a, &client, "private-encrypted-vault", None).await;
@@ -351,7 +286,7 @@ async fn encrypted_channel_auth_is_accepted_by_the_server() {
         )
         .await
         .expect("triggers");
-    let event = recv(&mut a.ws).await;
+    let event = a.recv().await;
     assert_eq!(event["data"], payload.to_string());
 }
 
@@ -367,7 +302,7 @@ async fn server_errors_keep_status_and_message() {
     .await;
 
     let wrong_secret = Client::new(ClientConfig::new(
-        format!("http://{}", server.addr),
+        server.http_url(),
         APP_ID,
         KEY,
         "not-the-secret",
@@ -378,7 +313,7 @@ async fn server_errors_keep_status_and_message() {
     assert!(message.starts_with("Invalid signature"), "{message}");
 
     let wrong_key = Client::new(ClientConfig::new(
-        format!("http://{}", server.addr),
+        server.http_url(),
         APP_ID,
         "other-key",
         SECRET,
@@ -387,13 +322,8 @@ async fn server_errors_keep_status_and_message() {
     let (status, _) = status_of(wrong_key.channel("x", &[]).await);
     assert_eq!(status, 401);
 
-    let unknown = Client::new(ClientConfig::new(
-        format!("http://{}", server.addr),
-        "nope",
-        KEY,
-        SECRET,
-    ))
-    .expect("valid config");
+    let unknown = Client::new(ClientConfig::new(server.http_url(), "nope", KEY, SECRET))
+        .expect("valid config");
     let e = unknown
         .trigger(["c"], "e", "d", TriggerOptions::default())
         .await
@@ -404,7 +334,7 @@ async fn server_errors_keep_status_and_message() {
     assert_eq!(e.body(), Some("Unknown app: nope\n"));
 
     let disabled = Client::new(ClientConfig::new(
-        format!("http://{}", server.addr),
+        server.http_url(),
         "off",
         "off-key",
         SECRET,
@@ -413,7 +343,7 @@ async fn server_errors_keep_status_and_message() {
     let (status, _) = status_of(disabled.users("presence-x").await);
     assert_eq!(status, 403);
 
-    let client = client(&server);
+    let client = api_client(&server);
     let big = "x".repeat(11 * 1024);
     let (status, message) = status_of(
         client
@@ -440,11 +370,8 @@ async fn server_errors_keep_status_and_message() {
 #[tokio::test]
 async fn transport_failures_and_timeouts_are_reported() {
     // Nothing listens on a port that was just freed.
-    let addr = {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-        listener.local_addr().expect("address")
-    };
-    let client = Client::new(config_for(addr)).expect("valid config");
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let client = Client::new(api_config(&addr)).expect("valid config");
     let e = client.users("presence-x").await.unwrap_err();
     assert!(matches!(e, ApiError::Transport(_)), "{e}");
     assert_eq!(e.status(), None);
@@ -454,7 +381,9 @@ async fn transport_failures_and_timeouts_are_reported() {
     );
 
     // A server that accepts and never answers.
-    let silent = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
     let addr = silent.local_addr().expect("address");
     let hold = tokio::spawn(async move {
         let mut held = Vec::new();
@@ -462,7 +391,7 @@ async fn transport_failures_and_timeouts_are_reported() {
             held.push(stream);
         }
     });
-    let client = Client::new(config_for(addr).with_timeout(Duration::from_millis(300)))
+    let client = Client::new(api_config(&addr).with_timeout(Duration::from_millis(300)))
         .expect("valid config");
     let started = Instant::now();
     let e = client.users("presence-x").await.unwrap_err();
@@ -471,30 +400,11 @@ async fn transport_failures_and_timeouts_are_reported() {
     hold.abort();
 }
 
-/// Forwards connections to `target`, counting them.
-async fn counting_proxy(target: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let addr = listener.local_addr().expect("address");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                if let Ok(mut outbound) = TcpStream::connect(target).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
-    });
-    (addr, accepted)
-}
-
 #[tokio::test]
 async fn one_connection_serves_many_requests() {
     let server = start().await;
     let (proxy, accepted) = counting_proxy(server.addr).await;
-    let client = Client::new(config_for(proxy)).expect("valid config");
+    let client = Client::new(api_config(&proxy)).expect("valid config");
     let clone = client.clone();
     for i in 0..25 {
         let c = if i % 2 == 0 { &client } else { &clone };

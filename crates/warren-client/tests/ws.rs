@@ -6,29 +6,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use warren_client::ws::{
     Backoff, ChannelAuthRequest, ConnectionState, Event, HttpAuthorizer, LocalAuthorizer,
     SubscriptionState, WsClient, WsConfig, WsError,
 };
-use warren_client::{ChannelAuth, Client, ClientConfig, PresenceData, TriggerOptions};
-mod common;
-
-use common::{start, start_with, KEY, MASTER_KEY, WAIT};
-
-fn api(addr: SocketAddr) -> Client {
-    Client::new(
-        ClientConfig::new(format!("http://{addr}"), "app-id", KEY, "app-secret")
-            .with_encryption_master_key(MASTER_KEY),
-    )
-    .expect("valid config")
-}
+use warren_client::{ChannelAuth, PresenceData, TriggerOptions};
+use warren_testkit::api::api_client;
+use warren_testkit::fake::{close_with, fake_server};
+use warren_testkit::net::free_port;
+use warren_testkit::server::{start, start_with};
+use warren_testkit::ws::SILENCE;
+use warren_testkit::{KEY, MASTER_KEY, WAIT};
 
 fn fast_backoff() -> Backoff {
     Backoff {
@@ -45,7 +38,7 @@ fn config(addr: SocketAddr) -> WsConfig {
 
 /// A config that signs locally as `user` (presence) and signs users in as `user`.
 fn config_as(addr: SocketAddr, user: &str) -> WsConfig {
-    let auth = LocalAuthorizer::new(api(addr))
+    let auth = LocalAuthorizer::new(api_client(&addr))
         .with_presence(PresenceData::new(user, Some(json!({ "name": user }))))
         .with_user_data(json!({ "id": user }));
     config(addr)
@@ -71,7 +64,7 @@ async fn next_named(rx: &mut mpsc::UnboundedReceiver<Event>, name: &str) -> Even
 }
 
 async fn assert_no_event(rx: &mut mpsc::UnboundedReceiver<Event>) {
-    if let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
+    if let Ok(Some(e)) = tokio::time::timeout(SILENCE, rx.recv()).await {
         panic!("expected no event, got {e:?}");
     }
 }
@@ -107,9 +100,7 @@ async fn unknown_key_fails_without_retrying() {
 
 #[tokio::test]
 async fn refused_connection_is_an_error() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let addr = listener.local_addr().expect("addr");
-    drop(listener);
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let err = WsClient::connect(config(addr))
         .await
         .expect_err("nothing listens");
@@ -136,7 +127,7 @@ async fn public_events_arrive_decoded() {
         "pusher:subscription_succeeded"
     );
 
-    let http = api(server.addr);
+    let http = api_client(&server);
     http.trigger(
         ["news"],
         "update",
@@ -175,7 +166,7 @@ async fn public_events_arrive_decoded() {
 async fn private_channels_with_local_and_endpoint_authorization() {
     let server = start().await;
     // An application auth endpoint as pusher-js expects it: form POST, JSON answer.
-    let signer = api(server.addr);
+    let signer = api_client(&server);
     let calls = Arc::new(AtomicUsize::new(0));
     let seen = calls.clone();
     let app = axum::Router::new().route(
@@ -227,7 +218,7 @@ async fn private_channels_with_local_and_endpoint_authorization() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 
     let mut a_events = a.events();
-    api(server.addr)
+    api_client(&server)
         .trigger(
             ["private-orders"],
             "created",
@@ -432,7 +423,7 @@ async fn encrypted_channel_events_are_decrypted() {
     let b64 = base64::engine::general_purpose::STANDARD;
     let sealed =
         json!({"nonce": b64.encode(nonce), "ciphertext": b64.encode(&ciphertext)}).to_string();
-    let http = api(server.addr);
+    let http = api_client(&server);
     http.trigger(
         ["private-encrypted-vault"],
         "secret",
@@ -508,7 +499,7 @@ async fn reconnects_and_resubscribes_after_a_server_restart() {
         ch.wait_subscribed(WAIT).await.expect("subscribed again");
     }
     assert_eq!(presence.members().expect("members").ids(), ["u1"]);
-    let http = api(second.addr);
+    let http = api_client(&second);
     http.trigger(
         ["news", "private-news", "presence-news"],
         "after",
@@ -600,49 +591,6 @@ async fn answers_server_pings_and_pings_when_idle() {
         ids,
         "no reconnects"
     );
-}
-
-/// A scripted server: each accepted connection runs `script` with its index.
-async fn fake_server<F, Fut>(script: F) -> SocketAddr
-where
-    F: Fn(usize, tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> Fut
-        + Send
-        + Sync
-        + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let mut n = 0;
-        while let Ok((stream, _)) = listener.accept().await {
-            if let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await {
-                let established = json!({
-                    "event": "pusher:connection_established",
-                    "data": json!({"socket_id": format!("1.{n}"), "activity_timeout": 120}).to_string(),
-                });
-                if ws
-                    .send(Message::text(established.to_string()))
-                    .await
-                    .is_ok()
-                {
-                    tokio::spawn(script(n, ws));
-                }
-            }
-            n += 1;
-        }
-    });
-    addr
-}
-
-async fn close_with(mut ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, code: u16) {
-    let _ = ws
-        .close(Some(CloseFrame {
-            code: CloseCode::from(code),
-            reason: "scripted".into(),
-        }))
-        .await;
-    while let Some(Ok(_)) = ws.next().await {}
 }
 
 #[tokio::test]

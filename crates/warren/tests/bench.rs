@@ -1,23 +1,24 @@
 //! `warren bench` against a `warren serve --port 0` child: a short run must deliver every
 //! event exactly once. Correctness only: nothing here depends on timing figures.
 
-use std::process::Command;
-
 use serde_json::Value;
+use warren_testkit::net::free_port;
+use warren_testkit::process::{Served, Warren};
 
-mod common;
-
-use common::Served;
+fn warren() -> Warren {
+    Warren::at(env!("CARGO_BIN_EXE_warren"))
+}
 
 fn serve() -> Served {
-    Served::start(&[], &[])
+    warren().serve(&[], &[])
 }
 
 /// Runs `warren bench --json` with `extra` flags; returns the exit code and the summary.
 fn bench(served: &Served, extra: &[&str]) -> (i32, Value, String) {
-    let url = format!("http://127.0.0.1:{}", served.port);
+    let url = served.url();
     let pid = served.child.id().to_string();
-    let output = Command::new(env!("CARGO_BIN_EXE_warren"))
+    let output = warren()
+        .command()
         .args([
             "bench",
             "--url",
@@ -135,12 +136,9 @@ fn private_and_presence_channels_with_batches_and_source_addresses() {
 #[test]
 fn failures_exit_non_zero_and_bad_flags_are_explained() {
     // Nothing listens: every connection fails.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
-    let url = format!("http://127.0.0.1:{port}");
-    let output = Command::new(env!("CARGO_BIN_EXE_warren"))
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let output = warren()
+        .command()
         .args([
             "bench",
             "--url",
@@ -160,7 +158,8 @@ fn failures_exit_non_zero_and_bad_flags_are_explained() {
     assert!(stdout.contains("0 ok, 3 failed"), "{stdout}");
 
     // More connections than open files allow.
-    let output = Command::new(env!("CARGO_BIN_EXE_warren"))
+    let output = warren()
+        .command()
         .args(["bench", "--url", &url, "--connections", "100000000"])
         .output()
         .expect("runs");

@@ -3,8 +3,10 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
+use warren_testkit::process::Warren;
+
 fn warren() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_warren"))
+    Warren::at(env!("CARGO_BIN_EXE_warren")).command()
 }
 
 fn repo_file(name: &str) -> std::path::PathBuf {

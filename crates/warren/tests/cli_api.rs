@@ -1,27 +1,18 @@
 //! `warren trigger`, `channels`, `channel` and `users` against a `warren serve` child process.
 
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::time::Duration;
+use std::process::Output;
 
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::{self, Message};
-use warren_client::{Client, ClientConfig, PresenceData};
+use warren_testkit::process::{Served, Warren};
+use warren_testkit::ws::{connect, presence_data};
 
-const KEY: &str = "app-key";
-const SECRET: &str = "app-secret";
-
-fn warren() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_warren"))
+fn warren() -> Warren {
+    Warren::at(env!("CARGO_BIN_EXE_warren"))
 }
 
-mod common;
-
-use common::Served;
-
 fn serve(extra: &[&str]) -> Served {
-    Served::start(extra, &[])
+    warren().serve(extra, &[])
 }
 
 /// Runs `warren ARGS` and returns (exit code, stdout, stderr).
@@ -30,7 +21,7 @@ fn run(args: &[&str]) -> (i32, String, String) {
         status,
         stdout,
         stderr,
-    } = warren().args(args).output().expect("runs");
+    } = warren().command().args(args).output().expect("runs");
     (
         status.code().unwrap_or(-1),
         String::from_utf8_lossy(&stdout).into_owned(),
@@ -48,66 +39,12 @@ fn json_of(out: &str) -> Value {
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
 
-type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
-
-struct Socket {
-    ws: Ws,
-    id: String,
-}
-
-fn recv(ws: &mut Ws) -> Value {
-    loop {
-        match ws.read().expect("reads a message") {
-            Message::Text(t) => return serde_json::from_str(&t).expect("JSON"),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected text, got {other:?}"),
-        }
-    }
-}
-
-fn connect(served: &Served) -> Socket {
-    let url = format!("ws://127.0.0.1:{}/app/{KEY}?protocol=7", served.port);
-    let (mut ws, _) = tungstenite::connect(url).expect("connects");
-    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
-        s.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-    }
-    let established = recv(&mut ws);
-    let data: Value =
-        serde_json::from_str(established["data"].as_str().expect("data")).expect("JSON");
-    let id = data["socket_id"].as_str().expect("socket_id").to_owned();
-    Socket { ws, id }
-}
-
-fn subscribe(socket: &mut Socket, served: &Served, channel: &str, user: Option<&str>) {
-    let signer =
-        Client::new(ClientConfig::new(served.url(), "app-id", KEY, SECRET)).expect("client");
-    let mut data = json!({ "channel": channel });
-    if let Some(user) = user {
-        let auth = signer
-            .authorize_channel(&socket.id, channel, Some(&PresenceData::new(user, None)))
-            .expect("signs");
-        data["auth"] = json!(auth.auth);
-        data["channel_data"] = json!(auth.channel_data);
-    }
-    socket
-        .ws
-        .send(Message::Text(
-            json!({"event": "pusher:subscribe", "data": data})
-                .to_string()
-                .into(),
-        ))
-        .expect("sends");
-    let answer = recv(&mut socket.ws);
-    assert_eq!(answer["event"], "pusher_internal:subscription_succeeded");
-}
-
-#[test]
-fn trigger_publishes_and_reports() {
+#[tokio::test]
+async fn trigger_publishes_and_reports() {
     let served = serve(&[]);
     let url = served.url();
-    let mut sub = connect(&served);
-    subscribe(&mut sub, &served, "news", None);
+    let mut sub = connect(&served).await;
+    sub.subscribed("news", None).await;
 
     let out = run_ok(&[
         "trigger",
@@ -124,7 +61,7 @@ fn trigger_publishes_and_reports() {
         out.contains(r#"Triggered "update" on 1 channel: news"#),
         "{out}"
     );
-    let event = recv(&mut sub.ws);
+    let event = sub.recv().await;
     assert_eq!(
         event,
         json!({"event": "update", "channel": "news", "data": "{\"x\":1}"})
@@ -150,7 +87,7 @@ fn trigger_publishes_and_reports() {
         json_of(&out),
         json!({"channels": {"news": {"subscription_count": 1}, "other": {"subscription_count": 0}}})
     );
-    assert_eq!(recv(&mut sub.ws)["data"], "plain");
+    assert_eq!(sub.recv().await["data"], "plain");
 
     // --socket-id excludes that connection.
     run_ok(&[
@@ -162,7 +99,7 @@ fn trigger_publishes_and_reports() {
         "--event",
         "skip",
         "--socket-id",
-        &sub.id,
+        &sub.socket_id,
     ]);
     run_ok(&[
         "trigger",
@@ -173,18 +110,20 @@ fn trigger_publishes_and_reports() {
         "--event",
         "after",
     ]);
-    let next = recv(&mut sub.ws);
+    let next = sub.recv().await;
     assert_eq!(next["event"], "after", "the excluded event was delivered");
     assert_eq!(next["data"], "{}", "--data defaults to {{}}");
 }
 
-#[test]
-fn channels_channel_and_users_print_summaries_and_json() {
+#[tokio::test]
+async fn channels_channel_and_users_print_summaries_and_json() {
     let served = serve(&[]);
     let url = served.url();
-    let mut alice = connect(&served);
-    subscribe(&mut alice, &served, "presence-room", Some("alice"));
-    subscribe(&mut alice, &served, "news", None);
+    let mut alice = connect(&served).await;
+    alice
+        .subscribed("presence-room", Some(&presence_data(json!("alice"), None)))
+        .await;
+    alice.subscribed("news", None).await;
 
     let out = run_ok(&["channels", "--url", &url]);
     assert!(out.starts_with("2 occupied channels:"), "{out}");
@@ -327,6 +266,7 @@ fn credentials_and_address_come_from_the_configuration() {
     assert_eq!(out.trim(), "x: not occupied");
     // A WARREN_* override changes the secret the CLI signs with.
     let output = warren()
+        .command()
         .args(["channels", "--config", config, "--port", &port])
         .env("WARREN_APPS__0__SECRET", "overridden")
         .output()

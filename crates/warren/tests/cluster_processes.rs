@@ -4,46 +4,22 @@
 //! The shared Redis comes from `REDIS_URL` (default redis://127.0.0.1:6379, with a unique key
 //! prefix per test); the Redis-restart test starts its own `redis-server` on a free port.
 
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use warren_client::{Client, ClientConfig};
-use warren_protocol::auth::sign_channel;
+use serde_json::json;
+use warren_client::Client;
+use warren_testkit::api::api_client;
+use warren_testkit::process::{Served, Warren};
+use warren_testkit::redis::{cli, cli_ok, shared_url, unique_prefix, RedisServer};
+use warren_testkit::ws::{connect, handshake, presence_data, SILENCE};
+use warren_testkit::{Endpoint, WAIT};
 
-const KEY: &str = "app-key";
-const SECRET: &str = "app-secret";
-const WAIT: Duration = Duration::from_secs(5);
 /// The node timeout these tests run with; the bound a dead node is cleaned up within.
 const NODE_TIMEOUT_MS: u64 = 2000;
 
-fn shared_redis() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{tag}{}x{nanos:x}", std::process::id())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-mod common;
-
 /// A cluster node: `warren serve` with the Redis backend.
-struct Node(common::Served);
+struct Node(Served);
 
 impl Node {
     fn start(redis_url: &str, prefix: &str, node_id: &str) -> Node {
@@ -52,7 +28,7 @@ impl Node {
 
     fn with_role(redis_url: &str, prefix: &str, node_id: &str, role: &str) -> Node {
         let timeout = NODE_TIMEOUT_MS.to_string();
-        Node(common::Served::start(
+        Node(Warren::at(env!("CARGO_BIN_EXE_warren")).serve(
             &[],
             &[
                 ("WARREN_CLUSTER__BACKEND", "redis"),
@@ -65,140 +41,18 @@ impl Node {
         ))
     }
 
-    fn port(&self) -> u16 {
-        self.0.port
-    }
-
     fn kill9(&mut self) {
         self.0.kill9();
     }
 
     fn api(&self) -> Client {
-        Client::new(ClientConfig::new(self.0.url(), "app-id", KEY, SECRET)).expect("client")
+        api_client(self)
     }
 }
 
-/// A `redis-server` of the test's own, on a fixed port so it can be restarted in place.
-struct OwnRedis {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl OwnRedis {
-    fn start(port: u16) -> OwnRedis {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (the test command installs it)");
-        let deadline = Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        OwnRedis {
-            child: Some(child),
-            port,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-struct Conn {
-    ws: Ws,
-    socket_id: String,
-}
-
-impl Conn {
-    async fn open(node: &Node) -> Conn {
-        let url = format!("ws://127.0.0.1:{}/app/{KEY}?protocol=7", node.port());
-        let (mut ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("connects");
-        let est = next_json(&mut ws).await;
-        let data: Value = serde_json::from_str(est["data"].as_str().expect("data")).expect("json");
-        let socket_id = data["socket_id"].as_str().expect("socket id").to_owned();
-        Conn { ws, socket_id }
-    }
-
-    async fn subscribe(&mut self, channel: &str, channel_data: Option<Value>) -> Value {
-        let cd = channel_data.map(|v| v.to_string());
-        let auth = if channel.starts_with("presence-") || channel.starts_with("private-") {
-            sign_channel(KEY, SECRET, &self.socket_id, channel, cd.as_deref())
-        } else {
-            String::new()
-        };
-        let mut data = json!({"channel": channel, "auth": auth});
-        if let Some(cd) = cd {
-            data["channel_data"] = json!(cd);
-        }
-        let msg = json!({"event":"pusher:subscribe","data":data}).to_string();
-        self.ws.send(Message::text(msg)).await.expect("send");
-        let reply = self.next().await;
-        assert_eq!(
-            reply["event"], "pusher_internal:subscription_succeeded",
-            "{reply}"
-        );
-        reply
-    }
-
-    async fn next(&mut self) -> Value {
-        next_json(&mut self.ws).await
-    }
-
-    /// The next message with this event name, skipping others (e.g. repeated member_added
-    /// announcements after a re-registration).
-    async fn next_event(&mut self, event: &str, within: Duration) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let msg = tokio::time::timeout(left, self.next())
-                .await
-                .unwrap_or_else(|_| panic!("no {event} within {within:?}"));
-            if msg["event"] == event {
-                return msg;
-            }
-        }
-    }
-}
-
-async fn next_json(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(15), ws.next())
-            .await
-            .expect("a message in time")
-            .expect("open")
-            .expect("frame");
-        if let Message::Text(t) = msg {
-            return serde_json::from_str(&t).expect("json");
-        }
+impl Endpoint for Node {
+    fn addr(&self) -> SocketAddr {
+        self.0.addr()
     }
 }
 
@@ -210,23 +64,28 @@ fn user_ids(v: &[String]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_a_node_removes_its_members_within_the_bound() {
-    let prefix = unique("k9");
-    let a = Node::start(&shared_redis(), &prefix, "node-a");
-    let mut b = Node::start(&shared_redis(), &prefix, "node-b");
+    let prefix = unique_prefix("k9");
+    let a = Node::start(&shared_url(), &prefix, "node-a");
+    let mut b = Node::start(&shared_url(), &prefix, "node-b");
 
-    let mut alice = Conn::open(&a).await;
+    let mut alice = connect(&a).await;
     alice
-        .subscribe("presence-room", Some(json!({"user_id":"alice"})))
+        .subscribed("presence-room", Some(&presence_data(json!("alice"), None)))
         .await;
-    let mut bob = Conn::open(&b).await;
+    let mut bob = connect(&b).await;
     let ok = bob
-        .subscribe("presence-room", Some(json!({"user_id":"bob"})))
+        .subscribed("presence-room", Some(&presence_data(json!("bob"), None)))
         .await;
-    assert!(ok["data"].as_str().unwrap_or("").contains("alice"));
+    assert!(
+        ok["presence"]["ids"]
+            .as_array()
+            .is_some_and(|ids| ids.contains(&json!("alice"))),
+        "{ok}"
+    );
     let added = alice.next_event("pusher_internal:member_added", WAIT).await;
     assert!(added["data"].as_str().unwrap_or("").contains("bob"));
     // Cross-node delivery works before the kill, through either node's API.
-    bob.subscribe("news", None).await;
+    bob.subscribed("news", None).await;
     a.api()
         .trigger(["news"], "e", &json!("via a"), Default::default())
         .await
@@ -270,16 +129,16 @@ async fn kill_9_of_a_node_removes_its_members_within_the_bound() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_is_survived_and_state_is_registered_again() {
-    let mut redis = OwnRedis::start(free_port());
-    let prefix = unique("rr");
+    let mut redis = RedisServer::start();
+    let prefix = unique_prefix("rr");
     let a = Node::start(&redis.url(), &prefix, "node-a");
     let b = Node::start(&redis.url(), &prefix, "node-b");
-    let mut alice = Conn::open(&a).await;
+    let mut alice = connect(&a).await;
     alice
-        .subscribe("presence-r", Some(json!({"user_id":"alice"})))
+        .subscribed("presence-r", Some(&presence_data(json!("alice"), None)))
         .await;
-    let mut bob = Conn::open(&b).await;
-    bob.subscribe("presence-r", Some(json!({"user_id":"bob"})))
+    let mut bob = connect(&b).await;
+    bob.subscribed("presence-r", Some(&presence_data(json!("bob"), None)))
         .await;
     alice.next_event("pusher_internal:member_added", WAIT).await;
 
@@ -299,7 +158,7 @@ async fn a_redis_restart_is_survived_and_state_is_registered_again() {
     );
 
     // Redis comes back empty; the nodes reconnect, resubscribe and register their state again.
-    let _redis = OwnRedis::start(redis.port);
+    redis.restart();
     let restarted = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -341,17 +200,13 @@ async fn a_redis_restart_is_survived_and_state_is_registered_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_client_events_and_counts_across_processes() {
-    let prefix = unique("ro");
-    let push = Node::with_role(&shared_redis(), &prefix, "push-1", "push");
-    let all = Node::with_role(&shared_redis(), &prefix, "all-1", "all");
-    let api = Node::with_role(&shared_redis(), &prefix, "api-1", "api");
+    let prefix = unique_prefix("ro");
+    let push = Node::with_role(&shared_url(), &prefix, "push-1", "push");
+    let all = Node::with_role(&shared_url(), &prefix, "all-1", "all");
+    let api = Node::with_role(&shared_url(), &prefix, "api-1", "api");
 
     // The api node takes no WebSocket clients; the push node serves no API.
-    let refused = tokio_tungstenite::connect_async(format!(
-        "ws://127.0.0.1:{}/app/{KEY}?protocol=7",
-        api.port()
-    ))
-    .await;
+    let refused = handshake(&api, "/app/app-key?protocol=7").await;
     assert!(refused.is_err(), "an api node accepted a WebSocket");
     let err = push
         .api()
@@ -361,13 +216,13 @@ async fn roles_client_events_and_counts_across_processes() {
     assert_eq!(err.status(), Some(404), "{err}");
 
     // Client events cross from the push node to the all node, and are not echoed.
-    let mut alice = Conn::open(&push).await;
-    let mut bob = Conn::open(&all).await;
-    alice.subscribe("private-chat", None).await;
-    bob.subscribe("private-chat", None).await;
-    let event = json!({"event":"client-typing","channel":"private-chat","data":{"who":"alice"}})
-        .to_string();
-    alice.ws.send(Message::text(event)).await.expect("send");
+    let mut alice = connect(&push).await;
+    let mut bob = connect(&all).await;
+    alice.subscribed("private-chat", None).await;
+    bob.subscribed("private-chat", None).await;
+    alice
+        .send(json!({"event":"client-typing","channel":"private-chat","data":{"who":"alice"}}))
+        .await;
     let got = bob.next_event("client-typing", WAIT).await;
     assert_eq!(got["data"], json!({"who":"alice"}).to_string());
 
@@ -401,34 +256,24 @@ async fn roles_client_events_and_counts_across_processes() {
 /// still connected (no member_removed, members intact, delivery working).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_connections_are_rebuilt_without_losing_anyone() {
-    let redis = OwnRedis::start(free_port());
-    let prefix = unique("cut");
+    let redis = RedisServer::start();
+    let prefix = unique_prefix("cut");
     let a = Node::start(&redis.url(), &prefix, "node-a");
     let b = Node::start(&redis.url(), &prefix, "node-b");
-    let mut alice = Conn::open(&a).await;
+    let mut alice = connect(&a).await;
     alice
-        .subscribe("presence-c", Some(json!({"user_id":"alice"})))
+        .subscribed("presence-c", Some(&presence_data(json!("alice"), None)))
         .await;
-    let mut bob = Conn::open(&b).await;
-    bob.subscribe("presence-c", Some(json!({"user_id":"bob"})))
+    let mut bob = connect(&b).await;
+    bob.subscribed("presence-c", Some(&presence_data(json!("bob"), None)))
         .await;
     alice.next_event("pusher_internal:member_added", WAIT).await;
     let instances = || {
-        let out = std::process::Command::new("redis-cli")
-            .args([
-                "-p",
-                &redis.port.to_string(),
-                "zrange",
-                &format!("{{{prefix}}}:nodes"),
-                "0",
-                "-1",
-            ])
-            .output()
-            .expect("redis-cli");
-        let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect();
+        let out = cli(
+            redis.port(),
+            &["zrange", &format!("{{{prefix}}}:nodes"), "0", "-1"],
+        );
+        let mut v: Vec<String> = out.lines().map(str::to_owned).collect();
         v.sort();
         v
     };
@@ -436,18 +281,7 @@ async fn cut_connections_are_rebuilt_without_losing_anyone() {
     assert_eq!(before.len(), 2, "{before:?}");
 
     for kind in ["normal", "pubsub"] {
-        let out = std::process::Command::new("redis-cli")
-            .args([
-                "-p",
-                &redis.port.to_string(),
-                "client",
-                "kill",
-                "type",
-                kind,
-            ])
-            .output()
-            .expect("redis-cli");
-        assert!(out.status.success());
+        cli_ok(redis.port(), &["client", "kill", "type", kind]);
     }
     // Wait past the node timeout, so the old instances are overdue and cleaned up.
     tokio::time::sleep(Duration::from_millis(NODE_TIMEOUT_MS * 2)).await;
@@ -490,7 +324,7 @@ async fn cut_connections_are_rebuilt_without_losing_anyone() {
         "{before:?} -> {after:?}"
     );
     // Nobody was announced as gone.
-    while let Ok(msg) = tokio::time::timeout(Duration::from_millis(300), alice.next()).await {
+    while let Some(msg) = alice.try_recv(SILENCE).await {
         assert_ne!(msg["event"], "pusher_internal:member_removed", "{msg}");
     }
 }

@@ -6,8 +6,13 @@ use futures_util::SinkExt;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
-
-use crate::harness::*;
+use warren_testkit::raw::{
+    assert_http_400, last_close_code, masked_text, raw_tcp_upgrade, read_socket_id,
+    read_until_closed,
+};
+use warren_testkit::server::{demo_app, start, start_with};
+use warren_testkit::ws::{close_code, connect};
+use warren_testkit::{KEY, SECRET};
 
 /// Each input gets `pusher:error` with code null and the socket stays usable.
 #[tokio::test]
@@ -32,7 +37,7 @@ async fn garbage_messages_get_errors_and_the_socket_stays_open() {
         r#"{"event":"client-x","channel":["a"],"data":{}}"#,
     ];
     for input in inputs {
-        send_text(&mut c.ws, input).await;
+        c.send_text(input).await;
         let err = c.recv().await;
         assert_eq!(err["event"], "pusher:error", "input {input}: {err}");
         assert_eq!(err["data"]["code"], json!(null), "input {input}");
@@ -77,10 +82,10 @@ async fn oversize_frames_close_with_1009_and_others_are_unaffected() {
     let mut bystander = connect(&server).await;
     bystander.subscribed("private-calm", None).await;
     let mut c = connect(&server).await;
-    send_text(
-        &mut c.ws,
-        &format!(r#"{{"event":"pusher:ping","data":"{}"}}"#, "x".repeat(5000)),
-    )
+    c.send_text(&format!(
+        r#"{{"event":"pusher:ping","data":"{}"}}"#,
+        "x".repeat(5000)
+    ))
     .await;
     let err = c.recv().await;
     assert_eq!(err["event"], "pusher:error");
@@ -185,80 +190,4 @@ async fn slow_consumer_is_dropped_without_hurting_others() {
     assert_eq!(drained, Ok(true), "slow consumer connection closed");
     publisher.send(json!({"event":"pusher:ping"})).await;
     assert_eq!(publisher.recv().await["event"], "pusher:pong");
-}
-
-/// Upgrades a raw TCP connection by hand, for tests that send bytes no client library would.
-async fn raw_tcp_upgrade(server: &TestServer) -> tokio::net::TcpStream {
-    let mut s = tokio::net::TcpStream::connect(server.addr)
-        .await
-        .expect("connect");
-    s.write_all(b"GET /app/app-key?protocol=7 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
-        .await
-        .expect("write");
-    // Read the 101 response head.
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).await.expect("response");
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
-    s
-}
-
-/// Reads the connection_established frame and returns the socket id.
-async fn read_socket_id(s: &mut tokio::net::TcpStream) -> String {
-    let mut hdr = [0u8; 2];
-    s.read_exact(&mut hdr).await.expect("frame header");
-    let len = (hdr[1] & 0x7f) as usize;
-    assert!(len < 126);
-    let mut payload = vec![0u8; len];
-    s.read_exact(&mut payload).await.expect("payload");
-    let v: serde_json::Value = serde_json::from_slice(&payload).expect("json");
-    let data: serde_json::Value =
-        serde_json::from_str(v["data"].as_str().expect("data")).expect("json");
-    data["socket_id"].as_str().expect("socket id").to_owned()
-}
-
-fn masked_text(payload: &[u8]) -> Vec<u8> {
-    let mask = [1u8, 2, 3, 4];
-    let mut out = vec![0x81u8];
-    if payload.len() < 126 {
-        out.push(0x80 | payload.len() as u8);
-    } else {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
-}
-
-async fn read_until_closed(s: &mut tokio::net::TcpStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await;
-    out
-}
-
-/// The code of the last close frame in what the server sent.
-fn last_close_code(bytes: &[u8]) -> u16 {
-    let at = bytes
-        .windows(2)
-        .rposition(|w| w[0] == 0x88)
-        .expect("close frame");
-    u16::from_be_bytes([bytes[at + 2], bytes[at + 3]])
-}
-
-/// Sends raw bytes as the first request on a connection and expects an HTTP 400 answer.
-async fn assert_http_400(server: &TestServer, request: &[u8]) {
-    let mut s = tokio::net::TcpStream::connect(server.addr)
-        .await
-        .expect("connect");
-    s.write_all(request).await.expect("write");
-    let out = read_until_closed(&mut s).await;
-    assert!(
-        out.starts_with(b"HTTP/1.1 400"),
-        "{:?}",
-        String::from_utf8_lossy(&out)
-    );
 }

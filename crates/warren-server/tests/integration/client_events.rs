@@ -2,9 +2,10 @@
 
 use serde_json::json;
 
-use crate::harness::*;
+use warren_testkit::server::{demo_app, start, start_with, TestServer};
+use warren_testkit::ws::{connect, decode_data, presence_data, Socket};
 
-async fn pair(server: &TestServer, channel: &str) -> (Client, Client) {
+async fn pair(server: &TestServer, channel: &str) -> (Socket, Socket) {
     let mut a = connect(server).await;
     let mut b = connect(server).await;
     if channel.starts_with("presence-") {

@@ -4,49 +4,27 @@
 
 use serde_json::json;
 use warren_server::config::{Backend, RedisUrls, Role};
+use warren_testkit::api::{api_get, api_post};
+use warren_testkit::net::free_port;
+use warren_testkit::redis::{unique_prefix, use_redis, use_shared_redis};
+use warren_testkit::server::{demo_app, demo_config, start_with, try_start, TestServer};
+use warren_testkit::ws::{connect, decode_data, handshake, presence_data};
 
-use crate::harness::*;
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn unique_prefix() -> String {
-    format!("wt{:08x}", rand_u32())
-}
-
-fn rand_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish() as u32
-}
-
-/// Points a configuration at the test Redis, under its own key prefix, with a short node
-/// timeout (tests override what they need).
-fn use_redis(c: &mut warren_server::Config, url: String, prefix: impl Into<String>) {
-    c.cluster.backend = Backend::Redis;
-    c.cluster.redis_url = RedisUrls(vec![url]);
-    c.cluster.prefix = prefix.into();
-    c.cluster.node_timeout_ms = 1000;
-}
+/// A short node timeout, so that dead nodes are noticed quickly (tests override it where
+/// they need).
+const NODE_TIMEOUT_MS: u64 = 1000;
 
 async fn node(prefix: &str, role: Role) -> TestServer {
     let prefix = prefix.to_owned();
     start_with(move |c| {
-        use_redis(c, redis_url(), prefix);
+        use_shared_redis(c, prefix, NODE_TIMEOUT_MS);
         c.server.role = role;
     })
     .await
 }
 
 async fn pair() -> (TestServer, TestServer) {
-    let p = unique_prefix();
+    let p = unique_prefix("wt");
     (node(&p, Role::All).await, node(&p, Role::All).await)
 }
 
@@ -222,10 +200,10 @@ async fn channel_lists_and_counts_are_cluster_wide() {
 
 #[tokio::test]
 async fn member_limit_is_cluster_wide() {
-    let p = unique_prefix();
+    let p = unique_prefix("wt");
     let mk = |p: String| async move {
         start_with(move |c| {
-            use_redis(c, redis_url(), p);
+            use_shared_redis(c, p, NODE_TIMEOUT_MS);
             demo_app(c).max_presence_members = 1;
         })
         .await
@@ -245,12 +223,11 @@ async fn member_limit_is_cluster_wide() {
 
 #[tokio::test]
 async fn api_only_nodes_hold_no_connections_but_answer_for_the_cluster() {
-    let p = unique_prefix();
+    let p = unique_prefix("wt");
     let push = node(&p, Role::Push).await;
     let api = node(&p, Role::Api).await;
     // No WebSocket on the api node.
-    let url = format!("ws://{}/app/app-key?protocol=7", api.addr);
-    assert!(tokio_tungstenite::connect_async(url).await.is_err());
+    assert!(handshake(&api, "/app/app-key?protocol=7").await.is_err());
     // No HTTP API on the push node.
     assert_eq!(
         api_get(&push, "/apps/app-id/channels", &[]).await.status,
@@ -275,8 +252,8 @@ async fn api_only_nodes_hold_no_connections_but_answer_for_the_cluster() {
 
 #[tokio::test]
 async fn two_clusters_can_share_one_redis() {
-    let a = node(&unique_prefix(), Role::All).await;
-    let b = node(&unique_prefix(), Role::All).await;
+    let a = node(&unique_prefix("wt"), Role::All).await;
+    let b = node(&unique_prefix("wt"), Role::All).await;
     let mut on_a = connect(&a).await;
     let mut on_b = connect(&b).await;
     on_a.subscribed("same-name", None).await;
@@ -303,20 +280,20 @@ async fn two_clusters_can_share_one_redis() {
 
 #[tokio::test]
 async fn a_node_id_in_use_is_refused() {
-    let p = unique_prefix();
+    let p = unique_prefix("wt");
     let first = start_with({
         let p = p.clone();
         move |c| {
-            use_redis(c, redis_url(), p);
+            use_shared_redis(c, p, NODE_TIMEOUT_MS);
             c.server.node_id = Some("twin".into());
         }
     })
     .await;
-    let mut config = warren_server::Config::default();
-    config.server.port = 0;
-    use_redis(&mut config, redis_url(), p);
-    config.server.node_id = Some("twin".into());
-    let second = warren_server::Server::bind(config).await;
+    let second = try_start(demo_config(|c| {
+        use_shared_redis(c, p, NODE_TIMEOUT_MS);
+        c.server.node_id = Some("twin".into());
+    }))
+    .await;
     let err = second
         .err()
         .expect("second node with the same id must not start")
@@ -346,15 +323,17 @@ async fn a_redis_that_answers_garbage_is_refused_at_start() {
             });
         }
     });
-    let mut config = warren_server::Config::default();
-    config.server.port = 0;
-    use_redis(&mut config, format!("redis://{addr}"), unique_prefix());
-    let started = tokio::time::timeout(
-        std::time::Duration::from_secs(20),
-        warren_server::Server::bind(config),
-    )
-    .await
-    .expect("start-up gives up instead of hanging");
+    let config = demo_config(|c| {
+        use_redis(
+            c,
+            vec![format!("redis://{addr}")],
+            unique_prefix("wt"),
+            NODE_TIMEOUT_MS,
+        )
+    });
+    let started = tokio::time::timeout(std::time::Duration::from_secs(20), try_start(config))
+        .await
+        .expect("start-up gives up instead of hanging");
     let err = started
         .err()
         .expect("no server on a fake Redis")
@@ -365,20 +344,15 @@ async fn a_redis_that_answers_garbage_is_refused_at_start() {
 /// Nothing listening at the Redis address: a clear start-up error.
 #[tokio::test]
 async fn an_unreachable_redis_is_a_clear_start_up_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
-    let mut config = warren_server::Config::default();
-    config.server.port = 0;
-    config.cluster.backend = Backend::Redis;
-    config.cluster.redis_url = RedisUrls(vec![format!("redis://127.0.0.1:{port}")]);
-    let started = tokio::time::timeout(
-        std::time::Duration::from_secs(20),
-        warren_server::Server::bind(config),
-    )
-    .await
-    .expect("start-up gives up instead of hanging");
+    let port = free_port();
+    // Only the URL changes: the default prefix and node timeout, as an operator's first try.
+    let config = demo_config(|c| {
+        c.cluster.backend = Backend::Redis;
+        c.cluster.redis_url = RedisUrls(vec![format!("redis://127.0.0.1:{port}")]);
+    });
+    let started = tokio::time::timeout(std::time::Duration::from_secs(20), try_start(config))
+        .await
+        .expect("start-up gives up instead of hanging");
     let err = started.err().expect("no server without Redis").to_string();
     assert!(err.contains("cannot reach Redis"), "{err}");
 }
@@ -387,10 +361,10 @@ async fn an_unreachable_redis_is_a_clear_start_up_error() {
 /// timeout (set very long here to prove it).
 #[tokio::test]
 async fn a_graceful_stop_announces_departures_at_once() {
-    let p = unique_prefix();
+    let p = unique_prefix("wt");
     let mk = |p: String| async move {
         start_with(move |c| {
-            use_redis(c, redis_url(), p);
+            use_shared_redis(c, p, NODE_TIMEOUT_MS);
             c.cluster.node_timeout_ms = 600_000;
         })
         .await

@@ -2,7 +2,9 @@
 
 use serde_json::Value;
 
-use crate::harness::*;
+use warren_testkit::http::http;
+use warren_testkit::server::{demo_app, start, start_with};
+use warren_testkit::ws::{close_code, connect, expect_refusal, raw, recv};
 
 #[tokio::test]
 async fn connection_established_has_a_valid_socket_id_and_timeout() {
@@ -120,23 +122,10 @@ async fn several_apps_are_served_at_once() {
 async fn http_and_websocket_share_the_port() {
     let server = start().await;
     let _client = connect(&server).await;
-    let body = http_get(server.addr, "/health").await;
-    assert!(body.contains("\"status\":\"ok\""), "{body}");
-    assert!(body.contains("\"connections\":1"), "{body}");
-}
-
-/// A plain HTTP/1.1 GET over a TCP socket.
-pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut out = String::new();
-    tokio::time::timeout(WAIT, s.read_to_string(&mut out))
-        .await
-        .expect("response in time")
-        .expect("read");
-    out
+    let health = http(&server, "GET", "/health", "").await;
+    assert_eq!(health.status, 200, "{}", health.body);
+    assert!(health.body.contains("\"status\":\"ok\""), "{}", health.body);
+    assert!(health.body.contains("\"connections\":1"), "{}", health.body);
 }
 
 #[tokio::test]
@@ -144,7 +133,7 @@ async fn shutdown_closes_connections_with_4200() {
     let server = start().await;
     let mut c = connect(&server).await;
     c.subscribed("bye", None).await;
-    drop(server); // the harness's drop triggers a graceful shutdown
+    drop(server); // dropping the test server shuts it down gracefully
     let err = c.recv().await;
     assert_eq!(err["event"], "pusher:error", "{err}");
     assert_eq!(err["data"]["code"], 4200, "{err}");

@@ -2,7 +2,12 @@
 
 use serde_json::json;
 
-use crate::harness::*;
+use warren_testkit::api::{api, api_get, api_post};
+use warren_testkit::http::http;
+use warren_testkit::server::start;
+use warren_testkit::signing::{now_secs, signed_target};
+use warren_testkit::ws::{connect, decode_data, presence_data};
+use warren_testkit::{KEY, SECRET, WAIT};
 
 const EVENTS: &str = "/apps/app-id/events";
 const BATCH: &str = "/apps/app-id/batch_events";
@@ -346,7 +351,7 @@ async fn terminate_connections_answers_both_routes() {
         SECRET,
         now_secs(),
     );
-    assert_eq!(http(server.addr, "POST", &target, "{}").await.status, 404);
+    assert_eq!(http(&server, "POST", &target, "{}").await.status, 404);
 }
 
 #[tokio::test]

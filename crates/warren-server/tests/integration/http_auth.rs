@@ -3,7 +3,12 @@
 use serde_json::json;
 use warren_protocol::auth::{body_md5_hex, sign_rest_request};
 
-use crate::harness::*;
+use warren_testkit::api::api_post;
+use warren_testkit::http::http;
+use warren_testkit::server::{demo_app, start, start_with};
+use warren_testkit::signing::{now_secs, signed_target};
+use warren_testkit::ws::{connect, presence_data};
+use warren_testkit::{KEY, SECRET};
 
 const EVENTS: &str = "/apps/app-id/events";
 
@@ -40,7 +45,7 @@ fn base_params(body: &str, timestamp: i64) -> Vec<(String, String)> {
 async fn wrong_secret_is_401_with_the_expected_string() {
     let server = start().await;
     let target = signed_target("POST", EVENTS, &[], &body(), KEY, "wrong", now_secs());
-    let r = http(server.addr, "POST", &target, &body()).await;
+    let r = http(&server, "POST", &target, &body()).await;
     assert_eq!(r.status, 401);
     assert!(r.body.contains("Invalid signature"), "{}", r.body);
 }
@@ -50,7 +55,7 @@ async fn expired_timestamps_both_ways() {
     let server = start().await;
     for skew in [-601, 601] {
         let target = signed_target("POST", EVENTS, &[], &body(), KEY, SECRET, now_secs() + skew);
-        let r = http(server.addr, "POST", &target, &body()).await;
+        let r = http(&server, "POST", &target, &body()).await;
         assert_eq!(r.status, 401);
         assert!(
             r.body.starts_with("Timestamp expired: Given timestamp ("),
@@ -64,14 +69,14 @@ async fn expired_timestamps_both_ways() {
         );
     }
     let ok = signed_target("POST", EVENTS, &[], &body(), KEY, SECRET, now_secs() - 500);
-    assert_eq!(http(server.addr, "POST", &ok, &body()).await.status, 200);
+    assert_eq!(http(&server, "POST", &ok, &body()).await.status, 200);
 }
 
 #[tokio::test]
 async fn timestamp_tolerance_is_configurable() {
     let server = start_with(|c| c.server.api_timestamp_tolerance_secs = 5).await;
     let target = signed_target("POST", EVENTS, &[], &body(), KEY, SECRET, now_secs() - 60);
-    let r = http(server.addr, "POST", &target, &body()).await;
+    let r = http(&server, "POST", &target, &body()).await;
     assert_eq!(r.status, 401);
     assert!(r.body.contains("not within 5s"), "{}", r.body);
 }
@@ -82,7 +87,7 @@ async fn body_md5_is_required_and_checked() {
     // Missing body_md5 with a body.
     let params = base_params("", now_secs());
     let r = http(
-        server.addr,
+        &server,
         "POST",
         &target_with("POST", EVENTS, params, SECRET),
         &body(),
@@ -93,7 +98,7 @@ async fn body_md5_is_required_and_checked() {
     let mut params = base_params("", now_secs());
     params.push(("body_md5".into(), body_md5_hex(b"something else")));
     let r = http(
-        server.addr,
+        &server,
         "POST",
         &target_with("POST", EVENTS, params, SECRET),
         &body(),
@@ -110,7 +115,7 @@ async fn python_sends_body_md5_on_get_and_php_sends_json_content_type() {
     params.push(("body_md5".into(), body_md5_hex(b"")));
     let target = target_with("GET", "/apps/app-id/channels", params, SECRET);
     // `http` always sends Content-Type: application/json, as PHP does on GETs.
-    let r = http(server.addr, "GET", &target, "").await;
+    let r = http(&server, "GET", &target, "").await;
     assert_eq!((r.status, r.json()), (200, json!({"channels":{}})));
 }
 
@@ -132,7 +137,7 @@ async fn php_array_params_and_percent_encoded_values() {
         "/apps/app-id/channels/presence-php?{}&auth_signature={sig}",
         q.join("&")
     );
-    let r = http(server.addr, "GET", &target, "").await;
+    let r = http(&server, "GET", &target, "").await;
     assert_eq!(
         r.json(),
         json!({"occupied":true,"user_count":1,"subscription_count":1}),
@@ -151,7 +156,7 @@ async fn missing_or_foreign_credentials() {
         ));
     })
     .await;
-    let r = http(server.addr, "POST", EVENTS, &body()).await;
+    let r = http(&server, "POST", EVENTS, &body()).await;
     assert_eq!(r.status, 401);
     assert!(r.body.contains("auth_key"), "{}", r.body);
     // A valid signature by another app's credentials does not open this app.
@@ -164,10 +169,7 @@ async fn missing_or_foreign_credentials() {
         "other-secret",
         now_secs(),
     );
-    assert_eq!(
-        http(server.addr, "POST", &target, &body()).await.status,
-        401
-    );
+    assert_eq!(http(&server, "POST", &target, &body()).await.status, 401);
     // Unknown app id.
     let r = api_post(
         &server,
@@ -180,7 +182,7 @@ async fn missing_or_foreign_credentials() {
     let params = base_params(&body(), now_secs());
     let q: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let r = http(
-        server.addr,
+        &server,
         "POST",
         &format!("{EVENTS}?{}", q.join("&")),
         &body(),
@@ -190,7 +192,7 @@ async fn missing_or_foreign_credentials() {
     let mut params = base_params(&body(), 0);
     params[1].1 = "yesterday".into();
     let r = http(
-        server.addr,
+        &server,
         "POST",
         &target_with("POST", EVENTS, params, SECRET),
         &body(),
@@ -220,7 +222,7 @@ async fn garbage_queries_never_500() {
         "/apps/app-id/events?&&&=&=",
         "/apps/app-id/channels?auth_key=app-key&auth_timestamp=99999999999999999999999",
     ] {
-        let r = http(server.addr, "POST", target, "{}").await;
+        let r = http(&server, "POST", target, "{}").await;
         assert!(
             (400..500).contains(&r.status),
             "{target} -> {} {}",

@@ -6,7 +6,9 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::harness::*;
+use warren_testkit::server::{start, start_with};
+use warren_testkit::ws::{close_code, connect};
+use warren_testkit::WAIT;
 
 #[tokio::test]
 async fn pusher_ping_gets_pusher_pong() {

@@ -1,12 +1,12 @@
 //! Integration tests over real sockets: a real server on a free port, driven by an independent
 //! WebSocket client (tokio-tungstenite) and by signed HTTP requests written by hand, checking
-//! every byte the protocol promises.
+//! every byte the protocol promises. The server, the client and the requests come from
+//! `warren-testkit`.
 
 mod bad_input;
 mod client_events;
 mod cluster;
 mod connect;
-mod harness;
 mod http_api;
 mod http_auth;
 mod liveness;

@@ -2,7 +2,9 @@
 
 use serde_json::json;
 
-use crate::harness::*;
+use warren_testkit::server::{demo_app, start, start_with};
+use warren_testkit::ws::{connect, decode_data, presence_data};
+use warren_testkit::{KEY, SECRET};
 
 #[tokio::test]
 async fn presence_succeeded_lists_members_with_null_info() {

@@ -3,7 +3,9 @@
 use serde_json::json;
 use warren_protocol::auth::sign_channel;
 
-use crate::harness::*;
+use warren_testkit::server::{demo_app, start, start_with};
+use warren_testkit::ws::connect;
+use warren_testkit::{KEY, SECRET};
 
 #[tokio::test]
 async fn public_subscribe_succeeds_with_empty_object_data() {

@@ -1,152 +1,28 @@
 //! Redis Cluster (three masters, sharded pub/sub) and Sentinel (with a forced failover),
 //! each started by the test from `redis-server` in a temporary directory.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use warren_server::config::{Backend, RedisUrls};
+use warren_testkit::api::{api_get, api_post};
+use warren_testkit::redis::{cli, use_redis, RedisCluster, RedisSentinel, SENTINEL_MASTER};
+use warren_testkit::server::{start_with, TestServer};
+use warren_testkit::ws::{connect, presence_data};
 
-use crate::harness::*;
+/// Short, so that nodes cut off during a failover are not kept waiting long.
+const NODE_TIMEOUT_MS: u64 = 2000;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// Redis processes of one test, killed on drop.
-struct Procs {
-    children: Vec<Child>,
-    dir: PathBuf,
-}
-
-impl Procs {
-    fn new(tag: &str) -> Procs {
-        let dir = std::env::temp_dir().join(format!(
-            "warren-{tag}-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Procs {
-            children: Vec::new(),
-            dir,
-        }
-    }
-
-    fn redis(&mut self, args: &[String]) {
-        let child = Command::new("redis-server")
-            .args(args)
-            .current_dir(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs");
-        self.children.push(child);
-    }
-}
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "port {port} did not open");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli runs");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn base_args(port: u16) -> Vec<String> {
-    [
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
+/// A node on this test's own Redis; the Redis is the test's alone, so a fixed prefix serves.
 async fn cluster_node(urls: Vec<String>, prefix: &str) -> TestServer {
     let prefix = prefix.to_owned();
-    start_with(move |c| {
-        c.cluster.backend = Backend::Redis;
-        c.cluster.redis_url = RedisUrls(urls);
-        c.cluster.prefix = prefix;
-        c.cluster.node_timeout_ms = 2000;
-    })
-    .await
+    start_with(move |c| use_redis(c, urls, prefix, NODE_TIMEOUT_MS)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_with_three_masters_and_sharded_pubsub() {
-    let mut procs = Procs::new("cluster");
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    for &p in &ports {
-        let mut args = base_args(p);
-        args.extend(
-            ["--cluster-enabled", "yes", "--cluster-config-file"]
-                .iter()
-                .map(|s| s.to_string()),
-        );
-        args.push(format!("nodes-{p}.conf"));
-        procs.redis(&args);
-    }
-    ports.iter().for_each(|&p| wait_port(p));
-    let mut create = vec!["--cluster".to_owned(), "create".to_owned()];
-    create.extend(ports.iter().map(|p| format!("127.0.0.1:{p}")));
-    create.extend(
-        ["--cluster-replicas", "0", "--cluster-yes"]
-            .iter()
-            .map(|s| s.to_string()),
-    );
-    let created = Command::new("redis-cli")
-        .args(&create)
-        .output()
-        .expect("redis-cli --cluster create");
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stdout)
-    );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !ports
-        .iter()
-        .all(|&p| cli(p, &["cluster", "info"]).contains("cluster_state:ok"))
-    {
-        assert!(Instant::now() < deadline, "cluster did not become ok");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-
-    let urls: Vec<String> = ports
-        .iter()
-        .map(|p| format!("redis://127.0.0.1:{p}"))
-        .collect();
+    let redis = RedisCluster::start(3);
+    let ports = &redis.ports;
+    let urls = redis.urls();
     let a = cluster_node(urls.clone(), "wc").await;
     let b = cluster_node(urls, "wc").await;
 
@@ -236,39 +112,8 @@ async fn redis_cluster_with_three_masters_and_sharded_pubsub() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_urls_follow_a_failover() {
-    let mut procs = Procs::new("sentinel");
-    let (primary, replica, sentinel) = (free_port(), free_port(), free_port());
-    procs.redis(&base_args(primary));
-    wait_port(primary);
-    let mut r = base_args(replica);
-    r.extend([
-        "--replicaof".to_owned(),
-        "127.0.0.1".to_owned(),
-        primary.to_string(),
-    ]);
-    procs.redis(&r);
-    wait_port(replica);
-    let conf = procs.dir.join("sentinel.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "port {sentinel}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {primary} 1\n\
-             sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 4000\n"
-        ),
-    )
-    .expect("sentinel.conf");
-    procs.redis(&[conf.to_string_lossy().into_owned(), "--sentinel".to_owned()]);
-    wait_port(sentinel);
-    // Wait for the replica to be in sync and known to the sentinel.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !cli(replica, &["info", "replication"]).contains("master_link_status:up")
-        || !cli(sentinel, &["sentinel", "replicas", "mymaster"]).contains(&replica.to_string())
-    {
-        assert!(Instant::now() < deadline, "replica/sentinel not ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-
-    let url = vec![format!("redis+sentinel://127.0.0.1:{sentinel}/mymaster")];
+    let redis = RedisSentinel::start();
+    let url = vec![redis.url()];
     let a = cluster_node(url.clone(), "ws").await;
     let b = cluster_node(url, "ws").await;
     let mut on_a = connect(&a).await;
@@ -287,12 +132,12 @@ async fn sentinel_urls_follow_a_failover() {
     assert_eq!(on_b.recv().await["data"], "before");
     assert_eq!(on_a.recv().await["data"], "before");
 
-    let out = cli(sentinel, &["sentinel", "failover", "mymaster"]);
+    let out = cli(redis.sentinel, &["sentinel", "failover", SENTINEL_MASTER]);
     assert!(out.contains("OK"), "failover refused: {out}");
     // After the failover the nodes talk to the new primary: writes and delivery work again.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let promoted = cli(replica, &["role"]).starts_with("master");
+        let promoted = cli(redis.replica, &["role"]).starts_with("master");
         let r = api_post(
             &a,
             "/apps/app-id/events",

@@ -1,21 +1,34 @@
-//! Running `warren serve` as a child process, shared by the binary's integration tests.
-
-#![allow(dead_code)] // each test file uses part of it
+//! `warren serve` as a child process, for tests of the binary as operators run it.
+//!
+//! The kit cannot depend on a binary, so the tests hand it the path Cargo gives them:
+//! `Warren::at(env!("CARGO_BIN_EXE_warren"))`.
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-/// A `warren serve --port 0` child; killed (SIGKILL) on drop.
-pub struct Served {
-    pub child: Child,
-    pub port: u16,
+use crate::Endpoint;
+
+/// The `warren` binary under test.
+pub struct Warren {
+    bin: PathBuf,
 }
 
-impl Served {
+impl Warren {
+    pub fn at(bin: impl Into<PathBuf>) -> Warren {
+        Warren { bin: bin.into() }
+    }
+
+    /// A command running the binary, for tests that run it themselves.
+    pub fn command(&self) -> Command {
+        Command::new(&self.bin)
+    }
+
     /// Starts `warren serve --port 0 EXTRA...` with `envs` and reads the bound port from the
     /// banner's first line ("Warren x.y.z listening on 127.0.0.1:PORT").
-    pub fn start(extra: &[&str], envs: &[(&str, &str)]) -> Served {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_warren"));
+    pub fn serve(&self, extra: &[&str], envs: &[(&str, &str)]) -> Served {
+        let mut command = self.command();
         command
             .args(["serve", "--port", "0"])
             .args(extra)
@@ -38,15 +51,30 @@ impl Served {
             .unwrap_or_else(|| panic!("no port in the banner: {first:?}"));
         Served { child, port }
     }
+}
 
+/// A `warren serve` child; killed (SIGKILL) on drop.
+pub struct Served {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Served {
+    /// The base URL of its HTTP API.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.http_url()
     }
 
-    /// SIGKILL: no goodbye, no cleanup.
+    /// SIGKILL: no goodbye, no cleanup, as when a node dies.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Endpoint for Served {
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 }
 

@@ -1,0 +1,57 @@
+//! A Warren server in the test process, on a free port.
+//!
+//! Tests see only [`TestServer`] and the functions here, not how the server library starts
+//! a server: when that changes, only this module does.
+
+use std::net::SocketAddr;
+
+use warren_server::config::{AppConfig, Config};
+use warren_server::{RunningServer, Server};
+
+use crate::Endpoint;
+
+/// A running server; dropping it shuts the server down gracefully (connections are closed
+/// with 4200), which tests of shutdown rely on.
+pub struct TestServer {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    _running: RunningServer,
+}
+
+impl Endpoint for TestServer {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// The demo configuration on a free port (port 0), changed by `edit`.
+pub fn demo_config(edit: impl FnOnce(&mut Config)) -> Config {
+    let mut config = Config::default();
+    config.server.port = 0;
+    edit(&mut config);
+    config
+}
+
+/// Starts a server on `config`, or says why it cannot start: for tests of start-up errors.
+pub async fn try_start(config: Config) -> anyhow::Result<TestServer> {
+    let running = Server::start(config).await?;
+    Ok(TestServer {
+        addr: running.addr,
+        _running: running,
+    })
+}
+
+/// Starts the demo configuration on a free port, changed by `edit`.
+pub async fn start_with(edit: impl FnOnce(&mut Config)) -> TestServer {
+    try_start(demo_config(edit)).await.expect("server starts")
+}
+
+/// Starts the demo configuration on a free port.
+pub async fn start() -> TestServer {
+    start_with(|_| {}).await
+}
+
+/// The demo app of a configuration, for tests that change its limits.
+pub fn demo_app(config: &mut Config) -> &mut AppConfig {
+    &mut config.apps[0]
+}
