@@ -19,9 +19,8 @@ use warren_server::cluster::redis::{RedisCluster, RedisOptions};
 use warren_server::cluster::{
     ChannelEvent, ChannelMessage, ChannelStats, ClusterBackend, EventSink, JoinError, Seams,
 };
+use warren_testkit::WAIT;
 
-/// Long enough for a loaded machine; a broken backend fails within it.
-const WAIT: Duration = Duration::from_secs(5);
 /// How long to watch for something that must not arrive.
 const QUIET: Duration = Duration::from_millis(300);
 
@@ -129,8 +128,8 @@ struct Redis {
 impl Redis {
     fn new() -> Self {
         Self {
-            url: std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
-            prefix: format!("conformance-{:08x}", rand::random::<u32>()),
+            url: warren_testkit::redis::shared_url(),
+            prefix: warren_testkit::redis::unique_prefix("conformance"),
         }
     }
 }
