@@ -1,4 +1,4 @@
-// The Pusher HTTP API (PROTOCOL.md section 10) driven by the official `pusher`
+// The Pusher HTTP API (docs/PROTOCOL.md, "HTTP API") driven by the official `pusher`
 // server SDK, with pusher-js clients observing what gets delivered.
 
 import { before, test } from 'node:test';

@@ -1,5 +1,5 @@
 //! Who may open a connection: the checks between the WebSocket handshake and
-//! `connection_established` (PROTOCOL.md sections 1 and 4).
+//! `connection_established` (docs/PROTOCOL.md, "Connection" and "Error and close codes").
 
 use std::sync::Arc;
 
