@@ -84,7 +84,7 @@ pub enum ServerMessage {
 }
 
 /// The members a presence subscription starts with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PresenceSnapshot {
     /// Each member once: in the order of `ids`, then members found only in `hash`.
     pub members: Vec<PresenceMember>,
