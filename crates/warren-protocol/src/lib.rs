@@ -1,6 +1,6 @@
 //! The Pusher Channels protocol v7 as pure data: validated names, the messages clients send,
 //! the frames the server sends and their typed decoding on the client's side, error codes,
-//! presence member data and every signature.
+//! presence member data, every signature, and the WebSocket framing both sides share.
 //!
 //! Nothing here does I/O; the server and the client SDK share it, and so do the fuzz targets.
 
@@ -10,6 +10,7 @@ pub mod names;
 pub mod outbound;
 pub mod presence;
 pub mod server_message;
+pub mod wsframe;
 
 pub use codes::ErrorCode;
 pub use names::{AppId, AppKey, ChannelKind, ChannelName, EventName, NameError, SocketId, UserId};
