@@ -1,9 +1,6 @@
-//! Events as delivered to handlers, and the parsing of server frames.
+//! Events as delivered to handlers, and the emitted-but-not-yet-decoded form the connection's
+//! state machine produces: decoding `data` into a [`Value`] waits until a handler wants it.
 
-use std::borrow::Cow;
-
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// One event received from the server.
@@ -32,54 +29,24 @@ impl Event {
     }
 }
 
-/// A frame from the server, borrowed from its text.
-#[derive(Deserialize)]
-pub(crate) struct Incoming<'a> {
-    #[serde(borrow)]
-    pub event: Cow<'a, str>,
-    #[serde(borrow, default)]
-    pub channel: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub data: Option<&'a RawValue>,
-    #[serde(default)]
-    pub user_id: Option<Value>,
+/// An event for the handlers, with its data still a string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Emit {
+    pub event: String,
+    pub channel: Option<String>,
+    pub raw_data: String,
+    pub user_id: Option<String>,
 }
 
-impl<'a> Incoming<'a> {
-    pub fn parse(text: &'a str) -> Result<Self, String> {
-        serde_json::from_str(text).map_err(|e| {
-            let start: String = text.chars().take(120).collect();
-            format!("{e} in {start:?}")
-        })
-    }
-
-    /// The data string: the decoded string when `data` is a JSON string, otherwise the JSON
-    /// text itself (`pusher:error` carries an object).
-    pub fn data_string(&self) -> String {
-        match self.data {
-            None => String::new(),
-            Some(raw) => {
-                let text = raw.get();
-                if text.starts_with('"') {
-                    serde_json::from_str::<String>(text).unwrap_or_else(|_| text.to_owned())
-                } else {
-                    text.to_owned()
-                }
-            }
+impl Emit {
+    pub fn into_event(self) -> Event {
+        Event {
+            data: decode_data(&self.raw_data),
+            event: self.event,
+            channel: self.channel,
+            raw_data: self.raw_data,
+            user_id: self.user_id,
         }
-    }
-
-    pub fn user_id(&self) -> Option<String> {
-        self.user_id.as_ref().and_then(id_string)
-    }
-}
-
-/// A user id as a string: Laravel sends numbers.
-pub(crate) fn id_string(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
     }
 }
 
@@ -88,52 +55,25 @@ pub(crate) fn decode_data(raw: &str) -> Value {
     serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()))
 }
 
-/// `pusher:error` data: `{"code": int|null, "message": "..."}`.
-pub(crate) fn error_fields(data: &Value) -> (Option<u16>, String) {
-    let code = data
-        .get("code")
-        .and_then(Value::as_u64)
-        .and_then(|c| u16::try_from(c).ok());
-    let message = data
-        .get("message")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .unwrap_or_else(|| data.to_string());
-    (code, message)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn data_is_decoded_from_its_string_form() {
-        let f =
-            Incoming::parse(r#"{"event":"e","channel":"c","data":"{\"a\":1}"}"#).expect("parses");
-        assert_eq!(f.event, "e");
-        assert_eq!(f.channel.as_deref(), Some("c"));
-        assert_eq!(f.data_string(), r#"{"a":1}"#);
-        assert_eq!(decode_data(&f.data_string()), serde_json::json!({"a": 1}));
+        let emit = Emit {
+            event: "e".into(),
+            channel: Some("c".into()),
+            raw_data: r#"{"a":1}"#.into(),
+            user_id: Some("7".into()),
+        };
+        let e = emit.into_event();
+        assert_eq!(e.data, json!({"a": 1}));
+        assert_eq!(e.raw_data, r#"{"a":1}"#);
+        assert_eq!(e.user_id.as_deref(), Some("7"));
         assert_eq!(decode_data("plain"), Value::String("plain".into()));
-
-        let err =
-            Incoming::parse(r#"{"event":"pusher:error","data":{"code":null,"message":"no"}}"#)
-                .expect("parses");
-        let data = decode_data(&err.data_string());
-        assert_eq!(error_fields(&data), (None, "no".into()));
-        let err = Incoming::parse(r#"{"event":"pusher:error","data":{"code":4001,"message":"x"}}"#)
-            .expect("parses");
-        assert_eq!(
-            error_fields(&decode_data(&err.data_string())),
-            (Some(4001), "x".into())
-        );
-
-        let ce = Incoming::parse(
-            r#"{"event":"client-x","channel":"presence-a","data":"1","user_id":7}"#,
-        )
-        .expect("parses");
-        assert_eq!(ce.user_id().as_deref(), Some("7"));
-        assert!(Incoming::parse("not json").is_err());
-        assert!(Incoming::parse(r#"{"data":"x"}"#).is_err());
+        assert_eq!(decode_data(""), Value::String(String::new()));
+        assert_eq!(decode_data("\"s\""), json!("s"));
     }
 }

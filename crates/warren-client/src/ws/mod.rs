@@ -35,12 +35,16 @@
 //! once with a fresh key; this client reports [`WsError::Decrypt`] and drops the event).
 
 mod authorizer;
+mod command;
 mod crypto;
+mod dispatch;
+mod driver;
 mod error;
 mod event;
+mod frames;
+mod machine;
 mod presence;
 mod reconnect;
-mod task;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -60,7 +64,9 @@ pub use event::Event;
 pub use presence::{Member, Members};
 pub use reconnect::{close_action, Backoff, CloseAction, OVER_CAPACITY_DELAY};
 
-use task::{Binding, Command, Task};
+use command::{Command, HandlerChange, Request};
+use dispatch::Binding;
+use driver::Driver;
 
 /// The `client` query parameter this library sends.
 pub const CLIENT_NAME: &str = "warren-rust";
@@ -251,11 +257,27 @@ pub struct SignedIn {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BindingId(u64);
 
+/// A subscription's state, shared by its [`Channel`] handles and the connection's task
+/// (which alone writes it).
 pub(crate) struct ChannelShared {
     pub name: String,
     pub kind: ChannelKind,
     pub state: watch::Sender<SubscriptionState>,
     pub members: RwLock<Option<Members>>,
+}
+
+impl ChannelShared {
+    pub(crate) fn new(name: &str) -> Self {
+        let kind = warren_protocol::ChannelName::parse(name, usize::MAX)
+            .map(|c| c.kind())
+            .unwrap_or(ChannelKind::Public);
+        Self {
+            name: name.to_owned(),
+            kind,
+            state: watch::Sender::new(SubscriptionState::Pending),
+            members: RwLock::new(None),
+        }
+    }
 }
 
 struct Inner {
@@ -289,8 +311,8 @@ impl WsClient {
         let (commands, rx) = mpsc::unbounded_channel();
         let (state_tx, state) = watch::channel(ConnectionState::Connecting);
         let connected_once = Arc::new(AtomicBool::new(false));
-        let task = Task::new(config, url, rx, state_tx, connected_once.clone());
-        tokio::spawn(task.run());
+        let driver = Driver::new(config, url, rx, state_tx, connected_once.clone());
+        tokio::spawn(driver.run());
         Ok(Self {
             inner: Arc::new(Inner {
                 connected_once,
@@ -384,10 +406,10 @@ impl WsClient {
         .unwrap_or(Err(WsError::Timeout("a connection")))
     }
 
-    fn command(&self, cmd: Command) -> Result<(), WsError> {
+    fn command(&self, cmd: impl Into<Command>) -> Result<(), WsError> {
         self.inner
             .commands
-            .send(cmd)
+            .send(cmd.into())
             .map_err(|_| WsError::ClientClosed)
     }
 
@@ -415,7 +437,7 @@ impl WsClient {
             });
         }
         let shared = Arc::new(ChannelShared::new(channel));
-        self.command(Command::Subscribe(shared.clone()))?;
+        self.command(Request::Subscribe(shared.clone()))?;
         channels.insert(channel.to_owned(), shared.clone());
         Ok(Channel {
             shared,
@@ -436,7 +458,7 @@ impl WsClient {
         if let Ok(mut channels) = self.inner.channels.lock() {
             channels.remove(channel);
         }
-        let _ = self.command(Command::Unsubscribe(channel.to_owned()));
+        let _ = self.command(Request::Unsubscribe(channel.to_owned()));
     }
 
     fn add_binding(
@@ -446,7 +468,7 @@ impl WsClient {
         handler: impl FnMut(&Event) + Send + 'static,
     ) -> BindingId {
         let id = self.next_id();
-        let _ = self.command(Command::Bind(Binding {
+        let _ = self.command(HandlerChange::Bind(Binding {
             id,
             channel: channel.map(str::to_owned),
             event: event.map(str::to_owned),
@@ -469,13 +491,13 @@ impl WsClient {
     /// failed authorizations, undecryptable events, malformed messages.
     pub fn on_error(&self, handler: impl FnMut(&WsError) + Send + 'static) -> BindingId {
         let id = self.next_id();
-        let _ = self.command(Command::OnError(id, Box::new(handler)));
+        let _ = self.command(HandlerChange::OnError(id, Box::new(handler)));
         BindingId(id)
     }
 
     /// Removes an event or error handler.
     pub fn unbind(&self, id: BindingId) {
-        let _ = self.command(Command::Unbind(id.0));
+        let _ = self.command(HandlerChange::Unbind(id.0));
     }
 
     /// Every event, as a stream.
@@ -501,14 +523,14 @@ impl WsClient {
     /// server's answer: a `pusher:error` becomes [`WsError::Server`].
     pub async fn signin(&self) -> Result<SignedIn, WsError> {
         let (reply, rx) = oneshot::channel();
-        self.command(Command::Signin(reply))?;
+        self.command(Request::Signin(reply))?;
         rx.await.map_err(|_| WsError::ClientClosed)?
     }
 
     /// Closes the connection cleanly (close code 1000) and stops reconnecting.
     pub async fn close(&self) {
         let (reply, rx) = oneshot::channel();
-        if self.command(Command::Close(reply)).is_ok() {
+        if self.command(Request::Close(reply)).is_ok() {
             let _ = rx.await;
         }
     }
@@ -624,7 +646,7 @@ impl Channel {
         let data = serde_json::to_string(data)
             .map_err(|e| WsError::InvalidEvent(format!("data does not serialize: {e}")))?;
         let (reply, rx) = oneshot::channel();
-        self.client.command(Command::Trigger {
+        self.client.command(Request::Trigger {
             channel: self.shared.name.clone(),
             event: event.to_owned(),
             data,
