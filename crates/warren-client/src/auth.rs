@@ -247,7 +247,7 @@ mod tests {
             .expect("valid config")
     }
 
-    /// PROTOCOL.md section 6 vectors.
+    /// The vectors of docs/PROTOCOL.md, "Channel authorization".
     #[test]
     fn channel_vectors() {
         let c = client(SECRET);
@@ -352,7 +352,7 @@ mod tests {
         );
     }
 
-    /// PROTOCOL.md section 11 vector.
+    /// The vector of docs/PROTOCOL.md, "Webhooks".
     #[test]
     fn webhooks() {
         let c = client("tofu");

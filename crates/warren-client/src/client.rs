@@ -451,7 +451,7 @@ mod tests {
             .contains("info=user_count%2Csubscription_count"));
     }
 
-    /// PROTOCOL.md section 10's vector: same body, key, secret and timestamp, same signature.
+    /// The vector of docs/PROTOCOL.md, "HTTP API": same body, key, secret and timestamp, same signature.
     #[test]
     fn protocol_vector() {
         let c = client();

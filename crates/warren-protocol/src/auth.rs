@@ -1,4 +1,5 @@
-//! Signatures of the Pusher Channels protocol (PROTOCOL.md sections 6, 7, 10, 11 and 12).
+//! Signatures of the Pusher Channels protocol (docs/PROTOCOL.md: "Channel authorization",
+//! "Users", "HTTP API", "Webhooks", "Encrypted channels").
 //!
 //! * Channel subscription and user sign-in `auth` fields: `"<app_key>:" + hex(HMAC-SHA256(secret, string))`.
 //! * Shared secrets of `private-encrypted-` channels.

@@ -1,4 +1,4 @@
-//! Pusher's 4xxx error and close codes (PROTOCOL.md section 4).
+//! Pusher's 4xxx error and close codes (docs/PROTOCOL.md, "Error and close codes").
 
 /// A Pusher error code. Codes below 4300 may close the connection; 4301 and above are sent as
 /// `pusher:error` only, because pusher-js never reconnects after a close with such a code.

@@ -1,7 +1,7 @@
 //! Messages a client sends over the WebSocket, parsed without trusting anything about them.
 //!
 //! Parsing is split from validation against an app's limits: this module knows the wire shape
-//! (PROTOCOL.md sections 2, 5, 7, 8); the server applies names, sizes and permissions.
+//! (docs/PROTOCOL.md: "Framing", "Subscriptions", "Users", "Client events"); the server applies names, sizes and permissions.
 
 use std::borrow::Cow;
 

@@ -2,7 +2,7 @@
 //! the frames the server sends and their typed decoding on the client's side, error codes,
 //! presence member data, every signature, and the WebSocket framing both sides share.
 //!
-//! Nothing here does I/O; the server and the client SDK share it, and so do the fuzz targets.
+//! Nothing here does I/O; the server, the client SDK and the load generator share it.
 
 pub mod codes;
 pub mod inbound;

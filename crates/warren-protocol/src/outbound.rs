@@ -1,5 +1,5 @@
 //! Frames the server sends, built as JSON text exactly as the official clients expect
-//! (PROTOCOL.md sections 1-3, 5, 8): `data` is a JSON-encoded string everywhere except in
+//! (docs/PROTOCOL.md, "Framing"): `data` is a JSON-encoded string everywhere except in
 //! `pusher:error`, whose `data` is an object.
 //!
 //! Builders write into one `String` with the fixed parts spelled out, so building a frame costs

@@ -1,4 +1,4 @@
-//! Presence members as described by a client's `channel_data` (PROTOCOL.md section 5).
+//! Presence members as described by a client's `channel_data` (docs/PROTOCOL.md, "Presence").
 
 use std::sync::Arc;
 

@@ -58,7 +58,7 @@ mod tests {
 
     #[test]
     fn round_trip_and_failures() {
-        // The PROTOCOL.md section 12 shared secret.
+        // The shared secret of docs/PROTOCOL.md, "Encrypted channels".
         let key =
             parse_shared_secret("nlr49ISQHz91yS3cy/yWmW8wFMNeTnNL5tNHnbPJcLQ=").expect("32 bytes");
         let sealed = encrypt(&key, &[7u8; 24], r#"{"message":"hi"}"#);

@@ -2,9 +2,9 @@
 //!
 //! Warren frames WebSocket messages itself instead of going through a general WebSocket
 //! crate: outbound frames are unmasked, so one event is framed once into shared bytes and the
-//! very same bytes are written to every subscriber's socket (ARCHITECTURE.md, "delivery path").
-//! Client frames are decoded from a small per-connection buffer that grows only while a large
-//! message is arriving.
+//! very same bytes are written to every subscriber's socket (ARCHITECTURE.md, "The path of one
+//! event"). Client frames are decoded from a small per-connection buffer that grows only while
+//! a large message is arriving.
 
 pub mod frame;
 pub mod handshake;
