@@ -4,6 +4,17 @@
 //! embedding program, its own [`AppRegistry`] or [`cluster::ClusterBackend`]); the server
 //! binds one port that serves both the Pusher WebSocket protocol (`/app/{key}`) and HTTP. The
 //! map of the modules and the path of an event are in ARCHITECTURE.md at the repository root.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! let mut config = warren_server::Config::default();
+//! config.server.port = 0; // any free port
+//! let running = warren_server::Server::builder(config).start().await?;
+//! println!("Warren listening on {}", running.addr);
+//! // Dropping `running` stops the server: connections are closed with 4200.
+//! # Ok(())
+//! # }
+//! ```
 
 mod api;
 mod app;
