@@ -44,9 +44,10 @@ pub enum ServerMessage {
         channel: ChannelName,
         presence: Option<PresenceSnapshot>,
     },
-    /// `pusher:subscription_error`: the server refused the subscription.
+    /// `pusher:subscription_error`: the server refused the subscription. `channel` is the
+    /// name as the client asked for it, which may be no valid channel name (that can be why).
     SubscriptionError {
-        channel: ChannelName,
+        channel: String,
         refusal: SubscriptionRefusal,
     },
     /// `pusher_internal:member_added`: a user's first connection joined the presence channel.
@@ -263,7 +264,12 @@ impl Message<'_> {
                 presence: self.presence()?,
             },
             SUBSCRIPTION_ERROR => ServerMessage::SubscriptionError {
-                channel: self.channel()?,
+                channel: self
+                    .channel
+                    .ok_or_else(|| ServerMessageError::MissingChannel {
+                        event: self.event.to_owned(),
+                    })?
+                    .to_owned(),
                 refusal: self.refusal()?,
             },
             MEMBER_ADDED => {

@@ -122,7 +122,7 @@ fn every_outbound_builder_round_trips() {
             401
         )),
         ServerMessage::SubscriptionError {
-            channel: channel("private-a"),
+            channel: "private-a".into(),
             refusal: SubscriptionRefusal {
                 error_type: Some("AuthError".into()),
                 error: Some("bad".into()),
@@ -310,7 +310,7 @@ fn refusals_and_succeeded_data_are_lenient() {
     assert_eq!(
         parse(r#"{"event":"pusher:subscription_error","channel":"private-a","data":"Forbidden"}"#),
         ServerMessage::SubscriptionError {
-            channel: channel("private-a"),
+            channel: "private-a".into(),
             refusal: SubscriptionRefusal {
                 error_type: None,
                 error: Some("Forbidden".into()),
@@ -321,7 +321,7 @@ fn refusals_and_succeeded_data_are_lenient() {
     assert_eq!(
         parse(r#"{"event":"pusher:subscription_error","channel":"private-a","data":{}}"#),
         ServerMessage::SubscriptionError {
-            channel: channel("private-a"),
+            channel: "private-a".into(),
             refusal: SubscriptionRefusal {
                 error_type: None,
                 error: None,
@@ -504,4 +504,24 @@ fn event_names_are_the_wire_names() {
         "my-event"
     );
     assert_eq!(parse(r#"{"event":"pusher:new"}"#).event(), "pusher:new");
+}
+
+#[test]
+fn a_refusal_names_the_channel_as_asked_even_when_invalid() {
+    assert_eq!(
+        parse(&outbound::subscription_error(
+            "",
+            "InvalidChannel",
+            "channel name must not be empty",
+            400
+        )),
+        ServerMessage::SubscriptionError {
+            channel: String::new(),
+            refusal: SubscriptionRefusal {
+                error_type: Some("InvalidChannel".into()),
+                error: Some("channel name must not be empty".into()),
+                status: Some(400)
+            }
+        }
+    );
 }

@@ -1,6 +1,7 @@
 //! Presence semantics: one member per user, member_added/removed on first join / last leave.
 
 use serde_json::json;
+use warren_protocol::{ChannelName, ServerMessage};
 
 use warren_testkit::server::{demo_app, start, start_with};
 use warren_testkit::ws::{connect, decode_data, presence_data};
@@ -84,11 +85,19 @@ async fn unsubscribe_removes_the_member() {
     let mut b = connect(&server).await;
     b.subscribed("presence-u", Some(&presence_data(json!("b"), None)))
         .await;
-    assert_eq!(a.recv().await["event"], "pusher_internal:member_added");
+    let channel = ChannelName::parse("presence-u", 200).unwrap();
+    let added = a.recv_message().await;
+    assert!(
+        matches!(&added, ServerMessage::MemberAdded { channel: c, member } if *c == channel && member.user_id.as_str() == "b" && member.user_info.is_none()),
+        "{added:?}"
+    );
     b.send(json!({"event":"pusher:unsubscribe","data":{"channel":"presence-u"}}))
         .await;
-    let removed = a.recv().await;
-    assert_eq!(removed["event"], "pusher_internal:member_removed");
+    let removed = a.recv_message().await;
+    assert!(
+        matches!(&removed, ServerMessage::MemberRemoved { channel: c, user_id } if *c == channel && user_id.as_str() == "b"),
+        "{removed:?}"
+    );
     b.assert_silent().await;
 }
 

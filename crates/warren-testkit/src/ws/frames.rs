@@ -6,6 +6,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
+use warren_protocol::ServerMessage;
 
 use super::Ws;
 use crate::WAIT;
@@ -15,13 +16,20 @@ pub const SILENCE: Duration = Duration::from_millis(300);
 
 /// The next text message as JSON within `within`, or `None` if none came. WebSocket pings and
 /// pongs are skipped (the library answers them); anything else that is not text, a closed
-/// stream or a broken frame fails the test.
+/// stream or a broken frame fails the test. Every message must also decode as a typed
+/// [`ServerMessage`], so each test checks the server against the protocol crate's decoder (and
+/// the decoder against a real server).
 pub async fn try_recv(ws: &mut Ws, within: Duration) -> Option<Value> {
     let next_text = async {
         loop {
             let msg = ws.next().await.expect("stream open").expect("valid frame");
             match msg {
-                Message::Text(t) => return serde_json::from_str(&t).expect("server sends JSON"),
+                Message::Text(t) => {
+                    if let Err(e) = ServerMessage::parse(&t) {
+                        panic!("the server sent a message clients cannot decode ({e}): {t}");
+                    }
+                    return serde_json::from_str(&t).expect("server sends JSON");
+                }
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => panic!("expected a text message, got {other:?}"),
             }
@@ -33,6 +41,12 @@ pub async fn try_recv(ws: &mut Ws, within: Duration) -> Option<Value> {
 /// The next text message as JSON, which must come within [`WAIT`].
 pub async fn recv(ws: &mut Ws) -> Value {
     try_recv(ws, WAIT).await.expect("a message in time")
+}
+
+/// The next text message, decoded as the typed [`ServerMessage`] clients see; within [`WAIT`].
+pub async fn recv_message(ws: &mut Ws) -> ServerMessage {
+    let json = recv(ws).await;
+    ServerMessage::parse(&json.to_string()).expect("decoded above")
 }
 
 /// Asserts that nothing at all arrives for [`SILENCE`].

@@ -19,7 +19,8 @@ use crate::{Endpoint, KEY, WAIT};
 
 pub use data::{decode_data, presence_data};
 pub use frames::{
-    assert_silent, close_code, expect_refusal, recv, send, send_text, try_recv, SILENCE,
+    assert_silent, close_code, expect_refusal, recv, recv_message, send, send_text, try_recv,
+    SILENCE,
 };
 pub use socket::Socket;
 

@@ -23,6 +23,11 @@ impl Socket {
         recv(&mut self.ws).await
     }
 
+    /// The next message as the typed [`warren_protocol::ServerMessage`] clients decode.
+    pub async fn recv_message(&mut self) -> warren_protocol::ServerMessage {
+        super::recv_message(&mut self.ws).await
+    }
+
     /// The next text message within `within`, if any; see [`super::try_recv`].
     pub async fn try_recv(&mut self, within: Duration) -> Option<Value> {
         try_recv(&mut self.ws, within).await

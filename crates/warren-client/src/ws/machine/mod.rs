@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
-use warren_protocol::{ServerMessage, ServerMessageError};
+use warren_protocol::{ChannelName, ServerMessage, ServerMessageError};
 
 use super::authorizer::ChannelAuthRequest;
 use super::command::Request;
@@ -312,7 +312,11 @@ impl Machine {
                 self.channels.succeeded(&channel, presence.as_ref(), out)
             }
             ServerMessage::SubscriptionError { channel, refusal } => {
-                self.channels.refused(&channel, refusal, out)
+                // This client only subscribes to valid names: a refusal of any other is not
+                // about one of its channels.
+                if let Ok(channel) = ChannelName::parse(&channel, usize::MAX) {
+                    self.channels.refused(&channel, refusal, out)
+                }
             }
             ServerMessage::MemberAdded { channel, member } => {
                 self.channels.member_added(&channel, &member, out)
