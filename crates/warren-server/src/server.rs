@@ -55,13 +55,7 @@ impl ServerBuilder {
         config.validate()?;
         let apps: Arc<dyn AppRegistry> = match apps {
             Some(registry) => registry,
-            None => Arc::new(StaticApps::new(
-                config
-                    .apps
-                    .iter()
-                    .map(App::from_config)
-                    .collect::<Result<Vec<_>, _>>()?,
-            )),
+            None => Arc::new(StaticApps::new(config.apps.iter().map(App::from_config))),
         };
         let server = &config.server;
         let listener = listener::bind(&format!("{}:{}", server.host, server.port)).await?;
@@ -77,7 +71,7 @@ impl ServerBuilder {
                 Backend::Local => LocalBackend.connect(sink).await?,
                 Backend::Redis => {
                     let options = RedisOptions {
-                        urls: config.cluster.redis_url.0.clone(),
+                        target: config.cluster.redis_url.clone(),
                         prefix: config.cluster.prefix.clone(),
                         node_id: node_id.clone(),
                         node_timeout: config.cluster.node_timeout(),
