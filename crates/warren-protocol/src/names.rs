@@ -449,5 +449,10 @@ mod tests {
         assert!(AppId::parse("app-id_1.x").is_ok());
         assert!(AppId::parse("a/b").is_err());
         assert!(AppKey::parse("").is_err());
+        // The message names the characters ids may use, not those of channel names.
+        assert_eq!(
+            AppKey::parse("a=b").unwrap_err().to_string(),
+            "app key contains characters outside [-a-zA-Z0-9_.]: \"a=b\""
+        );
     }
 }

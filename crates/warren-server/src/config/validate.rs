@@ -21,20 +21,24 @@ impl Config {
         if server.host.is_empty() {
             return Err(Problem::at("server.host", "must not be empty"));
         }
-        at_least_one("server.activity_timeout", server.activity_timeout)?;
-        at_least_one("server.pong_timeout", server.pong_timeout)?;
-        at_least_one(
-            "server.max_message_size_kb",
-            server.max_message_size_kb as u64,
-        )?;
-        at_least_one(
-            "server.max_outbound_queue",
-            server.max_outbound_queue as u64,
-        )?;
-        at_least_one(
-            "server.api_timestamp_tolerance_secs",
-            server.api_timestamp_tolerance_secs,
-        )?;
+        for (path, value) in [
+            ("server.activity_timeout", server.activity_timeout),
+            ("server.pong_timeout", server.pong_timeout),
+            (
+                "server.max_message_size_kb",
+                server.max_message_size_kb as u64,
+            ),
+            (
+                "server.max_outbound_queue",
+                server.max_outbound_queue as u64,
+            ),
+            (
+                "server.api_timestamp_tolerance_secs",
+                server.api_timestamp_tolerance_secs,
+            ),
+        ] {
+            at_least_one(path, value)?;
+        }
         if let Some(node_id) = &server.node_id {
             check_name(
                 "server.node_id",
