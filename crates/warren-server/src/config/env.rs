@@ -69,8 +69,8 @@ impl Overlay {
             let mut node = &mut root;
             let mut path = String::new();
             for (depth, level) in levels.iter().enumerate() {
-                let (child, created) = step(node, level, &path).map_err(|m| refused(name, m))?;
-                let key = index(level).map_or(level.clone(), |i| i.to_string());
+                let (child, key, created) =
+                    step(node, level, &path).map_err(|m| refused(name, m))?;
                 path = if path.is_empty() {
                     key
                 } else {
@@ -93,16 +93,19 @@ impl Overlay {
     }
 }
 
-/// The entry `level` of `node` (`path`), and whether it had to be created.
-fn step<'v>(node: &'v mut Value, level: &str, path: &str) -> Result<(&'v mut Value, bool), String> {
+/// The entry `level` of `node` (at `path`), its key in paths (an index as a plain number),
+/// and whether it had to be created.
+fn step<'v>(
+    node: &'v mut Value,
+    level: &str,
+    path: &str,
+) -> Result<(&'v mut Value, String, bool), String> {
     let shown = display_key(path);
     match node {
         Value::Dict(_, dict) => {
             let created = !dict.contains_key(level);
-            Ok((
-                dict.entry(level.to_owned()).or_insert(false.into()),
-                created,
-            ))
+            let child = dict.entry(level.to_owned()).or_insert(false.into());
+            Ok((child, level.to_owned(), created))
         }
         Value::Array(_, items) => {
             let len = items.len();
@@ -118,7 +121,7 @@ fn step<'v>(node: &'v mut Value, level: &str, path: &str) -> Result<(&'v mut Val
                     if i == len {
                         items.push(false.into());
                     }
-                    Ok((&mut items[i], i == len))
+                    Ok((&mut items[i], i.to_string(), i == len))
                 }
             }
         }
