@@ -74,7 +74,7 @@ impl ServerBuilder {
                         target: config.cluster.redis_url.clone(),
                         prefix: config.cluster.prefix.clone(),
                         node_id: node_id.clone(),
-                        node_timeout: config.cluster.node_timeout(),
+                        node_timeout: Duration::from_millis(config.cluster.node_timeout_ms),
                     };
                     options.connect(sink).await?
                 }
@@ -91,7 +91,7 @@ impl ServerBuilder {
                 node: node.clone(),
                 connections: connections.clone(),
                 max_outbound_queue: server.max_outbound_queue,
-                max_message_size: server.max_message_size_bytes(),
+                max_message_size: server.max_message_size_kb.saturating_mul(1024),
             })
         });
         let api = server.role.serves_api().then(|| {

@@ -1,140 +1,90 @@
-//! The checks no type captures: counts of at least one, limits in range, the node id and key
-//! prefix (names without a protocol type), secrets, at least one app, unique ids and keys.
+//! What the types leave open. `load` runs it and so does the server on start, so that a
+//! configuration built in code meets the same rules as a file.
 
 use std::collections::HashMap;
 
-use super::error::Problem;
-use super::{
-    Config, ConfigError, Origin, MAX_CHANNEL_NAME_LENGTH_LIMIT, MAX_CLUSTER_PREFIX_LENGTH,
-    MAX_NODE_ID_LENGTH, MIN_NODE_TIMEOUT_MS,
-};
+use super::{Config, ConfigError};
+
+/// Returns the first `field` of `item` below `min` as a problem of `section.field`.
+macro_rules! at_least {
+    ($item:expr, $section:expr, $min:expr; $($field:ident),+) => {$(
+        if ($item.$field as u64) < $min {
+            let (key, value) = (format!("{}.{}", $section, stringify!($field)), $item.$field);
+            return Err((key, format!("must be at least {}, got {value}", $min)));
+        }
+    )+};
+}
+
+/// A problem: the key (`apps.1.id`) and what is wrong with its value.
+type Problem = (String, String);
 
 impl Config {
-    /// Checks the values that deserialization leaves open (see the module doc); a port of 0
-    /// (pick a free one) is allowed.
+    /// Checks ranges, names, secrets and uniqueness; port 0 (pick a free one) is valid.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.check().map_err(|p| p.into_error(&|_| Origin::Unknown))
+        self.check()
+            .map_err(|(key, what)| ConfigError::invalid("", &key, what))
     }
 
     pub(super) fn check(&self) -> Result<(), Problem> {
-        let server = &self.server;
-        if server.host.is_empty() {
-            return Err(Problem::at("server.host", "must not be empty"));
+        let s = &self.server;
+        if s.host.is_empty() {
+            return Err(("server.host".into(), "must not be empty".into()));
         }
-        for (path, value) in [
-            ("server.activity_timeout", server.activity_timeout),
-            ("server.pong_timeout", server.pong_timeout),
-            (
-                "server.max_message_size_kb",
-                server.max_message_size_kb as u64,
-            ),
-            (
-                "server.max_outbound_queue",
-                server.max_outbound_queue as u64,
-            ),
-            (
-                "server.api_timestamp_tolerance_secs",
-                server.api_timestamp_tolerance_secs,
-            ),
-        ] {
-            at_least_one(path, value)?;
+        at_least!(s, "server", 1; activity_timeout, pong_timeout, max_message_size_kb,
+            max_outbound_queue, api_timestamp_tolerance_secs);
+        at_least!(self.cluster, "cluster", 1000; node_timeout_ms);
+        for (i, app) in self.apps.iter().enumerate() {
+            at_least!(app, format!("apps.{i}"), 1; max_presence_members, max_event_payload_kb,
+                max_channel_name_length, client_event_rate_per_sec, max_subscriptions_per_connection);
         }
-        if let Some(node_id) = &server.node_id {
-            check_name(
-                "server.node_id",
-                node_id,
-                &['_', '.', '-'],
-                MAX_NODE_ID_LENGTH,
-            )?;
+        if let Some(node_id) = &s.node_id {
+            name("server.node_id", node_id, &['_', '.', '-'], "")?;
         }
-        let cluster = &self.cluster;
-        // No braces: Redis keys use hash tags `{...}`.
-        let prefix_chars = ['_', '.', ':', '-'];
-        check_name(
+        let braces = " (no braces: Redis hash tags)";
+        name(
             "cluster.prefix",
-            &cluster.prefix,
-            &prefix_chars,
-            MAX_CLUSTER_PREFIX_LENGTH,
+            &self.cluster.prefix,
+            &['_', '.', ':', '-'],
+            braces,
         )?;
-        if cluster.node_timeout_ms < MIN_NODE_TIMEOUT_MS {
-            let message = format!(
-                "must be at least {MIN_NODE_TIMEOUT_MS}, got {}",
-                cluster.node_timeout_ms
-            );
-            return Err(Problem::at("cluster.node_timeout_ms", message));
-        }
-
         if self.apps.is_empty() {
-            let message = "at least one app is required (add an [[apps]] section)";
-            return Err(Problem::at("apps", message));
+            let what = "at least one app is required (an [[apps]] section)";
+            return Err(("apps".into(), what.into()));
         }
-        let mut ids = HashMap::new();
-        let mut keys = HashMap::new();
-        for (index, app) in self.apps.iter().enumerate() {
-            let at = |field: &str| format!("apps.{index}.{field}");
+        let (mut ids, mut keys) = (HashMap::new(), HashMap::new());
+        for (i, app) in self.apps.iter().enumerate() {
+            if app.max_channel_name_length > 1000 {
+                let what = format!("must be at most 1000, got {}", app.max_channel_name_length);
+                return Err((format!("apps.{i}.max_channel_name_length"), what));
+            }
             if app.secret.is_empty() {
-                return Err(Problem::at(at("secret"), "must not be empty"));
+                return Err((format!("apps.{i}.secret"), "must not be empty".into()));
             }
             for (field, value, seen) in [
                 ("id", app.id.as_str(), &mut ids),
                 ("key", app.key.as_str(), &mut keys),
             ] {
-                if let Some(first) = seen.insert(value, index) {
-                    let message =
-                        format!("duplicate app {field} {value:?} (also used by apps[{first}])");
-                    return Err(Problem::at(at(field), message));
+                if let Some(first) = seen.insert(value, i) {
+                    let what =
+                        format!("duplicate app {field} {value:?} (also apps.{first}.{field})");
+                    return Err((format!("apps.{i}.{field}"), what));
                 }
             }
-            at_least_one(&at("max_presence_members"), app.max_presence_members as u64)?;
-            at_least_one(&at("max_event_payload_kb"), app.max_event_payload_kb as u64)?;
-            let length = app.max_channel_name_length;
-            if !(1..=MAX_CHANNEL_NAME_LENGTH_LIMIT).contains(&length) {
-                let message =
-                    format!("must be between 1 and {MAX_CHANNEL_NAME_LENGTH_LIMIT}, got {length}");
-                return Err(Problem::at(at("max_channel_name_length"), message));
-            }
-            let rate = app.client_event_rate_per_sec.into();
-            at_least_one(&at("client_event_rate_per_sec"), rate)?;
-            let subscriptions = app.max_subscriptions_per_connection as u64;
-            at_least_one(&at("max_subscriptions_per_connection"), subscriptions)?;
         }
         Ok(())
     }
 }
 
-fn at_least_one(path: &str, value: u64) -> Result<(), Problem> {
-    match value {
-        0 => Err(Problem::at(path, "must be at least 1, got 0")),
-        _ => Ok(()),
+/// 1 to 64 ASCII letters, digits and `extra` characters.
+fn name(key: &str, value: &str, extra: &[char], note: &str) -> Result<(), Problem> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || extra.contains(&c);
+    if (1..=64).contains(&value.chars().count()) && value.chars().all(allowed) {
+        return Ok(());
     }
-}
-
-/// Not empty, at most `max_len` characters, only ASCII letters, digits and `extra`.
-fn check_name(path: &str, value: &str, extra: &[char], max_len: usize) -> Result<(), Problem> {
-    if value.is_empty() {
-        return Err(Problem::at(path, "must not be empty"));
-    }
-    let allowed = |c: &char| c.is_ascii_alphanumeric() || extra.contains(c);
-    if let Some(bad) = value.chars().find(|c| !allowed(c)) {
-        let quoted: Vec<String> = extra.iter().map(|c| format!("{c:?}")).collect();
-        let (last, rest) = quoted
-            .split_last()
-            .map_or(("", &[][..]), |(l, r)| (l.as_str(), r));
-        let hint = match bad {
-            '{' | '}' => "; braces are reserved for Redis hash tags",
-            _ => "",
-        };
-        let message = format!(
-            "invalid character {bad:?} in {value:?} (only A-Z, a-z, 0-9, {} and {last} are \
-             allowed{hint})",
-            rest.join(", ")
-        );
-        return Err(Problem::at(path, message));
-    }
-    let length = value.chars().count();
-    if length > max_len {
-        let message = format!("must be at most {max_len} characters, got {length}");
-        return Err(Problem::at(path, message));
-    }
-    Ok(())
+    let extra: Vec<String> = extra.iter().map(char::to_string).collect();
+    let what = format!(
+        "must be 1 to 64 of A-Z a-z 0-9 {}{note}, got {value:?}",
+        extra.join(" ")
+    );
+    Err((key.into(), what))
 }

@@ -13,7 +13,6 @@
 mod keys;
 mod registry;
 mod scripts;
-mod url;
 mod value;
 
 use std::collections::HashMap;
@@ -111,7 +110,7 @@ impl RedisCluster {
         options: RedisOptions,
         sink: Arc<dyn EventSink>,
     ) -> Result<Self, BackendError> {
-        let config = url::client_config(&options.target).map_err(BackendError)?;
+        let config = options.target.client_config().clone();
         let policy = ReconnectPolicy::new_exponential(0, 100, 1000, 2);
         let mut builder = fred::types::Builder::from_config(config);
         builder
