@@ -294,8 +294,8 @@ async fn encrypted_channel_auth_is_accepted_by_the_server() {
 async fn server_errors_keep_status_and_message() {
     let server = start_with(|config| {
         let mut other = config.apps[0].clone();
-        other.id = "off".into();
-        other.key = "off-key".into();
+        other.id = warren_protocol::AppId::parse("off").expect("valid id");
+        other.key = warren_protocol::AppKey::parse("off-key").expect("valid key");
         other.enabled = false;
         config.apps.push(other);
     })

@@ -13,8 +13,13 @@ pub enum NameError {
     Empty { what: &'static str },
     #[error("{what} is longer than {max} characters")]
     TooLong { what: &'static str, max: usize },
-    #[error("{what} contains characters outside [-a-zA-Z0-9_=@,.;]: {value:?}")]
-    InvalidChars { what: &'static str, value: String },
+    #[error("{what} contains characters outside {allowed}: {value:?}")]
+    InvalidChars {
+        what: &'static str,
+        /// The characters the name may use, as a bracket expression.
+        allowed: &'static str,
+        value: String,
+    },
     #[error("invalid socket id {0:?}: expected digits.digits")]
     SocketId(String),
 }
@@ -70,6 +75,7 @@ fn parse_id(s: &str, what: &'static str) -> Result<Arc<str>, NameError> {
     if !is_url_safe_id(s) {
         return Err(NameError::InvalidChars {
             what,
+            allowed: "[-a-zA-Z0-9_.]",
             value: s.to_owned(),
         });
     }
@@ -196,6 +202,7 @@ impl ChannelName {
         if !valid {
             return Err(NameError::InvalidChars {
                 what: WHAT,
+                allowed: "[-a-zA-Z0-9_=@,.;]",
                 value: s.chars().take(MAX_CHANNEL_NAME_LENGTH).collect(),
             });
         }
@@ -442,5 +449,10 @@ mod tests {
         assert!(AppId::parse("app-id_1.x").is_ok());
         assert!(AppId::parse("a/b").is_err());
         assert!(AppKey::parse("").is_err());
+        // The message names the characters ids may use, not those of channel names.
+        assert_eq!(
+            AppKey::parse("a=b").unwrap_err().to_string(),
+            "app key contains characters outside [-a-zA-Z0-9_.]: \"a=b\""
+        );
     }
 }

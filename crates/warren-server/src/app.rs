@@ -31,10 +31,10 @@ pub struct App {
 }
 
 impl App {
-    pub fn from_config(c: &AppConfig) -> Result<Self, warren_protocol::NameError> {
-        Ok(Self {
-            id: AppId::parse(&c.id)?,
-            key: AppKey::parse(&c.key)?,
+    pub fn from_config(c: &AppConfig) -> Self {
+        Self {
+            id: c.id.clone(),
+            key: c.key.clone(),
             secret: Arc::from(c.secret.as_str()),
             enabled: c.enabled,
             client_events: c.client_events,
@@ -49,7 +49,7 @@ impl App {
                 max_user_info_bytes: c.max_user_info_bytes,
             },
             connections: AtomicU64::new(0),
-        })
+        }
     }
 
     /// Reserves a connection slot; `None` when the app is at its quota. The slot is released

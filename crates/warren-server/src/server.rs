@@ -55,13 +55,7 @@ impl ServerBuilder {
         config.validate()?;
         let apps: Arc<dyn AppRegistry> = match apps {
             Some(registry) => registry,
-            None => Arc::new(StaticApps::new(
-                config
-                    .apps
-                    .iter()
-                    .map(App::from_config)
-                    .collect::<Result<Vec<_>, _>>()?,
-            )),
+            None => Arc::new(StaticApps::new(config.apps.iter().map(App::from_config))),
         };
         let server = &config.server;
         let listener = listener::bind(&format!("{}:{}", server.host, server.port)).await?;
@@ -77,10 +71,10 @@ impl ServerBuilder {
                 Backend::Local => LocalBackend.connect(sink).await?,
                 Backend::Redis => {
                     let options = RedisOptions {
-                        urls: config.cluster.redis_url.0.clone(),
+                        target: config.cluster.redis_url.clone(),
                         prefix: config.cluster.prefix.clone(),
                         node_id: node_id.clone(),
-                        node_timeout: config.cluster.node_timeout(),
+                        node_timeout: Duration::from_millis(config.cluster.node_timeout_ms),
                     };
                     options.connect(sink).await?
                 }
@@ -97,7 +91,7 @@ impl ServerBuilder {
                 node: node.clone(),
                 connections: connections.clone(),
                 max_outbound_queue: server.max_outbound_queue,
-                max_message_size: server.max_message_size_bytes(),
+                max_message_size: server.max_message_size_kb.saturating_mul(1024),
             })
         });
         let api = server.role.serves_api().then(|| {

@@ -19,6 +19,7 @@ use warren_server::cluster::redis::{RedisCluster, RedisOptions};
 use warren_server::cluster::{
     ChannelEvent, ChannelMessage, ChannelStats, ClusterBackend, EventSink, JoinError, Seams,
 };
+use warren_server::config::RedisTarget;
 use warren_testkit::WAIT;
 
 /// How long to watch for something that must not arrive.
@@ -139,7 +140,7 @@ impl Fixture for Redis {
     async fn node(&self, id: &str) -> TestNode {
         let sink = Arc::new(Recorder::default());
         let options = RedisOptions {
-            urls: vec![self.url.clone()],
+            target: RedisTarget::parse(&self.url).expect("REDIS_URL is a valid Redis URL"),
             prefix: self.prefix.clone(),
             node_id: id.to_owned(),
             node_timeout: Duration::from_millis(1000),

@@ -283,16 +283,17 @@ fn client(api: &ApiArgs, source: &ServerSource) -> Result<Client, CliError> {
         .collect();
     let config = Config::load(source.config.as_deref(), env)
         .map_err(|e| CliError::Usage(format!("cannot load the configuration: {e}")))?;
-    let app_id =
-        match &api.app {
-            Some(id) => id.clone(),
-            None => config.apps.first().map(|a| a.id.clone()).ok_or_else(|| {
-                CliError::Usage("the configuration has no app; pass --app".into())
-            })?,
-        };
-    let app = config.apps.iter().find(|a| a.id == app_id);
-    let from_app = |what: &str, value: Option<&String>| -> Result<String, CliError> {
-        value.cloned().ok_or_else(|| {
+    let app_id = match &api.app {
+        Some(id) => id.clone(),
+        None => config
+            .apps
+            .first()
+            .map(|a| a.id.to_string())
+            .ok_or_else(|| CliError::Usage("the configuration has no app; pass --app".into()))?,
+    };
+    let app = config.apps.iter().find(|a| a.id.as_str() == app_id);
+    let from_app = |what: &str, value: Option<&str>| -> Result<String, CliError> {
+        value.map(str::to_owned).ok_or_else(|| {
             CliError::Usage(format!(
                 "app {app_id:?} is not in the configuration: pass --{what} (and the other credentials) or choose another --app"
             ))
@@ -300,11 +301,11 @@ fn client(api: &ApiArgs, source: &ServerSource) -> Result<Client, CliError> {
     };
     let key = match &api.key {
         Some(k) => k.clone(),
-        None => from_app("key", app.map(|a| &a.key))?,
+        None => from_app("key", app.map(|a| a.key.as_str()))?,
     };
     let secret = match &api.secret {
         Some(s) => s.clone(),
-        None => from_app("secret", app.map(|a| &a.secret))?,
+        None => from_app("secret", app.map(|a| a.secret.as_str()))?,
     };
     let url = match &api.url {
         Some(u) => u.clone(),

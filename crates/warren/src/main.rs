@@ -187,8 +187,7 @@ fn print_banner(config: &Config, addr: std::net::SocketAddr, node_id: &str) {
         config.server.role,
         config.cluster.backend,
         match config.cluster.backend {
-            warren_server::config::Backend::Redis =>
-                format!(" at {}", config.cluster.redis_url.redacted()),
+            warren_server::config::Backend::Redis => format!(" at {}", config.cluster.redis_url),
             warren_server::config::Backend::Local => String::new(),
         }
     );

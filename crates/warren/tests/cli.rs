@@ -52,7 +52,7 @@ fn invalid_config_names_the_key_and_fails() {
         .output()
         .expect("runs");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("apps[0].secret"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("apps.0.secret"));
 }
 
 #[test]

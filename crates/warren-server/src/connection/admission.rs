@@ -97,7 +97,7 @@ mod tests {
         let mut cfg = Config::default().apps.remove(0);
         cfg.enabled = enabled;
         cfg.max_connections = max_connections;
-        StaticApps::new([App::from_config(&cfg).unwrap()])
+        StaticApps::new([App::from_config(&cfg)])
     }
 
     fn code(r: Result<(Arc<App>, ConnectionSlot), Refusal>) -> Option<u16> {

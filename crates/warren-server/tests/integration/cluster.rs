@@ -3,7 +3,7 @@
 //! key prefix, so tests never see each other's state.
 
 use serde_json::json;
-use warren_server::config::{Backend, RedisUrls, Role};
+use warren_server::config::{Backend, RedisTarget, Role};
 use warren_testkit::api::{api_get, api_post};
 use warren_testkit::net::free_port;
 use warren_testkit::redis::{unique_prefix, use_redis, use_shared_redis};
@@ -348,7 +348,8 @@ async fn an_unreachable_redis_is_a_clear_start_up_error() {
     // Only the URL changes: the default prefix and node timeout, as an operator's first try.
     let config = demo_config(|c| {
         c.cluster.backend = Backend::Redis;
-        c.cluster.redis_url = RedisUrls(vec![format!("redis://127.0.0.1:{port}")]);
+        c.cluster.redis_url =
+            RedisTarget::parse(&format!("redis://127.0.0.1:{port}")).expect("valid URL");
     });
     let started = tokio::time::timeout(std::time::Duration::from_secs(20), try_start(config))
         .await

@@ -105,7 +105,9 @@ async fn version_errors_are_4006_4007_4008() {
 #[tokio::test]
 async fn several_apps_are_served_at_once() {
     use warren_server::config::AppConfig;
-    let server = start_with(|c| c.apps.push(AppConfig::new("id-2", "key-2", "secret-2"))).await;
+    let id = warren_protocol::AppId::parse("id-2").expect("valid id");
+    let key = warren_protocol::AppKey::parse("key-2").expect("valid key");
+    let server = start_with(|c| c.apps.push(AppConfig::new(id, key, "secret-2"))).await;
     let mut ws = raw(&server, "/app/key-2?protocol=7").await;
     assert_eq!(
         recv(&mut ws).await["event"],

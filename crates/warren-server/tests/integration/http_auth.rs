@@ -150,8 +150,8 @@ async fn php_array_params_and_percent_encoded_values() {
 async fn missing_or_foreign_credentials() {
     let server = start_with(|c| {
         c.apps.push(warren_server::config::AppConfig::new(
-            "other",
-            "other-key",
+            warren_protocol::AppId::parse("other").expect("valid id"),
+            warren_protocol::AppKey::parse("other-key").expect("valid key"),
             "other-secret",
         ));
     })

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use warren_server::config::{Backend, Config, RedisUrls};
+use warren_server::config::{Backend, Config, RedisTarget};
 
 /// The Redis the test command provides: `REDIS_URL`, by default redis://127.0.0.1:6379.
 pub fn shared_url() -> String {
@@ -30,7 +30,7 @@ pub fn use_redis(
     node_timeout_ms: u64,
 ) {
     config.cluster.backend = Backend::Redis;
-    config.cluster.redis_url = RedisUrls(urls);
+    config.cluster.redis_url = RedisTarget::parse_list(&urls).expect("valid Redis URLs");
     config.cluster.prefix = prefix.into();
     config.cluster.node_timeout_ms = node_timeout_ms;
 }

@@ -160,14 +160,14 @@ fn target(args: &BenchArgs, source: &ServerSource) -> Result<Target, String> {
         None => config
             .apps
             .first()
-            .map(|a| a.id.clone())
+            .map(|a| a.id.to_string())
             .ok_or("the configuration has no app; pass --app, --key and --secret")?,
     };
-    let app = config.apps.iter().find(|a| a.id == app_id);
+    let app = config.apps.iter().find(|a| a.id.as_str() == app_id);
     let key = args
         .key
         .clone()
-        .or_else(|| app.map(|a| a.key.clone()))
+        .or_else(|| app.map(|a| a.key.to_string()))
         .ok_or_else(|| {
             format!("app {app_id:?} is not in the configuration: pass --key and --secret")
         })?;

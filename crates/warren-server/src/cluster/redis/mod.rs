@@ -13,7 +13,6 @@
 mod keys;
 mod registry;
 mod scripts;
-mod url;
 mod value;
 
 use std::collections::HashMap;
@@ -38,15 +37,14 @@ use super::{
     BackendError, Broker, ChannelEvent, ChannelMessage, ChannelStats, ClusterBackend, ClusterState,
     EventSink, JoinError, PresenceJoin, PresenceLeave, Seams, SubscriptionChange,
 };
+use crate::config::RedisTarget;
 use keys::Keys;
 use scripts::Scripts;
-
-pub use url::redact as redact_url;
 
 /// How the node connects and identifies itself.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
-    pub urls: Vec<String>,
+    pub target: RedisTarget,
     pub prefix: String,
     pub node_id: String,
     /// A node silent this long is declared dead and cleaned up.
@@ -112,7 +110,7 @@ impl RedisCluster {
         options: RedisOptions,
         sink: Arc<dyn EventSink>,
     ) -> Result<Self, BackendError> {
-        let config = url::client_config(&options.urls).map_err(BackendError)?;
+        let config = options.target.client_config().clone();
         let policy = ReconnectPolicy::new_exponential(0, 100, 1000, 2);
         let mut builder = fred::types::Builder::from_config(config);
         builder
@@ -128,12 +126,7 @@ impl RedisCluster {
             });
         let client = builder.build().map_err(backend)?;
         let subscriber = builder.build_subscriber_client().map_err(backend)?;
-        let shown = options
-            .urls
-            .iter()
-            .map(|u| url::redact(u))
-            .collect::<Vec<_>>()
-            .join(",");
+        let shown = options.target.to_string();
         tokio::time::timeout(COMMAND_TIMEOUT * 3, async {
             client.init().await?;
             subscriber.init().await

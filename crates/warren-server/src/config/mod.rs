@@ -1,0 +1,239 @@
+//! The server's configuration: a TOML file, `WARREN_<SECTION>__<KEY>` variables over it.
+//!
+//! The keys, their defaults and their meaning are README's configuration table (and
+//! `warren.example.toml`); they are not repeated here. Values are checked once, where they
+//! become typed: app ids and keys are the protocol's names, the Redis URL is parsed by the
+//! Redis client itself ([`RedisTarget`]), and [`Config::validate`] checks the rest, so a
+//! configuration built in code is held to the same rules as one loaded from a file.
+
+mod load;
+mod redis;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use std::fmt;
+
+use serde::{de, Deserialize, Deserializer};
+use warren_protocol::{AppId, AppKey};
+
+pub use load::ConfigError;
+pub use redis::RedisTarget;
+
+/// The demo app, configured when the file has no `[[apps]]`; the server warns about its secret.
+pub const DEMO_APP_ID: &str = "app-id";
+pub const DEMO_APP_KEY: &str = "app-key";
+pub const DEMO_APP_SECRET: &str = "app-secret";
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub cluster: ClusterConfig,
+    pub apps: Vec<AppConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    pub activity_timeout: u64,
+    pub pong_timeout: u64,
+    pub max_message_size_kb: usize,
+    pub max_outbound_queue: usize,
+    pub api_timestamp_tolerance_secs: u64,
+    pub role: Role,
+    /// Generated at start-up when absent; two live nodes must never share one.
+    pub node_id: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "127.0.0.1".into(),
+            port: 6001,
+            activity_timeout: 120,
+            pong_timeout: 30,
+            max_message_size_kb: 64,
+            max_outbound_queue: 1024,
+            api_timestamp_tolerance_secs: 600,
+            role: Role::All,
+            node_id: None,
+        }
+    }
+}
+
+/// An enum written as one of its names, the first one its default. Not serde's derive, which
+/// would also take a number for a variant's index (`role = 1`).
+macro_rules! names {
+    ($(#[$doc:meta])* $name:ident { $first:ident = $text:literal $(, $other:ident = $other_text:literal)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+        pub enum $name { #[default] $first $(, $other)* }
+
+        impl $name {
+            const NAMES: &'static [&'static str] = &[$text $(, $other_text)*];
+
+            pub fn as_str(self) -> &'static str {
+                Self::NAMES[self as usize]
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let name = String::deserialize(deserializer)?;
+                let index = Self::NAMES.iter().position(|n| *n == name);
+                let variant = index.map(|i| [Self::$first $(, Self::$other)*][i]);
+                variant.ok_or_else(|| de::Error::unknown_variant(&name, Self::NAMES))
+            }
+        }
+    };
+}
+
+names! {
+    /// What a node serves: WebSocket clients and the HTTP API, or one of them.
+    Role { All = "all", Push = "push", Api = "api" }
+}
+
+names! {
+    /// How nodes share state: in this process only, or through Redis.
+    Backend { Local = "local", Redis = "redis" }
+}
+
+impl Role {
+    pub fn serves_websocket(self) -> bool {
+        self != Role::Api
+    }
+
+    pub fn serves_api(self) -> bool {
+        self != Role::Push
+    }
+}
+
+/// Checked whatever the backend, so a mistake shows before `redis` is switched on.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub backend: Backend,
+    pub redis_url: RedisTarget,
+    pub prefix: String,
+    pub node_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            backend: Backend::Local,
+            redis_url: RedisTarget::default(),
+            prefix: "warren".into(),
+            node_timeout_ms: 5000,
+        }
+    }
+}
+
+/// One `[[apps]]` section; only the credentials are required.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    #[serde(deserialize_with = "app_id")]
+    pub id: AppId,
+    #[serde(deserialize_with = "app_key")]
+    pub key: AppKey,
+    pub secret: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "yes")]
+    pub client_events: bool,
+    #[serde(default)]
+    pub max_connections: u64,
+    #[serde(default = "max_presence_members")]
+    pub max_presence_members: usize,
+    #[serde(default = "max_event_payload_kb")]
+    pub max_event_payload_kb: usize,
+    #[serde(default = "max_channel_name_length")]
+    pub max_channel_name_length: usize,
+    #[serde(default = "client_event_rate_per_sec")]
+    pub client_event_rate_per_sec: u32,
+    #[serde(default = "max_user_info_bytes")]
+    pub max_user_info_bytes: usize,
+    #[serde(default = "max_user_id_length")]
+    pub max_user_id_length: usize,
+    #[serde(default = "max_subscriptions_per_connection")]
+    pub max_subscriptions_per_connection: usize,
+}
+
+/// The defaults of an app's settings, for serde and [`AppConfig::new`].
+macro_rules! defaults {
+    ($($name:ident: $type:ty = $value:expr),* $(,)?) => { $(fn $name() -> $type { $value })* };
+}
+
+defaults! {
+    yes: bool = true,
+    max_presence_members: usize = 100,
+    max_event_payload_kb: usize = 10,
+    max_channel_name_length: usize = 200,
+    client_event_rate_per_sec: u32 = 10,
+    max_user_info_bytes: usize = 1024,
+    max_user_id_length: usize = 128,
+    max_subscriptions_per_connection: usize = 1000,
+}
+
+fn app_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<AppId, D::Error> {
+    AppId::parse(&String::deserialize(deserializer)?).map_err(de::Error::custom)
+}
+
+fn app_key<'de, D: Deserializer<'de>>(deserializer: D) -> Result<AppKey, D::Error> {
+    AppKey::parse(&String::deserialize(deserializer)?).map_err(de::Error::custom)
+}
+
+impl AppConfig {
+    /// An app with these credentials and every other setting at its default.
+    pub fn new(id: AppId, key: AppKey, secret: impl Into<String>) -> Self {
+        AppConfig {
+            id,
+            key,
+            secret: secret.into(),
+            enabled: yes(),
+            client_events: yes(),
+            max_connections: 0,
+            max_presence_members: max_presence_members(),
+            max_event_payload_kb: max_event_payload_kb(),
+            max_channel_name_length: max_channel_name_length(),
+            client_event_rate_per_sec: client_event_rate_per_sec(),
+            max_user_info_bytes: max_user_info_bytes(),
+            max_user_id_length: max_user_id_length(),
+            max_subscriptions_per_connection: max_subscriptions_per_connection(),
+        }
+    }
+
+    pub fn demo() -> Self {
+        let id = AppId::parse(DEMO_APP_ID).expect("the demo app id is valid");
+        let key = AppKey::parse(DEMO_APP_KEY).expect("the demo app key is valid");
+        AppConfig::new(id, key, DEMO_APP_SECRET)
+    }
+}
+
+impl Default for Config {
+    /// The server defaults and the demo app.
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            cluster: ClusterConfig::default(),
+            apps: vec![AppConfig::demo()],
+        }
+    }
+}
+
+impl Config {
+    /// Whether an app uses the demo secret (the server warns loudly).
+    pub fn uses_demo_secret(&self) -> bool {
+        self.apps.iter().any(|app| app.secret == DEMO_APP_SECRET)
+    }
+}

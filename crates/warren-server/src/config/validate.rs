@@ -1,0 +1,90 @@
+//! What the types leave open. `load` runs it and so does the server on start, so that a
+//! configuration built in code meets the same rules as a file.
+
+use std::collections::HashMap;
+
+use super::{Config, ConfigError};
+
+/// Returns the first `field` of `item` below `min` as a problem of `section.field`.
+macro_rules! at_least {
+    ($item:expr, $section:expr, $min:expr; $($field:ident),+) => {$(
+        if ($item.$field as u64) < $min {
+            let (key, value) = (format!("{}.{}", $section, stringify!($field)), $item.$field);
+            return Err((key, format!("must be at least {}, got {value}", $min)));
+        }
+    )+};
+}
+
+/// A problem: the key (`apps.1.id`) and what is wrong with its value.
+type Problem = (String, String);
+
+impl Config {
+    /// Checks ranges, names, secrets and uniqueness; port 0 (pick a free one) is valid.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check()
+            .map_err(|(key, what)| ConfigError::invalid("", &key, what))
+    }
+
+    pub(super) fn check(&self) -> Result<(), Problem> {
+        let s = &self.server;
+        if s.host.is_empty() {
+            return Err(("server.host".into(), "must not be empty".into()));
+        }
+        at_least!(s, "server", 1; activity_timeout, pong_timeout, max_message_size_kb,
+            max_outbound_queue, api_timestamp_tolerance_secs);
+        at_least!(self.cluster, "cluster", 1000; node_timeout_ms);
+        for (i, app) in self.apps.iter().enumerate() {
+            at_least!(app, format!("apps.{i}"), 1; max_presence_members, max_event_payload_kb,
+                max_channel_name_length, client_event_rate_per_sec, max_subscriptions_per_connection);
+        }
+        if let Some(node_id) = &s.node_id {
+            name("server.node_id", node_id, &['_', '.', '-'], "")?;
+        }
+        let braces = " (no braces: Redis hash tags)";
+        name(
+            "cluster.prefix",
+            &self.cluster.prefix,
+            &['_', '.', ':', '-'],
+            braces,
+        )?;
+        if self.apps.is_empty() {
+            let what = "at least one app is required (an [[apps]] section)";
+            return Err(("apps".into(), what.into()));
+        }
+        let (mut ids, mut keys) = (HashMap::new(), HashMap::new());
+        for (i, app) in self.apps.iter().enumerate() {
+            if app.max_channel_name_length > 1000 {
+                let what = format!("must be at most 1000, got {}", app.max_channel_name_length);
+                return Err((format!("apps.{i}.max_channel_name_length"), what));
+            }
+            if app.secret.is_empty() {
+                return Err((format!("apps.{i}.secret"), "must not be empty".into()));
+            }
+            for (field, value, seen) in [
+                ("id", app.id.as_str(), &mut ids),
+                ("key", app.key.as_str(), &mut keys),
+            ] {
+                if let Some(first) = seen.insert(value, i) {
+                    let what =
+                        format!("duplicate app {field} {value:?} (also apps.{first}.{field})");
+                    return Err((format!("apps.{i}.{field}"), what));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// 1 to 64 ASCII letters, digits and `extra` characters.
+fn name(key: &str, value: &str, extra: &[char], note: &str) -> Result<(), Problem> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || extra.contains(&c);
+    if (1..=64).contains(&value.chars().count()) && value.chars().all(allowed) {
+        return Ok(());
+    }
+    let extra: Vec<String> = extra.iter().map(char::to_string).collect();
+    let what = format!(
+        "must be 1 to 64 of A-Z a-z 0-9 {}{note}, got {value:?}",
+        extra.join(" ")
+    );
+    Err((key.into(), what))
+}
