@@ -5,11 +5,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use warren_client::{ApiRequest, BatchEvent, Client, TriggerOptions};
 
-use super::receiver::now_ns;
+use super::receiver::{histogram, now_ns};
 use super::scan::{event_data, EVENT};
 
 pub struct Plan {
@@ -37,6 +38,10 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// When publishing started, in ns since the Unix epoch.
     pub started_ns: u64,
+    /// Round trip of each accepted request, request sent to answer read (ns): how long the
+    /// server takes to accept a publish, which bounds the accepted rate at a given in-flight
+    /// limit.
+    pub request_time: Histogram<u64>,
 }
 
 /// Event `k` goes to channel `k % C` with sequence number `k / C` and is due at
@@ -46,6 +51,7 @@ pub async fn publish(client: Client, plan: Plan, progress: Arc<Progress>) -> Out
     let accepted: Arc<Vec<AtomicU64>> =
         Arc::new((0..channels).map(|_| AtomicU64::new(0)).collect());
     let first_error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let request_time = Arc::new(Mutex::new(histogram()));
     let limit = Arc::new(Semaphore::new(plan.in_flight.max(1)));
     let start = Instant::now();
     let started_ns = now_ns();
@@ -66,6 +72,7 @@ pub async fn publish(client: Client, plan: Plan, progress: Arc<Progress>) -> Out
         let accepted = accepted.clone();
         let progress = progress.clone();
         let first_error = first_error.clone();
+        let request_time = request_time.clone();
         let payload = plan.payload;
         progress.in_flight.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
@@ -105,6 +112,9 @@ pub async fn publish(client: Client, plan: Plan, progress: Arc<Progress>) -> Out
             };
             match result {
                 Ok(()) => {
+                    if let Ok(mut h) = request_time.lock() {
+                        let _ = h.record(now_ns().saturating_sub(sent).max(1));
+                    }
                     for (channel, _) in &events {
                         accepted[*channel].fetch_add(1, Ordering::Relaxed);
                     }
@@ -134,5 +144,9 @@ pub async fn publish(client: Client, plan: Plan, progress: Arc<Progress>) -> Out
         first_error: first_error.lock().ok().and_then(|f| f.clone()),
         elapsed,
         started_ns,
+        request_time: request_time
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_else(|_| histogram()),
     }
 }

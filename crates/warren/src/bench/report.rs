@@ -41,6 +41,8 @@ pub struct Summary {
     pub publish_errors: u64,
     pub first_publish_error: Option<String>,
     pub publish_elapsed: Duration,
+    /// Round trips of accepted publish requests, ns.
+    pub publish_request_time: Histogram<u64>,
     pub expected: u64,
     pub received: u64,
     pub unique: u64,
@@ -90,6 +92,7 @@ impl Summary {
             publish_errors: outcome.errors,
             first_publish_error: outcome.first_error.clone(),
             publish_elapsed: outcome.elapsed,
+            publish_request_time: outcome.request_time.clone(),
             expected: 0,
             received: 0,
             unique: 0,
@@ -197,6 +200,14 @@ impl Summary {
         if let Some(e) = &self.first_publish_error {
             line(format!("              first failure: {e}"));
         }
+        let rt = &self.publish_request_time;
+        line(format!(
+            "  requests    publish round trip  p50 {}  p90 {}  p99 {}  max {}",
+            ns(rt.value_at_quantile(0.5)),
+            ns(rt.value_at_quantile(0.9)),
+            ns(rt.value_at_quantile(0.99)),
+            ns(rt.max()),
+        ));
         line(format!(
             "  deliveries  expected {}, received {}, lost {}, duplicates {}, reordered {}, unexpected {}, connections dropped {}",
             self.expected, self.received, self.lost, self.duplicates, self.reordered, self.unexpected, self.dropped
@@ -273,6 +284,7 @@ impl Summary {
                 "errors": self.publish_errors,
                 "first_error": self.first_publish_error,
                 "elapsed_s": self.publish_elapsed.as_secs_f64(),
+                "request_time": quantiles(&self.publish_request_time),
             },
             "deliveries": {
                 "expected": self.expected,
