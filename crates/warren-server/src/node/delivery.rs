@@ -26,17 +26,21 @@ impl LocalDelivery {
 
 impl EventSink for LocalDelivery {
     fn deliver(&self, event: &ChannelEvent) {
-        let frame = frame_of(event);
-        self.hub
-            .deliver(&event.app, &event.channel, &frame, event.except);
+        deliver(&self.hub, event);
     }
+}
+
+/// Frames the event once and hands it to the hub's subscribers of its channel.
+pub(super) fn deliver(hub: &Hub, event: &ChannelEvent) {
+    let frame = frame_of(event);
+    hub.deliver(&event.app, &event.channel, &frame, event.except);
 }
 
 /// The WebSocket frame subscribers of the event's channel receive.
 ///
 /// INVARIANT(frame-once): called once per event per node; every subscriber gets a clone of
 /// the returned `Bytes` handle, never a copy or a re-serialization.
-pub(crate) fn frame_of(event: &ChannelEvent) -> Bytes {
+fn frame_of(event: &ChannelEvent) -> Bytes {
     let channel = event.channel.as_str();
     let json = match &event.message {
         ChannelMessage::Event {

@@ -211,9 +211,7 @@ impl Node {
     }
 
     fn deliver_here(&self, event: &ChannelEvent) {
-        let frame = delivery::frame_of(event);
-        self.hub
-            .deliver(&event.app, &event.channel, &frame, event.except);
+        delivery::deliver(&self.hub, event);
     }
 
     /// Removes the connection from the hub, and stops listening to the channel when it was
