@@ -356,24 +356,29 @@ fn wrong_types_name_the_key() {
     ] {
         assert_refused(&error(text, &[]), &format!("{key}: "), gist);
     }
-    let message = error(ONE_APP, &[("WARREN_SERVER__PORT", "abc")]);
-    assert_refused(
-        &message,
-        "WARREN_SERVER__PORT: server.port: ",
-        "string \"abc\", expected u16",
-    );
-    let message = error(ONE_APP, &[("WARREN_APPS__0__ENABLED", "maybe")]);
-    assert_refused(
-        &message,
-        "WARREN_APPS__0__ENABLED: apps.0.enabled: ",
-        "expected a boolean",
-    );
-    let message = error(ONE_APP, &[("WARREN_CLUSTER__NODE_TIMEOUT_MS", "5s")]);
-    assert_refused(
-        &message,
-        "WARREN_CLUSTER__NODE_TIMEOUT_MS: cluster.node_timeout_ms: ",
-        "5s",
-    );
+    for (var, value, key, gist) in [
+        (
+            "WARREN_SERVER__PORT",
+            "abc",
+            "server.port",
+            "string \"abc\", expected u16",
+        ),
+        (
+            "WARREN_APPS__0__ENABLED",
+            "maybe",
+            "apps.0.enabled",
+            "expected a boolean",
+        ),
+        (
+            "WARREN_CLUSTER__NODE_TIMEOUT_MS",
+            "5s",
+            "cluster.node_timeout_ms",
+            "5s",
+        ),
+    ] {
+        let message = error(ONE_APP, &[(var, value)]);
+        assert_refused(&message, &format!("{var}: {key}: "), gist);
+    }
 }
 
 #[test]
