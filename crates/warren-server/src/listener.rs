@@ -48,6 +48,8 @@ pub(crate) struct Routes {
     /// WebSocket upgrades; `None` on a node that serves the HTTP API only.
     pub websocket: Option<Arc<connection::Context>>,
     pub http: axum::Router,
+    /// The runtime HTTP connections are served on (`None`: this one); see `HttpRuntime`.
+    pub http_runtime: Option<tokio::runtime::Handle>,
 }
 
 /// Accepts connections until `shutdown` flips.
@@ -103,16 +105,36 @@ async fn route(mut stream: TcpStream, routes: Routes) {
                 .await;
         }
         Some(Head::Http) | None => {
-            let io = TokioIo::new(Rewind {
-                prefix: buf.freeze(),
-                inner: stream,
-            });
-            let service = TowerToHyperService::new(routes.http);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await;
+            let prefix = buf.freeze();
+            match routes.http_runtime {
+                None => serve_http(stream, prefix, routes.http).await,
+                Some(runtime) => {
+                    // INVARIANT(requests-apart-from-connections): HTTP is served on its own
+                    // runtime; the socket moves to that runtime's reactor.
+                    let Ok(stream) = stream.into_std() else {
+                        return;
+                    };
+                    runtime.spawn(async move {
+                        if let Ok(stream) = TcpStream::from_std(stream) {
+                            serve_http(stream, prefix, routes.http).await;
+                        }
+                    });
+                }
+            }
         }
     }
+}
+
+/// Serves HTTP/1.1 requests on `stream`, whose first bytes were already read into `prefix`.
+async fn serve_http(stream: TcpStream, prefix: Bytes, router: axum::Router) {
+    let io = TokioIo::new(Rewind {
+        prefix,
+        inner: stream,
+    });
+    let service = TowerToHyperService::new(router);
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, service)
+        .await;
 }
 
 /// Reads until the request head is complete. `None`: not parseable as HTTP (hyper answers it).

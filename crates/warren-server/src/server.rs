@@ -17,6 +17,7 @@ use crate::config::{Backend, Config};
 use crate::connection;
 use crate::connections::{self, Connections};
 use crate::http::{self, Health};
+use crate::http_runtime::HttpRuntime;
 use crate::hub::Hub;
 use crate::listener::{self, Routes};
 use crate::node::{LocalDelivery, Node};
@@ -107,12 +108,15 @@ impl ServerBuilder {
             connections: connections.clone(),
             node: node.clone(),
         });
+        let http_runtime = HttpRuntime::new(server.http_threads)?;
         let (shutdown_tx, _) = watch::channel(false);
         Ok(Server {
             routes: Routes {
                 websocket,
                 http: http::router(health, api),
+                http_runtime: http_runtime.handle(),
             },
+            http_runtime,
             listener,
             connections,
             node,
@@ -135,6 +139,8 @@ impl ServerBuilder {
 pub struct Server {
     listener: TcpListener,
     routes: Routes,
+    /// Owns the threads `routes` sends HTTP connections to; they stop when it is dropped.
+    http_runtime: HttpRuntime,
     connections: Arc<Connections>,
     node: Arc<Node>,
     node_id: String,
@@ -212,6 +218,7 @@ impl Server {
         let Server {
             listener,
             routes,
+            http_runtime,
             connections,
             node,
             node_id: _,
@@ -223,5 +230,6 @@ impl Server {
         connections.close_all();
         connections.drained(DRAIN_LIMIT).await;
         node.leave_cluster().await;
+        drop(http_runtime);
     }
 }

@@ -44,6 +44,8 @@ pub struct ServerConfig {
     pub max_outbound_queue: usize,
     pub api_timestamp_tolerance_secs: u64,
     pub role: Role,
+    /// Threads serving HTTP requests apart from the WebSocket connections (0: share them).
+    pub http_threads: usize,
     /// Generated at start-up when absent; two live nodes must never share one.
     pub node_id: Option<String>,
 }
@@ -59,6 +61,7 @@ impl Default for ServerConfig {
             max_outbound_queue: 1024,
             api_timestamp_tolerance_secs: 600,
             role: Role::All,
+            http_threads: 1,
             node_id: None,
         }
     }

@@ -154,6 +154,7 @@ fn full_file() {
             max_outbound_queue: 16,
             api_timestamp_tolerance_secs: 30,
             role: Role::Push,
+            http_threads: 1,
             node_id: Some("push-1.eu_west".to_owned()),
         },
         cluster: ClusterConfig {
@@ -437,6 +438,16 @@ fn values_out_of_range() {
         let expected = format!("invalid configuration: apps.0.{key}: must be at least 1, got 0");
         assert_eq!(error(&format!("{ONE_APP}{key} = 0\n"), &[]), expected);
     }
+    assert_eq!(
+        parse("[server]\nhttp_threads = 0\n", &[])
+            .server
+            .http_threads,
+        0
+    );
+    assert_eq!(
+        error("[server]\nhttp_threads = 65\n", &[]),
+        "invalid configuration: server.http_threads: must be at most 64, got 65"
+    );
     let config = parse(&format!("{ONE_APP}max_channel_name_length = 1000\n"), &[]);
     assert_eq!(config.apps[0].max_channel_name_length, 1000);
     assert_eq!(
