@@ -24,18 +24,19 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use fred::clients::{Client, SubscriberClient};
 use fred::interfaces::{
-    ClientLike, EventInterface, HashesInterface, PubsubInterface, SetsInterface,
+    ClientLike, EventInterface, HashesInterface, KeysInterface, PubsubInterface, SetsInterface,
 };
 use fred::types::config::ReconnectPolicy;
-use fred::types::Value;
+use fred::types::{Expiration, SetOptions, Value};
 use parking_lot::Mutex;
 use warren_protocol::presence::PresenceMember;
-use warren_protocol::{AppId, ChannelName, SocketId, UserId};
+use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
 
 use super::envelope;
 use super::{
-    BackendError, Broker, ChannelEvent, ChannelMessage, ChannelStats, ClusterBackend, ClusterState,
-    EventSink, JoinError, PresenceJoin, PresenceLeave, Seams, SubscriptionChange,
+    BackendError, Broker, CachedEvent, ChannelEvent, ChannelMessage, ChannelStats, ClusterBackend,
+    ClusterState, CountVersion, EventSink, JoinError, PresenceJoin, PresenceLeave, Seams,
+    SubscriptionChange,
 };
 use crate::config::RedisTarget;
 use keys::Keys;
@@ -184,13 +185,20 @@ impl RedisCluster {
     }
 }
 
-/// The join and leave scripts answer `{member flag, transition flag, count, ...}`.
-fn change_from(reply: &[Value]) -> Result<SubscriptionChange, BackendError> {
+/// The join and leave scripts answer `{member flag, transition flag, count, ...}`, with the
+/// change's version at `version_at`.
+fn change_from(reply: &[Value], version_at: usize) -> Result<SubscriptionChange, BackendError> {
     Ok(SubscriptionChange {
         transition: value::flag_at(reply, 1, "subscription change")?,
         subscription_count: value::count_at(reply, 2, "subscription change")?,
+        version: value::count_at(reply, version_at, "subscription change")?,
     })
 }
+
+/// Where the join script's answer has the version (then presence members), and the leave
+/// script's.
+const JOIN_VERSION_AT: usize = 3;
+const LEAVE_VERSION_AT: usize = 4;
 
 fn backend(e: impl std::fmt::Display) -> BackendError {
     BackendError(e.to_string())
@@ -465,7 +473,7 @@ impl ClusterState for RedisCluster {
             .mirror
             .lock()
             .insert((app.clone(), channel.clone(), socket), None);
-        change_from(&reply)
+        change_from(&reply, JOIN_VERSION_AT)
     }
 
     async fn unsubscribe(
@@ -475,7 +483,7 @@ impl ClusterState for RedisCluster {
         socket: SocketId,
     ) -> Result<SubscriptionChange, BackendError> {
         let reply = self.inner.leave(app, channel, socket).await?;
-        change_from(&reply)
+        change_from(&reply, LEAVE_VERSION_AT)
     }
 
     async fn join_presence(
@@ -501,8 +509,8 @@ impl ClusterState for RedisCluster {
             .insert((app.clone(), channel.clone(), socket), Some(member.clone()));
         Ok(PresenceJoin {
             member_added: value::flag_at(&reply, 0, "join")?,
-            change: change_from(&reply)?,
-            members: inner.members_from(reply.get(3))?,
+            change: change_from(&reply, JOIN_VERSION_AT)?,
+            members: inner.members_from(reply.get(JOIN_VERSION_AT + 1))?,
         })
     }
 
@@ -516,7 +524,7 @@ impl ClusterState for RedisCluster {
         let reply = self.inner.leave(app, channel, socket).await?;
         Ok(PresenceLeave {
             member_removed: value::flag_at(&reply, 0, "leave")?,
-            change: change_from(&reply)?,
+            change: change_from(&reply, LEAVE_VERSION_AT)?,
         })
     }
 
@@ -573,6 +581,115 @@ impl ClusterState for RedisCluster {
 
     async fn shutdown(&self) {
         registry::deregister(&self.inner).await;
+    }
+
+    async fn cache_put(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        name: &EventName,
+        data: &Arc<str>,
+        ttl: Duration,
+    ) -> Result<u64, BackendError> {
+        let inner = &self.inner;
+        let ttl_ms = ttl.as_millis().max(1).to_string();
+        let reply = inner
+            .eval(
+                &inner.scripts.cache_put,
+                vec![inner.keys.cache(app, channel)],
+                vec![
+                    Value::from(name.as_str()),
+                    Value::from(&**data),
+                    Value::from(ttl_ms),
+                ],
+            )
+            .await?;
+        Ok(value::int(&reply, "cache put")?.max(0) as u64)
+    }
+
+    async fn cache_get(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+    ) -> Result<Option<CachedEvent>, BackendError> {
+        let inner = &self.inner;
+        let reply = inner
+            .eval(
+                &inner.scripts.cache_get,
+                vec![inner.keys.cache(app, channel)],
+                Vec::<Value>::new(),
+            )
+            .await?;
+        let items = value::array(reply, "cache get")?;
+        if items.is_empty() {
+            return Ok(None);
+        }
+        let name = value::string(
+            items.first().ok_or_else(|| value::bad("cache get"))?,
+            "cache get",
+        )?;
+        let data = value::string(
+            items.get(1).ok_or_else(|| value::bad("cache get"))?,
+            "cache get",
+        )?;
+        // A kept event whose name no longer parses was not written by Warren: nothing cached.
+        let Ok(name) = EventName::parse(&name) else {
+            return Ok(None);
+        };
+        Ok(Some(CachedEvent {
+            name,
+            data: Arc::from(data),
+            seq: value::count_at(&items, 2, "cache get")?,
+            ttl: Duration::from_millis(value::count_at(&items, 3, "cache get")?),
+        }))
+    }
+
+    async fn subscription_count(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+    ) -> Result<CountVersion, BackendError> {
+        let inner = &self.inner;
+        let reply = inner
+            .eval(
+                &inner.scripts.count,
+                vec![inner.keys.app_base(app)],
+                vec![channel.to_string()],
+            )
+            .await?;
+        let items = value::array(reply, "count")?;
+        Ok(CountVersion {
+            subscription_count: value::count_at(&items, 0, "count")?,
+            version: value::count_at(&items, 1, "count")?,
+        })
+    }
+
+    async fn claim_count_window(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        window: Duration,
+    ) -> Result<bool, BackendError> {
+        let inner = &self.inner;
+        if let Some(e) = inner.unavailable() {
+            return Err(e);
+        }
+        let ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1);
+        let set: Value = tokio::time::timeout(
+            COMMAND_TIMEOUT,
+            inner.client.set(
+                inner.keys.count_window(app, channel),
+                "1",
+                Some(Expiration::PX(ms)),
+                Some(SetOptions::NX),
+                false,
+            ),
+        )
+        .await
+        .map_err(|_| BackendError("Redis command timed out".into()))?
+        .map_err(backend)?;
+        // SET NX answers OK when it set the key, nil when the window was already open.
+        Ok(!matches!(set, Value::Null))
     }
 
     async fn presence_members(
