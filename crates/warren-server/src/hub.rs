@@ -144,6 +144,8 @@ impl Hub {
             return false;
         };
         let p = subs.pending.swap_remove(i);
+        // INVARIANT(cache-never-rewinds): of what was held, only events newer than the
+        // replayed one follow it.
         let newer = |seq: Option<u64>| match (seq, replayed) {
             (Some(seq), Some(up_to)) => seq > up_to,
             _ => true,
@@ -237,6 +239,8 @@ impl Hub {
         if subs.replayed_up_to.is_empty() {
             return push_to_active(&subs.active, frame, except);
         }
+        // INVARIANT(cache-never-rewinds): nothing numbered up to what a subscriber was handed
+        // from the cache reaches it afterwards.
         let replayed = &subs.replayed_up_to;
         let skip = |socket: &SocketId| {
             Some(*socket) == except
@@ -250,8 +254,8 @@ impl Hub {
                 n += 1;
             }
         }
-        // Events reach a node in the order they were cached, so after this one nothing
-        // numbered at or below it can follow.
+        // One publisher's events reach a node in the order they were cached, so after this
+        // one nothing numbered at or below it follows (concurrent publishers have no order).
         subs.replayed_up_to.retain(|(_, up_to)| *up_to > seq);
         n
     }
@@ -269,6 +273,7 @@ impl Hub {
             return 0;
         };
         // One write lock for the check and the pushes: two counts cannot overtake each other.
+        // INVARIANT(newest-count-wins)
         let mut subs = ch.subscribers.write();
         if version <= subs.count_version {
             return 0;
