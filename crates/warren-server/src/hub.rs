@@ -233,6 +233,13 @@ impl Hub {
         let Some(ch) = self.get(app, channel) else {
             return 0;
         };
+        {
+            // Nobody pending and nobody replayed: an ordinary delivery.
+            let subs = ch.subscribers.read();
+            if subs.pending.is_empty() && subs.replayed_up_to.is_empty() {
+                return push_to_active(&subs.active, frame, except);
+            }
+        }
         let mut subs = ch.subscribers.write();
         let subs = &mut *subs;
         hold(&mut subs.pending, frame, except, Some(seq));
