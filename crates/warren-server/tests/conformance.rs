@@ -557,7 +557,8 @@ mod channel_features {
     pub async fn one_count_window_at_a_time(f: impl Fixture) {
         let (a, b) = (f.node("a").await, f.node("b").await);
         let ch = channel("busy");
-        let window = Duration::from_millis(300);
+        // Long enough that all ten claims land in it even on a loaded machine.
+        let window = Duration::from_millis(1500);
         let claims = (0..10).map(|i| {
             let node = if i % 2 == 0 { &a } else { &b };
             let ch = &ch;

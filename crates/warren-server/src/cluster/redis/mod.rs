@@ -5,11 +5,14 @@
 //!   sharded variants (SPUBLISH/SSUBSCRIBE) spread channels over the shards.
 //! * State: counts and presence members live in Redis, changed by the Lua scripts in
 //!   `scripts`, each subscription recorded under the node *instance* that made it.
+//!   Cache channels' kept events and the windows of throttled subscription counts are in
+//!   `features`.
 //! * Liveness: instances heartbeat into a sorted set; any node cleans up an instance that
 //!   stopped (`registry`). A node that lost its registration (cut off too long, Redis
 //!   restarted, a state change it could not record) registers as a new instance and records
 //!   its local state again from its mirror of it.
 
+mod features;
 mod keys;
 mod registry;
 mod scripts;
@@ -24,10 +27,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use fred::clients::{Client, SubscriberClient};
 use fred::interfaces::{
-    ClientLike, EventInterface, HashesInterface, KeysInterface, PubsubInterface, SetsInterface,
+    ClientLike, EventInterface, HashesInterface, PubsubInterface, SetsInterface,
 };
 use fred::types::config::ReconnectPolicy;
-use fred::types::{Expiration, SetOptions, Value};
+use fred::types::Value;
 use parking_lot::Mutex;
 use warren_protocol::presence::PresenceMember;
 use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
@@ -591,20 +594,7 @@ impl ClusterState for RedisCluster {
         data: &Arc<str>,
         ttl: Duration,
     ) -> Result<u64, BackendError> {
-        let inner = &self.inner;
-        let ttl_ms = ttl.as_millis().max(1).to_string();
-        let reply = inner
-            .eval(
-                &inner.scripts.cache_put,
-                vec![inner.keys.cache(app, channel)],
-                vec![
-                    Value::from(name.as_str()),
-                    Value::from(&**data),
-                    Value::from(ttl_ms),
-                ],
-            )
-            .await?;
-        Ok(value::int(&reply, "cache put")?.max(0) as u64)
+        features::cache_put(&self.inner, app, channel, name, data, ttl).await
     }
 
     async fn cache_get(
@@ -612,36 +602,7 @@ impl ClusterState for RedisCluster {
         app: &AppId,
         channel: &ChannelName,
     ) -> Result<Option<CachedEvent>, BackendError> {
-        let inner = &self.inner;
-        let reply = inner
-            .eval(
-                &inner.scripts.cache_get,
-                vec![inner.keys.cache(app, channel)],
-                Vec::<Value>::new(),
-            )
-            .await?;
-        let items = value::array(reply, "cache get")?;
-        if items.is_empty() {
-            return Ok(None);
-        }
-        let name = value::string(
-            items.first().ok_or_else(|| value::bad("cache get"))?,
-            "cache get",
-        )?;
-        let data = value::string(
-            items.get(1).ok_or_else(|| value::bad("cache get"))?,
-            "cache get",
-        )?;
-        // A kept event whose name no longer parses was not written by Warren: nothing cached.
-        let Ok(name) = EventName::parse(&name) else {
-            return Ok(None);
-        };
-        Ok(Some(CachedEvent {
-            name,
-            data: Arc::from(data),
-            seq: value::count_at(&items, 2, "cache get")?,
-            ttl: Duration::from_millis(value::count_at(&items, 3, "cache get")?),
-        }))
+        features::cache_get(&self.inner, app, channel).await
     }
 
     async fn subscription_count(
@@ -649,19 +610,7 @@ impl ClusterState for RedisCluster {
         app: &AppId,
         channel: &ChannelName,
     ) -> Result<CountVersion, BackendError> {
-        let inner = &self.inner;
-        let reply = inner
-            .eval(
-                &inner.scripts.count,
-                vec![inner.keys.app_base(app)],
-                vec![channel.to_string()],
-            )
-            .await?;
-        let items = value::array(reply, "count")?;
-        Ok(CountVersion {
-            subscription_count: value::count_at(&items, 0, "count")?,
-            version: value::count_at(&items, 1, "count")?,
-        })
+        features::subscription_count(&self.inner, app, channel).await
     }
 
     async fn claim_count_window(
@@ -670,26 +619,7 @@ impl ClusterState for RedisCluster {
         channel: &ChannelName,
         window: Duration,
     ) -> Result<bool, BackendError> {
-        let inner = &self.inner;
-        if let Some(e) = inner.unavailable() {
-            return Err(e);
-        }
-        let ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1);
-        let set: Value = tokio::time::timeout(
-            COMMAND_TIMEOUT,
-            inner.client.set(
-                inner.keys.count_window(app, channel),
-                "1",
-                Some(Expiration::PX(ms)),
-                Some(SetOptions::NX),
-                false,
-            ),
-        )
-        .await
-        .map_err(|_| BackendError("Redis command timed out".into()))?
-        .map_err(backend)?;
-        // SET NX answers OK when it set the key, nil when the window was already open.
-        Ok(!matches!(set, Value::Null))
+        features::claim_count_window(&self.inner, app, channel, window).await
     }
 
     async fn presence_members(
