@@ -86,9 +86,9 @@ async fn route(mut stream: TcpStream, routes: Routes) {
         Some(Head::WebSocket(upgrade)) => match routes.websocket {
             Some(cx) => {
                 buf.advance(upgrade.head_len);
-                // A task of its own: the connection lives long, and this routing future (sized
-                // for the HTTP branch too) should not live with it.
-                tokio::spawn(connection::serve(stream, buf, upgrade, cx));
+                // Admits the connection and hands it to a small task of its own: this routing
+                // future (sized for the HTTP branch too) ends here.
+                connection::serve(stream, buf, upgrade, cx).await;
             }
             None => {
                 let why = "This node serves the HTTP API only (server.role = \"api\")";
@@ -178,38 +178,5 @@ impl AsyncWrite for Rewind {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod size_probe {
-    /// Every connection keeps its task's future for its whole life, so its size is memory
-    /// per connection: keep it small (heavy, rare steps are boxed inside it).
-    #[test]
-    fn connection_future_stays_small() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let addr = l.local_addr().expect("addr");
-            let mut cfg = crate::config::Config::default();
-            cfg.server.port = 0;
-            let server = crate::Server::bind(cfg).await.expect("server");
-            let cx = server.websocket_context_for_tests();
-            let up = crate::ws::handshake::Upgrade {
-                path: String::new(),
-                query: String::new(),
-                accept: String::new(),
-                head_len: 0,
-            };
-            let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-            let fut = crate::connection::serve(s, bytes::BytesMut::new(), up, cx);
-            let size = std::mem::size_of_val(&fut);
-            assert!(size <= 1280, "connection future grew to {size} bytes");
-        });
     }
 }

@@ -205,14 +205,6 @@ impl Server {
         ShutdownHandle(Arc::new(self.shutdown_tx.clone()))
     }
 
-    #[cfg(test)]
-    pub(crate) fn websocket_context_for_tests(&self) -> Arc<connection::Context> {
-        self.routes
-            .websocket
-            .clone()
-            .expect("the default role serves WebSocket clients")
-    }
-
     /// Serves until the shutdown handle is used, then stops gracefully: every connection is
     /// closed with 4200 and leaves its channels (departures are announced cluster-wide), then
     /// the node leaves the cluster.
