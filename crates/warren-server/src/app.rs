@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use warren_protocol::presence::MemberLimits;
 use warren_protocol::{AppId, AppKey};
@@ -26,6 +27,10 @@ pub struct App {
     pub client_event_rate_per_sec: u32,
     pub member_limits: MemberLimits,
     pub max_subscriptions_per_connection: usize,
+    /// How long a cache channel keeps its last event.
+    pub cache_ttl: Duration,
+    /// Subscribers of non-presence channels get `pusher_internal:subscription_count`.
+    pub subscription_count_events: bool,
     /// Connections currently open on this node.
     connections: AtomicU64,
 }
@@ -48,6 +53,8 @@ impl App {
                 max_user_id_length: c.max_user_id_length,
                 max_user_info_bytes: c.max_user_info_bytes,
             },
+            cache_ttl: Duration::from_secs(c.cache_ttl_secs),
+            subscription_count_events: c.subscription_count_events,
             connections: AtomicU64::new(0),
         }
     }

@@ -170,6 +170,10 @@ pub struct AppConfig {
     pub max_user_id_length: usize,
     #[serde(default = "max_subscriptions_per_connection")]
     pub max_subscriptions_per_connection: usize,
+    #[serde(default = "cache_ttl_secs")]
+    pub cache_ttl_secs: u64,
+    #[serde(default)]
+    pub subscription_count_events: bool,
 }
 
 /// The defaults of an app's settings, for serde and [`AppConfig::new`].
@@ -186,6 +190,7 @@ defaults! {
     max_user_info_bytes: usize = 1024,
     max_user_id_length: usize = 128,
     max_subscriptions_per_connection: usize = 1000,
+    cache_ttl_secs: u64 = 1800,
 }
 
 fn app_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<AppId, D::Error> {
@@ -213,6 +218,8 @@ impl AppConfig {
             max_user_info_bytes: max_user_info_bytes(),
             max_user_id_length: max_user_id_length(),
             max_subscriptions_per_connection: max_subscriptions_per_connection(),
+            cache_ttl_secs: cache_ttl_secs(),
+            subscription_count_events: false,
         }
     }
 

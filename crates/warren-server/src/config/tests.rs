@@ -93,6 +93,8 @@ fn defaults() {
     );
     assert_eq!(demo.max_user_id_length, 128);
     assert_eq!(demo.max_subscriptions_per_connection, 1000);
+    assert_eq!(demo.cache_ttl_secs, 1800);
+    assert!(!demo.subscription_count_events);
     assert!(config.uses_demo_secret());
     config.validate().unwrap();
 
@@ -138,6 +140,8 @@ fn full_file() {
         max_user_info_bytes = 2048
         max_user_id_length = 64
         max_subscriptions_per_connection = 50
+        cache_ttl_secs = 60
+        subscription_count_events = true
 
         [[apps]]
         id = "second_app"
@@ -175,6 +179,8 @@ fn full_file() {
                 max_user_info_bytes: 2048,
                 max_user_id_length: 64,
                 max_subscriptions_per_connection: 50,
+                cache_ttl_secs: 60,
+                subscription_count_events: true,
                 ..app("123456", "key.one", "very secret")
             },
             app("second_app", "key-two", "app-secret"),
@@ -434,6 +440,7 @@ fn values_out_of_range() {
         "max_channel_name_length",
         "client_event_rate_per_sec",
         "max_subscriptions_per_connection",
+        "cache_ttl_secs",
     ] {
         let expected = format!("invalid configuration: apps.0.{key}: must be at least 1, got 0");
         assert_eq!(error(&format!("{ONE_APP}{key} = 0\n"), &[]), expected);

@@ -39,7 +39,8 @@ impl Config {
         }
         for (i, app) in self.apps.iter().enumerate() {
             at_least!(app, format!("apps.{i}"), 1; max_presence_members, max_event_payload_kb,
-                max_channel_name_length, client_event_rate_per_sec, max_subscriptions_per_connection);
+                max_channel_name_length, client_event_rate_per_sec, max_subscriptions_per_connection,
+                cache_ttl_secs);
         }
         if let Some(node_id) = &s.node_id {
             name("server.node_id", node_id, &['_', '.', '-'], "")?;

@@ -30,10 +30,20 @@ impl EventSink for LocalDelivery {
     }
 }
 
-/// Frames the event once and hands it to the hub's subscribers of its channel.
+/// Frames the event once and hands it to the hub's subscribers of its channel. Cache events
+/// and counts carry the numbers the hub orders them by (see `hub`).
 pub(super) fn deliver(hub: &Hub, event: &ChannelEvent) {
     let frame = frame_of(event);
-    hub.deliver(&event.app, &event.channel, &frame, event.except);
+    let (app, channel) = (&event.app, &event.channel);
+    match event.message {
+        ChannelMessage::CacheEvent { seq, .. } => {
+            hub.deliver_cached(app, channel, &frame, event.except, seq)
+        }
+        ChannelMessage::SubscriptionCount { version, .. } => {
+            hub.deliver_count(app, channel, &frame, version)
+        }
+        _ => hub.deliver(app, channel, &frame, event.except),
+    };
 }
 
 /// The WebSocket frame subscribers of the event's channel receive.
@@ -60,6 +70,12 @@ fn frame_of(event: &ChannelEvent) -> Bytes {
         ),
         ChannelMessage::MemberRemoved { user_id } => {
             outbound::member_removed(channel, user_id.as_str())
+        }
+        ChannelMessage::CacheEvent { name, data, .. } => {
+            outbound::channel_event(name.as_str(), channel, data, None)
+        }
+        ChannelMessage::SubscriptionCount { count, .. } => {
+            outbound::subscription_count(channel, *count)
         }
     };
     frame::text(json.as_bytes())
