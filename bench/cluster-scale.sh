@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Does a cluster scale out? One node holding N connections against two nodes on Redis holding
+# N each (2N in all) at the same load per node: the same channels and event rate, so every node
+# delivers as many messages per second in both set-ups. Run back to back, --rounds times, with
+# fresh servers (and a fresh Redis key prefix) every run.
+#
+# Usage: bench/cluster-scale.sh [--rounds 2] [connections per node=15000] [channels=100] [rate=100] [seconds=10]
+#
+# One process may open at most ~20,000 sockets here, so the measuring `warren bench` holds N
+# connections (spread over both nodes in the cluster case) and a second `warren bench` holds
+# the other N, subscribed to the same channels; it publishes a handful of events itself (its own
+# report is not used; the measuring one's counts include those few as duplicates, so loss is
+# judged by its `lost` figure). Prints, per set-up: delivery latency from publish (p50, p99),
+# the publish request's round trip (p50, p99) and what was lost.
+# Needs: redis at $REDIS_URL (scripts/ensure-redis.sh starts one), python3, curl.
+# WARREN_BIN: the server binary (default: the release build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=2
+if [ "${1:-}" = --rounds ]; then rounds=$2; shift 2; fi
+conns=${1:-15000}
+channels=${2:-100}
+rate=${3:-100}
+secs=${4:-10}
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
+bash scripts/ensure-redis.sh >/dev/null
+[ -x target/release/warren ] || cargo build --release -q -p warren
+bench=target/release/warren
+server_bin=${WARREN_BIN:-target/release/warren}
+ulimit -n 20000 2>/dev/null || true
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; pids=(); }
+trap cleanup EXIT
+node() { # node NAME PORT PREFIX BACKEND
+  WARREN_LOG=warn WARREN_CLUSTER__BACKEND="$4" WARREN_CLUSTER__REDIS_URL="$REDIS_URL" \
+    WARREN_CLUSTER__PREFIX="$3" WARREN_SERVER__NODE_ID="$1" "$server_bin" serve --port "$2" >/dev/null 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$2/health" >/dev/null 2>&1 && return; sleep 0.1; done
+  echo "node $1 did not start" >&2; exit 1
+}
+common=(--app app-id --key app-key --secret app-secret --channels "$channels" --channel-prefix scale)
+run() { # run single|cluster
+  local prefix="scale$$-$RANDOM" p1 p2 urls
+  p1=$(free_port); p2=$(free_port)
+  if [ "$1" = single ]; then
+    node single-1 "$p1" "$prefix" local
+    urls=(--url "http://127.0.0.1:$p1")
+  else
+    node scale-1 "$p1" "$prefix" redis; node scale-2 "$p2" "$prefix" redis
+    urls=(--url "http://127.0.0.1:$p1" --url "http://127.0.0.1:$p2")
+    # The other N connections, held by a second process on the same channels.
+    "$bench" bench "${urls[@]}" "${common[@]}" --connections "$conns" --rate 0.05 \
+      --duration $((secs + 60)) --drain-ms 0 --threads 1 --allow-loss --quiet >/dev/null 2>&1 &
+    local holder=$!
+    pids+=($holder)
+    until [ "$(curl -fs "http://127.0.0.1:$p2/health" | python3 -c 'import json,sys; print(json.load(sys.stdin)["connections"])')" -ge $((conns / 2)) ]; do sleep 0.5; done
+  fi
+  "$bench" bench "${urls[@]}" "${common[@]}" --connections "$conns" --rate "$rate" --duration "$secs" \
+    --threads 1 --allow-loss --json --quiet | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+d, rt = r["latency_from_publish"], r["publish"]["request_time"]
+cols = [sys.argv[1].ljust(8),
+        "delivery p50 %7.2f ms  p99 %7.2f ms" % (d["p50_ns"] / 1e6, d["p99_ns"] / 1e6),
+        "publish round trip p50 %6.2f ms  p99 %7.2f ms" % (rt["p50_ns"] / 1e6, rt["p99_ns"] / 1e6),
+        "lost %d  deliveries/s %.0f" % (r["deliveries"]["lost"], r["deliveries"]["per_second"])]
+print("   ".join(cols))
+' "$1"
+  cleanup
+}
+echo "cluster-scale: $(date -u +%FT%RZ), $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $server_bin, $conns connections per node, $channels channels, $rate events/s, ${secs}s"
+for _ in $(seq 1 "$rounds"); do run single; run cluster; done
