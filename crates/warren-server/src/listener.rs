@@ -48,8 +48,8 @@ pub(crate) struct Routes {
     /// WebSocket upgrades; `None` on a node that serves the HTTP API only.
     pub websocket: Option<Arc<connection::Context>>,
     pub http: axum::Router,
-    /// The runtime HTTP connections are served on (`None`: this one); see `HttpRuntime`.
-    pub http_runtime: Option<tokio::runtime::Handle>,
+    /// The runtime HTTP connections are served on (`None`: this one); see `Ingress`.
+    pub ingress: Option<tokio::runtime::Handle>,
 }
 
 /// Accepts connections until `shutdown` flips.
@@ -106,10 +106,10 @@ async fn route(mut stream: TcpStream, routes: Routes) {
         }
         Some(Head::Http) | None => {
             let prefix = buf.freeze();
-            match routes.http_runtime {
+            match routes.ingress {
                 None => serve_http(stream, prefix, routes.http).await,
                 Some(runtime) => {
-                    // INVARIANT(requests-apart-from-connections): HTTP is served on its own
+                    // INVARIANT(ingress-apart-from-connections): HTTP is served on its own
                     // runtime; the socket moves to that runtime's reactor.
                     let Ok(stream) = stream.into_std() else {
                         return;

@@ -17,8 +17,8 @@ use crate::config::{Backend, Config};
 use crate::connection;
 use crate::connections::{self, Connections};
 use crate::http::{self, Health};
-use crate::http_runtime::HttpRuntime;
 use crate::hub::Hub;
+use crate::ingress::Ingress;
 use crate::listener::{self, Routes};
 use crate::node::{LocalDelivery, Node};
 
@@ -64,22 +64,29 @@ impl ServerBuilder {
             .node_id
             .clone()
             .unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()));
+        let ingress = Ingress::new(server.ingress_threads)?;
         let hub = Arc::new(Hub::new());
         let sink = Arc::new(LocalDelivery::new(hub.clone()));
-        let Seams { broker, state } = match cluster {
-            Some(backend) => backend.connect(sink).await?,
+        let backend: Box<dyn ClusterBackend> = match cluster {
+            Some(backend) => backend,
             None => match config.cluster.backend {
-                Backend::Local => LocalBackend.connect(sink).await?,
-                Backend::Redis => {
-                    let options = RedisOptions {
-                        target: config.cluster.redis_url.clone(),
-                        prefix: config.cluster.prefix.clone(),
-                        node_id: node_id.clone(),
-                        node_timeout: Duration::from_millis(config.cluster.node_timeout_ms),
-                    };
-                    options.connect(sink).await?
-                }
+                Backend::Local => Box::new(LocalBackend),
+                Backend::Redis => Box::new(RedisOptions {
+                    target: config.cluster.redis_url.clone(),
+                    prefix: config.cluster.prefix.clone(),
+                    node_id: node_id.clone(),
+                    node_timeout: Duration::from_millis(config.cluster.node_timeout_ms),
+                }),
             },
+        };
+        // INVARIANT(ingress-apart-from-connections): the backend's connections (and the tasks
+        // it spawns) live on the ingress runtime.
+        let Seams { broker, state } = match ingress.handle() {
+            Some(h) => {
+                h.spawn(async move { backend.connect(sink).await })
+                    .await??
+            }
+            None => backend.connect(sink).await?,
         };
         let node = Arc::new(Node::new(hub, broker, state));
         let connections = Arc::new(Connections::new(
@@ -108,15 +115,14 @@ impl ServerBuilder {
             connections: connections.clone(),
             node: node.clone(),
         });
-        let http_runtime = HttpRuntime::new(server.http_threads)?;
         let (shutdown_tx, _) = watch::channel(false);
         Ok(Server {
             routes: Routes {
                 websocket,
                 http: http::router(health, api),
-                http_runtime: http_runtime.handle(),
+                ingress: ingress.handle(),
             },
-            http_runtime,
+            ingress,
             listener,
             connections,
             node,
@@ -140,7 +146,7 @@ pub struct Server {
     listener: TcpListener,
     routes: Routes,
     /// Owns the threads `routes` sends HTTP connections to; they stop when it is dropped.
-    http_runtime: HttpRuntime,
+    ingress: Ingress,
     connections: Arc<Connections>,
     node: Arc<Node>,
     node_id: String,
@@ -218,7 +224,7 @@ impl Server {
         let Server {
             listener,
             routes,
-            http_runtime,
+            ingress,
             connections,
             node,
             node_id: _,
@@ -230,6 +236,6 @@ impl Server {
         connections.close_all();
         connections.drained(DRAIN_LIMIT).await;
         node.leave_cluster().await;
-        drop(http_runtime);
+        drop(ingress);
     }
 }

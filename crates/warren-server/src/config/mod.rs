@@ -45,7 +45,7 @@ pub struct ServerConfig {
     pub api_timestamp_tolerance_secs: u64,
     pub role: Role,
     /// Threads serving HTTP requests apart from the WebSocket connections (0: share them).
-    pub http_threads: usize,
+    pub ingress_threads: usize,
     /// Generated at start-up when absent; two live nodes must never share one.
     pub node_id: Option<String>,
 }
@@ -61,7 +61,7 @@ impl Default for ServerConfig {
             max_outbound_queue: 1024,
             api_timestamp_tolerance_secs: 600,
             role: Role::All,
-            http_threads: 1,
+            ingress_threads: 1,
             node_id: None,
         }
     }

@@ -158,7 +158,7 @@ fn full_file() {
             max_outbound_queue: 16,
             api_timestamp_tolerance_secs: 30,
             role: Role::Push,
-            http_threads: 1,
+            ingress_threads: 1,
             node_id: Some("push-1.eu_west".to_owned()),
         },
         cluster: ClusterConfig {
@@ -446,14 +446,14 @@ fn values_out_of_range() {
         assert_eq!(error(&format!("{ONE_APP}{key} = 0\n"), &[]), expected);
     }
     assert_eq!(
-        parse("[server]\nhttp_threads = 0\n", &[])
+        parse("[server]\ningress_threads = 0\n", &[])
             .server
-            .http_threads,
+            .ingress_threads,
         0
     );
     assert_eq!(
-        error("[server]\nhttp_threads = 65\n", &[]),
-        "invalid configuration: server.http_threads: must be at most 64, got 65"
+        error("[server]\ningress_threads = 65\n", &[]),
+        "invalid configuration: server.ingress_threads: must be at most 64, got 65"
     );
     let config = parse(&format!("{ONE_APP}max_channel_name_length = 1000\n"), &[]);
     assert_eq!(config.apps[0].max_channel_name_length, 1000);

@@ -33,9 +33,9 @@ impl Config {
         at_least!(s, "server", 1; activity_timeout, pong_timeout, max_message_size_kb,
             max_outbound_queue, api_timestamp_tolerance_secs);
         at_least!(self.cluster, "cluster", 1000; node_timeout_ms);
-        if s.http_threads > 64 {
-            let what = format!("must be at most 64, got {}", s.http_threads);
-            return Err(("server.http_threads".into(), what));
+        if s.ingress_threads > 64 {
+            let what = format!("must be at most 64, got {}", s.ingress_threads);
+            return Err(("server.ingress_threads".into(), what));
         }
         for (i, app) in self.apps.iter().enumerate() {
             at_least!(app, format!("apps.{i}"), 1; max_presence_members, max_event_payload_kb,
