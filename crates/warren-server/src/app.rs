@@ -26,6 +26,9 @@ pub struct App {
     pub client_event_rate_per_sec: u32,
     pub member_limits: MemberLimits,
     pub max_subscriptions_per_connection: usize,
+    /// Time a connection has to sign in or hold an authorized subscription; `None`: no limit.
+    pub user_authentication_timeout: Option<std::time::Duration>,
+    pub watchlist_events: bool,
     /// Connections currently open on this node.
     connections: AtomicU64,
 }
@@ -48,6 +51,9 @@ impl App {
                 max_user_id_length: c.max_user_id_length,
                 max_user_info_bytes: c.max_user_info_bytes,
             },
+            user_authentication_timeout: (c.user_authentication_timeout > 0)
+                .then(|| std::time::Duration::from_secs(c.user_authentication_timeout)),
+            watchlist_events: c.watchlist_events,
             connections: AtomicU64::new(0),
         }
     }

@@ -19,7 +19,7 @@ use crate::connections::{self, Connections};
 use crate::http::{self, Health};
 use crate::hub::Hub;
 use crate::listener::{self, Routes};
-use crate::node::{LocalDelivery, Node};
+use crate::node::{LocalDelivery, LocalUsers, Node};
 
 /// How long a stopping server waits for its connections to leave their channels.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
@@ -64,7 +64,8 @@ impl ServerBuilder {
             .clone()
             .unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()));
         let hub = Arc::new(Hub::new());
-        let sink = Arc::new(LocalDelivery::new(hub.clone()));
+        let users = Arc::new(LocalUsers::default());
+        let sink = Arc::new(LocalDelivery::new(hub.clone(), users.clone()));
         let Seams { broker, state } = match cluster {
             Some(backend) => backend.connect(sink).await?,
             None => match config.cluster.backend {
@@ -80,7 +81,7 @@ impl ServerBuilder {
                 }
             },
         };
-        let node = Arc::new(Node::new(hub, broker, state));
+        let node = Arc::new(Node::new(hub, users, broker, state));
         let connections = Arc::new(Connections::new(
             server.activity_timeout,
             server.pong_timeout,

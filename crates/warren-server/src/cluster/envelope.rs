@@ -8,9 +8,11 @@
 //! str app
 //! str channel
 //! u8  kind        1 event | 2 member added | 3 member removed
+//!                 | 4 user online | 5 user offline | 6 terminate user
 //! kind 1: str name, str user id ("" for none), then the data to the end
 //! kind 2: str user id, then the user_info JSON to the end ("" for none)
 //! kind 3: the user id to the end
+//! kinds 4-6: nothing more (the user is the one whose `#server-to-user-` channel it is)
 //! ```
 //! `str` is a big-endian `u16` length and that many UTF-8 bytes. The fixed order lets a Redis
 //! script that announces a presence change atomically append its own fields to a header
@@ -23,7 +25,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use warren_protocol::presence::PresenceMember;
 use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
 
-use super::event::{ChannelEvent, ChannelMessage};
+use super::event::{ChannelEvent, ChannelMessage, UserNotice};
 use super::BackendError;
 
 const VERSION: u8 = 2;
@@ -31,6 +33,10 @@ const KIND_EVENT: u8 = 1;
 const KIND_MEMBER_ADDED: u8 = 2;
 /// Also written by the Redis leave script (`\3`).
 const KIND_MEMBER_REMOVED: u8 = 3;
+/// Also written by the Redis sign-in and sign-out scripts (`\4`, `\5`).
+const KIND_USER_ONLINE: u8 = 4;
+const KIND_USER_OFFLINE: u8 = 5;
+const KIND_TERMINATE: u8 = 6;
 /// Names and ids read from an envelope are checked against the protocol's absolute maximum;
 /// the sending node already applied the app's own limits.
 const ANY_LENGTH: usize = 1000;
@@ -60,6 +66,11 @@ pub fn encode(origin: &str, event: &ChannelEvent) -> Result<Bytes, BackendError>
             out.put_u8(KIND_MEMBER_REMOVED);
             out.put_slice(user_id.as_str().as_bytes());
         }
+        ChannelMessage::User(notice) => out.put_u8(match notice {
+            UserNotice::Online => KIND_USER_ONLINE,
+            UserNotice::Offline => KIND_USER_OFFLINE,
+            UserNotice::Terminate => KIND_TERMINATE,
+        }),
     }
     Ok(out.freeze())
 }
@@ -123,6 +134,13 @@ pub fn decode(msg: &[u8]) -> Option<Envelope<'_>> {
         KIND_MEMBER_REMOVED => ChannelMessage::MemberRemoved {
             user_id: user(std::str::from_utf8(rest).ok()?)?,
         },
+        KIND_USER_ONLINE | KIND_USER_OFFLINE | KIND_TERMINATE if rest.is_empty() => {
+            ChannelMessage::User(match kind {
+                KIND_USER_ONLINE => UserNotice::Online,
+                KIND_USER_OFFLINE => UserNotice::Offline,
+                _ => UserNotice::Terminate,
+            })
+        }
         _ => return None,
     };
     Some(Envelope {
@@ -216,6 +234,34 @@ mod tests {
             None,
         ));
         round_trip(event(ChannelMessage::MemberRemoved { user_id: user }, None));
+        for notice in [
+            UserNotice::Online,
+            UserNotice::Offline,
+            UserNotice::Terminate,
+        ] {
+            round_trip(ChannelEvent {
+                channel: ChannelName::parse("#server-to-user-u-1", 200).unwrap(),
+                ..event(ChannelMessage::User(notice), None)
+            });
+        }
+    }
+
+    /// What the Redis sign-in and sign-out scripts append to [`header`]: `u16 len, channel,
+    /// \4` (online) or `\5` (offline).
+    #[test]
+    fn a_header_completed_as_the_user_scripts_do_decodes() {
+        let app = AppId::parse("a").unwrap();
+        for (kind, notice) in [(4, UserNotice::Online), (5, UserNotice::Offline)] {
+            let mut bytes = header("n~1", None, &app).unwrap().to_vec();
+            bytes.extend_from_slice(&[0, 17]);
+            bytes.extend_from_slice(b"#server-to-user-7");
+            bytes.push(kind);
+            let decoded = decode(&bytes).unwrap();
+            assert_eq!(decoded.event.message, ChannelMessage::User(notice));
+            assert_eq!(decoded.event.channel.as_str(), "#server-to-user-7");
+            bytes.push(b'x');
+            assert_eq!(decode(&bytes), None, "nothing may follow a user notice");
+        }
     }
 
     /// What the Redis leave script appends to [`header`]: `u16 len, channel, \3, user`.

@@ -33,4 +33,18 @@ pub enum ChannelMessage {
     MemberAdded(PresenceMember),
     /// `pusher_internal:member_removed`: the user's last connection left the channel.
     MemberRemoved { user_id: UserId },
+    /// About the user whose `#server-to-user-<id>` channel this is: not for the channel's
+    /// subscribers, but for the node's connections signed in as (or watching) that user.
+    User(UserNotice),
+}
+
+/// What a node does for one user's connections, when told on the user's channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserNotice {
+    /// The user's first signed-in connection anywhere opened: tell their watchers.
+    Online,
+    /// The user's last signed-in connection anywhere closed: tell their watchers.
+    Offline,
+    /// Close every connection signed in as the user (`terminate_connections`).
+    Terminate,
 }

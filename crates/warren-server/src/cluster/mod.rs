@@ -3,9 +3,10 @@
 //! * [`Broker`] moves [`ChannelEvent`]s between nodes: events, not frames. It also tells the
 //!   backend which channels this node wants to receive, so a node only gets the traffic it
 //!   delivers.
-//! * [`ClusterState`] holds the shared truth: subscription counts, presence members. Every
-//!   mutation reports the transition it caused (occupied, member added, ...) exactly once
-//!   cluster-wide, so presence events (and, later, webhooks) are never doubled or lost.
+//! * [`ClusterState`] holds the shared truth: subscription counts, presence members, which
+//!   users are signed in. Every mutation reports the transition it caused (occupied, member
+//!   added, user online, ...) exactly once cluster-wide, so presence and watchlist events (and,
+//!   later, webhooks) are never doubled or lost.
 //! * [`EventSink`] is the way back in: a backend hands it what reaches this node from
 //!   elsewhere (relayed events, presence changes found by cleaning up a dead node).
 //!
@@ -25,7 +26,7 @@ use async_trait::async_trait;
 use warren_protocol::presence::PresenceMember;
 use warren_protocol::{AppId, ChannelName, SocketId, UserId};
 
-pub use event::{ChannelEvent, ChannelMessage};
+pub use event::{ChannelEvent, ChannelMessage, UserNotice};
 
 /// A failure of the cluster backend (never of the single-node one).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -177,6 +178,29 @@ pub trait ClusterState: Send + Sync + 'static {
         app: &AppId,
         channel: &ChannelName,
     ) -> Result<Vec<PresenceMember>, BackendError>;
+
+    /// Records `socket` as signed in as `user`. Returns whether that made the user online:
+    /// their first signed-in connection anywhere. The backend has then told the other nodes
+    /// ([`UserNotice::Online`] on the user's channel, in the same atomic step as the change);
+    /// the caller tells this node's watchers.
+    async fn sign_in(
+        &self,
+        app: &AppId,
+        socket: SocketId,
+        user: &UserId,
+    ) -> Result<bool, BackendError>;
+
+    /// Forgets a signed-in socket. Returns whether the user went offline (their last signed-in
+    /// connection anywhere), announced to the other nodes as [`ClusterState::sign_in`] is.
+    async fn sign_out(
+        &self,
+        app: &AppId,
+        socket: SocketId,
+        user: &UserId,
+    ) -> Result<bool, BackendError>;
+
+    /// Whether each of `users` is online (signed in on at least one connection anywhere).
+    async fn online(&self, app: &AppId, users: &[UserId]) -> Result<Vec<bool>, BackendError>;
 
     /// Called once the node's connections have all left: withdraw the node itself.
     async fn shutdown(&self) {}

@@ -10,6 +10,7 @@
 
 pub mod admission;
 pub mod session;
+mod signin;
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -76,6 +77,10 @@ pub(crate) async fn serve(
     };
     drop(upgrade);
     let outbox = Arc::new(Outbox::new(cx.max_outbound_queue));
+    if let Some(limit) = app.user_authentication_timeout {
+        let ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        outbox.require_authentication_by(cx.connections.clock().saturating_add(ms));
+    }
     let socket_id = cx.connections.open(outbox.clone());
     let mut session = Session::new(cx.node.clone(), app, socket_id, outbox.clone());
     session.send(&outbound::connection_established(

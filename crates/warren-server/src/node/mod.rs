@@ -21,14 +21,20 @@
 //! * **Publish to others, then here.** An event goes to the broker first (the other nodes),
 //!   then to local subscribers, framed once ([`delivery`]); a backend failure is the caller's
 //!   error and nothing is delivered.
+//! * **A user is heard wherever they matter.** The node listens to a user's
+//!   `#server-to-user-<id>` channel while a connection here is subscribed to it, signed in as
+//!   the user, or watches them; notices about the user (terminate, online, offline) travel on
+//!   it ([`signin`], [`users`]).
 
 mod delivery;
 mod listening;
+mod signin;
+mod users;
 
 use std::sync::Arc;
 
 use warren_protocol::presence::PresenceMember;
-use warren_protocol::{outbound, AppId, ChannelName, SocketId};
+use warren_protocol::{outbound, AppId, ChannelKind, ChannelName, SocketId};
 
 use crate::cluster::{
     BackendError, Broker, ChannelEvent, ChannelMessage, ChannelStats, ClusterState, JoinError,
@@ -38,10 +44,13 @@ use crate::outbox::Outbox;
 use crate::ws::frame;
 pub(crate) use delivery::LocalDelivery;
 use listening::Listening;
+pub(crate) use signin::SigningIn;
+pub(crate) use users::LocalUsers;
 
 /// This server as one node of a cluster (a cluster of one with the local backend).
 pub struct Node {
     hub: Arc<Hub>,
+    users: Arc<LocalUsers>,
     broker: Arc<dyn Broker>,
     state: Arc<dyn ClusterState>,
     listening: Listening,
@@ -58,14 +67,16 @@ pub(crate) struct Joining<'a> {
 }
 
 impl Node {
-    /// `hub` is the one the backends' [`LocalDelivery`] delivers into.
+    /// `hub` and `users` are the ones the backends' [`LocalDelivery`] delivers into.
     pub(crate) fn new(
         hub: Arc<Hub>,
+        users: Arc<LocalUsers>,
         broker: Arc<dyn Broker>,
         state: Arc<dyn ClusterState>,
     ) -> Self {
         Self {
             hub,
+            users,
             broker,
             state,
             listening: Listening::default(),
@@ -211,20 +222,27 @@ impl Node {
     }
 
     fn deliver_here(&self, event: &ChannelEvent) {
-        delivery::deliver(&self.hub, event);
+        delivery::deliver(&self.hub, &self.users, event);
     }
 
     /// Removes the connection from the hub, and stops listening to the channel when it was
     /// the last one here.
     async fn leave_hub(&self, app: &AppId, channel: &ChannelName, socket: SocketId) {
         if self.hub.leave(app, channel, socket) == Some(LocalTransition::Changed) {
-            let hub = &self.hub;
-            self.listening
-                .release(&*self.broker, app, channel, || {
-                    hub.local_subscribers(app, channel) > 0
-                })
-                .await;
+            self.release(app, channel).await;
         }
+    }
+
+    /// Stops listening to the channel unless somebody here still needs it: a subscriber, or
+    /// for a user's channel, a connection signed in as or watching the user.
+    async fn release(&self, app: &AppId, channel: &ChannelName) {
+        let (hub, users) = (&self.hub, &self.users);
+        self.listening
+            .release(&*self.broker, app, channel, || {
+                hub.local_subscribers(app, channel) > 0
+                    || (channel.kind() == ChannelKind::ServerToUser && users.wants(app, channel))
+            })
+            .await;
     }
 }
 

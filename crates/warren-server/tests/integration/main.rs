@@ -6,6 +6,7 @@
 mod bad_input;
 mod client_events;
 mod cluster;
+mod cluster_users;
 mod connect;
 mod http_api;
 mod http_auth;
@@ -13,3 +14,4 @@ mod liveness;
 mod presence;
 mod subscribe;
 mod topologies;
+mod users;
