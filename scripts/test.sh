@@ -29,8 +29,9 @@ if [ ! -x tests/e2e-python/.venv/bin/python ]; then python3 -m venv tests/e2e-py
 tests/e2e-python/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/e2e-python/requirements.txt
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 log=$(mktemp)
-# A second app with a numeric id: the official Python SDK accepts nothing else.
-WARREN_LOG=warn WARREN_APPS__1__ID=424242 WARREN_APPS__1__KEY=py-app-key WARREN_APPS__1__SECRET=py-app-secret \
+# The demo app with watchlist events (tests/e2e/test/users.test.js), and a second app with a
+# numeric id: the official Python SDK accepts nothing else.
+WARREN_LOG=warn WARREN_APPS__0__WATCHLIST_EVENTS=true WARREN_APPS__1__ID=424242 WARREN_APPS__1__KEY=py-app-key WARREN_APPS__1__SECRET=py-app-secret \
   target/debug/warren serve --port "$port" >"$log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
