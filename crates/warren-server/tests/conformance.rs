@@ -475,7 +475,7 @@ mod cases {
             .listen(&app(), user.channel())
             .await
             .unwrap();
-        let nodes = |i: u64| if i % 2 == 0 { &a } else { &b };
+        let nodes = |i: u64| if i.is_multiple_of(2) { &a } else { &b };
         let ins = (0..20u64).map(|i| {
             let user = user.user();
             async move {
