@@ -227,10 +227,15 @@ impl Server {
             shutdown_tx,
         } = self;
         let sweeper = tokio::spawn(connections::sweep_forever(connections.clone()));
+        let watchlists = {
+            let node = node.clone();
+            tokio::spawn(async move { node.send_watchlist_batches().await })
+        };
         listener::serve(listener, routes, shutdown_tx.subscribe()).await;
         sweeper.abort();
         connections.close_all();
         connections.drained(DRAIN_LIMIT).await;
+        watchlists.abort();
         node.leave_cluster().await;
     }
 }

@@ -118,6 +118,12 @@ impl Node {
         join_all(watchlist.iter().map(|u| self.release(app, u.channel()))).await;
     }
 
+    /// Sends the watchlist changes gathered for this node's watchers, a batch at a time, until
+    /// the task is aborted.
+    pub(crate) async fn send_watchlist_batches(&self) {
+        self.users.send_batches_forever().await;
+    }
+
     /// Closes every connection signed in as `user`, on every node, with 4009.
     pub async fn terminate_user(
         &self,

@@ -9,12 +9,19 @@
 //! [`LocalUsers::activate`] queues the initial state and then what was held, under the same
 //! lock as every change. So a watcher never sees a change before its initial state, and each
 //! watcher is told only actual changes of what it was last told.
+//!
+//! Changes after that are gathered per watcher for [`WATCHLIST_BATCH`] and sent as one
+//! `pusher_internal:watchlist_events` ([`LocalUsers::send_batches_forever`]): a wave of
+//! arrivals or departures (a node restarting, a cleanup) is one event per watcher, not one per
+//! user; a user who went and came back within the window is not mentioned at all.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::Bytes;
+use indexmap::IndexMap;
 use parking_lot::Mutex;
+use tokio::sync::Notify;
 use warren_protocol::user::UserChannel;
 use warren_protocol::{outbound, AppId, ChannelName, ErrorCode, SocketId};
 
@@ -25,11 +32,30 @@ use crate::ws::frame;
 /// The message connections closed by `terminate_connections` get, with 4009.
 pub(crate) const TERMINATED: &str = "Connection terminated: the app ended this user's sessions";
 
+/// How long watchlist changes are gathered before they are sent.
+pub(crate) const WATCHLIST_BATCH: Duration = Duration::from_millis(50);
+
 #[derive(Default)]
 pub(crate) struct LocalUsers {
-    /// Keyed by (app, the user's channel). Sign-ins and watchlists change rarely and status
-    /// changes are rare: one lock is enough, and makes a watcher's activation atomic.
-    users: Mutex<HashMap<(AppId, ChannelName), Local>>,
+    /// Sign-ins and watchlists change rarely and status changes are rare: one lock is enough,
+    /// and makes a watcher's activation atomic with every change.
+    state: Mutex<State>,
+    /// Wakes the batch sender when a batch starts.
+    batched: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    /// Keyed by (app, the user's channel).
+    users: HashMap<(AppId, ChannelName), Local>,
+    /// Changes told to each watcher connection and not sent yet.
+    batches: HashMap<SocketId, Batch>,
+}
+
+struct Batch {
+    outbox: Arc<Outbox>,
+    /// Per user, in order of first change: (status before the batch, status now).
+    changes: IndexMap<Arc<str>, (bool, bool)>,
 }
 
 #[derive(Default)]
@@ -67,8 +93,9 @@ impl LocalUsers {
         socket: SocketId,
         outbox: &Arc<Outbox>,
     ) {
-        self.users
+        self.state
             .lock()
+            .users
             .entry(key(app, user.channel()))
             .or_default()
             .signed_in
@@ -90,9 +117,10 @@ impl LocalUsers {
         outbox: &Arc<Outbox>,
         watchlist: &[UserChannel],
     ) {
-        let mut users = self.users.lock();
+        let mut state = self.state.lock();
         for user in watchlist {
-            users
+            state
+                .users
                 .entry(key(app, user.channel()))
                 .or_default()
                 .watchers
@@ -106,8 +134,8 @@ impl LocalUsers {
         }
     }
 
-    /// Queues the watcher's initial state (`online[i]` for `watchlist[i]`), then every change
-    /// held since [`LocalUsers::watch`] that differs from it.
+    /// Queues the watcher's initial state (`online[i]` for `watchlist[i]`), and batches every
+    /// change held since [`LocalUsers::watch`] that differs from it.
     pub(crate) fn activate(
         &self,
         app: &AppId,
@@ -116,7 +144,9 @@ impl LocalUsers {
         watchlist: &[UserChannel],
         online: &[bool],
     ) {
-        let mut users = self.users.lock();
+        let mut state = self.state.lock();
+        let State { users, batches } = &mut *state;
+        let was_idle = batches.is_empty();
         let ids = |want: bool| {
             watchlist
                 .iter()
@@ -136,18 +166,25 @@ impl LocalUsers {
             };
             let told = match watcher.told {
                 Told::Pending { held: Some(held) } if held != now => {
-                    outbox.push(status_frame(user.user().as_str(), held));
+                    batch_of(batches, socket, &watcher.outbox)
+                        .changes
+                        .insert(Arc::from(user.user().as_str()), (now, held));
                     held
                 }
                 _ => now,
             };
             watcher.told = Told::Sent(told);
         }
+        if was_idle && !batches.is_empty() {
+            self.batched.notify_one();
+        }
     }
 
     /// Forgets `socket` as a watcher of each user of `watchlist`.
     pub(crate) fn unwatch(&self, app: &AppId, socket: SocketId, watchlist: &[UserChannel]) {
-        let mut users = self.users.lock();
+        let mut state = self.state.lock();
+        state.batches.remove(&socket);
+        let users = &mut state.users;
         for user in watchlist {
             let k = key(app, user.channel());
             if let Some(local) = users.get_mut(&k) {
@@ -162,15 +199,17 @@ impl LocalUsers {
     /// Whether a connection here is signed in as, or watches, the user of `channel`: the node
     /// must hear what happens to that user elsewhere.
     pub(crate) fn wants(&self, app: &AppId, channel: &ChannelName) -> bool {
-        self.users.lock().contains_key(&key(app, channel))
+        self.state.lock().users.contains_key(&key(app, channel))
     }
 
-    /// Acts on a notice about the user of the event's channel.
+    /// Acts on a notice about the user of the event's channel: closes the user's connections,
+    /// or adds the user's new status to its watchers' batches.
     pub(crate) fn notify(&self, event: &ChannelEvent) {
         let ChannelMessage::User(notice) = event.message else {
             return;
         };
-        let mut users = self.users.lock();
+        let mut state = self.state.lock();
+        let State { users, batches } = &mut *state;
         let Some(local) = users.get_mut(&key(&event.app, &event.channel)) else {
             return;
         };
@@ -187,22 +226,58 @@ impl LocalUsers {
         let Some(user) = event.channel.server_to_user_id() else {
             return;
         };
-        // INVARIANT(frame-once): one frame per change, shared by every watcher told.
-        let frame = status_frame(user, online);
-        for watcher in local.watchers.values_mut() {
+        let was_idle = batches.is_empty();
+        for (&socket, watcher) in &mut local.watchers {
             match &mut watcher.told {
                 Told::Pending { held } => *held = Some(online),
                 Told::Sent(told) if *told != online => {
-                    watcher.outbox.push(frame.clone());
+                    batch_of(batches, socket, &watcher.outbox)
+                        .changes
+                        .entry(Arc::from(user))
+                        .or_insert((*told, online))
+                        .1 = online;
                     *told = online;
                 }
                 Told::Sent(_) => {}
             }
         }
+        if was_idle && !batches.is_empty() {
+            self.batched.notify_one();
+        }
+    }
+
+    /// Sends the gathered changes, one event per watcher: the users whose status differs from
+    /// what the watcher was told before the batch.
+    pub(crate) fn flush(&self) {
+        let batches = std::mem::take(&mut self.state.lock().batches);
+        for batch in batches.into_values() {
+            let changed = |want: bool| {
+                batch
+                    .changes
+                    .iter()
+                    .filter(move |(_, &(before, now))| before != now && now == want)
+                    .map(|(user, _)| &**user)
+            };
+            if changed(true).next().is_none() && changed(false).next().is_none() {
+                continue;
+            }
+            let json = outbound::watchlist_events(changed(true), changed(false));
+            batch.outbox.push(frame::text(json.as_bytes()));
+        }
+    }
+
+    /// Sends batches of watchlist changes, [`WATCHLIST_BATCH`] after each batch starts, until
+    /// the task is aborted.
+    pub(crate) async fn send_batches_forever(&self) {
+        loop {
+            self.batched.notified().await;
+            tokio::time::sleep(WATCHLIST_BATCH).await;
+            self.flush();
+        }
     }
 
     fn change(&self, app: &AppId, channel: &ChannelName, f: impl FnOnce(&mut Local)) {
-        let mut users = self.users.lock();
+        let users = &mut self.state.lock().users;
         let k = key(app, channel);
         if let Some(local) = users.get_mut(&k) {
             f(local);
@@ -217,14 +292,16 @@ fn key(app: &AppId, channel: &ChannelName) -> (AppId, ChannelName) {
     (app.clone(), channel.clone())
 }
 
-/// `pusher_internal:watchlist_events` telling one user's new status.
-fn status_frame(user: &str, online: bool) -> Bytes {
-    let json = if online {
-        outbound::watchlist_events([user], [])
-    } else {
-        outbound::watchlist_events([], [user])
-    };
-    frame::text(json.as_bytes())
+/// The batch of a watcher connection, started if need be.
+fn batch_of<'a>(
+    batches: &'a mut HashMap<SocketId, Batch>,
+    socket: SocketId,
+    outbox: &Arc<Outbox>,
+) -> &'a mut Batch {
+    batches.entry(socket).or_insert_with(|| Batch {
+        outbox: outbox.clone(),
+        changes: IndexMap::new(),
+    })
 }
 
 #[cfg(test)]
@@ -282,6 +359,7 @@ mod tests {
             "nothing before the initial state"
         );
         users.activate(&app, socket, &outbox, &list, &[true, false]);
+        users.flush();
         assert_eq!(
             taken(&outbox),
             [
@@ -289,17 +367,56 @@ mod tests {
                 r#"{"events":[{"name":"offline","user_ids":["1"]}]}"#,
             ]
         );
-        // Live: only actual changes are told.
+        // Live: only actual changes are told, once the batch is sent.
         users.notify(&notice(&u1, UserNotice::Offline));
         users.notify(&notice(&u2, UserNotice::Online));
+        assert!(taken(&outbox).is_empty(), "batched");
+        users.flush();
         assert_eq!(
             taken(&outbox),
             [r#"{"events":[{"name":"online","user_ids":["2"]}]}"#]
         );
+        users.notify(&notice(&u2, UserNotice::Offline));
         users.unwatch(&app, socket, &list);
         assert!(!users.wants(&app, u1.channel()));
-        users.notify(&notice(&u2, UserNotice::Offline));
-        assert!(taken(&outbox).is_empty());
+        users.notify(&notice(&u2, UserNotice::Online));
+        users.flush();
+        assert!(taken(&outbox).is_empty(), "nothing after unwatch");
+    }
+
+    #[test]
+    fn a_batch_is_one_event_per_watcher_with_net_changes() {
+        let users = LocalUsers::default();
+        let app = AppId::parse("a").unwrap();
+        let list: Vec<UserChannel> = ["1", "2", "3", "4"].into_iter().map(user).collect();
+        let (w1, w2) = (Arc::new(Outbox::new(16)), Arc::new(Outbox::new(16)));
+        for (socket, outbox) in [(SocketId::new(1, 1), &w1), (SocketId::new(1, 2), &w2)] {
+            users.watch(&app, socket, outbox, &list);
+            users.activate(&app, socket, outbox, &list, &[false, false, true, true]);
+            taken(outbox);
+        }
+        users.notify(&notice(&list[0], UserNotice::Online));
+        users.notify(&notice(&list[1], UserNotice::Online));
+        users.notify(&notice(&list[2], UserNotice::Offline));
+        // 4 goes and comes back within the window: not mentioned.
+        users.notify(&notice(&list[3], UserNotice::Offline));
+        users.notify(&notice(&list[3], UserNotice::Online));
+        users.flush();
+        for outbox in [&w1, &w2] {
+            assert_eq!(
+                taken(outbox),
+                [
+                    r#"{"events":[{"name":"online","user_ids":["1","2"]},{"name":"offline","user_ids":["3"]}]}"#
+                ]
+            );
+        }
+        users.notify(&notice(&list[0], UserNotice::Offline));
+        users.notify(&notice(&list[0], UserNotice::Online));
+        users.flush();
+        assert!(
+            taken(&w1).is_empty(),
+            "a net change of nothing sends nothing"
+        );
     }
 
     #[test]
