@@ -267,6 +267,51 @@ async fn a_redis_restart_is_survived_and_state_is_registered_again() {
     assert_eq!(bob.next_event("check", WAIT).await["data"], "delivered");
 }
 
+/// Redis comes back empty: a node records its sign-ins again, so its users are online for
+/// watchers elsewhere and can be terminated from another node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_keeps_signed_in_users_online_and_terminable() {
+    let mut redis = RedisServer::start();
+    let prefix = unique_prefix("rru");
+    let a = Node::with_watchlists(&redis.url(), &prefix, "node-a");
+    let b = Node::with_watchlists(&redis.url(), &prefix, "node-b");
+    let mut u = connect(&b).await;
+    u.signed_in(&json!({"id": "u"})).await;
+    redis.kill();
+    redis.restart();
+    let restarted = Instant::now();
+    let deadline = restarted + Duration::from_secs(15);
+    let online = json!({"events": [{"name": "online", "user_ids": ["u"]}]});
+    loop {
+        // While the nodes recover, a sign-in or its watchlist may be refused: try again.
+        let mut watcher = connect(&a).await;
+        let user_data = json!({"id": "w", "watchlist": ["u"]}).to_string();
+        let mut seen = vec![watcher.sign_in(&user_data).await];
+        if seen[0]["event"] == "pusher:signin_success" {
+            seen.extend(watcher.try_recv(WAIT).await);
+        }
+        let state = seen
+            .iter()
+            .find(|m| m["event"] == "pusher_internal:watchlist_events");
+        if state.is_some_and(|m| decode_data(m) == online) {
+            eprintln!(
+                "u online again {:?} after Redis restarted",
+                restarted.elapsed()
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "u never online again: {seen:?}");
+        watcher.close().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    a.api()
+        .terminate_user_connections("u")
+        .await
+        .expect("terminates");
+    let error = u.next_event("pusher:error", WAIT).await;
+    assert_eq!(error["data"]["code"], 4009, "{error}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_client_events_and_counts_across_processes() {
     let prefix = unique_prefix("ro");
