@@ -11,6 +11,11 @@
 //! pusher-js convention) or local signing ([`LocalAuthorizer`]). Events on encrypted channels
 //! are decrypted (NaCl secretbox with the channel's `shared_secret`) before delivery.
 //!
+//! [`WsClient::signin`] signs the connection in as a user (`pusher:signin`, authorized by a
+//! [`UserAuthenticator`]) and renews the sign-in after every reconnect; events sent to the user
+//! reach [`WsClient::bind_user`] handlers, and watchlist changes [`WsClient::bind_watchlist`]
+//! ones.
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use warren_client::ws::{HttpAuthorizer, WsClient, WsConfig};
