@@ -8,11 +8,12 @@
 //! str app
 //! str channel
 //! u8  kind        1 event | 2 member added | 3 member removed
-//!                 | 4 user online | 5 user offline | 6 terminate user
+//!                 | 6 user online | 7 user offline | 8 terminate user
+//!                 (4 and 5 are reserved)
 //! kind 1: str name, str user id ("" for none), then the data to the end
 //! kind 2: str user id, then the user_info JSON to the end ("" for none)
 //! kind 3: the user id to the end
-//! kinds 4-6: nothing more (the user is the one whose `#server-to-user-` channel it is)
+//! kinds 6-8: nothing more (the user is the one whose `#server-to-user-` channel it is)
 //! ```
 //! `str` is a big-endian `u16` length and that many UTF-8 bytes. The fixed order lets a Redis
 //! script that announces a presence change atomically append its own fields to a header
@@ -33,10 +34,10 @@ const KIND_EVENT: u8 = 1;
 const KIND_MEMBER_ADDED: u8 = 2;
 /// Also written by the Redis leave script (`\3`).
 const KIND_MEMBER_REMOVED: u8 = 3;
-/// Also written by the Redis sign-in and sign-out scripts (`\4`, `\5`).
-const KIND_USER_ONLINE: u8 = 4;
-const KIND_USER_OFFLINE: u8 = 5;
-const KIND_TERMINATE: u8 = 6;
+const KIND_USER_ONLINE: u8 = 6;
+/// Also written by the Redis sign-out script (`\7`).
+const KIND_USER_OFFLINE: u8 = 7;
+const KIND_TERMINATE: u8 = 8;
 /// Names and ids read from an envelope are checked against the protocol's absolute maximum;
 /// the sending node already applied the app's own limits.
 const ANY_LENGTH: usize = 1000;
@@ -246,12 +247,12 @@ mod tests {
         }
     }
 
-    /// What the Redis sign-in and sign-out scripts append to [`header`]: `u16 len, channel,
-    /// \4` (online) or `\5` (offline).
+    /// What the Redis sign-out script appends to [`header`]: `u16 len, channel, \7`; an online
+    /// notice (`\6`) has the same layout.
     #[test]
     fn a_header_completed_as_the_user_scripts_do_decodes() {
         let app = AppId::parse("a").unwrap();
-        for (kind, notice) in [(4, UserNotice::Online), (5, UserNotice::Offline)] {
+        for (kind, notice) in [(6, UserNotice::Online), (7, UserNotice::Offline)] {
             let mut bytes = header("n~1", None, &app).unwrap().to_vec();
             bytes.extend_from_slice(&[0, 17]);
             bytes.extend_from_slice(b"#server-to-user-7");

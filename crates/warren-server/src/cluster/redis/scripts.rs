@@ -67,7 +67,7 @@ end
 ///
 /// `signout(sock, inst, relay, env, pub)` -> `{went_offline, user}`: as `leave`, only counts
 /// when the socket is `inst`'s, and publishes the user's going offline itself (the envelope
-/// `env` completed with the user's channel and kind 5, `\5`) when `relay` is given.
+/// `env` completed with the user's channel and kind 7, `\7`) when `relay` is given.
 const SIGNOUT_FN: &str = r#"
 local function signout(sock, inst, relay, env, pub)
   local entry = '#user\n' .. sock
@@ -86,7 +86,7 @@ local function signout(sock, inst, relay, env, pub)
   if relay ~= '' then
     local ch = '#server-to-user-' .. u
     local len = string.char(math.floor(#ch / 256), #ch % 256)
-    redis.call(pub, relay .. ch, env .. len .. ch .. '\5')
+    redis.call(pub, relay .. ch, env .. len .. ch .. '\7')
   end
   return {1, u}
 end
