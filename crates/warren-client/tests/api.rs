@@ -220,6 +220,33 @@ async fn channels_channel_and_users_report_subscriptions() {
     let empty = client.channel("nobody-here", &[]).await.expect("channel");
     assert!(!empty.occupied);
     assert_eq!(empty.user_count, None);
+    // A cache channel: nothing kept, then the last event triggered.
+    let cached = client
+        .channel("cache-rates", &[ChannelAttribute::Cache])
+        .await
+        .expect("channel");
+    assert_eq!(cached.cache, None);
+    for n in [1, 2] {
+        client
+            .trigger(
+                ["cache-rates"],
+                "rate",
+                &json!({ "n": n }),
+                TriggerOptions::default(),
+            )
+            .await
+            .expect("triggers");
+    }
+    let cached = client
+        .channel("cache-rates", &[ChannelAttribute::Cache])
+        .await
+        .expect("channel")
+        .cache
+        .expect("a kept event");
+    assert_eq!(cached.data, r#"{"n":2}"#);
+    assert!(matches!(cached.ttl, Some(1790..=1800)), "{cached:?}");
+    let (status, _) = status_of(client.channel("news", &[ChannelAttribute::Cache]).await);
+    assert_eq!(status, 400);
     let (status, _) = status_of(client.channel("news", &[ChannelAttribute::UserCount]).await);
     assert_eq!(status, 400);
 

@@ -162,6 +162,66 @@ async fn public_events_arrive_decoded() {
     assert_eq!(news.state(), SubscriptionState::Unsubscribed);
 }
 
+/// Cache channels' `pusher:cache_miss` and replayed event, and `pusher:subscription_count`,
+/// reach the channel's handlers in the order the server sends them.
+#[tokio::test]
+async fn cache_misses_cached_events_and_subscription_counts_reach_handlers() {
+    let server = start_with(|c| c.apps[0].subscription_count_events = true).await;
+    let first = WsClient::connect(config(server.addr))
+        .await
+        .expect("connects");
+    let feed = first.subscribe("cache-feed").expect("subscribes");
+    let mut events = feed.events();
+    let names = |e: &Event| e.event.clone();
+    assert_eq!(
+        names(&next(&mut events).await),
+        "pusher:subscription_succeeded"
+    );
+    let miss = next(&mut events).await;
+    assert_eq!(miss.event, "pusher:cache_miss");
+    assert_eq!(miss.channel.as_deref(), Some("cache-feed"));
+    let count = next(&mut events).await;
+    assert_eq!(count.event, "pusher:subscription_count");
+    assert_eq!(count.data, json!({"subscription_count": 1}));
+
+    api_client(&server)
+        .trigger(
+            ["cache-feed"],
+            "tick",
+            &json!({"n": 1}),
+            TriggerOptions::default(),
+        )
+        .await
+        .expect("triggers");
+    assert_eq!(next(&mut events).await.data, json!({"n": 1}));
+
+    let second = WsClient::connect(config(server.addr))
+        .await
+        .expect("connects");
+    let later = second.subscribe("cache-feed").expect("subscribes");
+    let mut later_events = later.events();
+    assert_eq!(
+        names(&next(&mut later_events).await),
+        "pusher:subscription_succeeded"
+    );
+    let replayed = next(&mut later_events).await;
+    assert_eq!(
+        (replayed.event.as_str(), &replayed.data),
+        ("tick", &json!({"n": 1}))
+    );
+    for rx in [&mut later_events, &mut events] {
+        let count = next(rx).await;
+        assert_eq!(
+            (count.event.as_str(), &count.data),
+            (
+                "pusher:subscription_count",
+                &json!({"subscription_count": 2})
+            )
+        );
+    }
+    assert_no_event(&mut events).await;
+}
+
 #[tokio::test]
 async fn private_channels_with_local_and_endpoint_authorization() {
     let server = start().await;

@@ -164,9 +164,11 @@ impl ChannelKind {
         )
     }
 
-    /// Client events may only be sent on authorized channels.
+    /// Client events may only be sent on private and presence channels: not on public ones
+    /// (nobody signed the sender in), nor on encrypted ones, whose payloads the clients
+    /// encrypt with a key only the app's server hands out (pusher-js refuses them itself).
     pub fn allows_client_events(self) -> bool {
-        self.requires_auth()
+        matches!(self, ChannelKind::Private | ChannelKind::Presence)
     }
 }
 
@@ -359,6 +361,19 @@ mod tests {
         assert_eq!(k("#server-to-user-42"), ChannelKind::ServerToUser);
         assert_eq!(k("public"), ChannelKind::Public);
         assert_eq!(k("privatex"), ChannelKind::Public);
+    }
+
+    #[test]
+    fn client_events_only_on_private_and_presence() {
+        let allowed = |s: &str| {
+            ChannelName::parse(s, 200)
+                .unwrap()
+                .kind()
+                .allows_client_events()
+        };
+        assert!(allowed("private-x") && allowed("presence-x"));
+        assert!(!allowed("private-encrypted-x"));
+        assert!(!allowed("public") && !allowed("#server-to-user-1"));
     }
 
     #[test]

@@ -137,6 +137,25 @@ fn internal_event(event: &str, channel: &str, data: &str) -> String {
     channel_event(event, channel, data, None)
 }
 
+/// `pusher_internal:subscription_count`: how many connections the channel has cluster-wide.
+pub fn subscription_count(channel: &str, count: u64) -> String {
+    internal_event(
+        "pusher_internal:subscription_count",
+        channel,
+        &format!(r#"{{"subscription_count":{count}}}"#),
+    )
+}
+
+/// `pusher:cache_miss`: a cache channel had nothing cached for the new subscriber. It has no
+/// `data`, as Pusher sends it.
+pub fn cache_miss(channel: &str) -> String {
+    let mut out = with_capacity(channel.len());
+    out.push_str(r#"{"event":"pusher:cache_miss","channel":"#);
+    push_json_str(&mut out, channel);
+    out.push('}');
+    out
+}
+
 /// `pusher:signin_success`, echoing the signed `user_data` string exactly.
 pub fn signin_success(user_data: &str) -> String {
     let mut inner = String::with_capacity(user_data.len() + user_data.len() / 8 + 16);
@@ -322,6 +341,18 @@ mod tests {
         let removed = member_removed("presence-x", "1");
         assert_eq!(data_of(&removed), json!({"user_id":"1"}));
         assert_eq!(parse(&removed)["channel"], "presence-x");
+    }
+
+    #[test]
+    fn subscription_count_and_cache_miss() {
+        let count = subscription_count("c", 3);
+        assert_eq!(parse(&count)["event"], "pusher_internal:subscription_count");
+        assert_eq!(parse(&count)["channel"], "c");
+        assert_eq!(data_of(&count), json!({"subscription_count":3}));
+        assert_eq!(
+            parse(&cache_miss("cache-a")),
+            json!({"event":"pusher:cache_miss","channel":"cache-a"})
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use warren_protocol::presence::MemberLimits;
 use warren_protocol::{AppId, AppKey};
@@ -26,6 +27,10 @@ pub struct App {
     pub client_event_rate_per_sec: u32,
     pub member_limits: MemberLimits,
     pub max_subscriptions_per_connection: usize,
+    /// How long a cache channel keeps its last event.
+    pub cache_ttl: Duration,
+    /// Subscribers of non-presence channels get `pusher_internal:subscription_count`.
+    pub subscription_count_events: bool,
     /// Time a connection has to sign in or hold an authorized subscription; `None`: no limit.
     pub user_authentication_timeout: Option<std::time::Duration>,
     pub watchlist_events: bool,
@@ -51,6 +56,8 @@ impl App {
                 max_user_id_length: c.max_user_id_length,
                 max_user_info_bytes: c.max_user_info_bytes,
             },
+            cache_ttl: Duration::from_secs(c.cache_ttl_secs),
+            subscription_count_events: c.subscription_count_events,
             user_authentication_timeout: (c.user_authentication_timeout > 0)
                 .then(|| std::time::Duration::from_secs(c.user_authentication_timeout)),
             watchlist_events: c.watchlist_events,

@@ -9,6 +9,16 @@
 //! `subscription_succeeded` (and anything else that must come first) followed by the held
 //! frames, atomically. So a subscriber never misses an event published after the cluster state
 //! was read for its `subscription_succeeded`, and never sees one before it.
+//!
+//! Two kinds of message are special, and only they pay for it (ordinary events take the same
+//! path as before either kind existed):
+//!
+//! * Cache-channel events carry a sequence number. A subscriber that was handed the cached
+//!   event number N right after its `subscription_succeeded` gets no event numbered N or
+//!   lower after that, neither from what was held for it nor live: those are the cached event
+//!   itself or older ones still in flight, and showing them after N would replay the past.
+//! * Subscription counts carry a version; a channel delivers only counts newer than the last
+//!   one it delivered, so counts from different nodes never leave an older one showing.
 
 use std::sync::Arc;
 
@@ -27,12 +37,18 @@ type Key = (AppId, ChannelName);
 struct Subscribers {
     active: IndexMap<SocketId, Arc<Outbox>>,
     pending: Vec<Pending>,
+    /// Cache channels: active subscribers handed the cached event with this sequence number,
+    /// until an event numbered at least that arrives live (after which no older one can).
+    replayed_up_to: Vec<(SocketId, u64)>,
+    /// The version of the last subscription count delivered.
+    count_version: u64,
 }
 
 struct Pending {
     socket: SocketId,
     outbox: Arc<Outbox>,
-    held: Vec<Bytes>,
+    /// With the cache sequence number of cache-channel events.
+    held: Vec<(Bytes, Option<u64>)>,
 }
 
 impl Subscribers {
@@ -107,6 +123,19 @@ impl Hub {
         socket: SocketId,
         first: impl IntoIterator<Item = Bytes>,
     ) -> bool {
+        self.activate_replayed(app, channel, socket, first, None)
+    }
+
+    /// [`Hub::activate`] for a cache channel's subscriber whose `first` frames end with the
+    /// cached event numbered `replayed`: held or live events numbered up to it are skipped.
+    pub fn activate_replayed(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        socket: SocketId,
+        first: impl IntoIterator<Item = Bytes>,
+        replayed: Option<u64>,
+    ) -> bool {
         let Some(ch) = self.get(app, channel) else {
             return false;
         };
@@ -115,8 +144,22 @@ impl Hub {
             return false;
         };
         let p = subs.pending.swap_remove(i);
-        p.outbox.push_all(first.into_iter().chain(p.held));
+        // INVARIANT(cache-never-rewinds): of what was held, only events newer than the
+        // replayed one follow it.
+        let newer = |seq: Option<u64>| match (seq, replayed) {
+            (Some(seq), Some(up_to)) => seq > up_to,
+            _ => true,
+        };
+        let held = p
+            .held
+            .into_iter()
+            .filter(|(_, seq)| newer(*seq))
+            .map(|(frame, _)| frame);
+        p.outbox.push_all(first.into_iter().chain(held));
         subs.active.insert(socket, p.outbox);
+        if let Some(up_to) = replayed {
+            subs.replayed_up_to.push((socket, up_to));
+        }
         true
     }
 
@@ -132,6 +175,7 @@ impl Hub {
         };
         let now_empty = {
             let mut subs = entry.get().subscribers.write();
+            subs.replayed_up_to.retain(|(s, _)| *s != socket);
             let removed = subs.active.swap_remove(&socket).is_some() || {
                 let before = subs.pending.len();
                 subs.pending.retain(|p| p.socket != socket);
@@ -172,16 +216,78 @@ impl Hub {
             }
         }
         let mut subs = ch.subscribers.write();
-        for p in subs.pending.iter_mut().filter(|p| Some(p.socket) != except) {
-            // INVARIANT(bounded-outbox): held frames count against the same bound as the outbox
-            // they will join.
-            if p.held.len() >= p.outbox.capacity() {
-                p.outbox.close_slow_consumer();
-            } else {
-                p.held.push(frame.clone());
+        hold(&mut subs.pending, frame, except, None);
+        push_to_active(&subs.active, frame, except)
+    }
+
+    /// [`Hub::deliver`] for a cache channel's event numbered `seq`: skipped for subscribers
+    /// that were handed an event numbered at least `seq` from the cache.
+    pub fn deliver_cached(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        frame: &Bytes,
+        except: Option<SocketId>,
+        seq: u64,
+    ) -> usize {
+        let Some(ch) = self.get(app, channel) else {
+            return 0;
+        };
+        {
+            // Nobody pending and nobody replayed: an ordinary delivery.
+            let subs = ch.subscribers.read();
+            if subs.pending.is_empty() && subs.replayed_up_to.is_empty() {
+                return push_to_active(&subs.active, frame, except);
             }
         }
-        push_to_active(&subs.active, frame, except)
+        let mut subs = ch.subscribers.write();
+        let subs = &mut *subs;
+        hold(&mut subs.pending, frame, except, Some(seq));
+        if subs.replayed_up_to.is_empty() {
+            return push_to_active(&subs.active, frame, except);
+        }
+        // INVARIANT(cache-never-rewinds): nothing numbered up to what a subscriber was handed
+        // from the cache reaches it afterwards.
+        let replayed = &subs.replayed_up_to;
+        let skip = |socket: &SocketId| {
+            Some(*socket) == except
+                || replayed
+                    .iter()
+                    .any(|(s, up_to)| s == socket && seq <= *up_to)
+        };
+        let mut n = 0;
+        for (socket, outbox) in &subs.active {
+            if !skip(socket) && outbox.push(frame.clone()) {
+                n += 1;
+            }
+        }
+        // One publisher's events reach a node in the order they were cached, so after this
+        // one nothing numbered at or below it follows (concurrent publishers have no order).
+        subs.replayed_up_to.retain(|(_, up_to)| *up_to > seq);
+        n
+    }
+
+    /// [`Hub::deliver`] for a subscription count of `version`: dropped unless it is newer
+    /// than the last count this channel delivered.
+    pub fn deliver_count(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        frame: &Bytes,
+        version: u64,
+    ) -> usize {
+        let Some(ch) = self.get(app, channel) else {
+            return 0;
+        };
+        // One write lock for the check and the pushes: two counts cannot overtake each other.
+        // INVARIANT(newest-count-wins)
+        let mut subs = ch.subscribers.write();
+        if version <= subs.count_version {
+            return 0;
+        }
+        subs.count_version = version;
+        hold(&mut subs.pending, frame, None, None);
+        push_to_active(&subs.active, frame, None)
     }
 
     /// Number of connections subscribed to the channel on this node (active and pending).
@@ -203,6 +309,19 @@ impl Hub {
         self.channels
             .get(&(app.clone(), channel.clone()))
             .map(|r| r.value().clone())
+    }
+}
+
+/// Holds `frame` for each pending subscriber but `except`.
+fn hold(pending: &mut [Pending], frame: &Bytes, except: Option<SocketId>, seq: Option<u64>) {
+    for p in pending.iter_mut().filter(|p| Some(p.socket) != except) {
+        // INVARIANT(bounded-outbox): held frames count against the same bound as the outbox
+        // they will join.
+        if p.held.len() >= p.outbox.capacity() {
+            p.outbox.close_slow_consumer();
+        } else {
+            p.held.push((frame.clone(), seq));
+        }
     }
 }
 
@@ -282,6 +401,67 @@ mod tests {
         assert_eq!(hub.leave(&app, &ch, s2), Some(LocalTransition::Changed));
         assert_eq!(hub.channel_count(), 0);
         assert!(!hub.activate(&app, &ch, s2, []));
+    }
+
+    #[test]
+    fn a_replayed_cached_event_is_not_repeated_nor_followed_by_older_ones() {
+        let hub = Hub::new();
+        let (app, ch) = names();
+        let (old, new) = (SocketId::new(1, 1), SocketId::new(2, 2));
+        let (o_old, o_new) = (Arc::new(Outbox::new(10)), Arc::new(Outbox::new(10)));
+        hub.join(&app, &ch, old, o_old.clone());
+        hub.activate(&app, &ch, old, []);
+        hub.join(&app, &ch, new, o_new.clone());
+        // Held for the newcomer: events 4 and 5; it is then handed 5 from the cache.
+        hub.deliver_cached(&app, &ch, &Bytes::from_static(b"e4"), None, 4);
+        hub.deliver_cached(&app, &ch, &Bytes::from_static(b"e5"), None, 5);
+        assert!(hub.activate_replayed(
+            &app,
+            &ch,
+            new,
+            [Bytes::from_static(b"ok"), Bytes::from_static(b"c5")],
+            Some(5)
+        ));
+        assert_eq!(drain(&o_new), [&b"ok"[..], b"c5"]);
+        // 3 and 5 still in flight from elsewhere: the newcomer skips them, the other does not.
+        assert_eq!(
+            hub.deliver_cached(&app, &ch, &Bytes::from_static(b"e3"), None, 3),
+            1
+        );
+        hub.deliver_cached(&app, &ch, &Bytes::from_static(b"e5"), None, 5);
+        hub.deliver_cached(&app, &ch, &Bytes::from_static(b"e6"), None, 6);
+        assert_eq!(drain(&o_new), [&b"e6"[..]]);
+        assert_eq!(drain(&o_old), [&b"e4"[..], b"e5", b"e3", b"e5", b"e6"]);
+        // Client events (no number) are never skipped.
+        hub.deliver(&app, &ch, &Bytes::from_static(b"client"), None);
+        assert_eq!(drain(&o_new), [&b"client"[..]]);
+    }
+
+    #[test]
+    fn older_subscription_counts_are_dropped() {
+        let hub = Hub::new();
+        let (app, ch) = names();
+        let s1 = SocketId::new(1, 1);
+        let ob = Arc::new(Outbox::new(10));
+        hub.join(&app, &ch, s1, ob.clone());
+        assert_eq!(
+            hub.deliver_count(&app, &ch, &Bytes::from_static(b"2"), 7),
+            0
+        );
+        hub.activate(&app, &ch, s1, [Bytes::from_static(b"ok")]);
+        assert_eq!(
+            hub.deliver_count(&app, &ch, &Bytes::from_static(b"1"), 6),
+            0
+        );
+        assert_eq!(
+            hub.deliver_count(&app, &ch, &Bytes::from_static(b"3"), 9),
+            1
+        );
+        assert_eq!(
+            hub.deliver_count(&app, &ch, &Bytes::from_static(b"3"), 9),
+            0
+        );
+        assert_eq!(drain(&ob), [&b"ok"[..], b"2", b"3"]);
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub(crate) struct Routes {
     /// WebSocket upgrades; `None` on a node that serves the HTTP API only.
     pub websocket: Option<Arc<connection::Context>>,
     pub http: axum::Router,
+    /// The runtime HTTP connections are served on (`None`: this one); see `HttpRuntime`.
+    pub http_runtime: Option<tokio::runtime::Handle>,
 }
 
 /// Accepts connections until `shutdown` flips.
@@ -86,9 +88,9 @@ async fn route(mut stream: TcpStream, routes: Routes) {
         Some(Head::WebSocket(upgrade)) => match routes.websocket {
             Some(cx) => {
                 buf.advance(upgrade.head_len);
-                // A task of its own: the connection lives long, and this routing future (sized
-                // for the HTTP branch too) should not live with it.
-                tokio::spawn(connection::serve(stream, buf, upgrade, cx));
+                // Admits the connection and hands it to a small task of its own: this routing
+                // future (sized for the HTTP branch too) ends here.
+                connection::serve(stream, buf, upgrade, cx).await;
             }
             None => {
                 let why = "This node serves the HTTP API only (server.role = \"api\")";
@@ -103,16 +105,36 @@ async fn route(mut stream: TcpStream, routes: Routes) {
                 .await;
         }
         Some(Head::Http) | None => {
-            let io = TokioIo::new(Rewind {
-                prefix: buf.freeze(),
-                inner: stream,
-            });
-            let service = TowerToHyperService::new(routes.http);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await;
+            let prefix = buf.freeze();
+            match routes.http_runtime {
+                None => serve_http(stream, prefix, routes.http).await,
+                Some(runtime) => {
+                    // INVARIANT(requests-apart-from-connections): HTTP is served on its own
+                    // runtime; the socket moves to that runtime's reactor.
+                    let Ok(stream) = stream.into_std() else {
+                        return;
+                    };
+                    runtime.spawn(async move {
+                        if let Ok(stream) = TcpStream::from_std(stream) {
+                            serve_http(stream, prefix, routes.http).await;
+                        }
+                    });
+                }
+            }
         }
     }
+}
+
+/// Serves HTTP/1.1 requests on `stream`, whose first bytes were already read into `prefix`.
+async fn serve_http(stream: TcpStream, prefix: Bytes, router: axum::Router) {
+    let io = TokioIo::new(Rewind {
+        prefix,
+        inner: stream,
+    });
+    let service = TowerToHyperService::new(router);
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, service)
+        .await;
 }
 
 /// Reads until the request head is complete. `None`: not parseable as HTTP (hyper answers it).
@@ -178,38 +200,5 @@ impl AsyncWrite for Rewind {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod size_probe {
-    /// Every connection keeps its task's future for its whole life, so its size is memory
-    /// per connection: keep it small (heavy, rare steps are boxed inside it).
-    #[test]
-    fn connection_future_stays_small() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let addr = l.local_addr().expect("addr");
-            let mut cfg = crate::config::Config::default();
-            cfg.server.port = 0;
-            let server = crate::Server::bind(cfg).await.expect("server");
-            let cx = server.websocket_context_for_tests();
-            let up = crate::ws::handshake::Upgrade {
-                path: String::new(),
-                query: String::new(),
-                accept: String::new(),
-                head_len: 0,
-            };
-            let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-            let fut = crate::connection::serve(s, bytes::BytesMut::new(), up, cx);
-            let size = std::mem::size_of_val(&fut);
-            assert!(size <= 1280, "connection future grew to {size} bytes");
-        });
     }
 }

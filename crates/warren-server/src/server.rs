@@ -17,6 +17,7 @@ use crate::config::{Backend, Config};
 use crate::connection;
 use crate::connections::{self, Connections};
 use crate::http::{self, Health};
+use crate::http_runtime::HttpRuntime;
 use crate::hub::Hub;
 use crate::listener::{self, Routes};
 use crate::node::{LocalDelivery, LocalUsers, Node};
@@ -108,12 +109,15 @@ impl ServerBuilder {
             connections: connections.clone(),
             node: node.clone(),
         });
+        let http_runtime = HttpRuntime::new(server.http_threads)?;
         let (shutdown_tx, _) = watch::channel(false);
         Ok(Server {
             routes: Routes {
                 websocket,
                 http: http::router(health, api),
+                http_runtime: http_runtime.handle(),
             },
+            http_runtime,
             listener,
             connections,
             node,
@@ -136,6 +140,8 @@ impl ServerBuilder {
 pub struct Server {
     listener: TcpListener,
     routes: Routes,
+    /// Owns the threads `routes` sends HTTP connections to; they stop when it is dropped.
+    http_runtime: HttpRuntime,
     connections: Arc<Connections>,
     node: Arc<Node>,
     node_id: String,
@@ -206,14 +212,6 @@ impl Server {
         ShutdownHandle(Arc::new(self.shutdown_tx.clone()))
     }
 
-    #[cfg(test)]
-    pub(crate) fn websocket_context_for_tests(&self) -> Arc<connection::Context> {
-        self.routes
-            .websocket
-            .clone()
-            .expect("the default role serves WebSocket clients")
-    }
-
     /// Serves until the shutdown handle is used, then stops gracefully: every connection is
     /// closed with 4200 and leaves its channels (departures are announced cluster-wide), then
     /// the node leaves the cluster.
@@ -221,6 +219,7 @@ impl Server {
         let Server {
             listener,
             routes,
+            http_runtime,
             connections,
             node,
             node_id: _,
@@ -237,5 +236,6 @@ impl Server {
         connections.drained(DRAIN_LIMIT).await;
         watchlists.abort();
         node.leave_cluster().await;
+        drop(http_runtime);
     }
 }

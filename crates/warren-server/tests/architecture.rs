@@ -10,6 +10,7 @@ use std::path::Path;
 const ALLOWED: &[(&str, &[&str])] = &[
     ("listener", &["connection", "ws"]),
     ("http", &["api", "node", "connections", "config"]),
+    ("http_runtime", &[]),
     ("api", &["node", "cluster", "app"]),
     (
         "connection",

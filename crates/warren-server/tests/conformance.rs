@@ -18,8 +18,8 @@ use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
 use warren_server::cluster::local::LocalBackend;
 use warren_server::cluster::redis::{RedisCluster, RedisOptions};
 use warren_server::cluster::{
-    ChannelEvent, ChannelMessage, ChannelStats, ClusterBackend, EventSink, JoinError, Seams,
-    UserNotice,
+    ChannelEvent, ChannelMessage, ChannelStats, ClusterBackend, CountVersion, EventSink, JoinError,
+    Seams, UserNotice,
 };
 use warren_server::config::RedisTarget;
 use warren_testkit::WAIT;
@@ -569,6 +569,165 @@ mod cases {
     }
 }
 
+mod channel_features {
+    use super::*;
+
+    /// A cache channel's last event is one truth for every node: the latest put wins, its
+    /// number is larger than every earlier one's (also after the kept event expired), and it
+    /// is gone after its time to live.
+    pub async fn the_cache_keeps_the_last_event_until_it_expires(f: impl Fixture) {
+        let (a, b) = (f.node("a").await, f.node("b").await);
+        let ch = channel("cache-prices");
+        assert_eq!(b.seams.state.cache_get(&app(), &ch).await.unwrap(), None);
+        let name = EventName::parse("price").unwrap();
+        let ttl = Duration::from_secs(60);
+        let first = a
+            .seams
+            .state
+            .cache_put(&app(), &ch, &name, &Arc::from("1"), ttl)
+            .await
+            .unwrap();
+        let second = b
+            .seams
+            .state
+            .cache_put(&app(), &ch, &name, &Arc::from("{\"v\":2}"), ttl)
+            .await
+            .unwrap();
+        assert!(second > first, "{second} after {first}");
+        let kept = a.seams.state.cache_get(&app(), &ch).await.unwrap().unwrap();
+        assert_eq!(
+            (kept.name, &*kept.data, kept.seq),
+            (name.clone(), "{\"v\":2}", second)
+        );
+        assert!(
+            kept.ttl > Duration::from_secs(55) && kept.ttl <= ttl,
+            "{:?}",
+            kept.ttl
+        );
+        let other = channel("cache-other");
+        assert_eq!(a.seams.state.cache_get(&app(), &other).await.unwrap(), None);
+
+        let short = Duration::from_millis(200);
+        a.seams
+            .state
+            .cache_put(&app(), &ch, &name, &Arc::from("3"), short)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(b.seams.state.cache_get(&app(), &ch).await.unwrap(), None);
+        let after = b
+            .seams
+            .state
+            .cache_put(&app(), &ch, &name, &Arc::from("4"), ttl)
+            .await
+            .unwrap();
+        assert!(after > second, "numbers keep growing after expiry");
+    }
+
+    /// Every subscription change gets a larger version than the change before it, whichever
+    /// node made it; the current count comes with the last change's version.
+    pub async fn subscription_changes_are_versioned_in_order(f: impl Fixture) {
+        let (a, b) = (f.node("a").await, f.node("b").await);
+        let ch = channel("versioned");
+        let mut last = 0;
+        let steps: [(bool, &TestNode, u64); 4] =
+            [(true, &a, 1), (true, &b, 2), (false, &a, 1), (true, &a, 3)];
+        for (join, node, socket) in steps {
+            let s = SocketId::new(40, socket);
+            let change = if join {
+                node.seams.state.subscribe(&app(), &ch, s).await.unwrap()
+            } else {
+                node.seams.state.unsubscribe(&app(), &ch, s).await.unwrap()
+            };
+            assert!(change.version > last, "{change:?} after version {last}");
+            last = change.version;
+        }
+        let now = b.seams.state.subscription_count(&app(), &ch).await.unwrap();
+        assert_eq!(
+            now,
+            CountVersion {
+                subscription_count: 2,
+                version: last
+            }
+        );
+        let other = b
+            .seams
+            .state
+            .subscription_count(&app(), &channel("never"))
+            .await
+            .unwrap();
+        assert_eq!(other.subscription_count, 0);
+    }
+
+    /// One caller cluster-wide opens a channel's count window; once it has passed, the next
+    /// caller opens a new one.
+    pub async fn one_count_window_at_a_time(f: impl Fixture) {
+        let (a, b) = (f.node("a").await, f.node("b").await);
+        let ch = channel("busy");
+        // Long enough that all ten claims land in it even on a loaded machine.
+        let window = Duration::from_millis(1500);
+        let claims = (0..10).map(|i| {
+            let node = if i % 2 == 0 { &a } else { &b };
+            let ch = &ch;
+            async move {
+                node.seams
+                    .state
+                    .claim_count_window(&app(), ch, window)
+                    .await
+                    .unwrap()
+            }
+        });
+        let won = futures_util::future::join_all(claims).await;
+        assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+        let other = channel("quiet");
+        assert!(a
+            .seams
+            .state
+            .claim_count_window(&app(), &other, window)
+            .await
+            .unwrap());
+        tokio::time::sleep(window + Duration::from_millis(200)).await;
+        assert!(b
+            .seams
+            .state
+            .claim_count_window(&app(), &ch, window)
+            .await
+            .unwrap());
+    }
+
+    /// Cache events and subscription counts cross nodes with their numbers.
+    pub async fn cache_events_and_counts_are_relayed(f: impl Fixture) {
+        if !f.separate_nodes() {
+            return;
+        }
+        let (a, b) = (f.node("a").await, f.node("b").await);
+        let ch = channel("cache-relayed");
+        b.seams.broker.listen(&app(), &ch).await.unwrap();
+        let cached = ChannelEvent {
+            app: app(),
+            channel: ch.clone(),
+            except: Some(SocketId::new(1, 2)),
+            message: ChannelMessage::CacheEvent {
+                name: EventName::parse("e").unwrap(),
+                data: Arc::from("d"),
+                seq: 42,
+            },
+        };
+        let count = ChannelEvent {
+            app: app(),
+            channel: ch.clone(),
+            except: None,
+            message: ChannelMessage::SubscriptionCount {
+                count: 7,
+                version: 9,
+            },
+        };
+        a.seams.broker.publish(&cached).await.unwrap();
+        a.seams.broker.publish(&count).await.unwrap();
+        assert_eq!(b.sink.wait_for(2).await, [cached, count]);
+    }
+}
+
 /// Runs every case against one backend: `conformance!(module_name, fixture expression)`.
 macro_rules! conformance {
     ($name:ident, $fixture:expr) => {
@@ -618,6 +777,26 @@ macro_rules! conformance {
             #[tokio::test]
             async fn a_dead_nodes_users_go_offline() {
                 cases::a_dead_nodes_users_go_offline($fixture).await
+            }
+
+            #[tokio::test]
+            async fn the_cache_keeps_the_last_event_until_it_expires() {
+                channel_features::the_cache_keeps_the_last_event_until_it_expires($fixture).await
+            }
+
+            #[tokio::test]
+            async fn subscription_changes_are_versioned_in_order() {
+                channel_features::subscription_changes_are_versioned_in_order($fixture).await
+            }
+
+            #[tokio::test]
+            async fn one_count_window_at_a_time() {
+                channel_features::one_count_window_at_a_time($fixture).await
+            }
+
+            #[tokio::test]
+            async fn cache_events_and_counts_are_relayed() {
+                channel_features::cache_events_and_counts_are_relayed($fixture).await
             }
         }
     };

@@ -249,6 +249,13 @@ async fn execute(command: ApiCommand, source: &ServerSource) -> Result<(), CliEr
             if let Some(n) = info.subscription_count {
                 println!("  subscription_count: {n}");
             }
+            if let Some(cache) = &info.cache {
+                let ttl = cache
+                    .ttl
+                    .map(|t| format!(" (ttl {t}s)"))
+                    .unwrap_or_default();
+                println!("  cache: {}{ttl}", cache.data);
+            }
         }
         ApiCommand::Users(args) => {
             let request = ApiRequest::users(&args.name)?;

@@ -216,6 +216,22 @@ async fn channels_channel_and_users_print_summaries_and_json() {
     let out = run_ok(&["channel", "empty", "--url", &url, "--json"]);
     assert_eq!(json_of(&out), json!({"occupied": false}));
 
+    // A cache channel's kept event.
+    run_ok(&[
+        "trigger",
+        "--url",
+        &url,
+        "--channel",
+        "cache-prices",
+        "--event",
+        "price",
+        "--data",
+        "{\"v\":7}",
+    ]);
+    let out = run_ok(&["channel", "cache-prices", "--url", &url, "--info", "cache"]);
+    let shown = "cache-prices: not occupied\n  cache: {\"v\":7} (ttl ";
+    assert!(out.starts_with(shown) && out.ends_with("s)\n"), "{out}");
+
     let out = run_ok(&["users", "presence-room", "--url", &url]);
     assert_eq!(out, "1 user in presence-room:\n  alice\n");
     let out = run_ok(&["users", "presence-room", "--url", &url, "--json"]);

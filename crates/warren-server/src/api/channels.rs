@@ -38,7 +38,9 @@ pub async fn list(
     Ok(Json(json!({ "channels": out })))
 }
 
-/// One channel's state: `occupied` always, and the requested attributes.
+/// One channel's state: `occupied` always, and the requested attributes. `cache` (cache
+/// channels only) is the kept event's `data` and its remaining `ttl` in seconds, left out
+/// when nothing is kept.
 pub async fn info(
     State(api): State<Arc<Api>>,
     Path((app_id, channel)): Path<(String, String)>,
@@ -47,12 +49,16 @@ pub async fn info(
     let req = authenticate(&api, req, AppBy::Id(&app_id)).await?;
     let channel = parse_channel(&channel, req.app.max_channel_name_length)?;
     let info_param = req.param("info").unwrap_or("");
-    if info_param.split(',').any(|a| a.trim() == "cache") {
+    // `cache` is an attribute of this endpoint only: the rest are shared with publishing.
+    let (cache, others): (Vec<&str>, Vec<&str>) =
+        info_param.split(',').partition(|a| a.trim() == "cache");
+    let want_cache = !cache.is_empty();
+    if want_cache && !channel.is_cache() {
         return Err(ApiError::bad_request(
-            "info=cache is not supported by this server version (cache channels are not implemented yet)",
+            "info=cache is only valid for cache channels",
         ));
     }
-    let info = InfoAttributes::parse(Some(info_param))?;
+    let info = InfoAttributes::parse(Some(&others.join(",")))?;
     if info.user_count && channel.kind() != ChannelKind::Presence {
         return Err(ApiError::bad_request(
             "info=user_count is only valid for presence channels",
@@ -62,6 +68,13 @@ pub async fn info(
     let mut out = Map::new();
     out.insert("occupied".into(), (stats.subscription_count > 0).into());
     info.write(stats, &mut out);
+    if want_cache {
+        if let Some(kept) = api.node.cached_event(&req.app.id, &channel).await? {
+            // Whole seconds, rounded up: a kept event never shows a ttl of 0.
+            let ttl = kept.ttl.as_millis().div_ceil(1000) as u64;
+            out.insert("cache".into(), json!({ "data": &*kept.data, "ttl": ttl }));
+        }
+    }
     Ok(Json(Value::Object(out)))
 }
 

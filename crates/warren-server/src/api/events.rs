@@ -284,7 +284,7 @@ pub(super) async fn publish(api: &Api, app: &App, p: &Publication) -> Result<(),
                 user_id: None,
             },
         };
-        api.node.publish(&event).await?;
+        api.node.trigger(&event, app.cache_ttl).await?;
     }
     Ok(())
 }

@@ -7,14 +7,16 @@
 //! str except      socket id text, "" for none
 //! str app
 //! str channel
-//! u8  kind        1 event | 2 member added | 3 member removed
+//! u8  kind        1 event | 2 member added | 3 member removed | 4 cache event | 5 count
 //!                 | 6 user online | 7 user offline | 8 terminate user
-//!                 (4 and 5 are reserved)
 //! kind 1: str name, str user id ("" for none), then the data to the end
 //! kind 2: str user id, then the user_info JSON to the end ("" for none)
 //! kind 3: the user id to the end
+//! kind 4: str name, u64 seq, then the data to the end
+//! kind 5: u64 count, u64 version
 //! kinds 6-8: nothing more (the user is the one whose `#server-to-user-` channel it is)
 //! ```
+//! `u64` is big-endian.
 //! `str` is a big-endian `u16` length and that many UTF-8 bytes. The fixed order lets a Redis
 //! script that announces a presence change atomically append its own fields to a header
 //! made here ([`header`]), without writing any Pusher JSON: the receiving node builds the
@@ -34,6 +36,8 @@ const KIND_EVENT: u8 = 1;
 const KIND_MEMBER_ADDED: u8 = 2;
 /// Also written by the Redis leave script (`\3`).
 const KIND_MEMBER_REMOVED: u8 = 3;
+const KIND_CACHE_EVENT: u8 = 4;
+const KIND_COUNT: u8 = 5;
 const KIND_USER_ONLINE: u8 = 6;
 /// Also written by the Redis sign-out script (`\7`).
 const KIND_USER_OFFLINE: u8 = 7;
@@ -66,6 +70,18 @@ pub fn encode(origin: &str, event: &ChannelEvent) -> Result<Bytes, BackendError>
         ChannelMessage::MemberRemoved { user_id } => {
             out.put_u8(KIND_MEMBER_REMOVED);
             out.put_slice(user_id.as_str().as_bytes());
+        }
+        ChannelMessage::CacheEvent { name, data, seq } => {
+            out.reserve(data.len() + name.as_str().len() + 16);
+            out.put_u8(KIND_CACHE_EVENT);
+            put_str(&mut out, name.as_str())?;
+            out.put_u64(*seq);
+            out.put_slice(data.as_bytes());
+        }
+        ChannelMessage::SubscriptionCount { count, version } => {
+            out.put_u8(KIND_COUNT);
+            out.put_u64(*count);
+            out.put_u64(*version);
         }
         ChannelMessage::User(notice) => out.put_u8(match notice {
             UserNotice::Online => KIND_USER_ONLINE,
@@ -135,6 +151,23 @@ pub fn decode(msg: &[u8]) -> Option<Envelope<'_>> {
         KIND_MEMBER_REMOVED => ChannelMessage::MemberRemoved {
             user_id: user(std::str::from_utf8(rest).ok()?)?,
         },
+        KIND_CACHE_EVENT => {
+            let (name, rest) = take_str(rest)?;
+            let (seq, data) = take_u64(rest)?;
+            ChannelMessage::CacheEvent {
+                name: EventName::parse(name).ok()?,
+                data: Arc::from(std::str::from_utf8(data).ok()?),
+                seq,
+            }
+        }
+        KIND_COUNT => {
+            let (count, rest) = take_u64(rest)?;
+            let (version, rest) = take_u64(rest)?;
+            if !rest.is_empty() {
+                return None;
+            }
+            ChannelMessage::SubscriptionCount { count, version }
+        }
         KIND_USER_ONLINE | KIND_USER_OFFLINE | KIND_TERMINATE if rest.is_empty() => {
             ChannelMessage::User(match kind {
                 KIND_USER_ONLINE => UserNotice::Online,
@@ -165,6 +198,11 @@ fn put_str(out: &mut BytesMut, s: &str) -> Result<(), BackendError> {
     out.put_u16(len);
     out.put_slice(s.as_bytes());
     Ok(())
+}
+
+fn take_u64(buf: &[u8]) -> Option<(u64, &[u8])> {
+    let (bytes, rest) = buf.split_first_chunk::<8>()?;
+    Some((u64::from_be_bytes(*bytes), rest))
 }
 
 fn take_str(buf: &[u8]) -> Option<(&str, &[u8])> {
@@ -235,6 +273,21 @@ mod tests {
             None,
         ));
         round_trip(event(ChannelMessage::MemberRemoved { user_id: user }, None));
+        round_trip(event(
+            ChannelMessage::CacheEvent {
+                name: EventName::parse("price").unwrap(),
+                data: Arc::from("{\"v\":1}"),
+                seq: 1_700_000_000_000_001,
+            },
+            Some(SocketId::new(5, 6)),
+        ));
+        round_trip(event(
+            ChannelMessage::SubscriptionCount {
+                count: 101,
+                version: u64::MAX,
+            },
+            None,
+        ));
         for notice in [
             UserNotice::Online,
             UserNotice::Offline,
@@ -294,6 +347,9 @@ mod tests {
         let mut truncated = header("n", None, &app).unwrap().to_vec();
         truncated.extend_from_slice(&[0, 1, b'c', 9]);
         assert_eq!(decode(&truncated), None, "unknown kind");
+        let mut short_count = header("n", None, &app).unwrap().to_vec();
+        short_count.extend_from_slice(&[0, 1, b'c', 5, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        assert_eq!(decode(&short_count), None, "count without a whole version");
         let mut bad_socket = vec![2, 0, 1, b'n', 0, 3, b'x', b'.', b'1'];
         bad_socket.extend_from_slice(&[0, 1, b'a', 0, 1, b'c', 3, b'u']);
         assert_eq!(decode(&bad_socket), None);

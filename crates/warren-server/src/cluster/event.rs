@@ -33,6 +33,18 @@ pub enum ChannelMessage {
     MemberAdded(PresenceMember),
     /// `pusher_internal:member_removed`: the user's last connection left the channel.
     MemberRemoved { user_id: UserId },
+    /// An event published through the HTTP API on a cache channel, after it was cached.
+    /// `seq` is the cache's number for it: a subscriber that was handed this event (or a
+    /// later one) from the cache does not receive it again live (see `hub`).
+    CacheEvent {
+        name: EventName,
+        data: Arc<str>,
+        seq: u64,
+    },
+    /// `pusher_internal:subscription_count`. `version` orders the counts of one channel: a
+    /// node delivers a count only when it is newer than the last one it delivered, so counts
+    /// published by different nodes cannot leave an older one showing.
+    SubscriptionCount { count: u64, version: u64 },
     /// About the user whose `#server-to-user-<id>` channel this is: not for the channel's
     /// subscribers, but for the node's connections signed in as (or watching) that user.
     User(UserNotice),

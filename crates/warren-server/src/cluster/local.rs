@@ -2,16 +2,18 @@
 //! No Redis, same behaviour as a cluster of one.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use warren_protocol::presence::PresenceMember;
-use warren_protocol::{AppId, ChannelName, SocketId, UserId};
+use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
 
 use super::{
-    BackendError, Broker, ChannelEvent, ChannelStats, ClusterBackend, ClusterState, EventSink,
-    JoinError, PresenceJoin, PresenceLeave, Seams, SubscriptionChange,
+    BackendError, Broker, CachedEvent, ChannelEvent, ChannelStats, ClusterBackend, ClusterState,
+    CountVersion, EventSink, JoinError, PresenceJoin, PresenceLeave, Seams, SubscriptionChange,
 };
 
 /// The embedded default: one node, nothing shared.
@@ -48,6 +50,8 @@ impl Broker for LocalBroker {
 #[derive(Default)]
 struct Channel {
     sockets: HashSet<SocketId>,
+    /// The version of the last change of `sockets`.
+    version: u64,
     /// Presence only: each user's connections and user_info (the first join's info wins, as
     /// the member was announced with it).
     members: BTreeMap<UserId, Member>,
@@ -71,13 +75,68 @@ impl Channel {
 /// INVARIANT(transition-once): every change and the transition it reports happen under it.
 type AppChannels = Arc<Mutex<HashMap<ChannelName, Channel>>>;
 
-/// In-memory channel and presence state, one lock per app.
+/// In-memory channel and presence state, one lock per app; cache channels' last events and
+/// subscription-count windows.
 #[derive(Default)]
 pub struct LocalState {
     apps: Mutex<HashMap<AppId, AppChannels>>,
     /// Each signed-in user's connections. INVARIANT(transition-once): online and offline are
     /// decided under this lock.
     users: Mutex<HashMap<(AppId, UserId), HashSet<SocketId>>>,
+    /// Count versions and cache sequence numbers: one process, so one counter orders all.
+    counter: AtomicU64,
+    cache: Mutex<Expiring<Kept>>,
+    count_windows: Mutex<Expiring<()>>,
+}
+
+/// A cache channel's last event.
+struct Kept {
+    name: EventName,
+    data: Arc<str>,
+    seq: u64,
+}
+
+/// Entries per (app, channel) that stop counting at a deadline. Expired entries are dropped
+/// when read, and all of them every [`Expiring::SWEEP_EVERY`] writes, so channels nobody
+/// reads again do not accumulate.
+struct Expiring<T> {
+    entries: HashMap<(AppId, ChannelName), (T, Instant)>,
+    writes: u32,
+}
+
+impl<T> Default for Expiring<T> {
+    fn default() -> Self {
+        Self {
+            entries: HashMap::new(),
+            writes: 0,
+        }
+    }
+}
+
+impl<T> Expiring<T> {
+    const SWEEP_EVERY: u32 = 1024;
+
+    fn get(&mut self, app: &AppId, channel: &ChannelName, now: Instant) -> Option<(&T, Instant)> {
+        let key = (app.clone(), channel.clone());
+        if self
+            .entries
+            .get(&key)
+            .is_some_and(|(_, until)| *until <= now)
+        {
+            self.entries.remove(&key);
+        }
+        self.entries.get(&key).map(|(v, until)| (v, *until))
+    }
+
+    fn insert(&mut self, app: &AppId, channel: &ChannelName, value: T, until: Instant) {
+        self.writes = self.writes.wrapping_add(1);
+        if self.writes.is_multiple_of(Self::SWEEP_EVERY) {
+            let now = Instant::now();
+            self.entries.retain(|_, (_, until)| *until > now);
+        }
+        self.entries
+            .insert((app.clone(), channel.clone()), (value, until));
+    }
 }
 
 impl LocalState {
@@ -88,30 +147,53 @@ impl LocalState {
     fn app(&self, app: &AppId) -> AppChannels {
         self.apps.lock().entry(app.clone()).or_default().clone()
     }
+
+    /// A number larger than every one handed out before.
+    fn next(&self) -> u64 {
+        self.counter.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Adds `socket` to `ch`, giving the change a new version if it changed anything.
+    fn add_socket(&self, ch: &mut Channel, socket: SocketId) -> SubscriptionChange {
+        let was_empty = ch.sockets.is_empty();
+        if ch.sockets.insert(socket) {
+            ch.version = self.next();
+        }
+        change(was_empty, ch)
+    }
+
+    /// Removes `socket` from the channel; drops the channel when empty. Returns the change.
+    fn remove_socket(
+        &self,
+        channels: &mut HashMap<ChannelName, Channel>,
+        channel: &ChannelName,
+        socket: SocketId,
+    ) -> SubscriptionChange {
+        let Some(ch) = channels.get_mut(channel) else {
+            return SubscriptionChange {
+                transition: false,
+                subscription_count: 0,
+                version: 0,
+            };
+        };
+        let removed = ch.sockets.remove(&socket);
+        if removed {
+            ch.version = self.next();
+        }
+        let out = change(removed && ch.sockets.is_empty(), ch);
+        if ch.sockets.is_empty() {
+            channels.remove(channel);
+        }
+        out
+    }
 }
 
-fn change(transition: bool, ch: Option<&Channel>) -> SubscriptionChange {
+fn change(transition: bool, ch: &Channel) -> SubscriptionChange {
     SubscriptionChange {
         transition,
-        subscription_count: ch.map_or(0, |c| c.sockets.len() as u64),
+        subscription_count: ch.sockets.len() as u64,
+        version: ch.version,
     }
-}
-
-/// Removes `socket` from the channel; drops the channel when empty. Returns the change.
-fn remove_socket(
-    channels: &mut HashMap<ChannelName, Channel>,
-    channel: &ChannelName,
-    socket: SocketId,
-) -> SubscriptionChange {
-    let Some(ch) = channels.get_mut(channel) else {
-        return change(false, None);
-    };
-    let removed = ch.sockets.remove(&socket);
-    if ch.sockets.is_empty() {
-        channels.remove(channel);
-        return change(removed, None);
-    }
-    change(false, channels.get(channel))
 }
 
 #[async_trait]
@@ -125,9 +207,7 @@ impl ClusterState for LocalState {
         let app = self.app(app);
         let mut channels = app.lock();
         let ch = channels.entry(channel.clone()).or_default();
-        let was_empty = ch.sockets.is_empty();
-        ch.sockets.insert(socket);
-        Ok(change(was_empty, Some(ch)))
+        Ok(self.add_socket(ch, socket))
     }
 
     async fn unsubscribe(
@@ -138,7 +218,7 @@ impl ClusterState for LocalState {
     ) -> Result<SubscriptionChange, BackendError> {
         let app = self.app(app);
         let mut channels = app.lock();
-        Ok(remove_socket(&mut channels, channel, socket))
+        Ok(self.remove_socket(&mut channels, channel, socket))
     }
 
     async fn join_presence(
@@ -159,8 +239,7 @@ impl ClusterState for LocalState {
             }
             return Err(JoinError::MemberLimit { max: max_members });
         }
-        let was_empty = ch.sockets.is_empty();
-        ch.sockets.insert(socket);
+        let change = self.add_socket(ch, socket);
         ch.members
             .entry(member.user_id.clone())
             .or_insert_with(|| Member {
@@ -171,7 +250,7 @@ impl ClusterState for LocalState {
             .insert(socket);
         Ok(PresenceJoin {
             member_added: is_new_member,
-            change: change(was_empty, Some(ch)),
+            change,
             members: ch.members.values().map(|m| m.info.clone()).collect(),
         })
     }
@@ -196,7 +275,7 @@ impl ClusterState for LocalState {
         }
         Ok(PresenceLeave {
             member_removed,
-            change: remove_socket(&mut channels, channel, socket),
+            change: self.remove_socket(&mut channels, channel, socket),
         })
     }
 
@@ -238,6 +317,76 @@ impl ClusterState for LocalState {
             .get(channel)
             .map(|ch| ch.members.values().map(|m| m.info.clone()).collect())
             .unwrap_or_default())
+    }
+
+    async fn cache_put(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        name: &EventName,
+        data: &Arc<str>,
+        ttl: Duration,
+    ) -> Result<u64, BackendError> {
+        let mut cache = self.cache.lock();
+        let seq = self.next();
+        let kept = Kept {
+            name: name.clone(),
+            data: data.clone(),
+            seq,
+        };
+        cache.insert(app, channel, kept, Instant::now() + ttl);
+        Ok(seq)
+    }
+
+    async fn cache_get(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+    ) -> Result<Option<CachedEvent>, BackendError> {
+        let now = Instant::now();
+        let mut cache = self.cache.lock();
+        Ok(cache
+            .get(app, channel, now)
+            .map(|(kept, until)| CachedEvent {
+                name: kept.name.clone(),
+                data: kept.data.clone(),
+                seq: kept.seq,
+                ttl: until - now,
+            }))
+    }
+
+    async fn subscription_count(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+    ) -> Result<CountVersion, BackendError> {
+        let app = self.app(app);
+        let channels = app.lock();
+        Ok(channels.get(channel).map_or(
+            CountVersion {
+                subscription_count: 0,
+                version: 0,
+            },
+            |ch| CountVersion {
+                subscription_count: ch.sockets.len() as u64,
+                version: ch.version,
+            },
+        ))
+    }
+
+    async fn claim_count_window(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        window: Duration,
+    ) -> Result<bool, BackendError> {
+        let now = Instant::now();
+        let mut windows = self.count_windows.lock();
+        if windows.get(app, channel, now).is_some() {
+            return Ok(false);
+        }
+        windows.insert(app, channel, (), now + window);
+        Ok(true)
     }
 
     async fn sign_in(
@@ -407,13 +556,7 @@ mod tests {
             .unsubscribe(&app, &ch, SocketId::new(2, 2))
             .await
             .unwrap();
-        assert_eq!(
-            last,
-            SubscriptionChange {
-                transition: true,
-                subscription_count: 0
-            }
-        );
+        assert!(last.transition && last.subscription_count == 0);
         let prefixed = ChannelName::parse("presence-p", 200).unwrap();
         st.subscribe(&app, &ch, SocketId::new(3, 3)).await.unwrap();
         st.join_presence(&app, &prefixed, SocketId::new(4, 4), &member("u"), 5)

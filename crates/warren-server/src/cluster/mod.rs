@@ -3,8 +3,8 @@
 //! * [`Broker`] moves [`ChannelEvent`]s between nodes: events, not frames. It also tells the
 //!   backend which channels this node wants to receive, so a node only gets the traffic it
 //!   delivers.
-//! * [`ClusterState`] holds the shared truth: subscription counts, presence members, which
-//!   users are signed in. Every mutation reports the transition it caused (occupied, member
+//! * [`ClusterState`] holds the shared truth: subscription counts, presence members, the
+//!   cache channels' last events, which users are signed in. Every mutation reports the transition it caused (occupied, member
 //!   added, user online, ...) exactly once cluster-wide, so presence and watchlist events (and,
 //!   later, webhooks) are never doubled or lost.
 //! * [`EventSink`] is the way back in: a backend hands it what reaches this node from
@@ -21,10 +21,11 @@ pub mod local;
 pub mod redis;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use warren_protocol::presence::PresenceMember;
-use warren_protocol::{AppId, ChannelName, SocketId, UserId};
+use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
 
 pub use event::{ChannelEvent, ChannelMessage, UserNotice};
 
@@ -82,6 +83,28 @@ pub struct SubscriptionChange {
     pub transition: bool,
     /// Subscriptions to the channel cluster-wide after the change.
     pub subscription_count: u64,
+    /// Orders the changes of one channel: each change that counts gets a larger one than the
+    /// change before it (see [`ChannelMessage::SubscriptionCount`]).
+    pub version: u64,
+}
+
+/// A channel's subscription count now, and the version of the change that made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CountVersion {
+    pub subscription_count: u64,
+    pub version: u64,
+}
+
+/// The event a cache channel keeps: the last one published to it through the HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedEvent {
+    pub name: EventName,
+    pub data: Arc<str>,
+    /// Larger for every event cached on the channel, whichever node cached it (see
+    /// [`ChannelMessage::CacheEvent`]).
+    pub seq: u64,
+    /// How much longer it is kept.
+    pub ttl: Duration,
 }
 
 /// The result of joining a presence channel.
@@ -201,6 +224,40 @@ pub trait ClusterState: Send + Sync + 'static {
 
     /// Whether each of `users` is online (signed in on at least one connection anywhere).
     async fn online(&self, app: &AppId, users: &[UserId]) -> Result<Vec<bool>, BackendError>;
+
+    /// Keeps `name` and `data` as the cache channel's last event for `ttl`, replacing the one
+    /// kept before; returns its sequence number, larger than any the channel had.
+    async fn cache_put(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        name: &EventName,
+        data: &Arc<str>,
+        ttl: Duration,
+    ) -> Result<u64, BackendError>;
+
+    /// The cache channel's last event, unless it expired or there was none.
+    async fn cache_get(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+    ) -> Result<Option<CachedEvent>, BackendError>;
+
+    /// The channel's subscription count now, with the version of the last change.
+    async fn subscription_count(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+    ) -> Result<CountVersion, BackendError>;
+
+    /// Opens the channel's throttling window of subscription counts for `window`, unless one
+    /// is open: true for exactly one caller cluster-wide per window.
+    async fn claim_count_window(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        window: Duration,
+    ) -> Result<bool, BackendError>;
 
     /// Called once the node's connections have all left: withdraw the node itself.
     async fn shutdown(&self) {}

@@ -44,6 +44,8 @@ pub struct ServerConfig {
     pub max_outbound_queue: usize,
     pub api_timestamp_tolerance_secs: u64,
     pub role: Role,
+    /// Threads serving HTTP requests apart from the WebSocket connections (0: share them).
+    pub http_threads: usize,
     /// Generated at start-up when absent; two live nodes must never share one.
     pub node_id: Option<String>,
 }
@@ -59,6 +61,7 @@ impl Default for ServerConfig {
             max_outbound_queue: 1024,
             api_timestamp_tolerance_secs: 600,
             role: Role::All,
+            http_threads: 1,
             node_id: None,
         }
     }
@@ -174,6 +177,10 @@ pub struct AppConfig {
     /// Whether signed-in users get `pusher_internal:watchlist_events` about their watchlist.
     #[serde(default)]
     pub watchlist_events: bool,
+    #[serde(default = "cache_ttl_secs")]
+    pub cache_ttl_secs: u64,
+    #[serde(default)]
+    pub subscription_count_events: bool,
 }
 
 /// The defaults of an app's settings, for serde and [`AppConfig::new`].
@@ -190,6 +197,7 @@ defaults! {
     max_user_info_bytes: usize = 1024,
     max_user_id_length: usize = 128,
     max_subscriptions_per_connection: usize = 1000,
+    cache_ttl_secs: u64 = 1800,
 }
 
 fn app_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<AppId, D::Error> {
@@ -219,6 +227,8 @@ impl AppConfig {
             max_subscriptions_per_connection: max_subscriptions_per_connection(),
             user_authentication_timeout: 0,
             watchlist_events: false,
+            cache_ttl_secs: cache_ttl_secs(),
+            subscription_count_events: false,
         }
     }
 

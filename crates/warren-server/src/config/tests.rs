@@ -98,6 +98,8 @@ fn defaults() {
         (0, false),
         "users: no sign-in deadline and no watchlist events unless asked for"
     );
+    assert_eq!(demo.cache_ttl_secs, 1800);
+    assert!(!demo.subscription_count_events);
     assert!(config.uses_demo_secret());
     config.validate().unwrap();
 
@@ -145,6 +147,8 @@ fn full_file() {
         max_subscriptions_per_connection = 50
         user_authentication_timeout = 30
         watchlist_events = true
+        cache_ttl_secs = 60
+        subscription_count_events = true
 
         [[apps]]
         id = "second_app"
@@ -161,6 +165,7 @@ fn full_file() {
             max_outbound_queue: 16,
             api_timestamp_tolerance_secs: 30,
             role: Role::Push,
+            http_threads: 1,
             node_id: Some("push-1.eu_west".to_owned()),
         },
         cluster: ClusterConfig {
@@ -183,6 +188,8 @@ fn full_file() {
                 max_subscriptions_per_connection: 50,
                 user_authentication_timeout: 30,
                 watchlist_events: true,
+                cache_ttl_secs: 60,
+                subscription_count_events: true,
                 ..app("123456", "key.one", "very secret")
             },
             app("second_app", "key-two", "app-secret"),
@@ -442,10 +449,21 @@ fn values_out_of_range() {
         "max_channel_name_length",
         "client_event_rate_per_sec",
         "max_subscriptions_per_connection",
+        "cache_ttl_secs",
     ] {
         let expected = format!("invalid configuration: apps.0.{key}: must be at least 1, got 0");
         assert_eq!(error(&format!("{ONE_APP}{key} = 0\n"), &[]), expected);
     }
+    assert_eq!(
+        parse("[server]\nhttp_threads = 0\n", &[])
+            .server
+            .http_threads,
+        0
+    );
+    assert_eq!(
+        error("[server]\nhttp_threads = 65\n", &[]),
+        "invalid configuration: server.http_threads: must be at most 64, got 65"
+    );
     let config = parse(&format!("{ONE_APP}max_channel_name_length = 1000\n"), &[]);
     assert_eq!(config.apps[0].max_channel_name_length, 1000);
     assert_eq!(

@@ -33,9 +33,14 @@ impl Config {
         at_least!(s, "server", 1; activity_timeout, pong_timeout, max_message_size_kb,
             max_outbound_queue, api_timestamp_tolerance_secs);
         at_least!(self.cluster, "cluster", 1000; node_timeout_ms);
+        if s.http_threads > 64 {
+            let what = format!("must be at most 64, got {}", s.http_threads);
+            return Err(("server.http_threads".into(), what));
+        }
         for (i, app) in self.apps.iter().enumerate() {
             at_least!(app, format!("apps.{i}"), 1; max_presence_members, max_event_payload_kb,
-                max_channel_name_length, client_event_rate_per_sec, max_subscriptions_per_connection);
+                max_channel_name_length, client_event_rate_per_sec, max_subscriptions_per_connection,
+                cache_ttl_secs);
         }
         if let Some(node_id) = &s.node_id {
             name("server.node_id", node_id, &['_', '.', '-'], "")?;

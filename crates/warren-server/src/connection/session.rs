@@ -27,6 +27,11 @@ use crate::ws::frame;
 const CLIENT_EVENTS_DISABLED: &str =
     "To send client events, you must enable this feature in the Settings page of your dashboard.";
 
+/// Client events on encrypted channels are refused, as Pusher refuses them (pusher-js does
+/// not even send them, with the same words).
+const ENCRYPTED_CLIENT_EVENTS: &str =
+    "Client event rejected: client events are not supported for encrypted channels";
+
 /// One admitted connection's protocol state.
 pub struct Session {
     node: Arc<Node>,
@@ -36,8 +41,9 @@ pub struct Session {
     /// Channels this connection is subscribed to, with its presence identity where it has one.
     subscriptions: HashMap<ChannelName, Option<PresenceMember>>,
     client_events: RateWindow,
-    /// Set once a `pusher:signin` succeeded.
-    user: Option<SignedIn>,
+    /// Set once a `pusher:signin` succeeded. Boxed: every idle connection keeps a session,
+    /// and most never sign in.
+    user: Option<Box<SignedIn>>,
 }
 
 impl Session {
@@ -193,6 +199,7 @@ impl Session {
             socket: self.socket_id,
             outbox: &self.outbox,
             presence: member.as_ref().map(|m| (m, self.app.max_presence_members)),
+            subscription_counts: self.app.subscription_count_events,
         };
         match self.node.subscribe(joining).await {
             Ok(()) => {
@@ -229,8 +236,15 @@ impl Session {
     }
 
     async fn leave(&self, channel: &ChannelName, member: Option<PresenceMember>) {
+        let counts = self.app.subscription_count_events;
         self.node
-            .unsubscribe(&self.app.id, channel, self.socket_id, member.as_ref())
+            .unsubscribe(
+                &self.app.id,
+                channel,
+                self.socket_id,
+                member.as_ref(),
+                counts,
+            )
             .await;
     }
 
@@ -309,11 +323,11 @@ impl Session {
                 }
             }
         }
-        self.user = Some(SignedIn {
+        self.user = Some(Box::new(SignedIn {
             data,
             online,
             watching,
-        });
+        }));
     }
 
     async fn client_event(&mut self, event: &str, channel: &str, data: &str) {
@@ -327,6 +341,9 @@ impl Session {
                 &format!("Client event rejected: not subscribed to channel {shown}"),
             );
         };
+        if channel.kind() == ChannelKind::PrivateEncrypted {
+            return self.send_error(None, ENCRYPTED_CLIENT_EVENTS);
+        }
         if !channel.kind().allows_client_events() {
             return self.send_error(
                 None,

@@ -34,15 +34,23 @@ impl EventSink for LocalDelivery {
     }
 }
 
-/// Frames the event once and hands it to the hub's subscribers of its channel; a user notice
-/// goes to the user's connections instead.
+/// Frames the event once and hands it to the hub's subscribers of its channel. Cache events
+/// and counts carry the numbers the hub orders them by (see `hub`). A user notice goes to the
+/// user's connections and watchers instead.
 pub(super) fn deliver(hub: &Hub, users: &LocalUsers, event: &ChannelEvent) {
-    match frame_of(event) {
-        Some(frame) => {
-            hub.deliver(&event.app, &event.channel, &frame, event.except);
+    let Some(frame) = frame_of(event) else {
+        return users.notify(event);
+    };
+    let (app, channel) = (&event.app, &event.channel);
+    match event.message {
+        ChannelMessage::CacheEvent { seq, .. } => {
+            hub.deliver_cached(app, channel, &frame, event.except, seq)
         }
-        None => users.notify(event),
-    }
+        ChannelMessage::SubscriptionCount { version, .. } => {
+            hub.deliver_count(app, channel, &frame, version)
+        }
+        _ => hub.deliver(app, channel, &frame, event.except),
+    };
 }
 
 /// The WebSocket frame subscribers of the event's channel receive; `None` for a user notice,
@@ -72,6 +80,12 @@ fn frame_of(event: &ChannelEvent) -> Option<Bytes> {
             outbound::member_removed(channel, user_id.as_str())
         }
         ChannelMessage::User(_) => return None,
+        ChannelMessage::CacheEvent { name, data, .. } => {
+            outbound::channel_event(name.as_str(), channel, data, None)
+        }
+        ChannelMessage::SubscriptionCount { count, .. } => {
+            outbound::subscription_count(channel, *count)
+        }
     };
     Some(frame::text(json.as_bytes()))
 }

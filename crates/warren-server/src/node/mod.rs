@@ -21,27 +21,46 @@
 //! * **Publish to others, then here.** An event goes to the broker first (the other nodes),
 //!   then to local subscribers, framed once ([`delivery`]); a backend failure is the caller's
 //!   error and nothing is delivered.
+//! * **Cache channels: the cached event first, never the past after it.** An HTTP API event
+//!   on a cache channel is kept in the cluster state before it is published, with a sequence
+//!   number. A subscriber reads the cache after its pending join and after the broker
+//!   listens, so any event published without reaching it is in the cache it reads (or a
+//!   newer one is). It gets `subscription_succeeded`, then the cached event (or
+//!   `pusher:cache_miss`), then what was held and what comes live, except events numbered
+//!   up to the cached one: those are the cached event again or older ones still in flight
+//!   ([`Hub::activate_replayed`]).
+//! * **Subscription counts follow the change that made them** ([`counting`]), on apps that
+//!   ask for them; they go out after the state step and before `subscription_succeeded` is
+//!   queued, so a new subscriber's count arrives after its `subscription_succeeded`.
 //! * **A user is heard wherever they matter.** The node listens to a user's
 //!   `#server-to-user-<id>` channel while a connection here is subscribed to it, signed in as
 //!   the user, or watches them; notices about the user (terminate, online, offline) travel on
 //!   it ([`signin`], [`users`]).
+//!
+//! A channel that is neither a cache channel nor counted pays for neither: both are decided
+//! from the channel's name and the app's switch, before any extra step is taken.
 
+mod counting;
 mod delivery;
 mod listening;
 mod signin;
 mod users;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
 use warren_protocol::presence::PresenceMember;
 use warren_protocol::{outbound, AppId, ChannelKind, ChannelName, SocketId};
 
 use crate::cluster::{
-    BackendError, Broker, ChannelEvent, ChannelMessage, ChannelStats, ClusterState, JoinError,
+    BackendError, Broker, CachedEvent, ChannelEvent, ChannelMessage, ChannelStats, ClusterState,
+    CountVersion, JoinError, SubscriptionChange,
 };
 use crate::hub::{Hub, LocalTransition};
 use crate::outbox::Outbox;
 use crate::ws::frame;
+use counting::Counts;
 pub(crate) use delivery::LocalDelivery;
 use listening::Listening;
 pub(crate) use signin::SigningIn;
@@ -54,6 +73,7 @@ pub struct Node {
     broker: Arc<dyn Broker>,
     state: Arc<dyn ClusterState>,
     listening: Listening,
+    counts: Counts,
 }
 
 /// A connection joining a channel.
@@ -64,6 +84,8 @@ pub(crate) struct Joining<'a> {
     pub outbox: &'a Arc<Outbox>,
     /// On presence channels: who joins, and how many distinct members the channel may have.
     pub presence: Option<(&'a PresenceMember, usize)>,
+    /// The app sends subscription counts.
+    pub subscription_counts: bool,
 }
 
 impl Node {
@@ -75,6 +97,12 @@ impl Node {
         state: Arc<dyn ClusterState>,
     ) -> Self {
         Self {
+            counts: Counts {
+                hub: hub.clone(),
+                users: users.clone(),
+                broker: broker.clone(),
+                state: state.clone(),
+            },
             hub,
             users,
             broker,
@@ -98,9 +126,21 @@ impl Node {
             self.leave_hub(j.app, j.channel, j.socket).await;
             return Err(e.into());
         }
-        let first = match j.presence {
+        // Read after the join and the listen: see "Cache channels" in the module doc.
+        let cached = if j.channel.is_cache() {
+            match self.state.cache_get(j.app, j.channel).await {
+                Ok(cached) => Some(cached),
+                Err(e) => {
+                    self.leave_hub(j.app, j.channel, j.socket).await;
+                    return Err(e.into());
+                }
+            }
+        } else {
+            None
+        };
+        let (first, change) = match j.presence {
             None => match self.state.subscribe(j.app, j.channel, j.socket).await {
-                Ok(_) => outbound::subscription_succeeded(j.channel.as_str()),
+                Ok(change) => (outbound::subscription_succeeded(j.channel.as_str()), change),
                 Err(e) => {
                     self.leave_hub(j.app, j.channel, j.socket).await;
                     return Err(e.into());
@@ -126,35 +166,46 @@ impl Node {
                         message: ChannelMessage::MemberAdded(member.clone()),
                     });
                 }
-                presence_succeeded(j.channel, &join.members)
+                (presence_succeeded(j.channel, &join.members), join.change)
             }
         };
+        if j.subscription_counts {
+            self.count_changed(j.app, j.channel, change).await;
+        }
+        let (replay, replayed) = match cached {
+            None => (None, None),
+            Some(cached) => replay_frame(j.channel, cached),
+        };
         // INVARIANT(subscribed-means-receiving): the broker listens and the state recorded the
-        // subscription; only now is `subscription_succeeded` queued, then what was held.
+        // subscription; only now is `subscription_succeeded` queued (with a cache channel's
+        // replay right after it), then what was held.
         // Only this connection's own session leaves its channels, and it is waiting on this
         // call: the pending join is still there to activate.
+        let first = std::iter::once(frame::text(first.as_bytes())).chain(replay);
         self.hub
-            .activate(j.app, j.channel, j.socket, [frame::text(first.as_bytes())]);
+            .activate_replayed(j.app, j.channel, j.socket, first, replayed);
         Ok(())
     }
 
-    /// Unsubscribes a connection (also when it closes), announcing a departed presence member.
-    /// A backend failure is logged: the connection is gone either way, and a cluster backend
-    /// repairs its state when it reconnects.
+    /// Unsubscribes a connection (also when it closes), announcing a departed presence member
+    /// and, when `subscription_counts`, the new count. A backend failure is logged: the
+    /// connection is gone either way, and a cluster backend repairs its state when it
+    /// reconnects.
     pub(crate) async fn unsubscribe(
         &self,
         app: &AppId,
         channel: &ChannelName,
         socket: SocketId,
         member: Option<&PresenceMember>,
+        subscription_counts: bool,
     ) {
         self.leave_hub(app, channel, socket).await;
         match member {
-            None => {
-                if let Err(e) = self.state.unsubscribe(app, channel, socket).await {
-                    tracing::warn!(%channel, error = %e, "could not record unsubscribe");
-                }
-            }
+            None => match self.state.unsubscribe(app, channel, socket).await {
+                Ok(change) if subscription_counts => self.count_changed(app, channel, change).await,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(%channel, error = %e, "could not record unsubscribe"),
+            },
             Some(m) => match self
                 .state
                 .leave_presence(app, channel, socket, &m.user_id)
@@ -182,6 +233,46 @@ impl Node {
         self.broker.publish(event).await?;
         self.deliver_here(event);
         Ok(())
+    }
+
+    /// Publishes an event triggered through the HTTP API: on a cache channel it is kept for
+    /// `cache_ttl` first, cluster-wide, and published with its cache number; any other event
+    /// is simply published.
+    pub async fn trigger(
+        &self,
+        event: &ChannelEvent,
+        cache_ttl: Duration,
+    ) -> Result<(), BackendError> {
+        let ChannelMessage::Event { name, data, .. } = &event.message else {
+            return self.publish(event).await;
+        };
+        if !event.channel.is_cache() {
+            return self.publish(event).await;
+        }
+        let seq = self
+            .state
+            .cache_put(&event.app, &event.channel, name, data, cache_ttl)
+            .await?;
+        self.publish(&ChannelEvent {
+            app: event.app.clone(),
+            channel: event.channel.clone(),
+            except: event.except,
+            message: ChannelMessage::CacheEvent {
+                name: name.clone(),
+                data: data.clone(),
+                seq,
+            },
+        })
+        .await
+    }
+
+    /// A cache channel's kept event, for the HTTP API.
+    pub async fn cached_event(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+    ) -> Result<Option<CachedEvent>, BackendError> {
+        self.state.cache_get(app, channel).await
     }
 
     /// Occupied channels of an app whose names start with `prefix`, cluster-wide.
@@ -225,6 +316,17 @@ impl Node {
         delivery::deliver(&self.hub, &self.users, event);
     }
 
+    /// Announces a counted channel's new subscription count.
+    async fn count_changed(&self, app: &AppId, channel: &ChannelName, change: SubscriptionChange) {
+        if counting::is_counted(channel.kind()) {
+            let now = CountVersion {
+                subscription_count: change.subscription_count,
+                version: change.version,
+            };
+            self.counts.changed(app, channel, now).await;
+        }
+    }
+
     /// Removes the connection from the hub, and stops listening to the channel when it was
     /// the last one here.
     async fn leave_hub(&self, app: &AppId, channel: &ChannelName, socket: SocketId) {
@@ -244,6 +346,20 @@ impl Node {
             })
             .await;
     }
+}
+
+/// What a cache channel's new subscriber gets right after `subscription_succeeded`: the kept
+/// event and its number, or `pusher:cache_miss`.
+fn replay_frame(
+    channel: &ChannelName,
+    cached: Option<CachedEvent>,
+) -> (Option<Bytes>, Option<u64>) {
+    let Some(c) = cached else {
+        let miss = outbound::cache_miss(channel.as_str());
+        return (Some(frame::text(miss.as_bytes())), None);
+    };
+    let json = outbound::channel_event(c.name.as_str(), channel.as_str(), &c.data, None);
+    (Some(frame::text(json.as_bytes())), Some(c.seq))
 }
 
 /// A presence channel's `subscription_succeeded`, listing its members.

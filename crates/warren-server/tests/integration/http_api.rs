@@ -257,16 +257,20 @@ async fn channel_info_attributes() {
             .status,
         400
     );
+    // `cache` only applies to cache channels; with nothing kept there is no `cache` entry.
     assert_eq!(
-        api_get(
-            &server,
-            "/apps/app-id/channels/cache-x",
-            &[("info", "cache")]
-        )
-        .await
-        .status,
+        api_get(&server, "/apps/app-id/channels/plain", &[("info", "cache")])
+            .await
+            .status,
         400
     );
+    let r = api_get(
+        &server,
+        "/apps/app-id/channels/cache-x",
+        &[("info", "cache")],
+    )
+    .await;
+    assert_eq!(r.json(), json!({"occupied":false}));
 }
 
 #[tokio::test]

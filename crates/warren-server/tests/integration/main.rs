@@ -4,14 +4,18 @@
 //! `warren-testkit`.
 
 mod bad_input;
+mod cache_channels;
 mod client_events;
 mod cluster;
 mod cluster_users;
 mod connect;
+mod encrypted;
 mod http_api;
 mod http_auth;
 mod liveness;
 mod presence;
 mod subscribe;
+mod subscription_counts;
 mod topologies;
+mod two_nodes;
 mod users;

@@ -28,10 +28,21 @@ impl Keys {
     /// (socket -> instance), `<base>:u:<channel>` (socket -> user, presence),
     /// `<base>:m:<channel>` (user -> connection count), `<base>:i:<channel>` (user -> info),
     /// `<base>:n:<instance>` (what one node instance contributed: `channel\nsocket`, and
-    /// `#user\nsocket` for sign-ins), `<base>:uo` / `<base>:us` (signed-in socket -> instance /
-    /// user), `<base>:uc` (user -> signed-in connections).
+    /// `#user\nsocket` for sign-ins), `<base>:cv` (channel -> version of its last subscription
+    /// change), `<base>:uo` / `<base>:us` (signed-in socket -> instance / user), `<base>:uc`
+    /// (user -> signed-in connections).
     pub fn app_base(&self, app: &AppId) -> String {
         format!("{{{}:{}}}", self.prefix, app)
+    }
+
+    /// A cache channel's last event (a hash: name, data, sequence number), expiring with it.
+    pub fn cache(&self, app: &AppId, channel: &ChannelName) -> String {
+        format!("{}:c:{}", self.app_base(app), channel)
+    }
+
+    /// Present while a channel's subscription counts are throttled.
+    pub fn count_window(&self, app: &AppId, channel: &ChannelName) -> String {
+        format!("{}:cw:{}", self.app_base(app), channel)
     }
 
     /// Sorted set of live node instances, scored by the time (ms) they are due to heartbeat.
@@ -98,5 +109,9 @@ mod tests {
         assert!(keys.nodes().starts_with("{warren}"));
         assert!(keys.node_owner("n1").starts_with("{warren}"));
         assert!(keys.instance_apps("n1~x").starts_with("{warren}"));
+        assert_eq!(keys.cache(&app, &public), "{warren:app-1}:c:news");
+        assert!(keys
+            .count_window(&app, &public)
+            .starts_with("{warren:app-1}:"));
     }
 }

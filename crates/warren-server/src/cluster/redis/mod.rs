@@ -5,12 +5,14 @@
 //!   sharded variants (SPUBLISH/SSUBSCRIBE) spread channels over the shards.
 //! * State: counts, presence members and signed-in users live in Redis, changed by the Lua
 //!   scripts in `scripts`, each subscription and sign-in recorded under the node *instance*
-//!   that made it (`users` for the sign-ins).
+//!   that made it (`users` for the sign-ins). Cache channels' kept events and the windows of
+//!   throttled subscription counts are in `features`.
 //! * Liveness: instances heartbeat into a sorted set; any node cleans up an instance that
 //!   stopped (`registry`). A node that lost its registration (cut off too long, Redis
 //!   restarted, a state change it could not record) registers as a new instance and records
 //!   its local state again from its mirror of it.
 
+mod features;
 mod keys;
 mod registry;
 mod scripts;
@@ -33,12 +35,13 @@ use fred::types::Value;
 use parking_lot::Mutex;
 use warren_protocol::presence::PresenceMember;
 use warren_protocol::user::UserChannel;
-use warren_protocol::{AppId, ChannelName, SocketId, UserId};
+use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
 
 use super::envelope;
 use super::{
-    BackendError, Broker, ChannelEvent, ChannelMessage, ChannelStats, ClusterBackend, ClusterState,
-    EventSink, JoinError, PresenceJoin, PresenceLeave, Seams, SubscriptionChange, UserNotice,
+    BackendError, Broker, CachedEvent, ChannelEvent, ChannelMessage, ChannelStats, ClusterBackend,
+    ClusterState, CountVersion, EventSink, JoinError, PresenceJoin, PresenceLeave, Seams,
+    SubscriptionChange, UserNotice,
 };
 use crate::config::RedisTarget;
 use keys::Keys;
@@ -190,13 +193,20 @@ impl RedisCluster {
     }
 }
 
-/// The join and leave scripts answer `{member flag, transition flag, count, ...}`.
-fn change_from(reply: &[Value]) -> Result<SubscriptionChange, BackendError> {
+/// The join and leave scripts answer `{member flag, transition flag, count, ...}`, with the
+/// change's version at `version_at`.
+fn change_from(reply: &[Value], version_at: usize) -> Result<SubscriptionChange, BackendError> {
     Ok(SubscriptionChange {
         transition: value::flag_at(reply, 1, "subscription change")?,
         subscription_count: value::count_at(reply, 2, "subscription change")?,
+        version: value::count_at(reply, version_at, "subscription change")?,
     })
 }
+
+/// Where the join script's answer has the version (then presence members), and the leave
+/// script's.
+const JOIN_VERSION_AT: usize = 3;
+const LEAVE_VERSION_AT: usize = 4;
 
 fn backend(e: impl std::fmt::Display) -> BackendError {
     BackendError(e.to_string())
@@ -471,7 +481,7 @@ impl ClusterState for RedisCluster {
             .mirror
             .lock()
             .insert((app.clone(), channel.clone(), socket), None);
-        change_from(&reply)
+        change_from(&reply, JOIN_VERSION_AT)
     }
 
     async fn unsubscribe(
@@ -481,7 +491,7 @@ impl ClusterState for RedisCluster {
         socket: SocketId,
     ) -> Result<SubscriptionChange, BackendError> {
         let reply = self.inner.leave(app, channel, socket).await?;
-        change_from(&reply)
+        change_from(&reply, LEAVE_VERSION_AT)
     }
 
     async fn join_presence(
@@ -507,8 +517,8 @@ impl ClusterState for RedisCluster {
             .insert((app.clone(), channel.clone(), socket), Some(member.clone()));
         Ok(PresenceJoin {
             member_added: value::flag_at(&reply, 0, "join")?,
-            change: change_from(&reply)?,
-            members: inner.members_from(reply.get(3))?,
+            change: change_from(&reply, JOIN_VERSION_AT)?,
+            members: inner.members_from(reply.get(JOIN_VERSION_AT + 1))?,
         })
     }
 
@@ -522,7 +532,7 @@ impl ClusterState for RedisCluster {
         let reply = self.inner.leave(app, channel, socket).await?;
         Ok(PresenceLeave {
             member_removed: value::flag_at(&reply, 0, "leave")?,
-            change: change_from(&reply)?,
+            change: change_from(&reply, LEAVE_VERSION_AT)?,
         })
     }
 
@@ -579,6 +589,42 @@ impl ClusterState for RedisCluster {
 
     async fn shutdown(&self) {
         registry::deregister(&self.inner).await;
+    }
+
+    async fn cache_put(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        name: &EventName,
+        data: &Arc<str>,
+        ttl: Duration,
+    ) -> Result<u64, BackendError> {
+        features::cache_put(&self.inner, app, channel, name, data, ttl).await
+    }
+
+    async fn cache_get(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+    ) -> Result<Option<CachedEvent>, BackendError> {
+        features::cache_get(&self.inner, app, channel).await
+    }
+
+    async fn subscription_count(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+    ) -> Result<CountVersion, BackendError> {
+        features::subscription_count(&self.inner, app, channel).await
+    }
+
+    async fn claim_count_window(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        window: Duration,
+    ) -> Result<bool, BackendError> {
+        features::claim_count_window(&self.inner, app, channel, window).await
     }
 
     async fn sign_in(

@@ -11,8 +11,23 @@
 
 use fred::types::scripts::Script;
 
+/// `bump(b, ch)`: the next version of a channel's subscription count. Redis' clock in
+/// microseconds, and always above the channel's last version, so versions keep growing even
+/// across a vacated channel (whose last version is forgotten) without a key per channel
+/// that lives forever. Shared by the join, leave and reap scripts.
+const VERSION_FN: &str = r#"
+local function bump(b, ch)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local key = b .. ':cv'
+  local v = math.max(now, tonumber(redis.call('HGET', key, ch) or '0') + 1)
+  redis.call('HSET', key, ch, string.format('%d', v))
+  return v
+end
+"#;
+
 /// `leave(ch, sock, inst, relay, env, pub)` -> `{member_removed, vacated, subscription_count,
-/// user_id}`; count -1 when the socket was not this instance's. A member's departure is
+/// user_id, version}`; count -1 when the socket was not this instance's. A member's departure is
 /// published from inside the script when `relay` is given, as the fields of an envelope whose
 /// header (`env`) the caller made: no Pusher JSON is written here. Shared by the leave and
 /// reap scripts.
@@ -27,7 +42,7 @@ local function leave(ch, sock, inst, relay, env, pub)
   local entry = ch .. '\n' .. sock
   if redis.call('HGET', skey, sock) ~= inst then
     redis.call('SREM', nkey, entry)
-    return {0, 0, -1, ''}
+    return {0, 0, -1, '', 0}
   end
   redis.call('HDEL', skey, sock)
   redis.call('SREM', nkey, entry)
@@ -52,11 +67,13 @@ local function leave(ch, sock, inst, relay, env, pub)
     end
   end
   local n = redis.call('HINCRBY', b .. ':ch', ch, -1)
+  local v = bump(b, ch)
   if n <= 0 then
     redis.call('HDEL', b .. ':ch', ch)
-    return {removed, 1, 0, user}
+    redis.call('HDEL', b .. ':cv', ch)
+    return {removed, 1, 0, user, v}
   end
-  return {removed, 0, n, user}
+  return {removed, 0, n, user, v}
 end
 "#;
 
@@ -127,8 +144,8 @@ const SIGNOUT: &str = "return signout(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5
 
 /// KEYS[1] app base; ARGV ch, sock, inst, user ('' unless presence), info ('' = none),
 /// max members, node prefix (`<node id>~`), relay channel ('' when the caller announces
-/// itself), member_added envelope, publish command (PUBLISH or SPUBLISH). -> `{member_added, occupied, count[, HGETALL
-/// info]}` or `{-1}` when full. Joining again (after a re-registration) moves ownership from an
+/// itself), member_added envelope, publish command (PUBLISH or SPUBLISH). -> `{member_added,
+/// occupied, count, version[, HGETALL info]}` or `{-1}` when full. Joining again (after a re-registration) moves ownership from an
 /// earlier instance of the same node to `inst` and changes no count; a socket id owned by
 /// another node (a collision) is never taken over.
 const JOIN: &str = r#"
@@ -137,7 +154,7 @@ local ch, sock, inst, user, info, max = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV
 local skey = b .. ':s:' .. ch
 local entry = ch .. '\n' .. sock
 local owner = redis.call('HGET', skey, sock)
-local added, occupied, n = 0, 0, 0
+local added, occupied, n, v = 0, 0, 0, 0
 if owner then
   if owner ~= inst then
     if string.sub(owner, 1, #ARGV[7]) ~= ARGV[7] then
@@ -148,6 +165,7 @@ if owner then
     redis.call('SADD', b .. ':n:' .. inst, entry)
   end
   n = tonumber(redis.call('HGET', b .. ':ch', ch) or '0')
+  v = tonumber(redis.call('HGET', b .. ':cv', ch) or '0')
 else
   if user ~= '' then
     local mkey = b .. ':m:' .. ch
@@ -169,12 +187,13 @@ else
   redis.call('HSET', skey, sock, inst)
   redis.call('SADD', b .. ':n:' .. inst, entry)
   n = redis.call('HINCRBY', b .. ':ch', ch, 1)
+  v = bump(b, ch)
   if n == 1 then occupied = 1 end
 end
 if user ~= '' then
-  return {added, occupied, n, redis.call('HGETALL', b .. ':i:' .. ch)}
+  return {added, occupied, n, v, redis.call('HGETALL', b .. ':i:' .. ch)}
 end
-return {added, occupied, n}
+return {added, occupied, n, v}
 "#;
 
 /// KEYS[1] app base; ARGV ch, sock, inst, relay prefix, envelope header, publish command.
@@ -236,6 +255,32 @@ return out
 const CHANNEL: &str = r#"
 local b = KEYS[1]
 return {tonumber(redis.call('HGET', b .. ':ch', ARGV[1]) or '0'), redis.call('HLEN', b .. ':m:' .. ARGV[1])}
+"#;
+
+/// KEYS[1] app base; ARGV ch -> `{subscription_count, version}`.
+const COUNT: &str = r#"
+local b = KEYS[1]
+return {tonumber(redis.call('HGET', b .. ':ch', ARGV[1]) or '0'), tonumber(redis.call('HGET', b .. ':cv', ARGV[1]) or '0')}
+"#;
+
+/// KEYS[1] the cache channel's key; ARGV name, data, ttl ms -> the event's sequence number:
+/// Redis' clock in microseconds, above the previous event's (see `bump`), so numbers keep
+/// growing after the cached event expired.
+const CACHE_PUT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local s = math.max(now, tonumber(redis.call('HGET', KEYS[1], 's') or '0') + 1)
+redis.call('HSET', KEYS[1], 'n', ARGV[1], 'd', ARGV[2], 's', string.format('%d', s))
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return s
+"#;
+
+/// KEYS[1] the cache channel's key -> `{name, data, seq, ttl ms}`, or `{}` when nothing is
+/// kept. One script, so the event and its remaining time are read together.
+const CACHE_GET: &str = r#"
+local v = redis.call('HMGET', KEYS[1], 'n', 'd', 's')
+if not v[1] then return {} end
+return {v[1], v[2], v[3], redis.call('PTTL', KEYS[1])}
 "#;
 
 /// Current Redis time in ms, shared by the registry scripts so no node's clock matters.
@@ -310,6 +355,9 @@ pub struct Scripts {
     pub sign_out: Script,
     pub channels: Script,
     pub channel: Script,
+    pub count: Script,
+    pub cache_put: Script,
+    pub cache_get: Script,
     pub register: Script,
     pub heartbeat: Script,
     pub claim: Script,
@@ -319,16 +367,19 @@ pub struct Scripts {
 
 impl Scripts {
     pub fn new() -> Self {
-        let with_leave = |body: &str| Script::from_lua(format!("{LEAVE_FN}\n{body}"));
+        let with_leave = |body: &str| Script::from_lua(format!("{VERSION_FN}\n{LEAVE_FN}\n{body}"));
         let with_now = |body: &str| Script::from_lua(format!("{NOW_FN}\n{body}"));
         Self {
-            join: Script::from_lua(JOIN),
+            join: Script::from_lua(format!("{VERSION_FN}\n{JOIN}")),
             leave: with_leave(LEAVE),
-            reap: Script::from_lua(format!("{LEAVE_FN}\n{SIGNOUT_FN}\n{REAP}")),
+            reap: with_leave(&format!("{SIGNOUT_FN}\n{REAP}")),
             sign_in: Script::from_lua(SIGNIN),
             sign_out: Script::from_lua(format!("local b = KEYS[1]\n{SIGNOUT_FN}\n{SIGNOUT}")),
             channels: Script::from_lua(CHANNELS),
             channel: Script::from_lua(CHANNEL),
+            count: Script::from_lua(COUNT),
+            cache_put: Script::from_lua(CACHE_PUT),
+            cache_get: Script::from_lua(CACHE_GET),
             register: with_now(REGISTER),
             heartbeat: with_now(HEARTBEAT),
             claim: with_now(CLAIM),

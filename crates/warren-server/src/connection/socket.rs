@@ -1,0 +1,386 @@
+//! The socket side of one connection: reading client frames, writing queued frames, closing.
+//!
+//! The connection task (`task.rs`) calls the synchronous half from its `poll` (waiting on the
+//! outbox and the socket, writes that do not block, reads of what has arrived) and the
+//! asynchronous half from the boxed work it runs for rare events (messages, a full socket,
+//! closes).
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{sleep_until, Instant};
+use warren_protocol::inbound::parse_client_message;
+use warren_protocol::{codes::ws_close, outbound, SocketId};
+
+use super::session::Session;
+use crate::connections::Connections;
+use crate::outbox::{CloseReason, Outbox, SLOW_CONSUMER};
+use crate::ws::frame::{self, Decoder, FrameError, Message};
+
+/// How long a closing connection waits for the client to acknowledge before dropping it.
+pub(super) const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// Frames written per `writev` call at most.
+const MAX_IOVECS: usize = 64;
+/// Read buffer allocated when bytes arrive; grows only for larger messages.
+const READ_CHUNK: usize = 512;
+
+/// Why a connection ended (for logs, and to know whether to linger for the client's close).
+#[derive(Debug)]
+#[allow(dead_code)] // the code is read through `Debug` in the log line
+pub(super) enum End {
+    ClientClosed,
+    ClientGone,
+    ServerClosed(u16),
+    WriteFailed,
+}
+
+/// What the idle connection found to do that cannot be done inside `poll`.
+pub(super) enum Next {
+    /// Bytes arrived: handle the messages they complete.
+    Input,
+    /// The socket is full and frames are still queued: wait until it drains.
+    Drain,
+    /// The server asked for a close.
+    Close(CloseReason),
+    /// The connection is over.
+    End(End),
+}
+
+/// What woke the connection.
+enum Wake {
+    Outbox,
+    Readable,
+}
+
+/// Wake-ups handled in one `poll` before the task yields to others.
+const WAKES_PER_POLL: usize = 32;
+
+pub(super) struct Socket {
+    stream: TcpStream,
+    /// Bytes of a message still arriving; empty (and unallocated) between messages.
+    read_buf: BytesMut,
+    decoder: Decoder,
+    outbox: Arc<Outbox>,
+    /// Frames taken from the outbox and not yet fully written; unallocated when idle.
+    queue: VecDeque<Bytes>,
+    connections: Arc<Connections>,
+    socket_id: SocketId,
+    /// Alternates which side is looked at first, so neither a busy outbox nor a chatty client
+    /// starves the other.
+    outbox_first: bool,
+}
+
+impl Socket {
+    pub(super) fn new(
+        stream: TcpStream,
+        read_buf: BytesMut,
+        max_message_size: usize,
+        outbox: Arc<Outbox>,
+        connections: Arc<Connections>,
+        socket_id: SocketId,
+    ) -> Self {
+        Self {
+            stream,
+            read_buf,
+            decoder: Decoder::new(max_message_size),
+            outbox,
+            queue: VecDeque::new(),
+            connections,
+            socket_id,
+            outbox_first: true,
+        }
+    }
+
+    pub(super) fn socket_id(&self) -> SocketId {
+        self.socket_id
+    }
+
+    pub(super) fn connections(&self) -> &Connections {
+        &self.connections
+    }
+
+    /// Whether bytes are waiting to be handled (those that came with the upgrade request).
+    pub(super) fn has_input(&self) -> bool {
+        !self.read_buf.is_empty()
+    }
+
+    /// Waits for something to do, writing queued frames on the way as long as the socket takes
+    /// them. Ready with what needs more than a non-blocking step.
+    pub(super) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
+        for _ in 0..WAKES_PER_POLL {
+            let wake = match self.poll_wake(cx) {
+                Poll::Ready(Ok(wake)) => wake,
+                Poll::Ready(Err(_)) => return Poll::Ready(Next::End(End::ClientGone)),
+                Poll::Pending => return Poll::Pending,
+            };
+            self.outbox_first = !self.outbox_first;
+            match wake {
+                Wake::Outbox => {
+                    if let Some(reason) = self.outbox.take(&mut self.queue) {
+                        return Poll::Ready(Next::Close(reason));
+                    }
+                    match self.write_queued() {
+                        Ok(true) => {}
+                        Ok(false) => return Poll::Ready(Next::Drain),
+                        Err(_) => return Poll::Ready(Next::End(End::WriteFailed)),
+                    }
+                }
+                Wake::Readable => match self.read_arrived() {
+                    Ok(true) => return Poll::Ready(Next::Input),
+                    Ok(false) => {}
+                    Err(_) => return Poll::Ready(Next::End(End::ClientGone)),
+                },
+            }
+        }
+        // Busy on both sides: let other tasks run, and come back.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// The second side is only polled (and its waker registered) when the first has nothing:
+    /// a wake-up costs one readiness check in the common case.
+    fn poll_wake(&self, cx: &mut Context<'_>) -> Poll<io::Result<Wake>> {
+        let outbox = |cx: &mut Context<'_>| self.outbox.poll_ready(cx).map(|()| Ok(Wake::Outbox));
+        let socket =
+            |cx: &mut Context<'_>| self.stream.poll_read_ready(cx).map_ok(|()| Wake::Readable);
+        if self.outbox_first {
+            match outbox(cx) {
+                Poll::Pending => socket(cx),
+                ready => ready,
+            }
+        } else {
+            match socket(cx) {
+                Poll::Pending => outbox(cx),
+                ready => ready,
+            }
+        }
+    }
+
+    /// Reads what has arrived. `Ok(true)`: there are bytes to handle; `Ok(false)`: nothing
+    /// after all; `Err`: the client is gone (end of stream or a socket error).
+    fn read_arrived(&mut self) -> io::Result<bool> {
+        if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 4 {
+            self.read_buf.reserve(READ_CHUNK);
+        }
+        match self.stream.try_read_buf(&mut self.read_buf) {
+            Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {
+                self.outbox.heard_from(self.connections.clock());
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.release_read_buf();
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Between messages the connection holds no read buffer.
+    fn release_read_buf(&mut self) {
+        if self.read_buf.is_empty() {
+            self.read_buf = BytesMut::new();
+        }
+    }
+
+    /// Writes queued frames until the queue is empty (`Ok(true)`) or the socket is full
+    /// (`Ok(false)`), several frames per syscall.
+    fn write_queued(&mut self) -> io::Result<bool> {
+        while !self.queue.is_empty() {
+            match self.write_some() {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => advance(&mut self.queue, n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        // An idle connection keeps no queue memory; the next burst allocates a small one.
+        self.queue = VecDeque::new();
+        Ok(true)
+    }
+
+    /// One non-blocking write of up to [`MAX_IOVECS`] queued frames.
+    fn write_some(&self) -> io::Result<usize> {
+        if self.queue.len() == 1 {
+            return self.stream.try_write(&self.queue[0]);
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let mut n = 0;
+        for (slot, frame) in slices.iter_mut().zip(self.queue.iter()) {
+            *slot = IoSlice::new(frame);
+            n += 1;
+        }
+        self.stream.try_write_vectored(&slices[..n])
+    }
+
+    /// Writes every queued frame, waiting while the socket is full; a client that accepts
+    /// nothing for the stall limit is given up on.
+    pub(super) async fn drain(&mut self) -> io::Result<()> {
+        while !self.write_queued()? {
+            let stall = self.connections.write_stall_limit();
+            tokio::time::timeout(stall, self.stream.writable())
+                .await
+                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        }
+        Ok(())
+    }
+
+    /// Handles every complete message in the read buffer.
+    pub(super) async fn process_input(&mut self, session: &mut Session) -> Option<End> {
+        loop {
+            let msg = match self.decoder.decode(&mut self.read_buf) {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => return Some(self.frame_error(session, e).await),
+            };
+            match msg {
+                Message::Text(text) => match parse_client_message(&text) {
+                    Ok(m) => session.handle(m).await,
+                    Err(e) => session.send_error(None, &e.to_string()),
+                },
+                Message::Binary(_) => session.send_error(
+                    None,
+                    "Binary messages are not supported: send JSON in text frames",
+                ),
+                Message::Ping(payload) => {
+                    self.outbox.push(frame::pong(&payload));
+                }
+                Message::Pong => {}
+                Message::Close(code) => {
+                    self.answer_close(code).await;
+                    return Some(End::ClientClosed);
+                }
+            }
+        }
+        self.release_read_buf();
+        None
+    }
+
+    /// A server-initiated close: a slow consumer's backlog is dropped (it is why we close);
+    /// otherwise what is queued is written, for a short while at most, then the close.
+    pub(super) async fn close(&mut self, reason: CloseReason) -> End {
+        let written = reason.code() != SLOW_CONSUMER
+            && matches!(
+                tokio::time::timeout(CLOSE_LINGER, self.drain()).await,
+                Ok(Ok(()))
+            );
+        if !written {
+            self.queue.clear();
+        }
+        let _ =
+            tokio::time::timeout(CLOSE_LINGER, self.stream.write_all(&close_frames(&reason))).await;
+        End::ServerClosed(reason.code().code())
+    }
+
+    /// The client closed: write what is queued, echo the close with its code, and finish.
+    async fn answer_close(&mut self, code: Option<u16>) {
+        self.outbox.take(&mut self.queue);
+        let _ = tokio::time::timeout(CLOSE_LINGER, self.drain()).await;
+        let _ = self
+            .stream
+            .write_all(&frame::close(echoable(code), ""))
+            .await;
+        let _ = self.stream.shutdown().await;
+    }
+
+    async fn frame_error(&mut self, session: &Session, e: FrameError) -> End {
+        tracing::debug!(socket_id = %self.socket_id, error = %e, "closing on a bad frame");
+        session.send_error(None, &e.to_string());
+        self.outbox.take(&mut self.queue);
+        let _ = self.drain().await;
+        let _ = self
+            .stream
+            .write_all(&frame::close(e.close_code(), &e.to_string()))
+            .await;
+        End::ServerClosed(e.close_code())
+    }
+
+    /// After a server-initiated close: lets the client close its side.
+    pub(super) async fn linger(&mut self) {
+        linger(&mut self.stream).await;
+    }
+}
+
+/// `pusher:error` with the Pusher code, then a close frame with it, as one buffer.
+pub(super) fn close_frames(reason: &CloseReason) -> Vec<u8> {
+    let code = reason.code().code();
+    let mut bytes = frame::text(outbound::error(Some(code), &reason.message).as_bytes()).to_vec();
+    bytes.extend_from_slice(&frame::close(code, &reason.message));
+    bytes
+}
+
+/// Half-closes and drains the socket until the client closes (or a short timeout), so the
+/// close frame is not lost to a reset.
+pub(super) async fn linger(stream: &mut TcpStream) {
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 256];
+    let deadline = Instant::now() + CLOSE_LINGER;
+    loop {
+        tokio::select! {
+            r = stream.read(&mut sink) => {
+                if !matches!(r, Ok(n) if n > 0) {
+                    return;
+                }
+            }
+            () = sleep_until(deadline) => return,
+        }
+    }
+}
+
+/// The code to answer a client's close with: its own when RFC 6455 allows sending it,
+/// otherwise a normal closure.
+fn echoable(code: Option<u16>) -> u16 {
+    match code {
+        Some(c @ (1000..=1003 | 1007..=1011 | 3000..=4999)) => c,
+        _ => ws_close::NORMAL,
+    }
+}
+
+/// Drops `n` written bytes from the front of the queue.
+fn advance(queue: &mut VecDeque<Bytes>, mut n: usize) {
+    while n > 0 {
+        let Some(front) = queue.front_mut() else {
+            return;
+        };
+        if front.len() <= n {
+            n -= front.len();
+            queue.pop_front();
+        } else {
+            front.advance(n);
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_codes_are_echoed_only_when_sendable() {
+        assert_eq!(echoable(Some(1001)), 1001);
+        assert_eq!(echoable(Some(4200)), 4200);
+        assert_eq!(echoable(Some(1005)), 1000);
+        assert_eq!(echoable(Some(1015)), 1000);
+        assert_eq!(echoable(Some(2000)), 1000);
+        assert_eq!(echoable(None), 1000);
+    }
+
+    #[test]
+    fn advance_handles_partial_writes() {
+        let mut q: VecDeque<Bytes> = [&b"abc"[..], b"de", b"f"]
+            .into_iter()
+            .map(Bytes::from_static)
+            .collect();
+        advance(&mut q, 4);
+        assert_eq!(q, [&b"e"[..], b"f"]);
+        advance(&mut q, 2);
+        assert!(q.is_empty());
+    }
+}

@@ -1,0 +1,130 @@
+//! The long-lived task of one connection, a hand-written future.
+//!
+//! Between wake-ups a connection keeps exactly this task, so its size is memory per
+//! connection. An `async fn` would keep room for the largest state of everything it might
+//! await (message handling, closes, timers), all of it inline; here the idle state is the
+//! socket and the protocol state and nothing more. Waiting, non-blocking writes and reads run
+//! in [`Future::poll`] itself. Anything that must await (handling client messages, a full
+//! socket, a close, leaving channels at the end) runs as boxed *work* that owns the parts while
+//! it runs and hands them back when it is done, so that memory exists only while it is needed.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use super::session::Session;
+use super::socket::{End, Next, Socket};
+use crate::app::ConnectionSlot;
+
+/// Everything a connection owns.
+pub(super) struct Parts {
+    pub socket: Socket,
+    pub session: Session,
+    /// Counts the connection against its app's quota until dropped.
+    pub slot: ConnectionSlot,
+}
+
+/// Rare work on the parts; gives them back unless the connection ended.
+type Work = Pin<Box<dyn Future<Output = Option<Parts>> + Send>>;
+
+pub(super) struct ConnectionTask {
+    stage: Stage,
+}
+
+// The idle variant is meant to be the large one: it is the connection. Boxing it would cost an
+// allocation and a pointer chase on every wake-up to save nothing.
+#[allow(clippy::large_enum_variant)]
+enum Stage {
+    /// Waiting on the outbox and the socket.
+    Idle(Parts),
+    Busy(Work),
+    Done,
+}
+
+impl ConnectionTask {
+    pub(super) fn new(parts: Parts) -> Self {
+        let stage = if parts.socket.has_input() {
+            Stage::Busy(work(parts, Next::Input))
+        } else {
+            Stage::Idle(parts)
+        };
+        Self { stage }
+    }
+}
+
+impl Future for ConnectionTask {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        loop {
+            this.stage = match std::mem::replace(&mut this.stage, Stage::Done) {
+                Stage::Idle(mut parts) => match parts.socket.poll_next(cx) {
+                    Poll::Ready(next) => Stage::Busy(work(parts, next)),
+                    Poll::Pending => {
+                        this.stage = Stage::Idle(parts);
+                        return Poll::Pending;
+                    }
+                },
+                Stage::Busy(mut work) => match work.as_mut().poll(cx) {
+                    Poll::Ready(Some(parts)) => Stage::Idle(parts),
+                    Poll::Ready(None) => return Poll::Ready(()),
+                    Poll::Pending => {
+                        this.stage = Stage::Busy(work);
+                        return Poll::Pending;
+                    }
+                },
+                Stage::Done => return Poll::Ready(()),
+            };
+            // Coming back from work: yield if the runtime asks us to, rather than loop on.
+            ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
+        }
+    }
+}
+
+/// Boxes what `next` asks for.
+fn work(mut parts: Parts, next: Next) -> Work {
+    Box::pin(async move {
+        let end = match next {
+            Next::Input => match parts.socket.process_input(&mut parts.session).await {
+                None => return Some(parts),
+                Some(end) => end,
+            },
+            Next::Drain => match parts.socket.drain().await {
+                Ok(()) => return Some(parts),
+                Err(_) => End::WriteFailed,
+            },
+            Next::Close(reason) => parts.socket.close(reason).await,
+            Next::End(end) => end,
+        };
+        finish(parts, end).await;
+        None
+    })
+}
+
+/// The end of a connection, whatever ended it.
+async fn finish(mut parts: Parts, end: End) {
+    // Leave channels (announcing departures) before waiting on the client's side of a close.
+    parts.session.leave_all().await;
+    let socket_id = parts.socket.socket_id();
+    // INVARIANT(empty-registry-means-departed): removed only after leaving every channel.
+    parts.socket.connections().remove(socket_id);
+    drop(parts.slot);
+    if matches!(end, End::ServerClosed(_)) {
+        parts.socket.linger().await;
+    }
+    tracing::debug!(%socket_id, ?end, "connection ended");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every connection keeps this for its whole life: keep it small. (Tokio adds its task
+    /// header and trailer and rounds the whole up to a cache line multiple.)
+    #[test]
+    fn an_idle_connection_is_small() {
+        let size = std::mem::size_of::<ConnectionTask>();
+        assert!(size <= 320, "the connection task grew to {size} bytes");
+    }
+}
