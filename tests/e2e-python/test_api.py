@@ -85,7 +85,7 @@ def unique(prefix):
 class Holder(object):
     """A pusher-js connection (hold_presence.mjs) subscribed to `channels` as `user_id`."""
 
-    def __init__(self, user_id, channels):
+    def __init__(self, user_id, channels, signin=False):
         node = shutil.which("node")
         if node is None:
             raise RuntimeError("node is not on PATH; the subscriber helper needs Node.js 20+")
@@ -94,6 +94,8 @@ class Holder(object):
         env = dict(
             os.environ, WARREN_HOST=HOST, WARREN_PORT=str(PORT), WARREN_APP_KEY=APP_KEY, WARREN_APP_SECRET=APP_SECRET
         )
+        if signin:
+            env["WARREN_HOLD_SIGNIN"] = "1"
         self.channels = list(channels)
         self.proc = subprocess.Popen(
             [node, HOLDER_SCRIPT, user_id] + self.channels,
@@ -148,7 +150,7 @@ class Holder(object):
         deadline = time.monotonic() + timeout
         while True:
             for i, e in enumerate(self._events):
-                if e["channel"] == channel and e["event"] == event:
+                if e.get("channel") == channel and e["event"] == event:
                     return self._events.pop(i)
             if not self._pump(deadline):
                 raise AssertionError(
@@ -168,7 +170,7 @@ class Holder(object):
         return [
             e
             for e in self._events
-            if (channel is None or e["channel"] == channel) and (event is None or e["event"] == event)
+            if (channel is None or e.get("channel") == channel) and (event is None or e["event"] == event)
         ]
 
     def close(self):
@@ -186,8 +188,8 @@ class Holder(object):
             self.proc.stdout.close()
 
 
-def hold(test_class, user_id, channels):
-    holder = Holder(user_id, channels)
+def hold(test_class, user_id, channels, signin=False):
+    holder = Holder(user_id, channels, signin=signin)
     test_class.addClassCleanup(holder.close)
     return holder
 
@@ -356,6 +358,30 @@ class UserTest(unittest.TestCase):
             self.skipTest("this pusher version has no terminate_user_connections")
         # pusher-http-python posts to /users/{id}/terminate_connections (no /apps/{id} prefix).
         self.assertEqual(API.terminate_user_connections("py-nobody-%s" % uuid.uuid4().hex[:8]), {})
+
+    def test_send_to_user_reaches_the_signed_in_user_only(self):
+        user = "py-user-%s" % uuid.uuid4().hex[:8]
+        target = hold(type(self), user, [], signin=True)
+        other = hold(type(self), user + "-other", [], signin=True)
+        self.assertEqual(API.send_to_user(user, "for-you", {"hi": 1}), {})
+        got = target.wait_event("#server-to-user-" + user, "for-you")
+        self.assertEqual(got["data"], {"hi": 1})
+        time.sleep(SETTLE)
+        self.assertEqual(other.seen(event="for-you"), [])
+
+    def test_terminate_user_connections_closes_them_with_4009(self):
+        if not hasattr(API, "terminate_user_connections"):
+            self.skipTest("this pusher version has no terminate_user_connections")
+        user = "py-term-%s" % uuid.uuid4().hex[:8]
+        first = hold(type(self), user, [], signin=True)
+        second = hold(type(self), user, [], signin=True)
+        bystander = hold(type(self), user + "-stays", [], signin=True)
+        self.assertEqual(API.terminate_user_connections(user), {})
+        for h in (first, second):
+            error = h.wait_event(None, "pusher:error")
+            self.assertEqual(error["data"]["code"], 4009)
+        time.sleep(SETTLE)
+        self.assertEqual(bystander.seen(event="pusher:error"), [])
 
 
 class ErrorTest(unittest.TestCase):

@@ -19,7 +19,7 @@ use warren_client::{ChannelAuth, PresenceData, TriggerOptions};
 use warren_testkit::api::api_client;
 use warren_testkit::fake::{close_with, fake_server};
 use warren_testkit::net::free_port;
-use warren_testkit::server::{start, start_with};
+use warren_testkit::server::{demo_app, start, start_with};
 use warren_testkit::ws::SILENCE;
 use warren_testkit::{KEY, MASTER_KEY, WAIT};
 
@@ -578,35 +578,125 @@ async fn reconnects_and_resubscribes_after_a_server_restart() {
 }
 
 #[tokio::test]
-async fn signin_errors_are_surfaced() {
+async fn signs_in_and_hears_events_sent_to_the_user() {
     let server = start().await;
     let client = WsClient::connect(config_as(server.addr, "42"))
         .await
         .expect("connects");
-    let mut errors = client.errors();
-    let err = client
-        .signin()
-        .await
-        .expect_err("the server does not support sign-in yet");
-    match &err {
-        WsError::Server {
-            code: None,
-            message,
-        } => {
-            assert!(message.contains("not supported"), "{message}")
-        }
-        other => panic!("expected a pusher:error, got {other}"),
-    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    client.bind_user("notice", move |e| {
+        let _ = tx.send(e.clone());
+    });
+    let signed = client.signin().await.expect("signs in");
     assert_eq!(
-        tokio::time::timeout(WAIT, errors.recv())
+        (signed.id.as_str(), signed.user_data.as_str()),
+        ("42", r#"{"id":"42"}"#)
+    );
+    // The client subscribes to its user channel right after signing in: send until heard.
+    let api = api_client(&server.addr);
+    let deadline = Instant::now() + WAIT;
+    let event = loop {
+        api.send_to_user("42", "notice", &json!({"n": 1}))
+            .await
+            .expect("sends");
+        if let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "no event for the user");
+    };
+    assert_eq!(event.channel.as_deref(), Some("#server-to-user-42"));
+    assert_eq!(event.data, json!({"n": 1}));
+    assert_eq!(client.signin().await.expect("still signed in"), signed);
+}
+
+#[tokio::test]
+async fn watchlist_events_reach_the_watchlist_handlers() {
+    let server = start_with(|c| demo_app(c).watchlist_events = true).await;
+    let auth = LocalAuthorizer::new(api_client(&server.addr))
+        .with_user_data(json!({"id": "w", "watchlist": ["u"]}));
+    let watcher = WsClient::connect(config(server.addr).with_user_authenticator(auth))
+        .await
+        .expect("connects");
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    watcher.bind_watchlist(move |e| {
+        let _ = tx.send(e.clone());
+    });
+    watcher.signin().await.expect("signs in");
+    let seen = |e: Event| (e.event, e.channel, e.data);
+    let offline = || {
+        (
+            "offline".to_owned(),
+            Some("#watchlist".to_owned()),
+            json!({"user_ids": ["u"]}),
+        )
+    };
+    assert_eq!(seen(next(&mut rx).await), offline(), "the initial state");
+    let u = WsClient::connect(config_as(server.addr, "u"))
+        .await
+        .expect("connects");
+    u.signin().await.expect("signs in");
+    assert_eq!(
+        seen(next(&mut rx).await),
+        (
+            "online".to_owned(),
+            Some("#watchlist".to_owned()),
+            json!({"user_ids": ["u"]})
+        )
+    );
+    u.close().await;
+    assert_eq!(seen(next(&mut rx).await), offline());
+}
+
+#[tokio::test]
+async fn terminated_users_are_closed_for_good() {
+    let server = start().await;
+    let client = WsClient::connect(config_as(server.addr, "7"))
+        .await
+        .expect("connects");
+    let mut errors = client.errors();
+    client.signin().await.expect("signs in");
+    api_client(&server.addr)
+        .terminate_user_connections("7")
+        .await
+        .expect("terminates");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let error = tokio::time::timeout(WAIT, errors.recv())
             .await
             .ok()
-            .flatten(),
-        Some(err)
+            .flatten()
+            .expect("an error in time");
+        if matches!(error, WsError::Closed { code: 4009, .. }) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never closed with 4009");
+    }
+    assert!(
+        matches!(client.state(), ConnectionState::Failed(_)),
+        "{:?}",
+        client.state()
     );
-    // The connection stays usable.
-    let ch = client.subscribe("news").expect("subscribes");
-    ch.wait_subscribed(WAIT).await.expect("still connected");
+}
+
+#[tokio::test]
+async fn signin_errors_are_surfaced() {
+    let server = start().await;
+    // Signed with the wrong secret: the server refuses and closes with 4009.
+    let wrong = WsClient::connect(config(server.addr).with_user_authenticator(
+        |socket_id: String| async move {
+            let user_data = r#"{"id":"1"}"#.to_owned();
+            let auth =
+                warren_protocol::auth::sign_user(KEY, "not-the-secret", &socket_id, &user_data);
+            Ok::<_, String>(warren_client::UserAuth { auth, user_data })
+        },
+    ))
+    .await
+    .expect("connects");
+    let err = wrong.signin().await.expect_err("refused");
+    assert!(
+        matches!(&err, WsError::Server { code: Some(4009), message } if message.contains("::user::")),
+        "{err}"
+    );
 
     let no_auth = WsClient::connect(config(server.addr))
         .await
@@ -623,6 +713,9 @@ async fn signin_errors_are_surfaced() {
         matches!(&err, WsError::Auth { message, .. } if message == "backend says no"),
         "{err}"
     );
+    // The connection stays usable.
+    let ch = failing.subscribe("news").expect("subscribes");
+    ch.wait_subscribed(WAIT).await.expect("still connected");
 }
 
 #[tokio::test]

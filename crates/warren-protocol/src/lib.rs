@@ -10,6 +10,7 @@ pub mod names;
 pub mod outbound;
 pub mod presence;
 pub mod server_message;
+pub mod user;
 pub mod wsframe;
 
 pub use codes::ErrorCode;

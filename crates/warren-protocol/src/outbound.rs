@@ -156,6 +156,65 @@ pub fn cache_miss(channel: &str) -> String {
     out
 }
 
+/// `pusher:signin_success`, echoing the signed `user_data` string exactly.
+pub fn signin_success(user_data: &str) -> String {
+    let mut inner = String::with_capacity(user_data.len() + user_data.len() / 8 + 16);
+    inner.push_str(r#"{"user_data":"#);
+    push_json_str(&mut inner, user_data);
+    inner.push('}');
+    let mut out = with_capacity(inner.len() * 2);
+    out.push_str(r#"{"event":"pusher:signin_success","data":"#);
+    push_json_str(&mut out, &inner);
+    out.push('}');
+    out
+}
+
+/// `pusher_internal:watchlist_events`: one entry per status that has users, online first.
+pub fn watchlist_events<'a>(
+    online: impl IntoIterator<Item = &'a str>,
+    offline: impl IntoIterator<Item = &'a str>,
+) -> String {
+    let mut inner = String::from(r#"{"events":["#);
+    let mut first = true;
+    for (name, ids) in [
+        ("online", ids_array(online)),
+        ("offline", ids_array(offline)),
+    ] {
+        let Some(ids) = ids else { continue };
+        if !first {
+            inner.push(',');
+        }
+        first = false;
+        inner.push_str(r#"{"name":""#);
+        inner.push_str(name);
+        inner.push_str(r#"","user_ids":"#);
+        inner.push_str(&ids);
+        inner.push('}');
+    }
+    inner.push_str("]}");
+    let mut out = with_capacity(inner.len() * 2);
+    out.push_str(r#"{"event":"pusher_internal:watchlist_events","data":"#);
+    push_json_str(&mut out, &inner);
+    out.push('}');
+    out
+}
+
+/// A JSON array of strings, `None` when there are none.
+fn ids_array<'a>(ids: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let mut out = String::from("[");
+    for id in ids {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        push_json_str(&mut out, id);
+    }
+    if out.len() == 1 {
+        return None;
+    }
+    out.push(']');
+    Some(out)
+}
+
 /// `pusher:subscription_error`, the shape Laravel Echo's `.error()` reads.
 pub fn subscription_error(channel: &str, error_type: &str, message: &str, status: u16) -> String {
     let mut out = with_capacity(channel.len() + message.len());
@@ -202,6 +261,29 @@ mod tests {
         let v = parse(s);
         let data = v["data"].as_str().expect("data is a string");
         parse(data)
+    }
+
+    #[test]
+    fn signin_success_echoes_user_data_exactly() {
+        let user_data = r#"{"id":"1","user_info":{"n":"é \"q\""}}"#;
+        let f = signin_success(user_data);
+        assert_eq!(parse(&f)["event"], "pusher:signin_success");
+        assert_eq!(data_of(&f)["user_data"], user_data);
+    }
+
+    #[test]
+    fn watchlist_events_list_each_status_with_users() {
+        let f = watchlist_events(["1", "2"], ["3"]);
+        assert_eq!(parse(&f)["event"], "pusher_internal:watchlist_events");
+        assert_eq!(
+            data_of(&f),
+            json!({"events":[{"name":"online","user_ids":["1","2"]},{"name":"offline","user_ids":["3"]}]})
+        );
+        assert_eq!(
+            data_of(&watchlist_events([], ["3"])),
+            json!({"events":[{"name":"offline","user_ids":["3"]}]})
+        );
+        assert_eq!(data_of(&watchlist_events([], [])), json!({"events":[]}));
     }
 
     #[test]

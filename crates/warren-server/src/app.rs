@@ -31,6 +31,9 @@ pub struct App {
     pub cache_ttl: Duration,
     /// Subscribers of non-presence channels get `pusher_internal:subscription_count`.
     pub subscription_count_events: bool,
+    /// Time a connection has to sign in or hold an authorized subscription; `None`: no limit.
+    pub user_authentication_timeout: Option<std::time::Duration>,
+    pub watchlist_events: bool,
     /// Connections currently open on this node.
     connections: AtomicU64,
 }
@@ -55,6 +58,9 @@ impl App {
             },
             cache_ttl: Duration::from_secs(c.cache_ttl_secs),
             subscription_count_events: c.subscription_count_events,
+            user_authentication_timeout: (c.user_authentication_timeout > 0)
+                .then(|| std::time::Duration::from_secs(c.user_authentication_timeout)),
+            watchlist_events: c.watchlist_events,
             connections: AtomicU64::new(0),
         }
     }

@@ -3,8 +3,9 @@
 //! A connection registers its [`Outbox`] when admitted and removes it only after it has left
 //! its channels, so an empty registry means every departure has been announced: a graceful
 //! stop waits for exactly that. The sweeper replaces a timer per connection: once a second it
-//! pings connections idle for `activity_timeout` and closes (4201) those that did not answer
-//! within `pong_timeout`.
+//! pings connections idle for `activity_timeout`, closes (4201) those that did not answer
+//! within `pong_timeout`, and closes (4009) those past their app's
+//! `user_authentication_timeout` without signing in or an authorized subscription.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -105,6 +106,13 @@ impl Connections {
                     ErrorCode::PongNotReceived,
                     "Pong reply not received in time",
                 )),
+                Liveness::Unauthenticated => {
+                    outbox.authenticated(); // closed once, not once a second
+                    outbox.close(CloseReason::new(
+                        ErrorCode::Unauthorized,
+                        "Connection not authenticated in time: sign in or subscribe to an authorized channel",
+                    ));
+                }
             }
         }
     }

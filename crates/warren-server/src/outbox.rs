@@ -1,5 +1,5 @@
 //! The shared half of a connection: its bounded outbound queue, and the liveness facts the
-//! server-wide sweeper reads.
+//! server-wide sweeper reads (last heard from, ping outstanding, authentication deadline).
 //!
 //! Producers (the hub, on behalf of any publisher) push shared frames; the connection's own task
 //! takes everything queued at once and writes it in as few syscalls as it can. The queue never
@@ -58,6 +58,9 @@ pub struct Outbox {
     last_seen: AtomicU64,
     /// When the server pinged the idle client (0: no ping outstanding).
     ping_sent: AtomicU64,
+    /// When the connection must have signed in or subscribed to an authorized channel
+    /// (`user_authentication_timeout`); 0: no such deadline (off, or met).
+    auth_deadline: AtomicU64,
 }
 
 /// The code a slow consumer is closed with: Pusher's "over capacity", which pusher-js retries.
@@ -72,6 +75,7 @@ impl Outbox {
             max_frames,
             last_seen: AtomicU64::new(0),
             ping_sent: AtomicU64::new(0),
+            auth_deadline: AtomicU64::new(0),
         }
     }
 
@@ -172,8 +176,23 @@ impl Outbox {
         self.ping_sent.store(0, Ordering::Relaxed);
     }
 
+    /// The connection must authenticate (sign in, or subscribe to an authorized channel) by
+    /// `deadline` on the server's clock, or be closed.
+    pub fn require_authentication_by(&self, deadline: u64) {
+        self.auth_deadline.store(deadline.max(1), Ordering::Relaxed);
+    }
+
+    /// The connection authenticated: no deadline any more.
+    pub fn authenticated(&self) {
+        self.auth_deadline.store(0, Ordering::Relaxed);
+    }
+
     /// What the liveness sweeper should do for this connection at `now`.
     pub fn liveness(&self, now: u64, activity_timeout: u64, pong_timeout: u64) -> Liveness {
+        let deadline = self.auth_deadline.load(Ordering::Relaxed);
+        if deadline != 0 && now >= deadline {
+            return Liveness::Unauthenticated;
+        }
         let ping = self.ping_sent.load(Ordering::Relaxed);
         if ping != 0 {
             if now.saturating_sub(ping) >= pong_timeout {
@@ -201,6 +220,8 @@ pub enum Liveness {
     Idle,
     /// Pinged and silent for the pong timeout: close it with 4201.
     Dead,
+    /// Neither signed in nor subscribed to an authorized channel in time: close it with 4009.
+    Unauthenticated,
 }
 
 #[cfg(test)]
@@ -250,5 +271,16 @@ mod tests {
         assert_eq!(ob.liveness(250, 120, 30), Liveness::Dead);
         ob.heard_from(245);
         assert_eq!(ob.liveness(250, 120, 30), Liveness::Fine);
+    }
+
+    #[test]
+    fn an_authentication_deadline_holds_until_met() {
+        let ob = Outbox::new(1);
+        ob.heard_from(0);
+        ob.require_authentication_by(100);
+        assert_eq!(ob.liveness(99, 1000, 30), Liveness::Fine);
+        assert_eq!(ob.liveness(100, 1000, 30), Liveness::Unauthenticated);
+        ob.authenticated();
+        assert_eq!(ob.liveness(5000, 10_000, 30), Liveness::Fine);
     }
 }

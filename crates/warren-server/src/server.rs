@@ -20,7 +20,7 @@ use crate::http::{self, Health};
 use crate::hub::Hub;
 use crate::ingress::Ingress;
 use crate::listener::{self, Routes};
-use crate::node::{LocalDelivery, Node};
+use crate::node::{LocalDelivery, LocalUsers, Node};
 
 /// How long a stopping server waits for its connections to leave their channels.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
@@ -66,7 +66,8 @@ impl ServerBuilder {
             .unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()));
         let ingress = Ingress::new(server.ingress_threads)?;
         let hub = Arc::new(Hub::new());
-        let sink = Arc::new(LocalDelivery::new(hub.clone()));
+        let users = Arc::new(LocalUsers::default());
+        let sink = Arc::new(LocalDelivery::new(hub.clone(), users.clone()));
         let backend: Box<dyn ClusterBackend> = match cluster {
             Some(backend) => backend,
             None => match config.cluster.backend {
@@ -88,7 +89,7 @@ impl ServerBuilder {
             }
             None => backend.connect(sink).await?,
         };
-        let node = Arc::new(Node::new(hub, broker, state));
+        let node = Arc::new(Node::new(hub, users, broker, state));
         let connections = Arc::new(Connections::new(
             server.activity_timeout,
             server.pong_timeout,
@@ -231,10 +232,15 @@ impl Server {
             shutdown_tx,
         } = self;
         let sweeper = tokio::spawn(connections::sweep_forever(connections.clone()));
+        let watchlists = {
+            let node = node.clone();
+            tokio::spawn(async move { node.send_watchlist_batches().await })
+        };
         listener::serve(listener, routes, shutdown_tx.subscribe()).await;
         sweeper.abort();
         connections.close_all();
         connections.drained(DRAIN_LIMIT).await;
+        watchlists.abort();
         node.leave_cluster().await;
         drop(ingress);
     }

@@ -13,12 +13,13 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use warren_protocol::presence::PresenceMember;
+use warren_protocol::user::UserChannel;
 use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
 use warren_server::cluster::local::LocalBackend;
 use warren_server::cluster::redis::{RedisCluster, RedisOptions};
 use warren_server::cluster::{
     ChannelEvent, ChannelMessage, ChannelStats, ClusterBackend, CountVersion, EventSink, JoinError,
-    Seams,
+    Seams, UserNotice,
 };
 use warren_server::config::RedisTarget;
 use warren_testkit::WAIT;
@@ -460,6 +461,112 @@ mod cases {
             .collect();
         assert_eq!(removed.len(), 1, "{heard:?}");
     }
+
+    /// Many connections of one user sign in and out at once from two nodes: the user comes
+    /// online once and goes offline once, and a node listening to the user's channel hears
+    /// each exactly once.
+    pub async fn users_go_online_and_offline_once_under_races(f: impl Fixture) {
+        let (a, b) = (f.node("a").await, f.node("b").await);
+        let user = UserChannel::new(UserId::parse("racer", 128).unwrap()).unwrap();
+        let watcher = f.node("watcher").await;
+        watcher
+            .seams
+            .broker
+            .listen(&app(), user.channel())
+            .await
+            .unwrap();
+        let nodes = |i: u64| if i.is_multiple_of(2) { &a } else { &b };
+        let ins = (0..20u64).map(|i| {
+            let user = user.user();
+            async move {
+                nodes(i)
+                    .seams
+                    .state
+                    .sign_in(&app(), SocketId::new(40, i), user)
+                    .await
+                    .unwrap()
+            }
+        });
+        let came_online = futures_util::future::join_all(ins).await;
+        assert_eq!(came_online.iter().filter(|&&c| c).count(), 1);
+        let other = UserId::parse("nobody", 128).unwrap();
+        let asked = [user.user().clone(), other.clone()];
+        assert_eq!(
+            b.seams.state.online(&app(), &asked).await.unwrap(),
+            [true, false]
+        );
+        let outs = (0..20u64).map(|i| {
+            let user = user.user();
+            async move {
+                nodes(i)
+                    .seams
+                    .state
+                    .sign_out(&app(), SocketId::new(40, i), user)
+                    .await
+                    .unwrap()
+            }
+        });
+        let went_offline = futures_util::future::join_all(outs).await;
+        assert_eq!(went_offline.iter().filter(|&&w| w).count(), 1);
+        assert_eq!(
+            a.seams.state.online(&app(), &asked).await.unwrap(),
+            [false, false]
+        );
+        if f.separate_nodes() {
+            let heard = watcher.sink.wait_for(2).await;
+            let notices: Vec<_> = heard.iter().map(|e| (&e.channel, &e.message)).collect();
+            assert_eq!(
+                notices,
+                [
+                    (user.channel(), &ChannelMessage::User(UserNotice::Online)),
+                    (user.channel(), &ChannelMessage::User(UserNotice::Offline)),
+                ],
+            );
+            assert_eq!(watcher.sink.settled().await.len(), 2, "announced twice");
+        }
+    }
+
+    /// The users of a node that dies go offline (unless signed in elsewhere), announced once
+    /// by the node that cleans up.
+    pub async fn a_dead_nodes_users_go_offline(f: impl Fixture) {
+        let (a, b) = (f.node("a").await, f.node("b").await);
+        let gone = UserId::parse("gone", 128).unwrap();
+        let both = UserId::parse("both", 128).unwrap();
+        let state_a = a.seams.state.clone();
+        state_a
+            .sign_in(&app(), SocketId::new(50, 1), &gone)
+            .await
+            .unwrap();
+        state_a
+            .sign_in(&app(), SocketId::new(50, 2), &both)
+            .await
+            .unwrap();
+        b.seams
+            .state
+            .sign_in(&app(), SocketId::new(51, 1), &both)
+            .await
+            .unwrap();
+        let b_sink = b.sink.clone();
+        if !f.kill(a).await {
+            return;
+        }
+        let asked = [gone.clone(), both.clone()];
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while b.seams.state.online(&app(), &asked).await.unwrap() != [false, true] {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the dead node's user never went offline"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let heard = b_sink.settled().await;
+        let offline: Vec<_> = heard
+            .iter()
+            .filter(|e| e.message == ChannelMessage::User(UserNotice::Offline))
+            .map(|e| e.channel.as_str())
+            .collect();
+        assert_eq!(offline, ["#server-to-user-gone"], "{heard:?}");
+    }
 }
 
 mod channel_features {
@@ -660,6 +767,16 @@ macro_rules! conformance {
             #[tokio::test]
             async fn a_dead_node_is_reaped() {
                 cases::a_dead_node_is_reaped($fixture).await
+            }
+
+            #[tokio::test]
+            async fn users_go_online_and_offline_once_under_races() {
+                cases::users_go_online_and_offline_once_under_races($fixture).await
+            }
+
+            #[tokio::test]
+            async fn a_dead_nodes_users_go_offline() {
+                cases::a_dead_nodes_users_go_offline($fixture).await
             }
 
             #[tokio::test]

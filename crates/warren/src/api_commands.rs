@@ -1,5 +1,5 @@
-//! `warren trigger`, `channels`, `channel` and `users`: the HTTP API from the command line,
-//! through `warren-client`.
+//! `warren trigger`, `channels`, `channel`, `users`, `send-to-user` and `terminate`: the HTTP
+//! API from the command line, through `warren-client`.
 //!
 //! Credentials and the server address come from the same configuration as `warren serve`
 //! (`--config FILE`, `WARREN_*` variables; the first app unless `--app ID`), and the flags
@@ -29,6 +29,11 @@ pub enum ApiCommand {
     Channel(ChannelArgs),
     /// List the users of a presence channel (GET /apps/{id}/channels/{name}/users).
     Users(UsersArgs),
+    /// Send an event to every connection signed in as a user (to its #server-to-user- channel).
+    SendToUser(SendToUserArgs),
+    /// Close every connection signed in as a user, on every node
+    /// (POST /users/{user_id}/terminate_connections).
+    Terminate(TerminateArgs),
 }
 
 /// Which server and app to talk to, and how to print the answer.
@@ -102,6 +107,28 @@ pub struct ChannelArgs {
 pub struct UsersArgs {
     /// Presence channel name.
     name: String,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+#[derive(Args)]
+pub struct SendToUserArgs {
+    /// User id.
+    user: String,
+    /// Event name.
+    #[arg(long)]
+    event: String,
+    /// Event data, sent verbatim as the event's data string.
+    #[arg(long, default_value = "{}")]
+    data: String,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+#[derive(Args)]
+pub struct TerminateArgs {
+    /// User id.
+    user: String,
     #[command(flatten)]
     api: ApiArgs,
 }
@@ -243,6 +270,24 @@ async fn execute(command: ApiCommand, source: &ServerSource) -> Result<(), CliEr
             }
             for user in &users.users {
                 println!("  {}", user.id);
+            }
+        }
+        ApiCommand::SendToUser(args) => {
+            let request = ApiRequest::send_to_user(&args.user, &args.event, &args.data)?;
+            if send::<serde_json::Value>(&args.api, source, &request)
+                .await?
+                .is_some()
+            {
+                println!("Sent {:?} to user {}", args.event, args.user);
+            }
+        }
+        ApiCommand::Terminate(args) => {
+            let request = ApiRequest::terminate_user_connections(&args.user)?;
+            if send::<serde_json::Value>(&args.api, source, &request)
+                .await?
+                .is_some()
+            {
+                println!("Terminated the connections of user {}", args.user);
             }
         }
     }

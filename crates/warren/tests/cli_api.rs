@@ -1,4 +1,5 @@
-//! `warren trigger`, `channels`, `channel` and `users` against a `warren serve` child process.
+//! `warren trigger`, `channels`, `channel`, `users`, `send-to-user` and `terminate` against a
+//! `warren serve` child process.
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -113,6 +114,41 @@ async fn trigger_publishes_and_reports() {
     let next = sub.recv().await;
     assert_eq!(next["event"], "after", "the excluded event was delivered");
     assert_eq!(next["data"], "{}", "--data defaults to {{}}");
+}
+
+#[tokio::test]
+async fn send_to_user_and_terminate_reach_the_users_connections() {
+    let served = serve(&[]);
+    let url = served.url();
+    let mut user = connect(&served).await;
+    user.signed_in_as("42").await;
+    let mut other = connect(&served).await;
+    other.signed_in_as("7").await;
+
+    let out = run_ok(&[
+        "send-to-user",
+        "42",
+        "--event",
+        "notice",
+        "--data",
+        r#"{"n":1}"#,
+        "--url",
+        &url,
+    ]);
+    assert!(out.contains(r#"Sent "notice" to user 42"#), "{out}");
+    assert_eq!(
+        user.recv().await,
+        json!({"event": "notice", "channel": "#server-to-user-42", "data": "{\"n\":1}"})
+    );
+
+    let out = run_ok(&["terminate", "42", "--url", &url, "--json"]);
+    assert_eq!(json_of(&out), json!({}));
+    let error = user.recv().await;
+    assert_eq!(error["data"]["code"], 4009, "{error}");
+    other.assert_silent().await;
+
+    let (code, _, err) = run(&["terminate", "", "--url", &url]);
+    assert_eq!(code, 2, "{err}");
 }
 
 #[tokio::test]

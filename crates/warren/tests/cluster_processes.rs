@@ -1,5 +1,5 @@
 //! Several `warren` processes sharing Redis, as operators run them: delivery across nodes,
-//! presence across nodes, `kill -9` of a node, and a Redis restart.
+//! presence and watchlists across nodes, `kill -9` of a node, and a Redis restart.
 //!
 //! The shared Redis comes from `REDIS_URL` (default redis://127.0.0.1:6379, with a unique key
 //! prefix per test); the Redis-restart test starts its own `redis-server` on a free port.
@@ -12,7 +12,7 @@ use warren_client::Client;
 use warren_testkit::api::api_client;
 use warren_testkit::process::{Served, Warren};
 use warren_testkit::redis::{cli, cli_ok, shared_url, unique_prefix, RedisServer};
-use warren_testkit::ws::{connect, handshake, presence_data, SILENCE};
+use warren_testkit::ws::{connect, decode_data, handshake, presence_data, SILENCE};
 use warren_testkit::{Endpoint, WAIT};
 
 /// The node timeout these tests run with; the bound a dead node is cleaned up within.
@@ -27,18 +27,26 @@ impl Node {
     }
 
     fn with_role(redis_url: &str, prefix: &str, node_id: &str, role: &str) -> Node {
+        Self::with_env(redis_url, prefix, node_id, &[("WARREN_SERVER__ROLE", role)])
+    }
+
+    /// A node whose demo app sends watchlist events.
+    fn with_watchlists(redis_url: &str, prefix: &str, node_id: &str) -> Node {
+        let env = [("WARREN_APPS__0__WATCHLIST_EVENTS", "true")];
+        Self::with_env(redis_url, prefix, node_id, &env)
+    }
+
+    fn with_env(redis_url: &str, prefix: &str, node_id: &str, extra: &[(&str, &str)]) -> Node {
         let timeout = NODE_TIMEOUT_MS.to_string();
-        Node(Warren::at(env!("CARGO_BIN_EXE_warren")).serve(
-            &[],
-            &[
-                ("WARREN_CLUSTER__BACKEND", "redis"),
-                ("WARREN_CLUSTER__REDIS_URL", redis_url),
-                ("WARREN_CLUSTER__PREFIX", prefix),
-                ("WARREN_CLUSTER__NODE_TIMEOUT_MS", &timeout),
-                ("WARREN_SERVER__NODE_ID", node_id),
-                ("WARREN_SERVER__ROLE", role),
-            ],
-        ))
+        let mut env = vec![
+            ("WARREN_CLUSTER__BACKEND", "redis"),
+            ("WARREN_CLUSTER__REDIS_URL", redis_url),
+            ("WARREN_CLUSTER__PREFIX", prefix),
+            ("WARREN_CLUSTER__NODE_TIMEOUT_MS", &timeout),
+            ("WARREN_SERVER__NODE_ID", node_id),
+        ];
+        env.extend_from_slice(extra);
+        Node(Warren::at(env!("CARGO_BIN_EXE_warren")).serve(&[], &env))
     }
 
     fn kill9(&mut self) {
@@ -60,6 +68,67 @@ fn user_ids(v: &[String]) -> Vec<String> {
     let mut v = v.to_vec();
     v.sort();
     v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_node_takes_its_users_offline_for_watchers_elsewhere() {
+    let prefix = unique_prefix("k9w");
+    let a = Node::with_watchlists(&shared_url(), &prefix, "node-a");
+    let mut b = Node::with_watchlists(&shared_url(), &prefix, "node-b");
+    let mut watcher = connect(&a).await;
+    watcher
+        .signed_in(&json!({"id": "w", "watchlist": ["u", "v"]}))
+        .await;
+    let initial = watcher
+        .next_event("pusher_internal:watchlist_events", WAIT)
+        .await;
+    assert_eq!(
+        decode_data(&initial),
+        json!({"events": [{"name": "offline", "user_ids": ["u", "v"]}]})
+    );
+    let mut u = connect(&b).await;
+    u.signed_in(&json!({"id": "u"})).await;
+    let mut v = connect(&b).await;
+    v.signed_in(&json!({"id": "v"})).await;
+    let mut online = Vec::new();
+    while online.len() < 2 {
+        let e = watcher
+            .next_event("pusher_internal:watchlist_events", WAIT)
+            .await;
+        for entry in decode_data(&e)["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            assert_eq!(entry["name"], "online", "{e}");
+            online.extend(entry["user_ids"].as_array().cloned().unwrap_or_default());
+        }
+    }
+    assert_eq!(user_ids(&strings(&online)), ["u", "v"]);
+
+    b.kill9();
+    // Both users were on the dead node: the cleanup takes them offline, in one batch.
+    let gone = watcher
+        .next_event(
+            "pusher_internal:watchlist_events",
+            Duration::from_millis(NODE_TIMEOUT_MS * 3),
+        )
+        .await;
+    let events = decode_data(&gone);
+    assert_eq!(events["events"].as_array().map(Vec::len), Some(1), "{gone}");
+    assert_eq!(events["events"][0]["name"], "offline", "{gone}");
+    let ids = events["events"][0]["user_ids"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(user_ids(&strings(&ids)), ["u", "v"]);
+}
+
+fn strings(values: &[serde_json::Value]) -> Vec<String> {
+    values
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,6 +265,51 @@ async fn a_redis_restart_is_survived_and_state_is_registered_again() {
         .await
         .expect("trigger");
     assert_eq!(bob.next_event("check", WAIT).await["data"], "delivered");
+}
+
+/// Redis comes back empty: a node records its sign-ins again, so its users are online for
+/// watchers elsewhere and can be terminated from another node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_keeps_signed_in_users_online_and_terminable() {
+    let mut redis = RedisServer::start();
+    let prefix = unique_prefix("rru");
+    let a = Node::with_watchlists(&redis.url(), &prefix, "node-a");
+    let b = Node::with_watchlists(&redis.url(), &prefix, "node-b");
+    let mut u = connect(&b).await;
+    u.signed_in(&json!({"id": "u"})).await;
+    redis.kill();
+    redis.restart();
+    let restarted = Instant::now();
+    let deadline = restarted + Duration::from_secs(15);
+    let online = json!({"events": [{"name": "online", "user_ids": ["u"]}]});
+    loop {
+        // While the nodes recover, a sign-in or its watchlist may be refused: try again.
+        let mut watcher = connect(&a).await;
+        let user_data = json!({"id": "w", "watchlist": ["u"]}).to_string();
+        let mut seen = vec![watcher.sign_in(&user_data).await];
+        if seen[0]["event"] == "pusher:signin_success" {
+            seen.extend(watcher.try_recv(WAIT).await);
+        }
+        let state = seen
+            .iter()
+            .find(|m| m["event"] == "pusher_internal:watchlist_events");
+        if state.is_some_and(|m| decode_data(m) == online) {
+            eprintln!(
+                "u online again {:?} after Redis restarted",
+                restarted.elapsed()
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "u never online again: {seen:?}");
+        watcher.close().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    a.api()
+        .terminate_user_connections("u")
+        .await
+        .expect("terminates");
+    let error = u.next_event("pusher:error", WAIT).await;
+    assert_eq!(error["data"]["code"], 4009, "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

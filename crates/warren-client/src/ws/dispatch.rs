@@ -3,17 +3,28 @@
 //! An event's data is decoded into a JSON value only when some binding matches it, so events
 //! nobody listens to cost no parsing.
 
+use warren_protocol::names::SERVER_TO_USER_PREFIX;
+
 use super::command::{ErrorHandler, EventHandler, HandlerChange};
 use super::event::Emit;
 use super::WsError;
 
 pub(crate) struct Binding {
     pub id: u64,
-    /// `None`: every channel (and events without one).
-    pub channel: Option<String>,
+    pub channel: ChannelFilter,
     /// `None`: every event.
     pub event: Option<String>,
     pub handler: EventHandler,
+}
+
+/// Which channels a binding hears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ChannelFilter {
+    /// Every channel, and events without one.
+    Any,
+    Named(String),
+    /// The signed-in user's `#server-to-user-<id>` channel, whatever the id.
+    User,
 }
 
 impl Binding {
@@ -22,9 +33,10 @@ impl Binding {
             Some(e) => e == event,
             None => true,
         };
-        let channel_ok = match self.channel.as_deref() {
-            Some(c) => Some(c) == channel,
-            None => true,
+        let channel_ok = match &self.channel {
+            ChannelFilter::Any => true,
+            ChannelFilter::Named(c) => Some(c.as_str()) == channel,
+            ChannelFilter::User => channel.is_some_and(|c| c.starts_with(SERVER_TO_USER_PREFIX)),
         };
         event_ok && channel_ok
     }
@@ -98,7 +110,10 @@ mod tests {
             let seen = seen.clone();
             HandlerChange::Bind(Binding {
                 id,
-                channel: channel.map(str::to_owned),
+                channel: channel.map_or(ChannelFilter::Any, |c| match c {
+                    "user" => ChannelFilter::User,
+                    c => ChannelFilter::Named(c.to_owned()),
+                }),
                 event: event.map(str::to_owned),
                 handler: Box::new(move |e| {
                     if let Ok(mut s) = seen.lock() {
@@ -111,14 +126,16 @@ mod tests {
         handlers.change(bind(2, Some("a"), None));
         handlers.change(bind(3, Some("a"), Some("x")));
         handlers.change(bind(4, None, Some("x")));
+        handlers.change(bind(5, Some("user"), Some("x")));
         handlers.emit(emit("x", Some("a")));
         handlers.emit(emit("y", Some("b")));
         handlers.emit(emit("x", None));
+        handlers.emit(emit("x", Some("#server-to-user-7")));
         handlers.change(HandlerChange::Unbind(1));
         handlers.emit(emit("z", Some("a")));
         let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
         let ids: Vec<u64> = seen.iter().map(|(id, _)| *id).collect();
-        assert_eq!(ids, [1, 2, 3, 4, 1, 1, 4, 2]);
+        assert_eq!(ids, [1, 2, 3, 4, 1, 1, 4, 1, 4, 5, 2]);
     }
 
     #[test]

@@ -3,6 +3,10 @@
 
 use serde_json::Value;
 
+/// The channel name watchlist events are delivered with: no channel can have it (`#` only
+/// starts `#server-to-user-` channels), so handlers tell them from channel events.
+pub const WATCHLIST_CHANNEL: &str = "#watchlist";
+
 /// One event received from the server.
 ///
 /// `data` is the event's data decoded from its string form (Pusher sends data as a JSON
@@ -11,7 +15,8 @@ use serde_json::Value;
 ///
 /// Internal events are renamed as pusher-js does: `pusher:subscription_succeeded`,
 /// `pusher:member_added` / `pusher:member_removed` (data `{"user_id", "user_info"}`),
-/// `pusher:subscription_error`, `pusher:subscription_count`.
+/// `pusher:subscription_error`, `pusher:subscription_count`. Watchlist changes arrive as
+/// `online` / `offline` on [`WATCHLIST_CHANNEL`], data `{"user_ids":[...]}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub event: String,

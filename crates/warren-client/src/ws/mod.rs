@@ -11,6 +11,11 @@
 //! pusher-js convention) or local signing ([`LocalAuthorizer`]). Events on encrypted channels
 //! are decrypted (NaCl secretbox with the channel's `shared_secret`) before delivery.
 //!
+//! [`WsClient::signin`] signs the connection in as a user (`pusher:signin`, authorized by a
+//! [`UserAuthenticator`]) and renews the sign-in after every reconnect; events sent to the user
+//! reach [`WsClient::bind_user`] handlers, and watchlist changes [`WsClient::bind_watchlist`]
+//! ones.
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use warren_client::ws::{HttpAuthorizer, WsClient, WsConfig};
@@ -60,12 +65,12 @@ pub use authorizer::{
     UserAuthenticator,
 };
 pub use error::WsError;
-pub use event::Event;
+pub use event::{Event, WATCHLIST_CHANNEL};
 pub use presence::{Member, Members};
 pub use reconnect::{close_action, Backoff, CloseAction, OVER_CAPACITY_DELAY};
 
 use command::{Command, HandlerChange, Request};
-use dispatch::Binding;
+use dispatch::{Binding, ChannelFilter};
 use driver::Driver;
 
 /// The `client` query parameter this library sends.
@@ -463,14 +468,14 @@ impl WsClient {
 
     fn add_binding(
         &self,
-        channel: Option<&str>,
+        channel: ChannelFilter,
         event: Option<&str>,
         handler: impl FnMut(&Event) + Send + 'static,
     ) -> BindingId {
         let id = self.next_id();
         let _ = self.command(HandlerChange::Bind(Binding {
             id,
-            channel: channel.map(str::to_owned),
+            channel,
             event: event.map(str::to_owned),
             handler: Box::new(handler),
         }));
@@ -479,12 +484,34 @@ impl WsClient {
 
     /// Calls `handler` for every event named `event`, on any channel.
     pub fn bind(&self, event: &str, handler: impl FnMut(&Event) + Send + 'static) -> BindingId {
-        self.add_binding(None, Some(event), handler)
+        self.add_binding(ChannelFilter::Any, Some(event), handler)
     }
 
-    /// Calls `handler` for every event.
+    /// Calls `handler` for every event (watchlist events included, on [`WATCHLIST_CHANNEL`]).
     pub fn bind_global(&self, handler: impl FnMut(&Event) + Send + 'static) -> BindingId {
-        self.add_binding(None, None, handler)
+        self.add_binding(ChannelFilter::Any, None, handler)
+    }
+
+    /// Calls `handler` for every event named `event` sent to the signed-in user (the HTTP
+    /// API's `send_to_user`), as pusher-js's `user.bind`. The events arrive on the user's
+    /// `#server-to-user-<id>` channel, which the client subscribes to after [`WsClient::signin`].
+    pub fn bind_user(
+        &self,
+        event: &str,
+        handler: impl FnMut(&Event) + Send + 'static,
+    ) -> BindingId {
+        self.add_binding(ChannelFilter::User, Some(event), handler)
+    }
+
+    /// Calls `handler` for the signed-in user's watchlist events, as pusher-js's
+    /// `user.watchlist.bind`: an event named `online` or `offline` on [`WATCHLIST_CHANNEL`],
+    /// its data `{"user_ids":[...]}`. The first ones after a sign-in are the initial state.
+    pub fn bind_watchlist(&self, handler: impl FnMut(&Event) + Send + 'static) -> BindingId {
+        self.add_binding(
+            ChannelFilter::Named(WATCHLIST_CHANNEL.to_owned()),
+            None,
+            handler,
+        )
     }
 
     /// Calls `handler` for every error: `pusher:error` messages, refused subscriptions,
@@ -593,14 +620,20 @@ impl Channel {
 
     /// Calls `handler` for every event named `event` on this channel.
     pub fn bind(&self, event: &str, handler: impl FnMut(&Event) + Send + 'static) -> BindingId {
-        self.client
-            .add_binding(Some(&self.shared.name), Some(event), handler)
+        self.client.add_binding(
+            ChannelFilter::Named(self.shared.name.clone()),
+            Some(event),
+            handler,
+        )
     }
 
     /// Calls `handler` for every event on this channel.
     pub fn bind_global(&self, handler: impl FnMut(&Event) + Send + 'static) -> BindingId {
-        self.client
-            .add_binding(Some(&self.shared.name), None, handler)
+        self.client.add_binding(
+            ChannelFilter::Named(self.shared.name.clone()),
+            None,
+            handler,
+        )
     }
 
     pub fn unbind(&self, id: BindingId) {

@@ -92,7 +92,7 @@ impl InfoAttributes {
 }
 
 /// One event, validated, ready to publish.
-struct Publication {
+pub(super) struct Publication {
     name: EventName,
     channels: Vec<ChannelName>,
     data: Arc<str>,
@@ -188,7 +188,7 @@ pub async fn trigger_batch(
     Ok(Json(Value::Object(response)))
 }
 
-fn parse_body<T: for<'de> Deserialize<'de>>(req: &SignedRequest) -> Result<T, ApiError> {
+pub(super) fn parse_body<T: for<'de> Deserialize<'de>>(req: &SignedRequest) -> Result<T, ApiError> {
     if req.body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
             "Request body is empty; expected a JSON object",
@@ -198,7 +198,7 @@ fn parse_body<T: for<'de> Deserialize<'de>>(req: &SignedRequest) -> Result<T, Ap
         .map_err(|e| ApiError::bad_request(format!("Invalid JSON body: {e}")))
 }
 
-fn validate(
+pub(super) fn validate(
     app: &App,
     name: &str,
     channels: Vec<String>,
@@ -272,7 +272,7 @@ fn string_or_raw(raw: &RawValue) -> String {
     text.to_owned()
 }
 
-async fn publish(api: &Api, app: &App, p: &Publication) -> Result<(), ApiError> {
+pub(super) async fn publish(api: &Api, app: &App, p: &Publication) -> Result<(), ApiError> {
     for channel in &p.channels {
         let event = ChannelEvent {
             app: app.id.clone(),

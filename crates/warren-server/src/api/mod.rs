@@ -43,6 +43,10 @@ pub(crate) fn routes(api: Arc<Api>) -> Router {
             "/apps/{app_id}/users/{user_id}/terminate_connections",
             post(users::terminate_connections),
         )
+        .route(
+            "/apps/{app_id}/users/{user_id}/events",
+            post(users::send_to_user),
+        )
         // pusher-http-python posts here, without the /apps prefix; the app comes from auth_key.
         .route(
             "/users/{user_id}/terminate_connections",

@@ -8,11 +8,13 @@
 //! str app
 //! str channel
 //! u8  kind        1 event | 2 member added | 3 member removed | 4 cache event | 5 count
+//!                 | 6 user online | 7 user offline | 8 terminate user
 //! kind 1: str name, str user id ("" for none), then the data to the end
 //! kind 2: str user id, then the user_info JSON to the end ("" for none)
 //! kind 3: the user id to the end
 //! kind 4: str name, u64 seq, then the data to the end
 //! kind 5: u64 count, u64 version
+//! kinds 6-8: nothing more (the user is the one whose `#server-to-user-` channel it is)
 //! ```
 //! `u64` is big-endian.
 //! `str` is a big-endian `u16` length and that many UTF-8 bytes. The fixed order lets a Redis
@@ -26,7 +28,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use warren_protocol::presence::PresenceMember;
 use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
 
-use super::event::{ChannelEvent, ChannelMessage};
+use super::event::{ChannelEvent, ChannelMessage, UserNotice};
 use super::BackendError;
 
 const VERSION: u8 = 2;
@@ -36,6 +38,10 @@ const KIND_MEMBER_ADDED: u8 = 2;
 const KIND_MEMBER_REMOVED: u8 = 3;
 const KIND_CACHE_EVENT: u8 = 4;
 const KIND_COUNT: u8 = 5;
+const KIND_USER_ONLINE: u8 = 6;
+/// Also written by the Redis sign-out script (`\7`).
+const KIND_USER_OFFLINE: u8 = 7;
+const KIND_TERMINATE: u8 = 8;
 /// Names and ids read from an envelope are checked against the protocol's absolute maximum;
 /// the sending node already applied the app's own limits.
 const ANY_LENGTH: usize = 1000;
@@ -77,6 +83,11 @@ pub fn encode(origin: &str, event: &ChannelEvent) -> Result<Bytes, BackendError>
             out.put_u64(*count);
             out.put_u64(*version);
         }
+        ChannelMessage::User(notice) => out.put_u8(match notice {
+            UserNotice::Online => KIND_USER_ONLINE,
+            UserNotice::Offline => KIND_USER_OFFLINE,
+            UserNotice::Terminate => KIND_TERMINATE,
+        }),
     }
     Ok(out.freeze())
 }
@@ -156,6 +167,13 @@ pub fn decode(msg: &[u8]) -> Option<Envelope<'_>> {
                 return None;
             }
             ChannelMessage::SubscriptionCount { count, version }
+        }
+        KIND_USER_ONLINE | KIND_USER_OFFLINE | KIND_TERMINATE if rest.is_empty() => {
+            ChannelMessage::User(match kind {
+                KIND_USER_ONLINE => UserNotice::Online,
+                KIND_USER_OFFLINE => UserNotice::Offline,
+                _ => UserNotice::Terminate,
+            })
         }
         _ => return None,
     };
@@ -270,6 +288,34 @@ mod tests {
             },
             None,
         ));
+        for notice in [
+            UserNotice::Online,
+            UserNotice::Offline,
+            UserNotice::Terminate,
+        ] {
+            round_trip(ChannelEvent {
+                channel: ChannelName::parse("#server-to-user-u-1", 200).unwrap(),
+                ..event(ChannelMessage::User(notice), None)
+            });
+        }
+    }
+
+    /// What the Redis sign-out script appends to [`header`]: `u16 len, channel, \7`; an online
+    /// notice (`\6`) has the same layout.
+    #[test]
+    fn a_header_completed_as_the_user_scripts_do_decodes() {
+        let app = AppId::parse("a").unwrap();
+        for (kind, notice) in [(6, UserNotice::Online), (7, UserNotice::Offline)] {
+            let mut bytes = header("n~1", None, &app).unwrap().to_vec();
+            bytes.extend_from_slice(&[0, 17]);
+            bytes.extend_from_slice(b"#server-to-user-7");
+            bytes.push(kind);
+            let decoded = decode(&bytes).unwrap();
+            assert_eq!(decoded.event.message, ChannelMessage::User(notice));
+            assert_eq!(decoded.event.channel.as_str(), "#server-to-user-7");
+            bytes.push(b'x');
+            assert_eq!(decode(&bytes), None, "nothing may follow a user notice");
+        }
     }
 
     /// What the Redis leave script appends to [`header`]: `u16 len, channel, \3, user`.

@@ -45,4 +45,18 @@ pub enum ChannelMessage {
     /// node delivers a count only when it is newer than the last one it delivered, so counts
     /// published by different nodes cannot leave an older one showing.
     SubscriptionCount { count: u64, version: u64 },
+    /// About the user whose `#server-to-user-<id>` channel this is: not for the channel's
+    /// subscribers, but for the node's connections signed in as (or watching) that user.
+    User(UserNotice),
+}
+
+/// What a node does for one user's connections, when told on the user's channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserNotice {
+    /// The user's first signed-in connection anywhere opened: tell their watchers.
+    Online,
+    /// The user's last signed-in connection anywhere closed: tell their watchers.
+    Offline,
+    /// Close every connection signed in as the user (`terminate_connections`).
+    Terminate,
 }

@@ -80,6 +80,9 @@ type AppChannels = Arc<Mutex<HashMap<ChannelName, Channel>>>;
 #[derive(Default)]
 pub struct LocalState {
     apps: Mutex<HashMap<AppId, AppChannels>>,
+    /// Each signed-in user's connections. INVARIANT(transition-once): online and offline are
+    /// decided under this lock.
+    users: Mutex<HashMap<(AppId, UserId), HashSet<SocketId>>>,
     /// Count versions and cache sequence numbers: one process, so one counter orders all.
     counter: AtomicU64,
     cache: Mutex<Expiring<Kept>>,
@@ -385,6 +388,43 @@ impl ClusterState for LocalState {
         windows.insert(app, channel, (), now + window);
         Ok(true)
     }
+
+    async fn sign_in(
+        &self,
+        app: &AppId,
+        socket: SocketId,
+        user: &UserId,
+    ) -> Result<bool, BackendError> {
+        let mut users = self.users.lock();
+        let sockets = users.entry((app.clone(), user.clone())).or_default();
+        Ok(sockets.insert(socket) && sockets.len() == 1)
+    }
+
+    async fn sign_out(
+        &self,
+        app: &AppId,
+        socket: SocketId,
+        user: &UserId,
+    ) -> Result<bool, BackendError> {
+        let mut users = self.users.lock();
+        let key = (app.clone(), user.clone());
+        let Some(sockets) = users.get_mut(&key) else {
+            return Ok(false);
+        };
+        if !sockets.remove(&socket) || !sockets.is_empty() {
+            return Ok(false);
+        }
+        users.remove(&key);
+        Ok(true)
+    }
+
+    async fn online(&self, app: &AppId, users: &[UserId]) -> Result<Vec<bool>, BackendError> {
+        let signed_in = self.users.lock();
+        Ok(users
+            .iter()
+            .map(|u| signed_in.contains_key(&(app.clone(), u.clone())))
+            .collect())
+    }
 }
 
 #[cfg(test)]
@@ -463,6 +503,24 @@ mod tests {
                 .await,
             Err(JoinError::MemberLimit { max: 1 })
         ));
+    }
+
+    #[tokio::test]
+    async fn users_are_online_from_first_sign_in_to_last_sign_out() {
+        let st = LocalState::new();
+        let app = AppId::parse("a").unwrap();
+        let (u, other) = (member("u").user_id, member("v").user_id);
+        let (s1, s2) = (SocketId::new(1, 1), SocketId::new(2, 2));
+        assert!(st.sign_in(&app, s1, &u).await.unwrap());
+        assert!(!st.sign_in(&app, s2, &u).await.unwrap());
+        assert!(!st.sign_in(&app, s2, &u).await.unwrap(), "repeated");
+        let both = [u.clone(), other.clone()];
+        assert_eq!(st.online(&app, &both).await.unwrap(), [true, false]);
+        assert!(!st.sign_out(&app, s1, &u).await.unwrap());
+        assert!(!st.sign_out(&app, s1, &u).await.unwrap(), "repeated");
+        assert!(st.sign_out(&app, s2, &u).await.unwrap());
+        assert!(!st.sign_out(&app, s2, &u).await.unwrap());
+        assert_eq!(st.online(&app, &both).await.unwrap(), [false, false]);
     }
 
     #[tokio::test]

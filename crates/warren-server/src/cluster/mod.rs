@@ -4,9 +4,9 @@
 //!   backend which channels this node wants to receive, so a node only gets the traffic it
 //!   delivers.
 //! * [`ClusterState`] holds the shared truth: subscription counts, presence members, the
-//!   cache channels' last events. Every mutation reports the transition it caused (occupied,
-//!   member added, ...) exactly once cluster-wide, so presence events (and, later, webhooks)
-//!   are never doubled or lost.
+//!   cache channels' last events, which users are signed in. Every mutation reports the transition it caused (occupied, member
+//!   added, user online, ...) exactly once cluster-wide, so presence and watchlist events (and,
+//!   later, webhooks) are never doubled or lost.
 //! * [`EventSink`] is the way back in: a backend hands it what reaches this node from
 //!   elsewhere (relayed events, presence changes found by cleaning up a dead node).
 //!
@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use warren_protocol::presence::PresenceMember;
 use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
 
-pub use event::{ChannelEvent, ChannelMessage};
+pub use event::{ChannelEvent, ChannelMessage, UserNotice};
 
 /// A failure of the cluster backend (never of the single-node one).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -201,6 +201,29 @@ pub trait ClusterState: Send + Sync + 'static {
         app: &AppId,
         channel: &ChannelName,
     ) -> Result<Vec<PresenceMember>, BackendError>;
+
+    /// Records `socket` as signed in as `user`. Returns whether that made the user online:
+    /// their first signed-in connection anywhere. The backend has then told the other nodes
+    /// ([`UserNotice::Online`] on the user's channel, in the same atomic step as the change);
+    /// the caller tells this node's watchers.
+    async fn sign_in(
+        &self,
+        app: &AppId,
+        socket: SocketId,
+        user: &UserId,
+    ) -> Result<bool, BackendError>;
+
+    /// Forgets a signed-in socket. Returns whether the user went offline (their last signed-in
+    /// connection anywhere), announced to the other nodes as [`ClusterState::sign_in`] is.
+    async fn sign_out(
+        &self,
+        app: &AppId,
+        socket: SocketId,
+        user: &UserId,
+    ) -> Result<bool, BackendError>;
+
+    /// Whether each of `users` is online (signed in on at least one connection anywhere).
+    async fn online(&self, app: &AppId, users: &[UserId]) -> Result<Vec<bool>, BackendError>;
 
     /// Keeps `name` and `data` as the cache channel's last event for `ttl`, replacing the one
     /// kept before; returns its sequence number, larger than any the channel had.

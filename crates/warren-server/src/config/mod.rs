@@ -170,6 +170,13 @@ pub struct AppConfig {
     pub max_user_id_length: usize,
     #[serde(default = "max_subscriptions_per_connection")]
     pub max_subscriptions_per_connection: usize,
+    /// Seconds a connection has to sign in or hold an authorized subscription before it is
+    /// closed with 4009; 0 switches the check off.
+    #[serde(default)]
+    pub user_authentication_timeout: u64,
+    /// Whether signed-in users get `pusher_internal:watchlist_events` about their watchlist.
+    #[serde(default)]
+    pub watchlist_events: bool,
     #[serde(default = "cache_ttl_secs")]
     pub cache_ttl_secs: u64,
     #[serde(default)]
@@ -218,6 +225,8 @@ impl AppConfig {
             max_user_info_bytes: max_user_info_bytes(),
             max_user_id_length: max_user_id_length(),
             max_subscriptions_per_connection: max_subscriptions_per_connection(),
+            user_authentication_timeout: 0,
+            watchlist_events: false,
             cache_ttl_secs: cache_ttl_secs(),
             subscription_count_events: false,
         }

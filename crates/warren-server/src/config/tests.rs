@@ -93,6 +93,11 @@ fn defaults() {
     );
     assert_eq!(demo.max_user_id_length, 128);
     assert_eq!(demo.max_subscriptions_per_connection, 1000);
+    assert_eq!(
+        (demo.user_authentication_timeout, demo.watchlist_events),
+        (0, false),
+        "users: no sign-in deadline and no watchlist events unless asked for"
+    );
     assert_eq!(demo.cache_ttl_secs, 1800);
     assert!(!demo.subscription_count_events);
     assert!(config.uses_demo_secret());
@@ -140,6 +145,8 @@ fn full_file() {
         max_user_info_bytes = 2048
         max_user_id_length = 64
         max_subscriptions_per_connection = 50
+        user_authentication_timeout = 30
+        watchlist_events = true
         cache_ttl_secs = 60
         subscription_count_events = true
 
@@ -179,6 +186,8 @@ fn full_file() {
                 max_user_info_bytes: 2048,
                 max_user_id_length: 64,
                 max_subscriptions_per_connection: 50,
+                user_authentication_timeout: 30,
+                watchlist_events: true,
                 cache_ttl_secs: 60,
                 subscription_count_events: true,
                 ..app("123456", "key.one", "very secret")

@@ -11,6 +11,7 @@
 
 pub mod admission;
 pub mod session;
+mod signin;
 mod socket;
 mod task;
 
@@ -72,6 +73,10 @@ pub(crate) async fn serve(
     };
     drop(upgrade);
     let outbox = Arc::new(Outbox::new(cx.max_outbound_queue));
+    if let Some(limit) = app.user_authentication_timeout {
+        let ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        outbox.require_authentication_by(cx.connections.clock().saturating_add(ms));
+    }
     let socket_id = cx.connections.open(outbox.clone());
     let established =
         outbound::connection_established(socket_id, cx.connections.activity_timeout());

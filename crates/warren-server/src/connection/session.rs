@@ -1,7 +1,10 @@
 //! What one connection may do once admitted: the Pusher protocol state machine (see
-//! docs/PROTOCOL.md: framing, liveness, subscriptions, signatures, client events). The socket
-//! I/O is in the parent module; this part checks parsed client messages against the app's
-//! rules and turns them into [`Node`] calls and answers to this connection.
+//! docs/PROTOCOL.md: framing, liveness, subscriptions, signatures, users, client events). The
+//! socket I/O is in the parent module; this part checks parsed client messages against the
+//! app's rules and turns them into [`Node`] calls and answers to this connection.
+//!
+//! A connection signs in at most once, as one user; the identity then decides its
+//! `#server-to-user-` subscription and may stand in for presence `channel_data`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,12 +13,14 @@ use std::time::{Duration, Instant};
 use warren_protocol::auth::{verify_channel_auth, AuthError};
 use warren_protocol::inbound::{ClientMessage, Subscribe};
 use warren_protocol::presence::{parse_channel_data, PresenceMember};
+use warren_protocol::user::MAX_WATCHLIST;
 use warren_protocol::{outbound, ChannelKind, ChannelName, ErrorCode, EventName, SocketId};
 
+use super::signin::{self, SignedIn};
 use crate::app::App;
 use crate::cluster::{ChannelEvent, ChannelMessage, JoinError};
-use crate::node::{presence_succeeded, Joining, Node};
-use crate::outbox::Outbox;
+use crate::node::{presence_succeeded, Joining, Node, SigningIn};
+use crate::outbox::{CloseReason, Outbox};
 use crate::ws::frame;
 
 /// The message real Pusher sends when client events are off for the app.
@@ -36,6 +41,9 @@ pub struct Session {
     /// Channels this connection is subscribed to, with its presence identity where it has one.
     subscriptions: HashMap<ChannelName, Option<PresenceMember>>,
     client_events: RateWindow,
+    /// Set once a `pusher:signin` succeeded. Boxed: every idle connection keeps a session,
+    /// and most never sign in.
+    user: Option<Box<SignedIn>>,
 }
 
 impl Session {
@@ -48,6 +56,7 @@ impl Session {
             outbox,
             subscriptions: HashMap::new(),
             client_events: RateWindow::new(rate),
+            user: None,
         }
     }
 
@@ -67,10 +76,7 @@ impl Session {
             ClientMessage::Pong => {}
             ClientMessage::Subscribe(sub) => self.subscribe(sub).await,
             ClientMessage::Unsubscribe { channel } => self.unsubscribe(&channel).await,
-            ClientMessage::Signin { .. } => self.send_error(
-                None,
-                "User sign-in (pusher:signin) is not supported by this server version",
-            ),
+            ClientMessage::Signin { auth, user_data } => self.signin(&auth, &user_data).await,
             ClientMessage::ClientEvent {
                 event,
                 channel,
@@ -124,12 +130,15 @@ impl Session {
         match kind {
             ChannelKind::Public => return Ok(None),
             ChannelKind::ServerToUser => {
-                return Err((
-                    "AuthError",
-                    "Sign in as this user (pusher:signin) before subscribing to its server-to-user channel"
-                        .into(),
-                    403,
-                ))
+                return match &self.user {
+                    Some(u) if u.data.user.channel() == channel => Ok(None),
+                    _ => Err((
+                        "AuthError",
+                        "Sign in as this user (pusher:signin) before subscribing to its server-to-user channel"
+                            .into(),
+                        403,
+                    )),
+                }
             }
             ChannelKind::Private | ChannelKind::PrivateEncrypted | ChannelKind::Presence => {}
         }
@@ -142,11 +151,27 @@ impl Session {
             ));
         }
         if kind == ChannelKind::Presence && sub.channel_data.is_none() {
-            return Err((
-                "AuthError",
-                format!("Presence channel {channel} requires channel_data"),
-                400,
-            ));
+            // A signed-in connection joins as its signed-in user, signing `socket_id:channel`.
+            let Some(user) = &self.user else {
+                return Err((
+                    "AuthError",
+                    format!("Presence channel {channel} requires channel_data (or a sign-in)"),
+                    400,
+                ));
+            };
+            verify_channel_auth(
+                auth,
+                self.app.key.as_str(),
+                &self.app.secret,
+                &self.socket_id.to_string(),
+                channel.as_str(),
+                None,
+            )
+            .map_err(|e| auth_error(e, auth))?;
+            return Ok(Some(PresenceMember {
+                user_id: user.data.user.user().clone(),
+                user_info: user.data.user_info.clone(),
+            }));
         }
         verify_channel_auth(
             auth,
@@ -178,6 +203,9 @@ impl Session {
         };
         match self.node.subscribe(joining).await {
             Ok(()) => {
+                if channel.kind().requires_auth() {
+                    self.outbox.authenticated();
+                }
                 self.subscriptions.insert(channel, member);
             }
             Err(e) => {
@@ -220,11 +248,86 @@ impl Session {
             .await;
     }
 
-    /// Leaves every channel; called once when the connection ends, however it ends.
+    /// Leaves every channel and signs out; called once when the connection ends, however it
+    /// ends.
     pub async fn leave_all(&mut self) {
         for (channel, member) in std::mem::take(&mut self.subscriptions) {
             self.leave(&channel, member).await;
         }
+        if let Some(user) = self.user.take() {
+            let app = &self.app.id;
+            if !user.watching.is_empty() {
+                self.node.unwatch(app, self.socket_id, &user.watching).await;
+            }
+            self.node
+                .sign_out(app, &user.data.user, self.socket_id, user.online)
+                .await;
+        }
+    }
+
+    /// `pusher:signin`: a bad signature or unusable user data closes the connection (4009); a
+    /// second sign-in as the same user is confirmed again and changes nothing, one as another
+    /// user is refused.
+    async fn signin(&mut self, auth: &str, user_data: &str) {
+        let data = match signin::check(&self.app, self.socket_id, auth, user_data) {
+            Ok(data) => data,
+            Err(message) => {
+                return self
+                    .outbox
+                    .close(CloseReason::new(ErrorCode::Unauthorized, message))
+            }
+        };
+        if let Some(current) = &self.user {
+            if current.data.user != data.user {
+                return self.send_error(
+                    None,
+                    &format!(
+                        "Sign-in refused: this connection is already signed in as user {}",
+                        current.data.user.user()
+                    ),
+                );
+            }
+            return self.send(&outbound::signin_success(user_data));
+        }
+        let online = self.app.watchlist_events;
+        let signing_in = SigningIn {
+            app: &self.app.id,
+            user: &data.user,
+            socket: self.socket_id,
+            outbox: &self.outbox,
+            online,
+        };
+        if let Err(e) = self.node.sign_in(signing_in).await {
+            return self.send_error(None, &format!("Sign-in failed: {e}"));
+        }
+        self.outbox.authenticated();
+        self.send(&outbound::signin_success(user_data));
+        let mut watching = Vec::new();
+        if self.app.watchlist_events {
+            if data.watchlist_truncated {
+                self.send_error(
+                    Some(ErrorCode::WatchlistTooLarge),
+                    &format!(
+                        "Watchlist too long: only its first {MAX_WATCHLIST} user ids are watched"
+                    ),
+                );
+            }
+            if !data.watchlist.is_empty() {
+                match self
+                    .node
+                    .watch(&self.app.id, self.socket_id, &self.outbox, &data.watchlist)
+                    .await
+                {
+                    Ok(()) => watching.clone_from(&data.watchlist),
+                    Err(e) => self.send_error(None, &format!("Watchlist unavailable: {e}")),
+                }
+            }
+        }
+        self.user = Some(Box::new(SignedIn {
+            data,
+            online,
+            watching,
+        }));
     }
 
     async fn client_event(&mut self, event: &str, channel: &str, data: &str) {

@@ -19,6 +19,7 @@ use std::time::Duration;
 use warren_protocol::{AppId, ChannelKind, ChannelName};
 
 use super::delivery;
+use super::users::LocalUsers;
 use crate::cluster::{Broker, ChannelEvent, ChannelMessage, ClusterState, CountVersion};
 use crate::hub::Hub;
 
@@ -43,6 +44,8 @@ pub(super) fn is_counted(kind: ChannelKind) -> bool {
 #[derive(Clone)]
 pub(super) struct Counts {
     pub hub: Arc<Hub>,
+    /// Where `delivery` hands user notices (counts are never one).
+    pub users: Arc<LocalUsers>,
     pub broker: Arc<dyn Broker>,
     pub state: Arc<dyn ClusterState>,
 }
@@ -80,7 +83,7 @@ impl Counts {
         if let Err(e) = self.broker.publish(&event).await {
             tracing::warn!(%channel, error = %e, "subscription count not sent to other nodes");
         }
-        delivery::deliver(&self.hub, &event);
+        delivery::deliver(&self.hub, &self.users, &event);
     }
 
     /// At the end of the window this node opened: sends the count if it changed meanwhile

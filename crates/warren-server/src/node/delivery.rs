@@ -2,13 +2,16 @@
 //!
 //! This is the only place an event turns into bytes for clients: the Pusher JSON comes from
 //! `warren_protocol::outbound`, the WebSocket framing from `ws::frame`, and both happen once
-//! per event per node, however many subscribers share the resulting `Bytes`.
+//! per event per node, however many subscribers share the resulting `Bytes`. Notices about a
+//! user (online, offline, terminate) are not for a channel's subscribers: they go to
+//! [`LocalUsers`], which acts on the user's connections and watchers.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use warren_protocol::{outbound, UserId};
 
+use super::users::LocalUsers;
 use crate::cluster::{ChannelEvent, ChannelMessage, EventSink};
 use crate::hub::Hub;
 use crate::ws::frame;
@@ -16,24 +19,28 @@ use crate::ws::frame;
 /// Delivers events to this node's subscribers; what backends hand relayed events to.
 pub(crate) struct LocalDelivery {
     hub: Arc<Hub>,
+    users: Arc<LocalUsers>,
 }
 
 impl LocalDelivery {
-    pub(crate) fn new(hub: Arc<Hub>) -> Self {
-        Self { hub }
+    pub(crate) fn new(hub: Arc<Hub>, users: Arc<LocalUsers>) -> Self {
+        Self { hub, users }
     }
 }
 
 impl EventSink for LocalDelivery {
     fn deliver(&self, event: &ChannelEvent) {
-        deliver(&self.hub, event);
+        deliver(&self.hub, &self.users, event);
     }
 }
 
 /// Frames the event once and hands it to the hub's subscribers of its channel. Cache events
-/// and counts carry the numbers the hub orders them by (see `hub`).
-pub(super) fn deliver(hub: &Hub, event: &ChannelEvent) {
-    let frame = frame_of(event);
+/// and counts carry the numbers the hub orders them by (see `hub`). A user notice goes to the
+/// user's connections and watchers instead.
+pub(super) fn deliver(hub: &Hub, users: &LocalUsers, event: &ChannelEvent) {
+    let Some(frame) = frame_of(event) else {
+        return users.notify(event);
+    };
     let (app, channel) = (&event.app, &event.channel);
     match event.message {
         ChannelMessage::CacheEvent { seq, .. } => {
@@ -46,11 +53,12 @@ pub(super) fn deliver(hub: &Hub, event: &ChannelEvent) {
     };
 }
 
-/// The WebSocket frame subscribers of the event's channel receive.
+/// The WebSocket frame subscribers of the event's channel receive; `None` for a user notice,
+/// which has no frame of its own.
 ///
 /// INVARIANT(frame-once): called once per event per node; every subscriber gets a clone of
 /// the returned `Bytes` handle, never a copy or a re-serialization.
-fn frame_of(event: &ChannelEvent) -> Bytes {
+fn frame_of(event: &ChannelEvent) -> Option<Bytes> {
     let channel = event.channel.as_str();
     let json = match &event.message {
         ChannelMessage::Event {
@@ -71,6 +79,7 @@ fn frame_of(event: &ChannelEvent) -> Bytes {
         ChannelMessage::MemberRemoved { user_id } => {
             outbound::member_removed(channel, user_id.as_str())
         }
+        ChannelMessage::User(_) => return None,
         ChannelMessage::CacheEvent { name, data, .. } => {
             outbound::channel_event(name.as_str(), channel, data, None)
         }
@@ -78,5 +87,5 @@ fn frame_of(event: &ChannelEvent) -> Bytes {
             outbound::subscription_count(channel, *count)
         }
     };
-    frame::text(json.as_bytes())
+    Some(frame::text(json.as_bytes()))
 }

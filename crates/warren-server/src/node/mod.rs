@@ -32,6 +32,10 @@
 //! * **Subscription counts follow the change that made them** ([`counting`]), on apps that
 //!   ask for them; they go out after the state step and before `subscription_succeeded` is
 //!   queued, so a new subscriber's count arrives after its `subscription_succeeded`.
+//! * **A user is heard wherever they matter.** The node listens to a user's
+//!   `#server-to-user-<id>` channel while a connection here is subscribed to it, signed in as
+//!   the user, or watches them; notices about the user (terminate, online, offline) travel on
+//!   it ([`signin`], [`users`]).
 //!
 //! A channel that is neither a cache channel nor counted pays for neither: both are decided
 //! from the channel's name and the app's switch, before any extra step is taken.
@@ -39,13 +43,15 @@
 mod counting;
 mod delivery;
 mod listening;
+mod signin;
+mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use warren_protocol::presence::PresenceMember;
-use warren_protocol::{outbound, AppId, ChannelName, SocketId};
+use warren_protocol::{outbound, AppId, ChannelKind, ChannelName, SocketId};
 
 use crate::cluster::{
     BackendError, Broker, CachedEvent, ChannelEvent, ChannelMessage, ChannelStats, ClusterState,
@@ -57,10 +63,13 @@ use crate::ws::frame;
 use counting::Counts;
 pub(crate) use delivery::LocalDelivery;
 use listening::Listening;
+pub(crate) use signin::SigningIn;
+pub(crate) use users::LocalUsers;
 
 /// This server as one node of a cluster (a cluster of one with the local backend).
 pub struct Node {
     hub: Arc<Hub>,
+    users: Arc<LocalUsers>,
     broker: Arc<dyn Broker>,
     state: Arc<dyn ClusterState>,
     listening: Listening,
@@ -80,19 +89,22 @@ pub(crate) struct Joining<'a> {
 }
 
 impl Node {
-    /// `hub` is the one the backends' [`LocalDelivery`] delivers into.
+    /// `hub` and `users` are the ones the backends' [`LocalDelivery`] delivers into.
     pub(crate) fn new(
         hub: Arc<Hub>,
+        users: Arc<LocalUsers>,
         broker: Arc<dyn Broker>,
         state: Arc<dyn ClusterState>,
     ) -> Self {
         Self {
             counts: Counts {
                 hub: hub.clone(),
+                users: users.clone(),
                 broker: broker.clone(),
                 state: state.clone(),
             },
             hub,
+            users,
             broker,
             state,
             listening: Listening::default(),
@@ -301,7 +313,7 @@ impl Node {
     }
 
     fn deliver_here(&self, event: &ChannelEvent) {
-        delivery::deliver(&self.hub, event);
+        delivery::deliver(&self.hub, &self.users, event);
     }
 
     /// Announces a counted channel's new subscription count.
@@ -319,13 +331,20 @@ impl Node {
     /// the last one here.
     async fn leave_hub(&self, app: &AppId, channel: &ChannelName, socket: SocketId) {
         if self.hub.leave(app, channel, socket) == Some(LocalTransition::Changed) {
-            let hub = &self.hub;
-            self.listening
-                .release(&*self.broker, app, channel, || {
-                    hub.local_subscribers(app, channel) > 0
-                })
-                .await;
+            self.release(app, channel).await;
         }
+    }
+
+    /// Stops listening to the channel unless somebody here still needs it: a subscriber, or
+    /// for a user's channel, a connection signed in as or watching the user.
+    async fn release(&self, app: &AppId, channel: &ChannelName) {
+        let (hub, users) = (&self.hub, &self.users);
+        self.listening
+            .release(&*self.broker, app, channel, || {
+                hub.local_subscribers(app, channel) > 0
+                    || (channel.kind() == ChannelKind::ServerToUser && users.wants(app, channel))
+            })
+            .await;
     }
 }
 

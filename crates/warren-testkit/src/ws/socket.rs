@@ -6,7 +6,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use warren_protocol::auth::sign_channel;
+use warren_protocol::auth::{sign_channel, sign_user};
 
 use super::{assert_silent, decode_data, recv, send, send_text, try_recv, Ws};
 use crate::{KEY, SECRET, WAIT};
@@ -99,6 +99,32 @@ impl Socket {
         );
         assert_eq!(reply["channel"], channel);
         decode_data(&reply)
+    }
+
+    /// Sends `pusher:signin` with `user_data` signed for this socket, and returns the reply.
+    pub async fn sign_in(&mut self, user_data: &str) -> Value {
+        let auth = sign_user(KEY, SECRET, &self.socket_id, user_data);
+        self.send(
+            json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": user_data}}),
+        )
+        .await;
+        self.recv().await
+    }
+
+    /// Signs in as `user_data` and asserts success.
+    pub async fn signed_in(&mut self, user_data: &Value) {
+        let text = user_data.to_string();
+        let reply = self.sign_in(&text).await;
+        assert_eq!(reply["event"], "pusher:signin_success", "{reply}");
+        assert_eq!(decode_data(&reply), json!({ "user_data": text }));
+    }
+
+    /// Signs in as user `id` and subscribes to the user's `#server-to-user-` channel, as
+    /// pusher-js does.
+    pub async fn signed_in_as(&mut self, id: &str) {
+        self.signed_in(&json!({ "id": id })).await;
+        self.subscribed(&format!("#server-to-user-{id}"), None)
+            .await;
     }
 
     pub async fn assert_silent(&mut self) {

@@ -23,11 +23,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
-use warren_protocol::{ChannelName, ServerMessage, ServerMessageError};
+use warren_protocol::server_message::UserStatus;
+use warren_protocol::{ChannelName, ServerMessage, ServerMessageError, UserId};
 
 use super::authorizer::ChannelAuthRequest;
 use super::command::Request;
-use super::event::Emit;
+use super::event::{Emit, WATCHLIST_CHANNEL};
 use super::reconnect::{close_action, Backoff, CloseAction};
 use super::{frames, ConnectionState, WsConfig, WsError};
 use crate::auth::{ChannelAuth, UserAuth};
@@ -337,8 +338,21 @@ impl Machine {
                 None,
             ),
             ServerMessage::ChannelEvent(event) => self.channels.event(event, out),
-            // Not supported yet: the watchlist is decoded but not offered to handlers.
-            ServerMessage::WatchlistEvents(_) => {}
+            ServerMessage::WatchlistEvents(events) => {
+                for e in events {
+                    let name = match e.status {
+                        UserStatus::Online => "online",
+                        UserStatus::Offline => "offline",
+                    };
+                    let ids: Vec<&str> = e.user_ids.iter().map(UserId::as_str).collect();
+                    out.emit(
+                        name,
+                        Some(WATCHLIST_CHANNEL),
+                        serde_json::json!({ "user_ids": ids }).to_string(),
+                        None,
+                    );
+                }
+            }
             ServerMessage::Unknown {
                 event,
                 channel,

@@ -955,7 +955,7 @@ fn other_server_messages() {
         h.server(r#"{"event":"pusher:cache_miss","channel":"news"}"#),
         ["emit pusher:cache_miss on news"]
     );
-    // New pusher: events reach the handlers; new internal ones and the watchlist do not.
+    // New pusher: events reach the handlers; new internal ones do not.
     assert_eq!(
         h.server(r#"{"event":"pusher:new_thing","data":"{}"}"#),
         ["emit pusher:new_thing on -"]
@@ -966,6 +966,23 @@ fn other_server_messages() {
     assert!(h
         .server(r#"{"event":"pusher_internal:watchlist_events","data":{"events":[]}}"#)
         .is_empty());
+    // Watchlist changes: one event per status, on the watchlist's own pseudo-channel.
+    let watchlist = h.server_events(&outbound::watchlist_events(["1", "2"], ["3"]));
+    let seen: Vec<_> = watchlist
+        .iter()
+        .map(|e| (e.event.as_str(), e.channel.as_deref(), e.data.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "online",
+                Some("#watchlist"),
+                json!({"user_ids": ["1", "2"]})
+            ),
+            ("offline", Some("#watchlist"), json!({"user_ids": ["3"]})),
+        ]
+    );
     // Errors that are not about a sign-in reach the error handlers only.
     assert_eq!(
         h.server(&outbound::error(Some(4301), "rate limited")),

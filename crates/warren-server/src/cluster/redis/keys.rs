@@ -3,9 +3,9 @@
 //! Keys carry Redis Cluster hash tags so that each Lua script only touches one slot:
 //! an app's channel and presence state share the tag `{prefix:app}`, and the node registry
 //! shares `{prefix}`. Pub/sub channel names carry no tag, so that sharded pub/sub spreads the
-//! channels of one app over every shard, except presence channels: their relay channel shares
-//! the app's tag, so the scripts that change presence state can also publish (SPUBLISH) the
-//! announcement in the same atomic step.
+//! channels of one app over every shard, except presence and `#server-to-user-` channels: their
+//! relay channel shares the app's tag, so the scripts that change presence or sign-in state can
+//! also publish (SPUBLISH) the announcement in the same atomic step.
 
 use warren_protocol::{AppId, ChannelKind, ChannelName};
 
@@ -27,8 +27,10 @@ impl Keys {
     /// `<base>:ch` (occupied channels and their subscription counts), `<base>:s:<channel>`
     /// (socket -> instance), `<base>:u:<channel>` (socket -> user, presence),
     /// `<base>:m:<channel>` (user -> connection count), `<base>:i:<channel>` (user -> info),
-    /// `<base>:n:<instance>` (what one node instance contributed: `channel\nsocket`),
-    /// `<base>:cv` (channel -> version of its last subscription change).
+    /// `<base>:n:<instance>` (what one node instance contributed: `channel\nsocket`, and
+    /// `#user\nsocket` for sign-ins), `<base>:cv` (channel -> version of its last subscription
+    /// change), `<base>:uo` / `<base>:us` (signed-in socket -> instance / user), `<base>:uc`
+    /// (user -> signed-in connections).
     pub fn app_base(&self, app: &AppId) -> String {
         format!("{{{}:{}}}", self.prefix, app)
     }
@@ -65,15 +67,18 @@ impl Keys {
 
     /// The pub/sub channel that carries one Pusher channel's events between nodes.
     pub fn events(&self, app: &AppId, channel: &ChannelName) -> String {
-        if channel.kind() == ChannelKind::Presence {
+        if matches!(
+            channel.kind(),
+            ChannelKind::Presence | ChannelKind::ServerToUser
+        ) {
             format!("{}{}", self.presence_events_of_app(app), channel)
         } else {
             format!("{}{}:{}", self.events_prefix, app, channel)
         }
     }
 
-    /// The start of every presence relay channel of one app: `{<prefix>:<app>}:pev:`, in the
-    /// slot of the app's state.
+    /// The start of every presence and user relay channel of one app:
+    /// `{<prefix>:<app>}:pev:`, in the slot of the app's state.
     pub fn presence_events_of_app(&self, app: &AppId) -> String {
         format!("{}:pev:", self.app_base(app))
     }
@@ -96,6 +101,11 @@ mod tests {
         let public = ChannelName::parse("news", 200).unwrap();
         let ev = keys.events(&app, &public);
         assert_eq!(ev, "warren:ev:app-1:news");
+        let user = ChannelName::parse("#server-to-user-7", 200).unwrap();
+        assert_eq!(
+            keys.events(&app, &user),
+            "{warren:app-1}:pev:#server-to-user-7"
+        );
         assert!(keys.nodes().starts_with("{warren}"));
         assert!(keys.node_owner("n1").starts_with("{warren}"));
         assert!(keys.instance_apps("n1~x").starts_with("{warren}"));

@@ -3,10 +3,10 @@
 //! * Fan-out: each Pusher channel has a pub/sub channel; a node subscribes to it while it has
 //!   local subscribers, so nodes only receive the traffic they deliver. In Redis Cluster the
 //!   sharded variants (SPUBLISH/SSUBSCRIBE) spread channels over the shards.
-//! * State: counts and presence members live in Redis, changed by the Lua scripts in
-//!   `scripts`, each subscription recorded under the node *instance* that made it.
-//!   Cache channels' kept events and the windows of throttled subscription counts are in
-//!   `features`.
+//! * State: counts, presence members and signed-in users live in Redis, changed by the Lua
+//!   scripts in `scripts`, each subscription and sign-in recorded under the node *instance*
+//!   that made it (`users` for the sign-ins). Cache channels' kept events and the windows of
+//!   throttled subscription counts are in `features`.
 //! * Liveness: instances heartbeat into a sorted set; any node cleans up an instance that
 //!   stopped (`registry`). A node that lost its registration (cut off too long, Redis
 //!   restarted, a state change it could not record) registers as a new instance and records
@@ -16,6 +16,7 @@ mod features;
 mod keys;
 mod registry;
 mod scripts;
+mod users;
 mod value;
 
 use std::collections::HashMap;
@@ -33,13 +34,14 @@ use fred::types::config::ReconnectPolicy;
 use fred::types::Value;
 use parking_lot::Mutex;
 use warren_protocol::presence::PresenceMember;
+use warren_protocol::user::UserChannel;
 use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
 
 use super::envelope;
 use super::{
     BackendError, Broker, CachedEvent, ChannelEvent, ChannelMessage, ChannelStats, ClusterBackend,
     ClusterState, CountVersion, EventSink, JoinError, PresenceJoin, PresenceLeave, Seams,
-    SubscriptionChange,
+    SubscriptionChange, UserNotice,
 };
 use crate::config::RedisTarget;
 use keys::Keys;
@@ -97,6 +99,8 @@ struct Inner {
     announced_apps: Mutex<std::collections::HashSet<AppId>>,
     /// What this node contributed, to record again after losing its registration.
     mirror: Mutex<HashMap<(AppId, ChannelName, SocketId), Option<PresenceMember>>>,
+    /// This node's signed-in sockets (of apps with watchlists), recorded again likewise.
+    signed_in: Mutex<HashMap<(AppId, SocketId), UserId>>,
     /// A change could not be recorded: the state in Redis may be off; re-register.
     dirty: AtomicBool,
     /// The heartbeat found the registration gone: re-register.
@@ -149,6 +153,7 @@ impl RedisCluster {
             instance: tokio::sync::RwLock::new(String::new()),
             announced_apps: Mutex::default(),
             mirror: Mutex::default(),
+            signed_in: Mutex::default(),
             dirty: AtomicBool::new(false),
             lost: AtomicBool::new(false),
             live_instance: Mutex::default(),
@@ -622,6 +627,36 @@ impl ClusterState for RedisCluster {
         features::claim_count_window(&self.inner, app, channel, window).await
     }
 
+    async fn sign_in(
+        &self,
+        app: &AppId,
+        socket: SocketId,
+        user: &UserId,
+    ) -> Result<bool, BackendError> {
+        let inner = &self.inner;
+        let instance = inner.instance.read().await;
+        let online = inner.sign_in(&instance, app, socket, user).await;
+        let online = inner.note_failure(online)?;
+        inner
+            .signed_in
+            .lock()
+            .insert((app.clone(), socket), user.clone());
+        Ok(online)
+    }
+
+    async fn sign_out(
+        &self,
+        app: &AppId,
+        socket: SocketId,
+        _user: &UserId,
+    ) -> Result<bool, BackendError> {
+        self.inner.sign_out(app, socket).await
+    }
+
+    async fn online(&self, app: &AppId, users: &[UserId]) -> Result<Vec<bool>, BackendError> {
+        self.inner.online(app, users).await
+    }
+
     async fn presence_members(
         &self,
         app: &AppId,
@@ -717,6 +752,20 @@ fn announce_member_removed(inner: &Inner, app: &AppId, channel: &ChannelName, us
         channel: channel.clone(),
         except: None,
         message: ChannelMessage::MemberRemoved { user_id },
+    });
+}
+
+/// Delivers a user's going online or offline, found by re-registration or cleanup, to this
+/// node's watchers (the script already told the other nodes).
+fn announce_user(inner: &Inner, app: &AppId, user: UserId, notice: UserNotice) {
+    let Ok(channel) = UserChannel::new(user) else {
+        return;
+    };
+    inner.sink.deliver(&ChannelEvent {
+        app: app.clone(),
+        channel: channel.channel().clone(),
+        except: None,
+        message: ChannelMessage::User(notice),
     });
 }
 

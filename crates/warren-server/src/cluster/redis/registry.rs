@@ -10,9 +10,10 @@ use fred::types::Value;
 use warren_protocol::{AppId, ChannelName, UserId};
 
 use super::{
-    announce_member_added, announce_member_removed, backend, value, Inner, COMMAND_TIMEOUT,
+    announce_member_added, announce_member_removed, announce_user, backend, value, Inner,
+    COMMAND_TIMEOUT,
 };
-use crate::cluster::BackendError;
+use crate::cluster::{BackendError, UserNotice};
 
 /// Subscriptions a cleanup script removes per call.
 const REAP_BATCH: usize = 500;
@@ -168,7 +169,7 @@ async fn heartbeat(inner: &Inner) -> Result<bool, BackendError> {
     Ok(value::int(&reply, "heartbeat")? == 1)
 }
 
-/// Registers a new instance and records every local subscription under it again. The old
+/// Registers a new instance and records every local subscription and sign-in under it again. The old
 /// instance is left to the normal cleanup, which only removes what is still its own.
 async fn reregister(inner: &Inner, why: &str) -> Result<(), BackendError> {
     let mut current = inner.instance.write().await;
@@ -207,6 +208,17 @@ async fn reregister(inner: &Inner, why: &str) -> Result<(), BackendError> {
                 // announced ahead of it.
                 announce_member_added(inner, app, channel, *socket, m);
             }
+        }
+    }
+    let sign_ins: Vec<_> = inner
+        .signed_in
+        .lock()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for ((app, socket), user) in sign_ins {
+        if inner.sign_in(&instance, &app, socket, &user).await? {
+            announce_user(inner, &app, user, UserNotice::Online);
         }
     }
     *current = instance;
@@ -315,6 +327,13 @@ async fn reap_instance(inner: &Inner, instance: &str) -> Result<(), BackendError
             let transitions = value::array(items.get(1).cloned().unwrap_or(Value::Null), "reap")?;
             for t in transitions.chunks_exact(3) {
                 let kind = value::string(&t[0], "reap")?;
+                if kind == "offline" {
+                    let user = value::string(&t[2], "reap")?;
+                    if let Ok(user) = UserId::parse(&user, super::ANY_NAME_LENGTH) {
+                        announce_user(inner, &app, user, UserNotice::Offline);
+                    }
+                    continue;
+                }
                 let Ok(channel) =
                     ChannelName::parse(&value::string(&t[1], "reap")?, super::ANY_NAME_LENGTH)
                 else {

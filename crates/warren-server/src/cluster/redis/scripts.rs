@@ -77,6 +77,71 @@ local function leave(ch, sock, inst, relay, env, pub)
 end
 "#;
 
+/// Signed-in users, per app: `<base>:uo` socket -> owning instance, `<base>:us` socket ->
+/// user, `<base>:uc` user -> signed-in connections. A sign-in is also recorded in the
+/// instance's `:n:` set, as `#user\n<socket>` (no channel is named `#user`), so the cleanup of
+/// a dead instance signs its sockets out like it unsubscribes them.
+///
+/// `signout(sock, inst, relay, env, pub)` -> `{went_offline, user}`: as `leave`, only counts
+/// when the socket is `inst`'s, and publishes the user's going offline itself (the envelope
+/// `env` completed with the user's channel and kind 7, `\7`) when `relay` is given.
+const SIGNOUT_FN: &str = r#"
+local function signout(sock, inst, relay, env, pub)
+  local entry = '#user\n' .. sock
+  if redis.call('HGET', b .. ':uo', sock) ~= inst then
+    redis.call('SREM', b .. ':n:' .. inst, entry)
+    return {0, ''}
+  end
+  redis.call('HDEL', b .. ':uo', sock)
+  redis.call('SREM', b .. ':n:' .. inst, entry)
+  local u = redis.call('HGET', b .. ':us', sock)
+  if not u then return {0, ''} end
+  redis.call('HDEL', b .. ':us', sock)
+  if redis.call('HINCRBY', b .. ':uc', u, -1) > 0 then return {0, u} end
+  redis.call('HDEL', b .. ':uc', u)
+  -- INVARIANT(announcement-with-change): see `leave`.
+  if relay ~= '' then
+    local ch = '#server-to-user-' .. u
+    local len = string.char(math.floor(#ch / 256), #ch % 256)
+    redis.call(pub, relay .. ch, env .. len .. ch .. '\7')
+  end
+  return {1, u}
+end
+"#;
+
+/// KEYS[1] app base; ARGV sock, inst, user, node prefix (`<node id>~`), relay channel ('' when
+/// the caller announces itself), user_online envelope, publish command -> 1 when the user came
+/// online, 0 when not (signed in elsewhere, or this socket already was), -2 when another node
+/// owns the socket id. Signing in again after a re-registration moves the socket to `inst`.
+const SIGNIN: &str = r#"
+local b = KEYS[1]
+local sock, inst, user = ARGV[1], ARGV[2], ARGV[3]
+local entry = '#user\n' .. sock
+local owner = redis.call('HGET', b .. ':uo', sock)
+if owner then
+  if owner ~= inst then
+    if string.sub(owner, 1, #ARGV[4]) ~= ARGV[4] then return -2 end
+    redis.call('HSET', b .. ':uo', sock, inst)
+    redis.call('SREM', b .. ':n:' .. owner, entry)
+    redis.call('SADD', b .. ':n:' .. inst, entry)
+  end
+  return 0
+end
+redis.call('HSET', b .. ':uo', sock, inst)
+redis.call('HSET', b .. ':us', sock, user)
+redis.call('SADD', b .. ':n:' .. inst, entry)
+if redis.call('HINCRBY', b .. ':uc', user, 1) == 1 then
+  -- INVARIANT(announcement-with-change): see `leave`.
+  if ARGV[5] ~= '' then redis.call(ARGV[7], ARGV[5], ARGV[6]) end
+  return 1
+end
+return 0
+"#;
+
+/// KEYS[1] app base; ARGV sock, inst, relay prefix, envelope header, publish command.
+/// (`signout` reads the app base `b`, which `LEAVE_FN` defines for the reap script.)
+const SIGNOUT: &str = "return signout(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])";
+
 /// KEYS[1] app base; ARGV ch, sock, inst, user ('' unless presence), info ('' = none),
 /// max members, node prefix (`<node id>~`), relay channel ('' when the caller announces
 /// itself), member_added envelope, publish command (PUBLISH or SPUBLISH). -> `{member_added,
@@ -137,8 +202,8 @@ const LEAVE: &str = "return leave(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], A
 /// KEYS[1] app base; ARGV dead instance, batch size, relay prefix, envelope header, publish
 /// command. Removes up
 /// to a batch of the instance's
-/// subscriptions -> `{remaining, {kind, channel, user, ...}}` with kind `member_removed` or
-/// `vacated`. Batches keep each script short, however much a node held.
+/// subscriptions and sign-ins -> `{remaining, {kind, channel, user, ...}}` with kind
+/// `member_removed`, `vacated` or `offline` (channel ''). Batches keep each script short, however much a node held.
 const REAP: &str = r#"
 local set = b .. ':n:' .. ARGV[1]
 local entries = redis.call('SPOP', set, tonumber(ARGV[2]))
@@ -147,12 +212,19 @@ for _, e in ipairs(entries) do
   local nl = string.find(e, '\n', 1, true)
   if nl then
     local ch, sock = string.sub(e, 1, nl - 1), string.sub(e, nl + 1)
-    local r = leave(ch, sock, ARGV[1], ARGV[3], ARGV[4], ARGV[5])
-    if r[1] == 1 then
-      table.insert(out, 'member_removed'); table.insert(out, ch); table.insert(out, r[4])
-    end
-    if r[2] == 1 then
-      table.insert(out, 'vacated'); table.insert(out, ch); table.insert(out, '')
+    if ch == '#user' then
+      local r = signout(sock, ARGV[1], ARGV[3], ARGV[4], ARGV[5])
+      if r[1] == 1 then
+        table.insert(out, 'offline'); table.insert(out, ''); table.insert(out, r[2])
+      end
+    else
+      local r = leave(ch, sock, ARGV[1], ARGV[3], ARGV[4], ARGV[5])
+      if r[1] == 1 then
+        table.insert(out, 'member_removed'); table.insert(out, ch); table.insert(out, r[4])
+      end
+      if r[2] == 1 then
+        table.insert(out, 'vacated'); table.insert(out, ch); table.insert(out, '')
+      end
     end
   end
 end
@@ -279,6 +351,8 @@ pub struct Scripts {
     pub join: Script,
     pub leave: Script,
     pub reap: Script,
+    pub sign_in: Script,
+    pub sign_out: Script,
     pub channels: Script,
     pub channel: Script,
     pub count: Script,
@@ -298,7 +372,9 @@ impl Scripts {
         Self {
             join: Script::from_lua(format!("{VERSION_FN}\n{JOIN}")),
             leave: with_leave(LEAVE),
-            reap: with_leave(REAP),
+            reap: with_leave(&format!("{SIGNOUT_FN}\n{REAP}")),
+            sign_in: Script::from_lua(SIGNIN),
+            sign_out: Script::from_lua(format!("local b = KEYS[1]\n{SIGNOUT_FN}\n{SIGNOUT}")),
             channels: Script::from_lua(CHANNELS),
             channel: Script::from_lua(CHANNEL),
             count: Script::from_lua(COUNT),
