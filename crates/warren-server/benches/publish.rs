@@ -46,7 +46,9 @@ fn publish_to_subscribers(c: &mut Criterion) {
                 let mut s = raw_tcp_upgrade(&server).await;
                 read_socket_id(&mut s).await;
                 let subscribe = br#"{"event":"pusher:subscribe","data":{"channel":"bench"}}"#;
-                s.write_all(&masked_text(subscribe)).await.expect("subscribe");
+                s.write_all(&masked_text(subscribe))
+                    .await
+                    .expect("subscribe");
                 read_frame(&mut s).await; // subscription_succeeded
                 sockets.push(s);
             }

@@ -19,7 +19,7 @@ use warren_server::cluster::local::LocalBackend;
 use warren_server::cluster::redis::{RedisCluster, RedisOptions};
 use warren_server::cluster::{
     ChannelEvent, ChannelMessage, ChannelStats, ClusterBackend, CountVersion, EventSink, JoinError,
-    Seams, UserNotice,
+    Seams, UserNotice, UserStatus,
 };
 use warren_server::config::RedisTarget;
 use warren_testkit::WAIT;
@@ -173,6 +173,16 @@ impl Fixture for Redis {
             None => false,
         }
     }
+}
+
+/// The online flags of statuses read from the state.
+fn onlines(read: &[UserStatus]) -> Vec<bool> {
+    read.iter().map(|s| s.online).collect()
+}
+
+/// A user status notice.
+fn status(online: bool, version: u64) -> ChannelMessage {
+    ChannelMessage::User(UserNotice::Status(UserStatus { online, version }))
 }
 
 fn app() -> AppId {
@@ -488,13 +498,13 @@ mod cases {
             }
         });
         let came_online = futures_util::future::join_all(ins).await;
-        assert_eq!(came_online.iter().filter(|&&c| c).count(), 1);
+        let came_online: Vec<u64> = came_online.into_iter().flatten().collect();
+        assert_eq!(came_online.len(), 1);
         let other = UserId::parse("nobody", 128).unwrap();
         let asked = [user.user().clone(), other.clone()];
-        assert_eq!(
-            b.seams.state.online(&app(), &asked).await.unwrap(),
-            [true, false]
-        );
+        let read = b.seams.state.online(&app(), &asked).await.unwrap();
+        assert_eq!(onlines(&read), [true, false]);
+        assert!(read[0].version >= came_online[0], "{read:?}");
         let outs = (0..20u64).map(|i| {
             let user = user.user();
             async move {
@@ -507,19 +517,19 @@ mod cases {
             }
         });
         let went_offline = futures_util::future::join_all(outs).await;
-        assert_eq!(went_offline.iter().filter(|&&w| w).count(), 1);
-        assert_eq!(
-            a.seams.state.online(&app(), &asked).await.unwrap(),
-            [false, false]
-        );
+        let went_offline: Vec<u64> = went_offline.into_iter().flatten().collect();
+        assert_eq!(went_offline.len(), 1);
+        assert!(went_offline[0] > read[0].version);
+        let read = a.seams.state.online(&app(), &asked).await.unwrap();
+        assert_eq!(onlines(&read), [false, false]);
         if f.separate_nodes() {
             let heard = watcher.sink.wait_for(2).await;
             let notices: Vec<_> = heard.iter().map(|e| (&e.channel, &e.message)).collect();
             assert_eq!(
                 notices,
                 [
-                    (user.channel(), &ChannelMessage::User(UserNotice::Online)),
-                    (user.channel(), &ChannelMessage::User(UserNotice::Offline)),
+                    (user.channel(), &status(true, came_online[0])),
+                    (user.channel(), &status(false, went_offline[0])),
                 ],
             );
             assert_eq!(watcher.sink.settled().await.len(), 2, "announced twice");
@@ -547,12 +557,13 @@ mod cases {
             .await
             .unwrap();
         let b_sink = b.sink.clone();
+        let asked = [gone.clone(), both.clone()];
+        let before = b.seams.state.online(&app(), &asked).await.unwrap();
         if !f.kill(a).await {
             return;
         }
-        let asked = [gone.clone(), both.clone()];
         let deadline = tokio::time::Instant::now() + WAIT;
-        while b.seams.state.online(&app(), &asked).await.unwrap() != [false, true] {
+        while onlines(&b.seams.state.online(&app(), &asked).await.unwrap()) != [false, true] {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "the dead node's user never went offline"
@@ -562,10 +573,46 @@ mod cases {
         let heard = b_sink.settled().await;
         let offline: Vec<_> = heard
             .iter()
-            .filter(|e| e.message == ChannelMessage::User(UserNotice::Offline))
-            .map(|e| e.channel.as_str())
+            .filter_map(|e| match e.message {
+                ChannelMessage::User(UserNotice::Status(s)) if !s.online => {
+                    Some((e.channel.as_str(), s.version > before[0].version))
+                }
+                _ => None,
+            })
             .collect();
-        assert_eq!(offline, ["#server-to-user-gone"], "{heard:?}");
+        assert_eq!(offline, [("#server-to-user-gone", true)], "{heard:?}");
+    }
+
+    /// INVARIANT(user-status-versioned): every transition of a user, on whichever node, has a
+    /// larger version than the one before it and than any status read before it, and a status
+    /// read after it is at least as new; also across going offline and coming back (when a
+    /// backend may forget what it knew of the user).
+    pub async fn user_status_versions_grow_across_nodes(f: impl Fixture) {
+        let (a, b) = (f.node("a").await, f.node("b").await);
+        let user = UserId::parse("versioned", 128).unwrap();
+        let asked = [user.clone()];
+        let mut last = a.seams.state.online(&app(), &asked).await.unwrap()[0];
+        assert!(!last.online);
+        for round in 0..3u64 {
+            let (on, off) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
+            let socket = SocketId::new(60 + round, 1);
+            let v = on.seams.state.sign_in(&app(), socket, &user).await.unwrap();
+            let v = v.expect("came online");
+            assert!(v > last.version, "round {round}: {v} after {last:?}");
+            let read = off.seams.state.online(&app(), &asked).await.unwrap()[0];
+            assert!(read.online && read.version >= v, "{read:?} after {v}");
+            // The owning node signs the socket out; the other node reads.
+            let v2 = on
+                .seams
+                .state
+                .sign_out(&app(), socket, &user)
+                .await
+                .unwrap();
+            let v2 = v2.expect("went offline");
+            assert!(v2 > read.version, "round {round}: {v2} after {read:?}");
+            last = off.seams.state.online(&app(), &asked).await.unwrap()[0];
+            assert!(!last.online && last.version >= v2, "{last:?} after {v2}");
+        }
     }
 }
 
@@ -772,6 +819,11 @@ macro_rules! conformance {
             #[tokio::test]
             async fn users_go_online_and_offline_once_under_races() {
                 cases::users_go_online_and_offline_once_under_races($fixture).await
+            }
+
+            #[tokio::test]
+            async fn user_status_versions_grow_across_nodes() {
+                cases::user_status_versions_grow_across_nodes($fixture).await
             }
 
             #[tokio::test]

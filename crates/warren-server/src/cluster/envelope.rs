@@ -14,7 +14,8 @@
 //! kind 3: the user id to the end
 //! kind 4: str name, u64 seq, then the data to the end
 //! kind 5: u64 count, u64 version
-//! kinds 6-8: nothing more (the user is the one whose `#server-to-user-` channel it is)
+//! kinds 6-7: u64 version (the user is the one whose `#server-to-user-` channel it is)
+//! kind 8: nothing more
 //! ```
 //! `u64` is big-endian.
 //! `str` is a big-endian `u16` length and that many UTF-8 bytes. The fixed order lets a Redis
@@ -28,7 +29,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use warren_protocol::presence::PresenceMember;
 use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
 
-use super::event::{ChannelEvent, ChannelMessage, UserNotice};
+use super::event::{ChannelEvent, ChannelMessage, UserNotice, UserStatus};
 use super::BackendError;
 
 const VERSION: u8 = 2;
@@ -38,8 +39,8 @@ const KIND_MEMBER_ADDED: u8 = 2;
 const KIND_MEMBER_REMOVED: u8 = 3;
 const KIND_CACHE_EVENT: u8 = 4;
 const KIND_COUNT: u8 = 5;
+/// Written by the Redis sign-in and sign-out scripts (`\6`, `\7`, then the version).
 const KIND_USER_ONLINE: u8 = 6;
-/// Also written by the Redis sign-out script (`\7`).
 const KIND_USER_OFFLINE: u8 = 7;
 const KIND_TERMINATE: u8 = 8;
 /// Names and ids read from an envelope are checked against the protocol's absolute maximum;
@@ -83,11 +84,15 @@ pub fn encode(origin: &str, event: &ChannelEvent) -> Result<Bytes, BackendError>
             out.put_u64(*count);
             out.put_u64(*version);
         }
-        ChannelMessage::User(notice) => out.put_u8(match notice {
-            UserNotice::Online => KIND_USER_ONLINE,
-            UserNotice::Offline => KIND_USER_OFFLINE,
-            UserNotice::Terminate => KIND_TERMINATE,
-        }),
+        ChannelMessage::User(UserNotice::Status(status)) => {
+            out.put_u8(if status.online {
+                KIND_USER_ONLINE
+            } else {
+                KIND_USER_OFFLINE
+            });
+            out.put_u64(status.version);
+        }
+        ChannelMessage::User(UserNotice::Terminate) => out.put_u8(KIND_TERMINATE),
     }
     Ok(out.freeze())
 }
@@ -168,13 +173,17 @@ pub fn decode(msg: &[u8]) -> Option<Envelope<'_>> {
             }
             ChannelMessage::SubscriptionCount { count, version }
         }
-        KIND_USER_ONLINE | KIND_USER_OFFLINE | KIND_TERMINATE if rest.is_empty() => {
-            ChannelMessage::User(match kind {
-                KIND_USER_ONLINE => UserNotice::Online,
-                KIND_USER_OFFLINE => UserNotice::Offline,
-                _ => UserNotice::Terminate,
-            })
+        KIND_USER_ONLINE | KIND_USER_OFFLINE => {
+            let (version, rest) = take_u64(rest)?;
+            if !rest.is_empty() {
+                return None;
+            }
+            ChannelMessage::User(UserNotice::Status(UserStatus {
+                online: kind == KIND_USER_ONLINE,
+                version,
+            }))
         }
+        KIND_TERMINATE if rest.is_empty() => ChannelMessage::User(UserNotice::Terminate),
         _ => return None,
     };
     Some(Envelope {
@@ -289,8 +298,14 @@ mod tests {
             None,
         ));
         for notice in [
-            UserNotice::Online,
-            UserNotice::Offline,
+            UserNotice::Status(UserStatus {
+                online: true,
+                version: 1_700_000_000_000_001,
+            }),
+            UserNotice::Status(UserStatus {
+                online: false,
+                version: u64::MAX,
+            }),
             UserNotice::Terminate,
         ] {
             round_trip(ChannelEvent {
@@ -300,21 +315,30 @@ mod tests {
         }
     }
 
-    /// What the Redis sign-out script appends to [`header`]: `u16 len, channel, \7`; an online
-    /// notice (`\6`) has the same layout.
+    /// What the Redis sign-in and sign-out scripts append to [`header`]: `u16 len, channel,
+    /// \6 or \7, u64 version` (the scripts' `be64`).
     #[test]
     fn a_header_completed_as_the_user_scripts_do_decodes() {
         let app = AppId::parse("a").unwrap();
-        for (kind, notice) in [(6, UserNotice::Online), (7, UserNotice::Offline)] {
+        for (kind, online) in [(6, true), (7, false)] {
             let mut bytes = header("n~1", None, &app).unwrap().to_vec();
             bytes.extend_from_slice(&[0, 17]);
             bytes.extend_from_slice(b"#server-to-user-7");
             bytes.push(kind);
+            bytes.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1, 2]);
             let decoded = decode(&bytes).unwrap();
-            assert_eq!(decoded.event.message, ChannelMessage::User(notice));
+            assert_eq!(
+                decoded.event.message,
+                ChannelMessage::User(UserNotice::Status(UserStatus {
+                    online,
+                    version: 258
+                }))
+            );
             assert_eq!(decoded.event.channel.as_str(), "#server-to-user-7");
             bytes.push(b'x');
             assert_eq!(decode(&bytes), None, "nothing may follow a user notice");
+            bytes.truncate(bytes.len() - 2);
+            assert_eq!(decode(&bytes), None, "a status needs its whole version");
         }
     }
 

@@ -53,10 +53,21 @@ pub enum ChannelMessage {
 /// What a node does for one user's connections, when told on the user's channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserNotice {
-    /// The user's first signed-in connection anywhere opened: tell their watchers.
-    Online,
-    /// The user's last signed-in connection anywhere closed: tell their watchers.
-    Offline,
-    /// Close every connection signed in as the user (`terminate_connections`).
+    /// The user went online (first signed-in connection anywhere opened) or offline (last one
+    /// closed): tell their watchers.
+    Status(UserStatus),
+    /// Close every connection signed in as `user` (`terminate_connections`).
     Terminate,
+}
+
+/// Whether a user is online, and the version of the change that made it so.
+///
+/// INVARIANT(user-status-versioned): the version is decided in the same atomic step as the
+/// transition, and grows with every transition of the user; notices reach a node by
+/// different paths (its own, other nodes' through the backend) and may arrive out of order,
+/// so a node applies one only when it is newer than what it last applied for that watcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserStatus {
+    pub online: bool,
+    pub version: u64,
 }

@@ -14,6 +14,7 @@ use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
 use super::{
     BackendError, Broker, CachedEvent, ChannelEvent, ChannelStats, ClusterBackend, ClusterState,
     CountVersion, EventSink, JoinError, PresenceJoin, PresenceLeave, Seams, SubscriptionChange,
+    UserStatus,
 };
 
 /// The embedded default: one node, nothing shared.
@@ -81,7 +82,7 @@ type AppChannels = Arc<Mutex<HashMap<ChannelName, Channel>>>;
 pub struct LocalState {
     apps: Mutex<HashMap<AppId, AppChannels>>,
     /// Each signed-in user's connections. INVARIANT(transition-once): online and offline are
-    /// decided under this lock.
+    /// decided under this lock, and so are their versions (INVARIANT(user-status-versioned)).
     users: Mutex<HashMap<(AppId, UserId), HashSet<SocketId>>>,
     /// Count versions and cache sequence numbers: one process, so one counter orders all.
     counter: AtomicU64,
@@ -394,10 +395,11 @@ impl ClusterState for LocalState {
         app: &AppId,
         socket: SocketId,
         user: &UserId,
-    ) -> Result<bool, BackendError> {
+    ) -> Result<Option<u64>, BackendError> {
         let mut users = self.users.lock();
         let sockets = users.entry((app.clone(), user.clone())).or_default();
-        Ok(sockets.insert(socket) && sockets.len() == 1)
+        let came_online = sockets.insert(socket) && sockets.len() == 1;
+        Ok(came_online.then(|| self.next()))
     }
 
     async fn sign_out(
@@ -405,24 +407,30 @@ impl ClusterState for LocalState {
         app: &AppId,
         socket: SocketId,
         user: &UserId,
-    ) -> Result<bool, BackendError> {
+    ) -> Result<Option<u64>, BackendError> {
         let mut users = self.users.lock();
         let key = (app.clone(), user.clone());
         let Some(sockets) = users.get_mut(&key) else {
-            return Ok(false);
+            return Ok(None);
         };
         if !sockets.remove(&socket) || !sockets.is_empty() {
-            return Ok(false);
+            return Ok(None);
         }
         users.remove(&key);
-        Ok(true)
+        Ok(Some(self.next()))
     }
 
-    async fn online(&self, app: &AppId, users: &[UserId]) -> Result<Vec<bool>, BackendError> {
+    async fn online(&self, app: &AppId, users: &[UserId]) -> Result<Vec<UserStatus>, BackendError> {
         let signed_in = self.users.lock();
+        // Every transition took its version under this lock: the counter now is at least the
+        // last one's, and the next one will be larger.
+        let version = self.counter.load(Ordering::Relaxed);
         Ok(users
             .iter()
-            .map(|u| signed_in.contains_key(&(app.clone(), u.clone())))
+            .map(|u| UserStatus {
+                online: signed_in.contains_key(&(app.clone(), u.clone())),
+                version,
+            })
             .collect())
     }
 }
@@ -511,16 +519,35 @@ mod tests {
         let app = AppId::parse("a").unwrap();
         let (u, other) = (member("u").user_id, member("v").user_id);
         let (s1, s2) = (SocketId::new(1, 1), SocketId::new(2, 2));
-        assert!(st.sign_in(&app, s1, &u).await.unwrap());
-        assert!(!st.sign_in(&app, s2, &u).await.unwrap());
-        assert!(!st.sign_in(&app, s2, &u).await.unwrap(), "repeated");
-        let both = [u.clone(), other.clone()];
-        assert_eq!(st.online(&app, &both).await.unwrap(), [true, false]);
-        assert!(!st.sign_out(&app, s1, &u).await.unwrap());
-        assert!(!st.sign_out(&app, s1, &u).await.unwrap(), "repeated");
-        assert!(st.sign_out(&app, s2, &u).await.unwrap());
-        assert!(!st.sign_out(&app, s2, &u).await.unwrap());
-        assert_eq!(st.online(&app, &both).await.unwrap(), [false, false]);
+        let online = st
+            .sign_in(&app, s1, &u)
+            .await
+            .unwrap()
+            .expect("came online");
+        assert_eq!(st.sign_in(&app, s2, &u).await.unwrap(), None);
+        assert_eq!(st.sign_in(&app, s2, &u).await.unwrap(), None, "repeated");
+        let both = [u.clone(), other];
+        let now = st.online(&app, &both).await.unwrap();
+        assert_eq!(
+            now.iter().map(|s| s.online).collect::<Vec<_>>(),
+            [true, false]
+        );
+        assert!(now[0].version >= online);
+        assert_eq!(st.sign_out(&app, s1, &u).await.unwrap(), None);
+        assert_eq!(st.sign_out(&app, s1, &u).await.unwrap(), None, "repeated");
+        let offline = st
+            .sign_out(&app, s2, &u)
+            .await
+            .unwrap()
+            .expect("went offline");
+        assert!(offline > now[0].version, "newer than any state read before");
+        assert_eq!(st.sign_out(&app, s2, &u).await.unwrap(), None);
+        let now = st.online(&app, &both).await.unwrap();
+        assert_eq!(
+            now.iter().map(|s| s.online).collect::<Vec<_>>(),
+            [false, false]
+        );
+        assert!(now[0].version >= offline);
     }
 
     #[tokio::test]

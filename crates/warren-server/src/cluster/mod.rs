@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use warren_protocol::presence::PresenceMember;
 use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
 
-pub use event::{ChannelEvent, ChannelMessage, UserNotice};
+pub use event::{ChannelEvent, ChannelMessage, UserNotice, UserStatus};
 
 /// A failure of the cluster backend (never of the single-node one).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -202,28 +202,30 @@ pub trait ClusterState: Send + Sync + 'static {
         channel: &ChannelName,
     ) -> Result<Vec<PresenceMember>, BackendError>;
 
-    /// Records `socket` as signed in as `user`. Returns whether that made the user online:
-    /// their first signed-in connection anywhere. The backend has then told the other nodes
-    /// ([`UserNotice::Online`] on the user's channel, in the same atomic step as the change);
-    /// the caller tells this node's watchers.
+    /// Records `socket` as signed in as `user`. Returns the version of the user's going online
+    /// when that made the user online (their first signed-in connection anywhere). The backend
+    /// has then told the other nodes ([`UserNotice::Status`] on the user's channel, in the same
+    /// atomic step as the change); the caller tells this node's watchers.
     async fn sign_in(
         &self,
         app: &AppId,
         socket: SocketId,
         user: &UserId,
-    ) -> Result<bool, BackendError>;
+    ) -> Result<Option<u64>, BackendError>;
 
-    /// Forgets a signed-in socket. Returns whether the user went offline (their last signed-in
-    /// connection anywhere), announced to the other nodes as [`ClusterState::sign_in`] is.
+    /// Forgets a signed-in socket. Returns the version of the user's going offline when it was
+    /// their last signed-in connection anywhere, announced as [`ClusterState::sign_in`] is.
     async fn sign_out(
         &self,
         app: &AppId,
         socket: SocketId,
         user: &UserId,
-    ) -> Result<bool, BackendError>;
+    ) -> Result<Option<u64>, BackendError>;
 
-    /// Whether each of `users` is online (signed in on at least one connection anywhere).
-    async fn online(&self, app: &AppId, users: &[UserId]) -> Result<Vec<bool>, BackendError>;
+    /// Whether each of `users` is online (signed in on at least one connection anywhere), each
+    /// with a version no older than the user's last transition and older than their next
+    /// one: a notice about an earlier change must not override this state.
+    async fn online(&self, app: &AppId, users: &[UserId]) -> Result<Vec<UserStatus>, BackendError>;
 
     /// Keeps `name` and `data` as the cache channel's last event for `ttl`, replacing the one
     /// kept before; returns its sequence number, larger than any the channel had.

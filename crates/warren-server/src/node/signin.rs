@@ -5,7 +5,10 @@
 //! from now on finds it), then the node makes sure it listens to the user's channel, then the
 //! cluster state records the change; a failure undoes what was done. The state reports going
 //! online and offline once cluster-wide and tells the other nodes in the same step; the node
-//! tells its own watchers.
+//! tells its own watchers. Each such notice carries the version the state gave the change,
+//! because the node's own notice and other nodes' relayed ones reach its watchers by
+//! different paths and can arrive out of order (INVARIANT(user-status-versioned), applied in
+//! [`super::users`]).
 
 use std::sync::Arc;
 
@@ -14,7 +17,7 @@ use warren_protocol::user::UserChannel;
 use warren_protocol::{AppId, SocketId, UserId};
 
 use super::Node;
-use crate::cluster::{BackendError, ChannelEvent, ChannelMessage, UserNotice};
+use crate::cluster::{BackendError, ChannelEvent, ChannelMessage, UserNotice, UserStatus};
 use crate::outbox::Outbox;
 
 /// A connection signing in.
@@ -38,13 +41,17 @@ impl Node {
             .await
         {
             Ok(()) if s.online => self.state.sign_in(s.app, s.socket, s.user.user()).await,
-            Ok(()) => Ok(false),
+            Ok(()) => Ok(None),
             Err(e) => Err(e),
         };
         match recorded {
             Ok(came_online) => {
-                if came_online {
-                    self.deliver_here(&notice(s.app, s.user, UserNotice::Online));
+                if let Some(version) = came_online {
+                    let online = UserStatus {
+                        online: true,
+                        version,
+                    };
+                    self.deliver_here(&notice(s.app, s.user, UserNotice::Status(online)));
                 }
                 Ok(())
             }
@@ -71,8 +78,14 @@ impl Node {
             return;
         }
         match self.state.sign_out(app, socket, user.user()).await {
-            Ok(true) => self.deliver_here(&notice(app, user, UserNotice::Offline)),
-            Ok(false) => {}
+            Ok(Some(version)) => {
+                let offline = UserStatus {
+                    online: false,
+                    version,
+                };
+                self.deliver_here(&notice(app, user, UserNotice::Status(offline)));
+            }
+            Ok(None) => {}
             Err(e) => tracing::warn!(user = %user.user(), error = %e, "could not record sign-out"),
         }
     }

@@ -10,6 +10,13 @@
 //! lock as every change. So a watcher never sees a change before its initial state, and each
 //! watcher is told only actual changes of what it was last told.
 //!
+//! INVARIANT(user-status-versioned): every status, the initial ones included, comes with the
+//! version the cluster state gave it, and a watcher takes a status only when its version is
+//! newer than that of the status it holds for the user. The node's own notices are delivered
+//! straight here while other nodes' travel through the backend, so an older notice can arrive
+//! after a newer one (another node's late "offline" after this node's "online"); it is
+//! ignored, and what the watcher is told last is the newest status.
+//!
 //! Changes after that are gathered per watcher for [`WATCHLIST_BATCH`] and sent as one
 //! `pusher_internal:watchlist_events` ([`LocalUsers::send_batches_forever`]): a wave of
 //! arrivals or departures (a node restarting, a cleanup) is one event per watcher, not one per
@@ -25,7 +32,7 @@ use tokio::sync::Notify;
 use warren_protocol::user::UserChannel;
 use warren_protocol::{outbound, AppId, ChannelName, ErrorCode, SocketId};
 
-use crate::cluster::{ChannelEvent, ChannelMessage, UserNotice};
+use crate::cluster::{ChannelEvent, ChannelMessage, UserNotice, UserStatus};
 use crate::outbox::{CloseReason, Outbox};
 use crate::ws::frame;
 
@@ -75,13 +82,20 @@ struct Watcher {
     told: Told,
 }
 
-/// What a watcher knows about one watched user (`true`: online).
+/// What a watcher knows about one watched user.
 enum Told {
-    /// Its initial state is not sent yet; the latest change that arrived meanwhile.
-    Pending {
-        held: Option<bool>,
-    },
-    Sent(bool),
+    /// Its initial state is not sent yet; the newest change that arrived meanwhile.
+    Pending { held: Option<UserStatus> },
+    /// The newest status applied (sent, or batched to be sent).
+    Sent(UserStatus),
+}
+
+/// Whether `status` is newer than what is held (nothing held: anything is).
+fn newer(status: UserStatus, held: Option<UserStatus>) -> bool {
+    match held {
+        Some(h) => status.version > h.version,
+        None => true,
+    }
 }
 
 impl LocalUsers {
@@ -135,14 +149,14 @@ impl LocalUsers {
     }
 
     /// Queues the watcher's initial state (`online[i]` for `watchlist[i]`), and batches every
-    /// change held since [`LocalUsers::watch`] that differs from it.
+    /// change held since [`LocalUsers::watch`] that is newer than it and differs from it.
     pub(crate) fn activate(
         &self,
         app: &AppId,
         socket: SocketId,
         outbox: &Outbox,
         watchlist: &[UserChannel],
-        online: &[bool],
+        online: &[UserStatus],
     ) {
         let mut state = self.state.lock();
         let State { users, batches } = &mut *state;
@@ -151,7 +165,7 @@ impl LocalUsers {
             watchlist
                 .iter()
                 .zip(online)
-                .filter(move |(_, &on)| on == want)
+                .filter(move |(_, s)| s.online == want)
                 .map(|(u, _)| u.user().as_str())
         };
         outbox.push(frame::text(
@@ -165,10 +179,12 @@ impl LocalUsers {
                 continue;
             };
             let told = match watcher.told {
-                Told::Pending { held: Some(held) } if held != now => {
-                    batch_of(batches, socket, &watcher.outbox)
-                        .changes
-                        .insert(Arc::from(user.user().as_str()), (now, held));
+                Told::Pending { held: Some(held) } if newer(held, Some(now)) => {
+                    if held.online != now.online {
+                        batch_of(batches, socket, &watcher.outbox)
+                            .changes
+                            .insert(Arc::from(user.user().as_str()), (now.online, held.online));
+                    }
                     held
                 }
                 _ => now,
@@ -203,7 +219,8 @@ impl LocalUsers {
     }
 
     /// Acts on a notice about the user of the event's channel: closes the user's connections,
-    /// or adds the user's new status to its watchers' batches.
+    /// or adds the user's new status to its watchers' batches, unless a watcher already has a
+    /// newer one.
     pub(crate) fn notify(&self, event: &ChannelEvent) {
         let ChannelMessage::User(notice) = event.message else {
             return;
@@ -213,15 +230,14 @@ impl LocalUsers {
         let Some(local) = users.get_mut(&key(&event.app, &event.channel)) else {
             return;
         };
-        let online = match notice {
+        let status = match notice {
             UserNotice::Terminate => {
                 for outbox in local.signed_in.values() {
                     outbox.close(CloseReason::new(ErrorCode::Unauthorized, TERMINATED));
                 }
                 return;
             }
-            UserNotice::Online => true,
-            UserNotice::Offline => false,
+            UserNotice::Status(status) => status,
         };
         let Some(user) = event.channel.server_to_user_id() else {
             return;
@@ -229,14 +245,22 @@ impl LocalUsers {
         let was_idle = batches.is_empty();
         for (&socket, watcher) in &mut local.watchers {
             match &mut watcher.told {
-                Told::Pending { held } => *held = Some(online),
-                Told::Sent(told) if *told != online => {
-                    batch_of(batches, socket, &watcher.outbox)
-                        .changes
-                        .entry(Arc::from(user))
-                        .or_insert((*told, online))
-                        .1 = online;
-                    *told = online;
+                Told::Pending { held } => {
+                    if newer(status, *held) {
+                        *held = Some(status);
+                    }
+                }
+                Told::Sent(told) if newer(status, Some(*told)) => {
+                    if told.online != status.online {
+                        // The batch keeps what the watcher was told before it, and the newest
+                        // status: what is sent is the net change to the newest.
+                        batch_of(batches, socket, &watcher.outbox)
+                            .changes
+                            .entry(Arc::from(user))
+                            .or_insert((told.online, status.online))
+                            .1 = status.online;
+                    }
+                    *told = status;
                 }
                 Told::Sent(_) => {}
             }
@@ -325,6 +349,35 @@ mod tests {
         }
     }
 
+    /// Notices in the order they are made: each newer than the one before.
+    static VERSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(100);
+
+    fn status(online: bool, version: u64) -> UserNotice {
+        UserNotice::Status(UserStatus { online, version })
+    }
+
+    fn online() -> UserNotice {
+        status(
+            true,
+            VERSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    fn offline() -> UserNotice {
+        status(
+            false,
+            VERSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// Initial states older than every notice of [`online`] and [`offline`].
+    fn initial(online: &[bool]) -> Vec<UserStatus> {
+        online
+            .iter()
+            .map(|&online| UserStatus { online, version: 1 })
+            .collect()
+    }
+
     /// The `data` of every frame queued for `outbox`, decoded.
     fn taken(outbox: &Outbox) -> Vec<String> {
         let mut q = VecDeque::new();
@@ -351,14 +404,14 @@ mod tests {
         users.watch(&app, socket, &outbox, &list);
         assert!(users.wants(&app, u1.channel()));
         // While pending: u1 goes offline (held), u2 goes online then offline (net: offline).
-        users.notify(&notice(&u1, UserNotice::Offline));
-        users.notify(&notice(&u2, UserNotice::Online));
-        users.notify(&notice(&u2, UserNotice::Offline));
+        users.notify(&notice(&u1, offline()));
+        users.notify(&notice(&u2, online()));
+        users.notify(&notice(&u2, offline()));
         assert!(
             taken(&outbox).is_empty(),
             "nothing before the initial state"
         );
-        users.activate(&app, socket, &outbox, &list, &[true, false]);
+        users.activate(&app, socket, &outbox, &list, &initial(&[true, false]));
         users.flush();
         assert_eq!(
             taken(&outbox),
@@ -368,18 +421,18 @@ mod tests {
             ]
         );
         // Live: only actual changes are told, once the batch is sent.
-        users.notify(&notice(&u1, UserNotice::Offline));
-        users.notify(&notice(&u2, UserNotice::Online));
+        users.notify(&notice(&u1, offline()));
+        users.notify(&notice(&u2, online()));
         assert!(taken(&outbox).is_empty(), "batched");
         users.flush();
         assert_eq!(
             taken(&outbox),
             [r#"{"events":[{"name":"online","user_ids":["2"]}]}"#]
         );
-        users.notify(&notice(&u2, UserNotice::Offline));
+        users.notify(&notice(&u2, offline()));
         users.unwatch(&app, socket, &list);
         assert!(!users.wants(&app, u1.channel()));
-        users.notify(&notice(&u2, UserNotice::Online));
+        users.notify(&notice(&u2, online()));
         users.flush();
         assert!(taken(&outbox).is_empty(), "nothing after unwatch");
     }
@@ -392,15 +445,21 @@ mod tests {
         let (w1, w2) = (Arc::new(Outbox::new(16)), Arc::new(Outbox::new(16)));
         for (socket, outbox) in [(SocketId::new(1, 1), &w1), (SocketId::new(1, 2), &w2)] {
             users.watch(&app, socket, outbox, &list);
-            users.activate(&app, socket, outbox, &list, &[false, false, true, true]);
+            users.activate(
+                &app,
+                socket,
+                outbox,
+                &list,
+                &initial(&[false, false, true, true]),
+            );
             taken(outbox);
         }
-        users.notify(&notice(&list[0], UserNotice::Online));
-        users.notify(&notice(&list[1], UserNotice::Online));
-        users.notify(&notice(&list[2], UserNotice::Offline));
+        users.notify(&notice(&list[0], online()));
+        users.notify(&notice(&list[1], online()));
+        users.notify(&notice(&list[2], offline()));
         // 4 goes and comes back within the window: not mentioned.
-        users.notify(&notice(&list[3], UserNotice::Offline));
-        users.notify(&notice(&list[3], UserNotice::Online));
+        users.notify(&notice(&list[3], offline()));
+        users.notify(&notice(&list[3], online()));
         users.flush();
         for outbox in [&w1, &w2] {
             assert_eq!(
@@ -410,13 +469,78 @@ mod tests {
                 ]
             );
         }
-        users.notify(&notice(&list[0], UserNotice::Offline));
-        users.notify(&notice(&list[0], UserNotice::Online));
+        users.notify(&notice(&list[0], offline()));
+        users.notify(&notice(&list[0], online()));
         users.flush();
         assert!(
             taken(&w1).is_empty(),
             "a net change of nothing sends nothing"
         );
+    }
+
+    #[test]
+    fn an_older_notice_after_a_newer_one_is_ignored() {
+        let users = LocalUsers::default();
+        let app = AppId::parse("a").unwrap();
+        let list = [user("1")];
+        let outbox = Arc::new(Outbox::new(16));
+        let socket = SocketId::new(1, 1);
+        users.watch(&app, socket, &outbox, &list);
+        let offline_at_10 = UserStatus {
+            online: false,
+            version: 10,
+        };
+        users.activate(&app, socket, &outbox, &list, &[offline_at_10]);
+        taken(&outbox);
+        // This node's sign-in (12) is delivered before another node's earlier sign-out (11),
+        // within one batch: the net change is to the newest status.
+        users.notify(&notice(&list[0], status(true, 12)));
+        users.notify(&notice(&list[0], status(false, 11)));
+        users.flush();
+        assert_eq!(
+            taken(&outbox),
+            [r#"{"events":[{"name":"online","user_ids":["1"]}]}"#]
+        );
+        // And in a later batch: still ignored.
+        users.notify(&notice(&list[0], status(false, 11)));
+        users.notify(&notice(&list[0], status(false, 12)));
+        users.flush();
+        assert!(taken(&outbox).is_empty(), "not newer: ignored");
+        users.notify(&notice(&list[0], status(false, 13)));
+        users.flush();
+        assert_eq!(
+            taken(&outbox),
+            [r#"{"events":[{"name":"offline","user_ids":["1"]}]}"#]
+        );
+    }
+
+    #[test]
+    fn held_and_initial_statuses_are_ordered_by_version() {
+        let users = LocalUsers::default();
+        let app = AppId::parse("a").unwrap();
+        let list = [user("1"), user("2")];
+        let outbox = Arc::new(Outbox::new(16));
+        let socket = SocketId::new(1, 1);
+        users.watch(&app, socket, &outbox, &list);
+        // User 1: online (12) held, then a late offline (11): the newer one stays held.
+        users.notify(&notice(&list[0], status(true, 12)));
+        users.notify(&notice(&list[0], status(false, 11)));
+        // User 2: an offline (4) older than the initial state read after it.
+        users.notify(&notice(&list[1], status(false, 4)));
+        let read = |online| UserStatus { online, version: 5 };
+        users.activate(&app, socket, &outbox, &list, &[read(false), read(true)]);
+        users.flush();
+        assert_eq!(
+            taken(&outbox),
+            [
+                r#"{"events":[{"name":"online","user_ids":["2"]},{"name":"offline","user_ids":["1"]}]}"#,
+                r#"{"events":[{"name":"online","user_ids":["1"]}]}"#,
+            ]
+        );
+        // A notice about a change the initial state already showed changes nothing.
+        users.notify(&notice(&list[1], status(false, 5)));
+        users.flush();
+        assert!(taken(&outbox).is_empty());
     }
 
     #[test]

@@ -41,7 +41,7 @@ use super::envelope;
 use super::{
     BackendError, Broker, CachedEvent, ChannelEvent, ChannelMessage, ChannelStats, ClusterBackend,
     ClusterState, CountVersion, EventSink, JoinError, PresenceJoin, PresenceLeave, Seams,
-    SubscriptionChange, UserNotice,
+    SubscriptionChange, UserNotice, UserStatus,
 };
 use crate::config::RedisTarget;
 use keys::Keys;
@@ -632,7 +632,7 @@ impl ClusterState for RedisCluster {
         app: &AppId,
         socket: SocketId,
         user: &UserId,
-    ) -> Result<bool, BackendError> {
+    ) -> Result<Option<u64>, BackendError> {
         let inner = &self.inner;
         let instance = inner.instance.read().await;
         let online = inner.sign_in(&instance, app, socket, user).await;
@@ -649,11 +649,11 @@ impl ClusterState for RedisCluster {
         app: &AppId,
         socket: SocketId,
         _user: &UserId,
-    ) -> Result<bool, BackendError> {
+    ) -> Result<Option<u64>, BackendError> {
         self.inner.sign_out(app, socket).await
     }
 
-    async fn online(&self, app: &AppId, users: &[UserId]) -> Result<Vec<bool>, BackendError> {
+    async fn online(&self, app: &AppId, users: &[UserId]) -> Result<Vec<UserStatus>, BackendError> {
         self.inner.online(app, users).await
     }
 
@@ -757,7 +757,7 @@ fn announce_member_removed(inner: &Inner, app: &AppId, channel: &ChannelName, us
 
 /// Delivers a user's going online or offline, found by re-registration or cleanup, to this
 /// node's watchers (the script already told the other nodes).
-fn announce_user(inner: &Inner, app: &AppId, user: UserId, notice: UserNotice) {
+fn announce_user(inner: &Inner, app: &AppId, user: UserId, status: UserStatus) {
     let Ok(channel) = UserChannel::new(user) else {
         return;
     };
@@ -765,7 +765,7 @@ fn announce_user(inner: &Inner, app: &AppId, user: UserId, notice: UserNotice) {
         app: app.clone(),
         channel: channel.channel().clone(),
         except: None,
-        message: ChannelMessage::User(notice),
+        message: ChannelMessage::User(UserNotice::Status(status)),
     });
 }
 

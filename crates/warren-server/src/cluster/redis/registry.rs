@@ -13,7 +13,7 @@ use super::{
     announce_member_added, announce_member_removed, announce_user, backend, value, Inner,
     COMMAND_TIMEOUT,
 };
-use crate::cluster::{BackendError, UserNotice};
+use crate::cluster::{BackendError, UserStatus};
 
 /// Subscriptions a cleanup script removes per call.
 const REAP_BATCH: usize = 500;
@@ -217,8 +217,12 @@ async fn reregister(inner: &Inner, why: &str) -> Result<(), BackendError> {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     for ((app, socket), user) in sign_ins {
-        if inner.sign_in(&instance, &app, socket, &user).await? {
-            announce_user(inner, &app, user, UserNotice::Online);
+        if let Some(version) = inner.sign_in(&instance, &app, socket, &user).await? {
+            let online = UserStatus {
+                online: true,
+                version,
+            };
+            announce_user(inner, &app, user, online);
         }
     }
     *current = instance;
@@ -328,9 +332,18 @@ async fn reap_instance(inner: &Inner, instance: &str) -> Result<(), BackendError
             for t in transitions.chunks_exact(3) {
                 let kind = value::string(&t[0], "reap")?;
                 if kind == "offline" {
+                    // The script puts the offline version where other kinds have a channel.
+                    let version = value::int(&t[1], "reap")?;
                     let user = value::string(&t[2], "reap")?;
-                    if let Ok(user) = UserId::parse(&user, super::ANY_NAME_LENGTH) {
-                        announce_user(inner, &app, user, UserNotice::Offline);
+                    if let (Ok(version), Ok(user)) = (
+                        u64::try_from(version),
+                        UserId::parse(&user, super::ANY_NAME_LENGTH),
+                    ) {
+                        let offline = UserStatus {
+                            online: false,
+                            version,
+                        };
+                        announce_user(inner, &app, user, offline);
                     }
                     continue;
                 }

@@ -77,14 +77,47 @@ local function leave(ch, sock, inst, relay, env, pub)
 end
 "#;
 
+/// `user_version(b)`: the version of a user's going online or offline, as `bump` but one
+/// counter per app (`<base>:uv`): versions of every user of the app keep growing, so the
+/// counter read with the statuses orders them against any notice (see `Inner::online`), and no
+/// key per user lives forever. `be64(v)`: `v` as the envelope's big-endian u64.
+/// INVARIANT(user-status-versioned): taken in the same script as the transition it versions.
+const USER_VERSION_FN: &str = r#"
+local function user_version(b)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local key = b .. ':uv'
+  local v = math.max(now, tonumber(redis.call('GET', key) or '0') + 1)
+  redis.call('SET', key, string.format('%d', v))
+  return v
+end
+local function be64(v)
+  local s = ''
+  for _ = 1, 8 do
+    s = string.char(v % 256) .. s
+    v = math.floor(v / 256)
+  end
+  return s
+end
+-- The user's status notice: the envelope header `env` completed with the user's channel,
+-- kind 6 (online) or 7 (offline) and the version (see `cluster::envelope`).
+local function announce_user(relay, env, pub, u, kind, v)
+  if relay == '' then return end
+  local ch = '#server-to-user-' .. u
+  local len = string.char(math.floor(#ch / 256), #ch % 256)
+  redis.call(pub, relay .. ch, env .. len .. ch .. kind .. be64(v))
+end
+"#;
+
 /// Signed-in users, per app: `<base>:uo` socket -> owning instance, `<base>:us` socket ->
-/// user, `<base>:uc` user -> signed-in connections. A sign-in is also recorded in the
+/// user, `<base>:uc` user -> signed-in connections, `<base>:uv` the last version of a user's
+/// going online or offline. A sign-in is also recorded in the
 /// instance's `:n:` set, as `#user\n<socket>` (no channel is named `#user`), so the cleanup of
 /// a dead instance signs its sockets out like it unsubscribes them.
 ///
-/// `signout(sock, inst, relay, env, pub)` -> `{went_offline, user}`: as `leave`, only counts
-/// when the socket is `inst`'s, and publishes the user's going offline itself (the envelope
-/// `env` completed with the user's channel and kind 7, `\7`) when `relay` is given.
+/// `signout(sock, inst, relay, env, pub)` -> `{offline_version, user}` (version 0 when the
+/// user is still online or the socket was not signed in): as `leave`, only counts when the
+/// socket is `inst`'s, and publishes the user's going offline itself when `relay` is given.
 const SIGNOUT_FN: &str = r#"
 local function signout(sock, inst, relay, env, pub)
   local entry = '#user\n' .. sock
@@ -99,20 +132,18 @@ local function signout(sock, inst, relay, env, pub)
   redis.call('HDEL', b .. ':us', sock)
   if redis.call('HINCRBY', b .. ':uc', u, -1) > 0 then return {0, u} end
   redis.call('HDEL', b .. ':uc', u)
+  local v = user_version(b)
   -- INVARIANT(announcement-with-change): see `leave`.
-  if relay ~= '' then
-    local ch = '#server-to-user-' .. u
-    local len = string.char(math.floor(#ch / 256), #ch % 256)
-    redis.call(pub, relay .. ch, env .. len .. ch .. '\7')
-  end
-  return {1, u}
+  announce_user(relay, env, pub, u, '\7', v)
+  return {v, u}
 end
 "#;
 
-/// KEYS[1] app base; ARGV sock, inst, user, node prefix (`<node id>~`), relay channel ('' when
-/// the caller announces itself), user_online envelope, publish command -> 1 when the user came
-/// online, 0 when not (signed in elsewhere, or this socket already was), -2 when another node
-/// owns the socket id. Signing in again after a re-registration moves the socket to `inst`.
+/// KEYS[1] app base; ARGV sock, inst, user, node prefix (`<node id>~`), relay prefix ('' when
+/// the caller announces itself), envelope header, publish command -> the version of the
+/// user's going online when they came online, 0 when not (signed in elsewhere, or this socket
+/// already was), -2 when another node owns the socket id. Signing in again after a
+/// re-registration moves the socket to `inst`.
 const SIGNIN: &str = r#"
 local b = KEYS[1]
 local sock, inst, user = ARGV[1], ARGV[2], ARGV[3]
@@ -131,9 +162,10 @@ redis.call('HSET', b .. ':uo', sock, inst)
 redis.call('HSET', b .. ':us', sock, user)
 redis.call('SADD', b .. ':n:' .. inst, entry)
 if redis.call('HINCRBY', b .. ':uc', user, 1) == 1 then
+  local v = user_version(b)
   -- INVARIANT(announcement-with-change): see `leave`.
-  if ARGV[5] ~= '' then redis.call(ARGV[7], ARGV[5], ARGV[6]) end
-  return 1
+  announce_user(ARGV[5], ARGV[6], ARGV[7], user, '\6', v)
+  return v
 end
 return 0
 "#;
@@ -203,7 +235,7 @@ const LEAVE: &str = "return leave(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], A
 /// command. Removes up
 /// to a batch of the instance's
 /// subscriptions and sign-ins -> `{remaining, {kind, channel, user, ...}}` with kind
-/// `member_removed`, `vacated` or `offline` (channel ''). Batches keep each script short, however much a node held.
+/// `member_removed`, `vacated` or `offline` (in place of the channel, the offline version). Batches keep each script short, however much a node held.
 const REAP: &str = r#"
 local set = b .. ':n:' .. ARGV[1]
 local entries = redis.call('SPOP', set, tonumber(ARGV[2]))
@@ -214,8 +246,8 @@ for _, e in ipairs(entries) do
     local ch, sock = string.sub(e, 1, nl - 1), string.sub(e, nl + 1)
     if ch == '#user' then
       local r = signout(sock, ARGV[1], ARGV[3], ARGV[4], ARGV[5])
-      if r[1] == 1 then
-        table.insert(out, 'offline'); table.insert(out, ''); table.insert(out, r[2])
+      if r[1] > 0 then
+        table.insert(out, 'offline'); table.insert(out, string.format('%d', r[1])); table.insert(out, r[2])
       end
     else
       local r = leave(ch, sock, ARGV[1], ARGV[3], ARGV[4], ARGV[5])
@@ -372,9 +404,11 @@ impl Scripts {
         Self {
             join: Script::from_lua(format!("{VERSION_FN}\n{JOIN}")),
             leave: with_leave(LEAVE),
-            reap: with_leave(&format!("{SIGNOUT_FN}\n{REAP}")),
-            sign_in: Script::from_lua(SIGNIN),
-            sign_out: Script::from_lua(format!("local b = KEYS[1]\n{SIGNOUT_FN}\n{SIGNOUT}")),
+            reap: with_leave(&format!("{USER_VERSION_FN}\n{SIGNOUT_FN}\n{REAP}")),
+            sign_in: Script::from_lua(format!("{USER_VERSION_FN}\n{SIGNIN}")),
+            sign_out: Script::from_lua(format!(
+                "local b = KEYS[1]\n{USER_VERSION_FN}\n{SIGNOUT_FN}\n{SIGNOUT}"
+            )),
             channels: Script::from_lua(CHANNELS),
             channel: Script::from_lua(CHANNEL),
             count: Script::from_lua(COUNT),

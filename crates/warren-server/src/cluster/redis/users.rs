@@ -3,34 +3,27 @@
 //! A sign-in is recorded under the node instance like a subscription (see `scripts`), so the
 //! cleanup of a dead node signs its users out, and a node that registers again records its
 //! sign-ins again from its mirror. Going online and offline are announced by the scripts on
-//! the user's `#server-to-user-` relay channel, in the same atomic step as the change.
+//! the user's `#server-to-user-` relay channel, in the same atomic step as the change, with
+//! a version from the app's counter of user transitions (INVARIANT(user-status-versioned)).
 
-use fred::interfaces::HashesInterface;
+use fred::interfaces::{HashesInterface, KeysInterface};
 use fred::types::Value;
-use warren_protocol::user::UserChannel;
 use warren_protocol::{AppId, SocketId, UserId};
 
-use super::{backend, envelope, value, Inner, COMMAND_TIMEOUT};
-use crate::cluster::{BackendError, ChannelEvent, ChannelMessage, UserNotice};
+use super::{backend, value, Inner, COMMAND_TIMEOUT};
+use crate::cluster::{BackendError, UserStatus};
 
 impl Inner {
-    /// Runs the sign-in script under `instance`; whether the user came online.
+    /// Runs the sign-in script under `instance`; the version of the user's going online, when
+    /// they came online.
     pub(super) async fn sign_in(
         &self,
         instance: &str,
         app: &AppId,
         socket: SocketId,
         user: &UserId,
-    ) -> Result<bool, BackendError> {
+    ) -> Result<Option<u64>, BackendError> {
         self.announce_app(app, instance).await?;
-        let channel = UserChannel::new(user.clone())
-            .map_err(|e| BackendError(format!("user {user:?} has no channel: {e}")))?;
-        let online = ChannelEvent {
-            app: app.clone(),
-            channel: channel.channel().clone(),
-            except: None,
-            message: ChannelMessage::User(UserNotice::Online),
-        };
         let reply = self
             .eval(
                 &self.scripts.sign_in,
@@ -40,8 +33,8 @@ impl Inner {
                     Value::from(instance),
                     Value::from(user.as_str()),
                     Value::from(format!("{}~", self.options.node_id)),
-                    Value::from(self.keys.events(app, channel.channel())),
-                    Value::Bytes(envelope::encode(&self.origin, &online)?),
+                    Value::from(self.relay_prefix(app)),
+                    Value::Bytes(self.departure_header(app)?),
                     Value::from(self.publish_command()),
                 ],
             )
@@ -50,16 +43,16 @@ impl Inner {
             -2 => Err(BackendError(format!(
                 "socket id {socket} is in use by another node's connection"
             ))),
-            n => Ok(n == 1),
+            v => Ok(u64::try_from(v).ok().filter(|&v| v > 0)),
         }
     }
 
-    /// Runs the sign-out script; whether the user went offline.
+    /// Runs the sign-out script; the version of the user's going offline, when they did.
     pub(super) async fn sign_out(
         &self,
         app: &AppId,
         socket: SocketId,
-    ) -> Result<bool, BackendError> {
+    ) -> Result<Option<u64>, BackendError> {
         self.signed_in.lock().remove(&(app.clone(), socket));
         let instance = self.instance.read().await;
         let reply = self
@@ -76,7 +69,8 @@ impl Inner {
             )
             .await;
         let reply = value::array(self.note_failure(reply)?, "sign-out")?;
-        value::flag_at(&reply, 0, "sign-out")
+        let version = value::int(reply.first().unwrap_or(&Value::Null), "sign-out")?;
+        Ok(u64::try_from(version).ok().filter(|&v| v > 0))
     }
 
     /// Whether each user has a signed-in connection anywhere.
@@ -84,14 +78,24 @@ impl Inner {
         &self,
         app: &AppId,
         users: &[UserId],
-    ) -> Result<Vec<bool>, BackendError> {
+    ) -> Result<Vec<UserStatus>, BackendError> {
         if users.is_empty() {
             return Ok(Vec::new());
         }
         if let Some(e) = self.unavailable() {
             return Err(e);
         }
-        let key = format!("{}:uc", self.keys.app_base(app));
+        let base = self.keys.app_base(app);
+        // The app's version counter is read *before* the statuses: every transition with a
+        // version up to it happened before the statuses were read, so they show it; any later
+        // one has a larger version and its notice will be applied.
+        let version: Option<u64> =
+            tokio::time::timeout(COMMAND_TIMEOUT, self.client.get(format!("{base}:uv")))
+                .await
+                .map_err(|_| BackendError("Redis command timed out".into()))?
+                .map_err(backend)?;
+        let version = version.unwrap_or(0);
+        let key = format!("{base}:uc");
         let fields: Vec<&str> = users.iter().map(UserId::as_str).collect();
         let reply: Value = tokio::time::timeout(COMMAND_TIMEOUT, self.client.hmget(key, fields))
             .await
@@ -107,7 +111,12 @@ impl Inner {
         }
         counts
             .iter()
-            .map(|c| Ok(value::int(c, "online")? > 0))
+            .map(|c| {
+                Ok(UserStatus {
+                    online: value::int(c, "online")? > 0,
+                    version,
+                })
+            })
             .collect()
     }
 }
