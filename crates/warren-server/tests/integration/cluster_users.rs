@@ -124,3 +124,97 @@ async fn a_user_is_online_from_its_first_connection_anywhere_to_its_last() {
         );
     }
 }
+
+/// INVARIANT(user-status-versioned): another node's notice that is not newer than what a
+/// watcher holds (its "offline" still in transit when this node's sign-in brought the user
+/// back) does not override the newer status; a newer notice does. The late notices are
+/// published on the user's relay channel as another node's would be.
+#[tokio::test]
+async fn a_late_notice_from_another_node_does_not_override_a_newer_status() {
+    let prefix = unique_prefix("wl");
+    let p = prefix.clone();
+    let a = start_with(move |c| {
+        use_shared_redis(c, p, 1000);
+        demo_app(c).watchlist_events = true;
+    })
+    .await;
+    let mut watcher = connect(&a).await;
+    watcher
+        .signed_in(&json!({"id":"w","watchlist":["u"]}))
+        .await;
+    assert_eq!(
+        watchlist(&mut watcher).await,
+        json!({"events":[{"name":"offline","user_ids":["u"]}]})
+    );
+    let mut u = connect(&a).await;
+    u.signed_in(&json!({"id":"u"})).await;
+    assert_eq!(
+        watchlist(&mut watcher).await,
+        json!({"events":[{"name":"online","user_ids":["u"]}]})
+    );
+    // The app's last user version: u's coming online (w's sign-in was no transition for u,
+    // and versions are per app, so it is at least u's).
+    let base = format!("{{{prefix}:app-id}}");
+    let reply = redis(&[b"GET", format!("{base}:uv").as_bytes()]).await;
+    let online: u64 = resp_bulk(&reply).parse().expect("a version");
+    let relay = format!("{base}:pev:#server-to-user-u");
+    for late in [online - 1, online] {
+        let n = redis(&[b"PUBLISH", relay.as_bytes(), &offline_envelope("u", late)]).await;
+        assert_eq!(n, b":1\r\n", "node a listens to u's channel");
+    }
+    watcher.assert_silent().await;
+    redis(&[
+        b"PUBLISH",
+        relay.as_bytes(),
+        &offline_envelope("u", online + 1),
+    ])
+    .await;
+    assert_eq!(
+        watchlist(&mut watcher).await,
+        json!({"events":[{"name":"offline","user_ids":["u"]}]}),
+        "a newer notice is applied"
+    );
+}
+
+/// The relay envelope (`cluster::envelope`) of another node's "user went offline".
+fn offline_envelope(user: &str, version: u64) -> Vec<u8> {
+    let mut out = vec![2];
+    let channel = format!("#server-to-user-{user}");
+    for s in ["elsewhere~1", "", "app-id", &channel] {
+        out.extend_from_slice(&u16::try_from(s.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    out.push(7);
+    out.extend_from_slice(&version.to_be_bytes());
+    out
+}
+
+/// Sends one command to the shared Redis; its raw reply.
+async fn redis(args: &[&[u8]]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let url = warren_testkit::redis::shared_url();
+    let addr = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut cmd = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        cmd.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        cmd.extend_from_slice(a);
+        cmd.extend_from_slice(b"\r\n");
+    }
+    conn.write_all(&cmd).await.unwrap();
+    let mut reply = vec![0; 512];
+    let n = conn.read(&mut reply).await.unwrap();
+    reply.truncate(n);
+    reply
+}
+
+/// The text of a bulk-string reply (`$len\r\ntext\r\n`).
+fn resp_bulk(reply: &[u8]) -> String {
+    let text = std::str::from_utf8(reply).unwrap();
+    text.lines().nth(1).unwrap_or_default().to_owned()
+}
