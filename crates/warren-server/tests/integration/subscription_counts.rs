@@ -145,3 +145,54 @@ async fn above_100_subscribers_counts_come_at_most_every_5_seconds() {
     assert_eq!(seen.last(), Some(&100), "{seen:?}");
     assert!(seen.iter().all(|n| *n <= 102), "{seen:?}");
 }
+
+/// The window is cluster-wide: with subscribers spread over two nodes, changes on either node
+/// while the window is open send nothing to anyone, and its end sends the count as it is.
+#[tokio::test]
+async fn above_100_subscribers_the_window_holds_across_nodes() {
+    let (a, b) = two_nodes(counting).await;
+    let nodes = [&a, &b];
+    let ch = "crowded-cluster";
+    let mut on_a = join(&a, ch).await;
+    let mut on_b = join(&b, ch).await;
+    let mut others: Vec<Socket> = Vec::new();
+    for i in 2..100 {
+        others.push(join(nodes[i % 2], ch).await);
+    }
+    let seen_a = counts_within(&mut on_a, Duration::from_millis(1000)).await;
+    assert_eq!(seen_a, (1..=100).collect::<Vec<u64>>());
+    let seen_b = counts_within(&mut on_b, Duration::from_millis(200)).await;
+    assert_eq!(seen_b, (2..=100).collect::<Vec<u64>>());
+
+    // 101 on a, then 102 on b and 103 on a within the window: 101 everywhere at once, then
+    // nothing from either node until the window ends, then 103.
+    let started = Instant::now();
+    for node in [&a, &b, &a] {
+        let mut s = connect(node).await;
+        s.subscribed(ch, None).await;
+        others.push(s);
+    }
+    for s in [&mut on_a, &mut on_b] {
+        assert_eq!(count(s, ch).await, 101);
+    }
+    let until = Duration::from_secs(4).saturating_sub(started.elapsed());
+    let (quiet_a, quiet_b) = tokio::join!(
+        counts_within(&mut on_a, until),
+        counts_within(&mut on_b, until)
+    );
+    assert_eq!(quiet_a, Vec::<u64>::new(), "throttled on a");
+    assert_eq!(quiet_b, Vec::<u64>::new(), "throttled on b");
+    for s in [&mut on_a, &mut on_b] {
+        assert_eq!(count(s, ch).await, 103);
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(5) && elapsed < Duration::from_secs(8),
+        "{elapsed:?}"
+    );
+    let (after_a, after_b) = tokio::join!(
+        counts_within(&mut on_a, Duration::from_millis(500)),
+        counts_within(&mut on_b, Duration::from_millis(500))
+    );
+    assert_eq!((after_a, after_b), (vec![], vec![]), "one count per window");
+}
