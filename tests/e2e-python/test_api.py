@@ -354,8 +354,8 @@ class UserTest(unittest.TestCase):
         self.assertEqual(API.send_to_user("py-nobody-%s" % uuid.uuid4().hex[:8], "for-you", {"hi": 1}), {})
 
     def test_terminate_user_connections(self):
-        if not hasattr(API, "terminate_user_connections"):
-            self.skipTest("this pusher version has no terminate_user_connections")
+        # The pinned SDK has it: a missing method must fail, not skip.
+        self.assertTrue(hasattr(API, "terminate_user_connections"), "the pusher SDK lacks terminate_user_connections")
         # pusher-http-python posts to /users/{id}/terminate_connections (no /apps/{id} prefix).
         self.assertEqual(API.terminate_user_connections("py-nobody-%s" % uuid.uuid4().hex[:8]), {})
 
@@ -370,8 +370,7 @@ class UserTest(unittest.TestCase):
         self.assertEqual(other.seen(event="for-you"), [])
 
     def test_terminate_user_connections_closes_them_with_4009(self):
-        if not hasattr(API, "terminate_user_connections"):
-            self.skipTest("this pusher version has no terminate_user_connections")
+        self.assertTrue(hasattr(API, "terminate_user_connections"), "the pusher SDK lacks terminate_user_connections")
         user = "py-term-%s" % uuid.uuid4().hex[:8]
         first = hold(type(self), user, [], signin=True)
         second = hold(type(self), user, [], signin=True)
