@@ -22,6 +22,10 @@
 //! script that announces a presence change atomically append its own fields to a header
 //! made here ([`header`]), without writing any Pusher JSON: the receiving node builds the
 //! frame. Anything malformed decodes to `None` and is never trusted.
+//!
+//! Kinds 6 and 7 gained their version without a new format version on purpose: between nodes
+//! of a rolling upgrade only user status notices fail to decode (and are dropped), not every
+//! relayed event.
 
 use std::sync::Arc;
 
