@@ -2,9 +2,10 @@
 //! server-wide sweeper reads (last heard from, ping outstanding, authentication deadline).
 //!
 //! Producers (the hub, on behalf of any publisher) push shared frames; the connection's own task
-//! takes everything queued at once and writes it in as few syscalls as it can. The queue never
-//! allocates while empty and holds `Bytes` handles only, so a frame delivered to ten thousand
-//! connections exists once in memory. Waking the connection is one atomic waker, and only the
+//! takes everything queued at once and writes it in as few syscalls as it can, then hands the
+//! emptied queue back ([`Outbox::recycle`]): between bursts a connection keeps one small queue
+//! allocation and no more. The queue holds `Bytes` handles only, so a frame delivered to ten
+//! thousand connections exists once in memory. Waking the connection is one atomic waker, and only the
 //! push that makes the queue non-empty wakes it.
 
 use std::collections::VecDeque;
@@ -62,6 +63,9 @@ pub struct Outbox {
     /// (`user_authentication_timeout`); 0: no such deadline (off, or met).
     auth_deadline: AtomicU64,
 }
+
+/// Largest queue (in frames) handed back for reuse; a larger one, grown for a burst, is freed.
+const RECYCLED_CAPACITY: usize = 8;
 
 /// The code a slow consumer is closed with: Pusher's "over capacity", which pusher-js retries.
 pub const SLOW_CONSUMER: ErrorCode = ErrorCode::OverCapacity;
@@ -170,6 +174,24 @@ impl Outbox {
         st.closing.clone()
     }
 
+    /// Takes back an emptied queue from the writer, so that the next push need not allocate:
+    /// the outbox keeps one small queue allocation across wake-ups, never two, and none that
+    /// grew for a burst.
+    pub fn recycle(&self, emptied: &mut VecDeque<Bytes>) {
+        debug_assert!(emptied.is_empty());
+        if emptied.capacity() > RECYCLED_CAPACITY {
+            *emptied = VecDeque::new();
+            return;
+        }
+        let mut st = self.state.lock();
+        if st.frames.capacity() == 0 {
+            std::mem::swap(&mut st.frames, emptied);
+        } else {
+            drop(st);
+            *emptied = VecDeque::new();
+        }
+    }
+
     /// The client sent something: it is alive, and any outstanding ping is answered.
     pub fn heard_from(&self, now: u64) {
         self.last_seen.store(now, Ordering::Relaxed);
@@ -258,6 +280,33 @@ mod tests {
             Some(ErrorCode::GenericReconnect)
         );
         assert!(ob.ready.load(Ordering::Acquire), "a close stays pending");
+    }
+
+    #[test]
+    fn one_small_queue_is_kept_between_bursts() {
+        let ob = Outbox::new(100);
+        let mut q = VecDeque::new();
+        ob.push(Bytes::from_static(b"a"));
+        ob.take(&mut q);
+        q.clear();
+        let kept = q.capacity();
+        assert!(kept > 0);
+        ob.recycle(&mut q);
+        assert_eq!(q.capacity(), 0, "the writer keeps nothing");
+        assert_eq!(
+            ob.state.lock().frames.capacity(),
+            kept,
+            "the outbox keeps it"
+        );
+        // Pushing reuses it; a queue grown for a burst is not kept.
+        for _ in 0..50 {
+            ob.push(Bytes::from_static(b"b"));
+        }
+        ob.take(&mut q);
+        q.clear();
+        ob.recycle(&mut q);
+        assert_eq!(q.capacity(), 0);
+        assert_eq!(ob.state.lock().frames.capacity(), 0);
     }
 
     #[test]

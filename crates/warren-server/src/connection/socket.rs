@@ -200,8 +200,9 @@ impl Socket {
                 Err(e) => return Err(e),
             }
         }
-        // An idle connection keeps no queue memory; the next burst allocates a small one.
-        self.queue = VecDeque::new();
+        // The emptied queue goes back to the outbox for the next burst (no allocation per
+        // wake-up), or is freed if the outbox has one already or it grew large.
+        self.outbox.recycle(&mut self.queue);
         Ok(true)
     }
 

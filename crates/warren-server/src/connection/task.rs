@@ -58,24 +58,24 @@ impl Future for ConnectionTask {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         loop {
-            this.stage = match std::mem::replace(&mut this.stage, Stage::Done) {
-                Stage::Idle(mut parts) => match parts.socket.poll_next(cx) {
-                    Poll::Ready(next) => Stage::Busy(work(parts, next)),
-                    Poll::Pending => {
-                        this.stage = Stage::Idle(parts);
-                        return Poll::Pending;
+            // The parts move only when work starts or ends: a wake-up that finds the idle
+            // connection with nothing but non-blocking steps to take copies nothing.
+            match &mut this.stage {
+                Stage::Idle(parts) => {
+                    let next = ready!(parts.socket.poll_next(cx));
+                    if let Stage::Idle(parts) = std::mem::replace(&mut this.stage, Stage::Done) {
+                        this.stage = Stage::Busy(work(parts, next));
                     }
-                },
-                Stage::Busy(mut work) => match work.as_mut().poll(cx) {
-                    Poll::Ready(Some(parts)) => Stage::Idle(parts),
-                    Poll::Ready(None) => return Poll::Ready(()),
-                    Poll::Pending => {
-                        this.stage = Stage::Busy(work);
-                        return Poll::Pending;
+                }
+                Stage::Busy(work) => match ready!(work.as_mut().poll(cx)) {
+                    Some(parts) => this.stage = Stage::Idle(parts),
+                    None => {
+                        this.stage = Stage::Done;
+                        return Poll::Ready(());
                     }
                 },
                 Stage::Done => return Poll::Ready(()),
-            };
+            }
             // Coming back from work: yield if the runtime asks us to, rather than loop on.
             ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
         }
