@@ -145,7 +145,9 @@ impl Fixture for Redis {
             target: RedisTarget::parse(&self.url).expect("REDIS_URL is a valid Redis URL"),
             prefix: self.prefix.clone(),
             node_id: id.to_owned(),
-            node_timeout: Duration::from_millis(1000),
+            // Short, so that the reaping tests finish within `WAIT`; not the minimum (1 s), so
+            // that a loaded machine's stall does not get a live node reaped mid-test.
+            node_timeout: Duration::from_millis(2000),
         };
         let cluster = RedisCluster::connect(options, sink.clone())
             .await
