@@ -104,6 +104,11 @@ async fn route(mut stream: TcpStream, routes: Routes) {
                 .write_all(handshake::http_error(400, "Bad Request", why).as_bytes())
                 .await;
         }
+        Some(Head::WrongVersion) => {
+            let _ = stream
+                .write_all(handshake::wrong_version().as_bytes())
+                .await;
+        }
         Some(Head::Http) | None => {
             let prefix = buf.freeze();
             match routes.ingress {

@@ -111,7 +111,8 @@ impl Outbox {
         true
     }
 
-    /// Queues several frames in order, atomically with respect to other producers.
+    /// Queues several frames in order, atomically with respect to other producers; more than
+    /// the queue may hold closes the connection as a slow consumer, like [`Outbox::push`].
     pub fn push_all(&self, frames: impl IntoIterator<Item = Bytes>) {
         let mut st = self.state.lock();
         if st.closing.is_some() {
@@ -119,6 +120,13 @@ impl Outbox {
         }
         st.frames.extend(frames);
         if st.frames.is_empty() {
+            return;
+        }
+        // INVARIANT(bounded-outbox)
+        if st.frames.len() > self.max_frames {
+            st.frames = VecDeque::new();
+            drop(st);
+            self.close_slow_consumer();
             return;
         }
         self.ready.store(true, Ordering::Release);
@@ -280,6 +288,22 @@ mod tests {
             Some(ErrorCode::GenericReconnect)
         );
         assert!(ob.ready.load(Ordering::Acquire), "a close stays pending");
+    }
+
+    #[test]
+    fn push_all_never_exceeds_the_bound() {
+        let ob = Outbox::new(3);
+        ob.push(Bytes::from_static(b"a"));
+        ob.push_all([Bytes::from_static(b"b"), Bytes::from_static(b"c")]);
+        assert_eq!(ob.state.lock().frames.len(), 3);
+        ob.push_all([Bytes::from_static(b"d")]);
+        let mut q = VecDeque::new();
+        let closing = ob.take(&mut q);
+        assert!(
+            q.is_empty(),
+            "a slow consumer's backlog is dropped, not kept over the bound"
+        );
+        assert_eq!(closing.map(|r| r.code()), Some(SLOW_CONSUMER));
     }
 
     #[test]

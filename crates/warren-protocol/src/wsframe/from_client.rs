@@ -112,12 +112,23 @@ fn close_message(payload: &[u8]) -> Result<Message, FrameError> {
         [] => Ok(Message::Close(None)),
         [_] => Err(FrameError::Protocol("close frame with a one-byte payload")),
         [a, b, reason @ ..] => {
+            let code = u16::from_be_bytes([*a, *b]);
+            if !is_sendable_close_code(code) {
+                return Err(FrameError::Protocol("invalid close code"));
+            }
             if std::str::from_utf8(reason).is_err() {
                 return Err(FrameError::InvalidUtf8);
             }
-            Ok(Message::Close(Some(u16::from_be_bytes([*a, *b]))))
+            Ok(Message::Close(Some(code)))
         }
     }
+}
+
+/// Close codes an endpoint may put in a close frame (RFC 6455 section 7.4: the defined codes
+/// except 1004-1006 and 1015, which must never be sent; 1012-1014 registered since with IANA;
+/// 3000-4999 for libraries and applications). Anything else is a protocol error.
+pub fn is_sendable_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 #[cfg(test)]
@@ -269,12 +280,61 @@ mod tests {
             Err(FrameError::TooBig { max: 1000 })
         );
         let huge_len = [
-            0x81u8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0,
+            0x81u8, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0,
         ];
         assert_eq!(
             decode_all(&huge_len, 1000),
             Err(FrameError::TooBig { max: 1000 })
         );
         assert_eq!(FrameError::TooBig { max: 1 }.close_code(), 1009);
+        // RFC 6455 section 5.2: a 64-bit length must have its top bit clear; one that does not
+        // is a protocol error (1002), not a message that is too big.
+        let top_bit = [0x81u8, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0];
+        let refused = decode_all(&top_bit, 1000);
+        assert!(
+            matches!(refused, Err(FrameError::Protocol(_))),
+            "{refused:?}"
+        );
+        assert_eq!(refused.err().map(|e| e.close_code()), Some(1002));
+    }
+
+    #[test]
+    fn close_codes_follow_rfc6455_section_7_4() {
+        // (code, accepted): the defined codes, the never-sent ones, the IANA-registered
+        // 1012-1014, the reserved ranges and the application range.
+        let table: &[(u16, bool)] = &[
+            (0, false),
+            (999, false),
+            (1000, true),
+            (1001, true),
+            (1002, true),
+            (1003, true),
+            (1004, false),
+            (1005, false),
+            (1006, false),
+            (1007, true),
+            (1011, true),
+            (1012, true),
+            (1014, true),
+            (1015, false),
+            (1016, false),
+            (2999, false),
+            (3000, true),
+            (4999, true),
+            (5000, false),
+            (65535, false),
+        ];
+        for &(code, accepted) in table {
+            let frame = client_frame(true, OP_CLOSE, &code.to_be_bytes());
+            let got = decode_all(&frame, 100);
+            if accepted {
+                assert_eq!(got, Ok(vec![Message::Close(Some(code))]), "code {code}");
+            } else {
+                assert!(
+                    matches!(got, Err(FrameError::Protocol(_))),
+                    "code {code}: {got:?}"
+                );
+            }
+        }
     }
 }

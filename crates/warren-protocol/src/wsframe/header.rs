@@ -51,6 +51,12 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<Header>, FrameError> {
             _ => return Ok(None),
         },
         127 => match buf.get(2..10).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+            // RFC 6455 section 5.2: the most significant bit of a 64-bit length must be 0.
+            Some(bytes) if bytes[0] & 0x80 != 0 => {
+                return Err(FrameError::Protocol(
+                    "64-bit payload length with its most significant bit set",
+                ))
+            }
             Some(bytes) => (u64::from_be_bytes(bytes), 8),
             None => return Ok(None),
         },

@@ -12,7 +12,7 @@ mod from_server;
 mod header;
 
 pub use encode::{apply_mask, close, encode_masked, payload_of, pong, put_header, text};
-pub use from_client::{Decoder, Message};
+pub use from_client::{is_sendable_close_code, Decoder, Message};
 pub use from_server::{Frame, FrameReader, BUF_SIZE, MAX_MESSAGE};
 pub use header::{
     parse_header, Header, MAX_HEADER_LEN, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG,

@@ -334,11 +334,11 @@ pub(super) async fn linger(stream: &mut TcpStream) {
     }
 }
 
-/// The code to answer a client's close with: its own when RFC 6455 allows sending it,
-/// otherwise a normal closure.
+/// The code to answer a client's close with: its own (the decoder refused any that RFC 6455
+/// does not allow), or a normal closure when it gave none.
 fn echoable(code: Option<u16>) -> u16 {
     match code {
-        Some(c @ (1000..=1003 | 1007..=1011 | 3000..=4999)) => c,
+        Some(c) if frame::is_sendable_close_code(c) => c,
         _ => ws_close::NORMAL,
     }
 }

@@ -16,8 +16,11 @@ const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 pub enum Head {
     /// A valid WebSocket upgrade; `head_len` bytes of the buffer belong to it.
     WebSocket(Upgrade),
-    /// An upgrade request that RFC 6455 does not allow (wrong method, version or key).
+    /// An upgrade request that RFC 6455 does not allow (wrong method, headers or key).
     BadUpgrade(&'static str),
+    /// An upgrade for another WebSocket version: answered 400 with the version we speak
+    /// (RFC 6455 section 4.4).
+    WrongVersion,
     /// Ordinary HTTP: served by the HTTP API.
     Http,
 }
@@ -55,11 +58,24 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, httparse::Error> {
     if req.method != Some("GET") {
         return Ok(Some(Head::BadUpgrade("WebSocket upgrades must use GET")));
     }
-    if header("sec-websocket-version") != Some("13") {
-        return Ok(Some(Head::BadUpgrade("Sec-WebSocket-Version must be 13")));
+    // RFC 6455 section 4.2.1: `Connection` includes the `Upgrade` token, and the key is 16
+    // bytes in base64.
+    let connection_upgrade = header("connection").is_some_and(|v| {
+        v.split(',')
+            .any(|p| p.trim().eq_ignore_ascii_case("upgrade"))
+    });
+    if !connection_upgrade {
+        return Ok(Some(Head::BadUpgrade(
+            "the Connection header must include Upgrade",
+        )));
     }
-    let Some(key) = header("sec-websocket-key").filter(|k| !k.is_empty()) else {
-        return Ok(Some(Head::BadUpgrade("missing Sec-WebSocket-Key")));
+    if header("sec-websocket-version") != Some("13") {
+        return Ok(Some(Head::WrongVersion));
+    }
+    let Some(key) = header("sec-websocket-key").filter(|k| is_websocket_key(k)) else {
+        return Ok(Some(Head::BadUpgrade(
+            "Sec-WebSocket-Key must be 16 bytes in base64",
+        )));
     };
     let target = req.path.unwrap_or("/");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
@@ -69,6 +85,14 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, httparse::Error> {
         accept: accept_key(key),
         head_len,
     })))
+}
+
+/// Whether `key` is base64 of exactly 16 bytes, as a client's nonce must be.
+fn is_websocket_key(key: &str) -> bool {
+    key.len() == 24
+        && base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .is_ok_and(|nonce| nonce.len() == 16)
 }
 
 /// `Sec-WebSocket-Accept` for a client's key.
@@ -90,6 +114,15 @@ pub fn switching_protocols(accept: &str) -> String {
 pub fn http_error(status: u16, reason: &str, body: &str) -> String {
     format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The answer to an upgrade for another WebSocket version: 400, naming the one we speak.
+pub fn wrong_version() -> String {
+    let body = "Sec-WebSocket-Version must be 13";
+    format!(
+        "HTTP/1.1 400 Bad Request\r\nSec-WebSocket-Version: 13\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
 }
@@ -133,6 +166,26 @@ mod tests {
             parse_head(b"POST / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n").unwrap(),
             Some(Head::BadUpgrade(_))
         ));
+        // RFC 6455 section 4.2.1, one row per rule: (request head after the request line, answer).
+        let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+        let cases: [(String, &str); 6] = [
+            (format!("Upgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\n{key}"), "ok"),
+            (format!("Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n{key}"), "bad"),
+            (format!("Upgrade: websocket\r\nConnection: keep-alive\r\nSec-WebSocket-Version: 13\r\n{key}"), "bad"),
+            (format!("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\n{key}"), "version"),
+            ("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: x\r\n".to_owned(), "bad"),
+            ("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=\r\n".to_owned(), "bad"),
+        ];
+        for (headers, expected) in cases {
+            let req = format!("GET /app/k HTTP/1.1\r\nHost: x\r\n{headers}\r\n");
+            let got = match parse_head(req.as_bytes()).unwrap() {
+                Some(Head::WebSocket(_)) => "ok",
+                Some(Head::BadUpgrade(_)) => "bad",
+                Some(Head::WrongVersion) => "version",
+                other => panic!("{other:?} for {headers:?}"),
+            };
+            assert_eq!(got, expected, "{headers:?}");
+        }
         assert!(parse_head(b"\x00\x01garbage\r\n\r\n").is_err());
     }
 }

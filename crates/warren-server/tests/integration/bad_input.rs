@@ -137,6 +137,18 @@ async fn garbage_before_the_handshake_gets_an_http_error() {
 async fn bad_upgrade_requests_get_400() {
     let server = start().await;
     assert_http_400(&server, b"GET /app/app-key?protocol=7 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: x\r\n\r\n").await;
+    assert_http_400(&server, b"GET /app/app-key?protocol=7 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await;
+    // RFC 6455 section 4.4: the refusal of another version names the one the server speaks.
+    let mut s = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    s.write_all(b"GET /app/app-key HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await.expect("write");
+    let answer = String::from_utf8_lossy(&read_until_closed(&mut s).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("\r\nSec-WebSocket-Version: 13\r\n"),
+        "{answer}"
+    );
 }
 
 /// A connection that never reads is closed when its queue fills; the publisher and the other
