@@ -67,7 +67,8 @@ impl Decoder {
             // Bounded by max_message above (control frames by 125), so it fits a usize.
             let payload_len = h.payload_len as usize;
             if buf.len() < h.len + payload_len {
-                buf.reserve(h.len + payload_len - buf.len());
+                // Nothing is reserved for what the header declares: the buffer grows with the
+                // bytes that actually arrive, so a header alone costs no memory.
                 return Ok(None);
             }
             buf.advance(h.len);
@@ -296,6 +297,26 @@ mod tests {
             "{refused:?}"
         );
         assert_eq!(refused.err().map(|e| e.close_code()), Some(1002));
+    }
+
+    #[test]
+    fn a_header_alone_reserves_nothing() {
+        let frame = client_frame(true, OP_TEXT, &[b'a'; 60_000]);
+        let mut buf = BytesMut::from(&frame[..8]);
+        let before = buf.capacity();
+        let mut d = Decoder::new(64 * 1024);
+        assert_eq!(d.decode(&mut buf), Ok(None));
+        assert_eq!(
+            buf.capacity(),
+            before,
+            "the declared 60,000 bytes are not reserved"
+        );
+        buf.extend_from_slice(&frame[8..]);
+        assert_eq!(
+            d.decode(&mut buf)
+                .map(|m| m.map(|m| matches!(m, Message::Text(_)))),
+            Ok(Some(true))
+        );
     }
 
     #[test]

@@ -165,8 +165,11 @@ impl Socket {
     /// Reads what has arrived. `Ok(true)`: there are bytes to handle; `Ok(false)`: nothing
     /// after all; `Err`: the client is gone (end of stream or a socket error).
     fn read_arrived(&mut self) -> io::Result<bool> {
-        if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 4 {
-            self.read_buf.reserve(READ_CHUNK);
+        // Grow with what has arrived (doubling at most), never with what a frame header
+        // declares: a header alone costs one small chunk.
+        let want = READ_CHUNK.max(self.read_buf.len());
+        if self.read_buf.capacity() - self.read_buf.len() < want / 4 {
+            self.read_buf.reserve(want);
         }
         match self.stream.try_read_buf(&mut self.read_buf) {
             Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
