@@ -28,6 +28,14 @@ pub enum ClientMessage {
         channel: String,
         data: String,
     },
+    /// Any other event name (`my-app:ping`): not part of the Pusher protocol, so a server
+    /// refuses it unless it has a handler of its own for that name. `data` as in
+    /// [`ClientMessage::ClientEvent`].
+    Custom {
+        event: String,
+        channel: Option<String>,
+        data: String,
+    },
 }
 
 /// `pusher:subscribe` as sent. Signatures are checked against these exact strings.
@@ -57,6 +65,13 @@ pub enum InboundError {
     NotAClientEvent(String),
     #[error("Event {0:?} rejected: no channel given")]
     MissingChannel(String),
+}
+
+impl InboundError {
+    /// The answer to a [`ClientMessage::Custom`] event nobody handles.
+    pub fn not_a_client_event(event: &str) -> Self {
+        Self::NotAClientEvent(truncate(event))
+    }
 }
 
 #[derive(Deserialize)]
@@ -99,8 +114,13 @@ pub fn parse_client_message(text: &[u8]) -> Result<ClientMessage, InboundError> 
             Err(InboundError::UnknownPusherEvent(truncate(other)))
         }
         other => {
+            let data = env.data.map_or_else(|| "null".to_owned(), string_or_raw);
             if !other.starts_with("client-") {
-                return Err(InboundError::NotAClientEvent(truncate(other)));
+                return Ok(ClientMessage::Custom {
+                    event: other.to_owned(),
+                    channel: env.channel.map(Cow::into_owned),
+                    data,
+                });
             }
             let channel = env
                 .channel
@@ -108,7 +128,7 @@ pub fn parse_client_message(text: &[u8]) -> Result<ClientMessage, InboundError> 
             Ok(ClientMessage::ClientEvent {
                 event: other.to_owned(),
                 channel: channel.into_owned(),
-                data: env.data.map_or_else(|| "null".to_owned(), string_or_raw),
+                data,
             })
         }
     }
@@ -319,8 +339,24 @@ mod tests {
             Err(InboundError::UnknownPusherEvent("pusher:bogus".into()))
         );
         assert_eq!(
-            parse(r#"{"event":"hello","channel":"c"}"#),
-            Err(InboundError::NotAClientEvent("hello".into()))
+            parse(r#"{"event":"hello","channel":"c","data":{"a":1}}"#),
+            Ok(ClientMessage::Custom {
+                event: "hello".into(),
+                channel: Some("c".into()),
+                data: r#"{"a":1}"#.into()
+            })
+        );
+        assert_eq!(
+            parse(r#"{"event":"my-app:ping"}"#),
+            Ok(ClientMessage::Custom {
+                event: "my-app:ping".into(),
+                channel: None,
+                data: "null".into()
+            })
+        );
+        assert_eq!(
+            InboundError::not_a_client_event(&"x".repeat(100)),
+            InboundError::NotAClientEvent("x".repeat(64))
         );
         assert_eq!(
             parse(r#"{"event":"client-x"}"#),

@@ -75,8 +75,9 @@ pub enum ServerMessage {
     },
     /// An event on a channel: published through the HTTP API, or a client event.
     ChannelEvent(ChannelEvent),
-    /// A `pusher:` or `pusher_internal:` event this version does not know. `data` is the
-    /// data string (see [`ChannelEvent::data`]).
+    /// A `pusher:` or `pusher_internal:` event this version does not know, or an event for
+    /// the connection itself, without a channel (a server extension's answer, which pusher-js
+    /// hands to its global bindings). `data` is the data string (see [`ChannelEvent::data`]).
     Unknown {
         event: String,
         channel: Option<String>,
@@ -304,7 +305,11 @@ impl Message<'_> {
             CACHE_MISS => ServerMessage::CacheMiss {
                 channel: self.channel()?,
             },
-            other if other.starts_with("pusher:") || other.starts_with("pusher_internal:") => {
+            other
+                if other.starts_with("pusher:")
+                    || other.starts_with("pusher_internal:")
+                    || self.channel.is_none() =>
+            {
                 ServerMessage::Unknown {
                     event: other.to_owned(),
                     channel: self.channel.map(str::to_owned),

@@ -4,6 +4,8 @@
 //! embedding program, its own [`AppRegistry`] or [`cluster::ClusterBackend`]); the server
 //! binds one port that serves both the Pusher WebSocket protocol (`/app/{key}`) and HTTP. The
 //! map of the modules and the path of an event are in ARCHITECTURE.md at the repository root.
+//! [`extend`] explains the extension points: inbound and HTTP API middlewares, custom client
+//! events, custom broadcasts and `x-` API routes.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
@@ -22,6 +24,7 @@ pub mod cluster;
 pub mod config;
 mod connection;
 mod connections;
+pub mod extend;
 mod http;
 mod hub;
 mod ingress;

@@ -12,10 +12,14 @@ use crate::api::Api;
 use crate::app::{App, AppRegistry, StaticApps};
 use crate::cluster::local::LocalBackend;
 use crate::cluster::redis::RedisOptions;
-use crate::cluster::{ClusterBackend, Seams};
+use crate::cluster::{ClusterBackend, EventSink, Seams};
 use crate::config::{Backend, Config};
 use crate::connection;
 use crate::connections::{self, Connections};
+use crate::extend::{
+    self, ApiMiddleware, ApiRoute, BroadcastHandler, ClientEventHandler, InboundMiddleware,
+    ServerHandle,
+};
 use crate::http::{self, Health};
 use crate::hub::Hub;
 use crate::ingress::Ingress;
@@ -30,6 +34,7 @@ pub struct ServerBuilder {
     config: Config,
     apps: Option<Arc<dyn AppRegistry>>,
     cluster: Option<Box<dyn ClusterBackend>>,
+    extensions: extend::Registry,
 }
 
 impl ServerBuilder {
@@ -45,6 +50,36 @@ impl ServerBuilder {
         self
     }
 
+    /// Adds an inbound middleware at the end of the chain (see [`crate::extend`]).
+    pub fn inbound_middleware(mut self, middleware: impl InboundMiddleware) -> Self {
+        self.extensions.inbound(Arc::new(middleware));
+        self
+    }
+
+    /// Handles clients' custom events named `name` (see [`crate::extend`]).
+    pub fn client_event(mut self, name: &str, handler: impl ClientEventHandler) -> Self {
+        self.extensions.client_event(name, Arc::new(handler));
+        self
+    }
+
+    /// Handles broadcasts of type `kind`, on every node (see [`crate::extend`]).
+    pub fn broadcast_handler(mut self, kind: &str, handler: impl BroadcastHandler) -> Self {
+        self.extensions.broadcast(kind, Arc::new(handler));
+        self
+    }
+
+    /// Adds an HTTP API middleware, run after authentication (see [`crate::extend`]).
+    pub fn api_middleware(mut self, middleware: impl ApiMiddleware) -> Self {
+        self.extensions.api_middleware(Arc::new(middleware));
+        self
+    }
+
+    /// Serves `route` at `/apps/{app_id}/x-{name}` (see [`crate::extend`]).
+    pub fn api_route(mut self, name: &str, route: impl ApiRoute) -> Self {
+        self.extensions.api_route(name, Arc::new(route));
+        self
+    }
+
     /// Validates the configuration, connects the cluster backend and binds the listener;
     /// nothing is served until [`Server::run`].
     pub async fn bind(self) -> anyhow::Result<Server> {
@@ -52,8 +87,10 @@ impl ServerBuilder {
             config,
             apps,
             cluster,
+            extensions,
         } = self;
         config.validate()?;
+        let mut extensions = extensions.compose()?;
         let apps: Arc<dyn AppRegistry> = match apps {
             Some(registry) => registry,
             None => Arc::new(StaticApps::new(config.apps.iter().map(App::from_config))),
@@ -67,7 +104,14 @@ impl ServerBuilder {
         let ingress = Ingress::new(server.ingress_threads)?;
         let hub = Arc::new(Hub::new());
         let users = Arc::new(LocalUsers::default());
-        let sink = Arc::new(LocalDelivery::new(hub.clone(), users.clone()));
+        let local = LocalDelivery::new(hub.clone(), users.clone());
+        let sink: Arc<dyn EventSink> = match &extensions.broadcasts {
+            Some(broadcasts) => Arc::new(extend::WithBroadcasts {
+                events: local,
+                broadcasts: broadcasts.clone(),
+            }),
+            None => Arc::new(local),
+        };
         let backend: Box<dyn ClusterBackend> = match cluster {
             Some(backend) => backend,
             None => match config.cluster.backend {
@@ -90,6 +134,12 @@ impl ServerBuilder {
             None => backend.connect(sink).await?,
         };
         let node = Arc::new(Node::new(hub, users, broker, state));
+        let handle = ServerHandle::new(
+            node.clone(),
+            apps.clone(),
+            node_id.clone(),
+            extensions.broadcasts.clone(),
+        );
         let connections = Arc::new(Connections::new(
             server.activity_timeout,
             server.pong_timeout,
@@ -101,6 +151,7 @@ impl ServerBuilder {
                 connections: connections.clone(),
                 max_outbound_queue: server.max_outbound_queue,
                 max_message_size: server.max_message_size_kb.saturating_mul(1024),
+                extensions: extensions.connection.clone(),
             })
         });
         let api = server.role.serves_api().then(|| {
@@ -108,6 +159,7 @@ impl ServerBuilder {
                 apps,
                 node: node.clone(),
                 timestamp_tolerance_secs: server.api_timestamp_tolerance_secs,
+                extensions: extensions.api(&handle),
             })
         });
         let health = Arc::new(Health {
@@ -129,6 +181,7 @@ impl ServerBuilder {
             node,
             node_id,
             shutdown_tx,
+            handle,
         })
     }
 
@@ -137,8 +190,13 @@ impl ServerBuilder {
         let server = self.bind().await?;
         let addr = server.local_addr()?;
         let handle = server.shutdown_handle();
+        let server_handle = server.handle();
         tokio::spawn(server.run());
-        Ok(RunningServer { addr, handle })
+        Ok(RunningServer {
+            addr,
+            handle,
+            server: server_handle,
+        })
     }
 }
 
@@ -152,6 +210,7 @@ pub struct Server {
     node: Arc<Node>,
     node_id: String,
     shutdown_tx: watch::Sender<bool>,
+    handle: ServerHandle,
 }
 
 /// A server running in the background on the current tokio runtime (see [`Server::start`]);
@@ -160,11 +219,26 @@ pub struct RunningServer {
     /// The address it listens on (useful with port 0).
     pub addr: SocketAddr,
     handle: ShutdownHandle,
+    server: ServerHandle,
 }
 
 impl RunningServer {
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.handle.clone()
+    }
+
+    /// Publishes and broadcasts on behalf of the embedding program (see [`crate::extend`]).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.clone()
+    }
+
+    /// Runs the handler of `kind` on every node (see [`ServerHandle::broadcast`]).
+    pub async fn broadcast(
+        &self,
+        kind: &str,
+        payload: impl Into<bytes::Bytes>,
+    ) -> Result<(), extend::ExtensionError> {
+        self.server.broadcast(kind, payload).await
     }
 }
 
@@ -191,6 +265,7 @@ impl Server {
             config,
             apps: None,
             cluster: None,
+            extensions: extend::Registry::default(),
         }
     }
 
@@ -218,6 +293,20 @@ impl Server {
         ShutdownHandle(Arc::new(self.shutdown_tx.clone()))
     }
 
+    /// Publishes and broadcasts on behalf of the embedding program (see [`crate::extend`]).
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// Runs the handler of `kind` on every node (see [`ServerHandle::broadcast`]).
+    pub async fn broadcast(
+        &self,
+        kind: &str,
+        payload: impl Into<bytes::Bytes>,
+    ) -> Result<(), extend::ExtensionError> {
+        self.handle.broadcast(kind, payload).await
+    }
+
     /// Serves until the shutdown handle is used, then stops gracefully: every connection is
     /// closed with 4200 and leaves its channels (departures are announced cluster-wide), then
     /// the node leaves the cluster.
@@ -230,6 +319,7 @@ impl Server {
             node,
             node_id: _,
             shutdown_tx,
+            handle: _,
         } = self;
         let sweeper = tokio::spawn(connections::sweep_forever(connections.clone()));
         let watchlists = {

@@ -18,8 +18,8 @@ use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
 use warren_server::cluster::local::LocalBackend;
 use warren_server::cluster::redis::{RedisCluster, RedisOptions};
 use warren_server::cluster::{
-    ChannelEvent, ChannelMessage, ChannelStats, ClusterBackend, CountVersion, EventSink, JoinError,
-    Seams, UserNotice, UserStatus,
+    Broadcast, BroadcastType, ChannelEvent, ChannelMessage, ChannelStats, ClusterBackend,
+    CountVersion, EventSink, JoinError, Seams, UserNotice, UserStatus,
 };
 use warren_server::config::RedisTarget;
 use warren_testkit::WAIT;
@@ -31,12 +31,18 @@ const QUIET: Duration = Duration::from_millis(300);
 #[derive(Default)]
 struct Recorder {
     events: Mutex<Vec<ChannelEvent>>,
+    broadcasts: Mutex<Vec<Broadcast>>,
     arrived: Notify,
 }
 
 impl EventSink for Recorder {
     fn deliver(&self, event: &ChannelEvent) {
         self.events.lock().push(event.clone());
+        self.arrived.notify_waiters();
+    }
+
+    fn deliver_broadcast(&self, broadcast: &Broadcast) {
+        self.broadcasts.lock().push(broadcast.clone());
         self.arrived.notify_waiters();
     }
 }
@@ -236,6 +242,43 @@ mod cases {
                 "a single node has no one to tell"
             );
         }
+    }
+
+    /// A broadcast reaches every other node, listening to channels or not, once and in
+    /// order, and never comes back to its sender.
+    pub async fn broadcasts_reach_every_other_node(f: impl Fixture) {
+        let (a, b) = (f.node("a").await, f.node("b").await);
+        let sent: Vec<Broadcast> = (0..3u8)
+            .map(|n| Broadcast {
+                kind: BroadcastType::parse("cache:flush").unwrap(),
+                payload: bytes::Bytes::from(vec![n, 0xff]),
+            })
+            .collect();
+        for broadcast in &sent {
+            a.seams.broker.broadcast(broadcast).await.unwrap();
+        }
+        if f.separate_nodes() {
+            let _ = tokio::time::timeout(WAIT, async {
+                loop {
+                    let notified = b.sink.arrived.notified();
+                    if b.sink.broadcasts.lock().len() >= sent.len() {
+                        return;
+                    }
+                    notified.await;
+                }
+            })
+            .await;
+        }
+        tokio::time::sleep(QUIET).await;
+        let expected = if f.separate_nodes() { sent } else { vec![] };
+        assert_eq!(*b.sink.broadcasts.lock(), expected);
+        if f.separate_nodes() {
+            assert!(a.sink.broadcasts.lock().is_empty(), "echoed to the sender");
+        }
+        assert!(
+            b.sink.events.lock().is_empty(),
+            "a broadcast is no channel event"
+        );
     }
 
     /// Events of one publisher reach another node in the order they were published.
@@ -786,6 +829,11 @@ macro_rules! conformance {
             #[tokio::test]
             async fn publish_carries_the_excepted_socket() {
                 cases::publish_carries_the_excepted_socket($fixture).await
+            }
+
+            #[tokio::test]
+            async fn broadcasts_reach_every_other_node() {
+                cases::broadcasts_reach_every_other_node($fixture).await
             }
 
             #[tokio::test]

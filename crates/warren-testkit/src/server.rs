@@ -6,7 +6,8 @@
 use std::net::SocketAddr;
 
 use warren_server::config::{AppConfig, Config};
-use warren_server::{RunningServer, Server};
+use warren_server::extend::ServerHandle;
+use warren_server::{RunningServer, Server, ServerBuilder};
 
 use crate::Endpoint;
 
@@ -16,6 +17,13 @@ pub struct TestServer {
     /// The address it listens on.
     pub addr: SocketAddr,
     _running: RunningServer,
+}
+
+impl TestServer {
+    /// Publishes and broadcasts as the embedding program would.
+    pub fn handle(&self) -> ServerHandle {
+        self._running.handle()
+    }
 }
 
 impl Endpoint for TestServer {
@@ -39,6 +47,16 @@ pub async fn try_start(config: Config) -> anyhow::Result<TestServer> {
         addr: running.addr,
         _running: running,
     })
+}
+
+/// Starts a composed server (extensions, registries): `builder` from
+/// `Server::builder(demo_config(..))`.
+pub async fn start_built(builder: ServerBuilder) -> TestServer {
+    let running = builder.start().await.expect("server starts");
+    TestServer {
+        addr: running.addr,
+        _running: running,
+    }
 }
 
 /// Starts the demo configuration on a free port, changed by `edit`.

@@ -371,9 +371,18 @@ fn malformed_messages_are_typed_errors() {
         ServerMessageError::Malformed(_)
     ));
     assert_eq!(
-        err(r#"{"event":"my-event","data":"x"}"#),
+        ServerMessage::parse(r#"{"event":"my-event","data":"x"}"#),
+        Ok(ServerMessage::Unknown {
+            event: "my-event".into(),
+            channel: None,
+            data: Some("x".into())
+        }),
+        "an event for the connection itself"
+    );
+    assert_eq!(
+        err(r#"{"event":"pusher_internal:subscription_count","data":"{}"}"#),
         ServerMessageError::MissingChannel {
-            event: "my-event".into()
+            event: "pusher_internal:subscription_count".into()
         }
     );
     assert_eq!(

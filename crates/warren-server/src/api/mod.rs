@@ -9,6 +9,7 @@
 mod channels;
 mod error;
 mod events;
+mod extension;
 mod request;
 mod users;
 
@@ -18,6 +19,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::app::AppRegistry;
+use crate::extend::ApiExtensions;
 use crate::node::Node;
 
 /// What the API's handlers use.
@@ -26,11 +28,13 @@ pub(crate) struct Api {
     pub node: Arc<Node>,
     /// Allowed difference between a request's `auth_timestamp` and this server's clock.
     pub timestamp_tolerance_secs: u64,
+    /// API middlewares and `x-` routes, when any are registered.
+    pub extensions: Option<Arc<ApiExtensions>>,
 }
 
 /// Routes of the HTTP API, to merge into the server's router.
 pub(crate) fn routes(api: Arc<Api>) -> Router {
-    Router::new()
+    extension::routes(&api, Router::new())
         .route("/apps/{app_id}/events", post(events::trigger))
         .route("/apps/{app_id}/batch_events", post(events::trigger_batch))
         .route("/apps/{app_id}/channels", get(channels::list))

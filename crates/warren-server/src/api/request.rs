@@ -13,6 +13,7 @@ use warren_protocol::auth::verify_rest_request;
 use super::error::ApiError;
 use super::Api;
 use crate::app::App;
+use crate::extend::{ApiRefusal, ApiRequest};
 
 /// Room for everything in a request besides event data: names, ids, JSON punctuation.
 const BODY_OVERHEAD: usize = 64 * 1024;
@@ -80,7 +81,23 @@ pub async fn authenticate(
             "Application is disabled",
         ));
     }
+    if let Some(extensions) = &api.extensions {
+        let request = ApiRequest {
+            app: &app,
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            params: &params,
+            body: &body,
+        };
+        extensions.check(&request).await.map_err(refused)?;
+    }
     Ok(SignedRequest { app, params, body })
+}
+
+/// An extension's refusal as the API answers it.
+pub fn refused(refusal: ApiRefusal) -> ApiError {
+    let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::FORBIDDEN);
+    ApiError::new(status, refusal.message)
 }
 
 fn app_from_auth_key(api: &Api, query: &str) -> Result<Arc<App>, ApiError> {

@@ -8,7 +8,7 @@
 //! str app
 //! str channel
 //! u8  kind        1 event | 2 member added | 3 member removed | 4 cache event | 5 count
-//!                 | 6 user online | 7 user offline | 8 terminate user
+//!                 | 6 user online | 7 user offline | 8 terminate user | 9 broadcast
 //! kind 1: str name, str user id ("" for none), then the data to the end
 //! kind 2: str user id, then the user_info JSON to the end ("" for none)
 //! kind 3: the user id to the end
@@ -16,6 +16,7 @@
 //! kind 5: u64 count, u64 version
 //! kinds 6-7: u64 version (the user is the one whose `#server-to-user-` channel it is)
 //! kind 8: nothing more
+//! kind 9: except, app and channel are "": str type, then the payload to the end
 //! ```
 //! `u64` is big-endian.
 //! `str` is a big-endian `u16` length and that many UTF-8 bytes. The fixed order lets a Redis
@@ -33,6 +34,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use warren_protocol::presence::PresenceMember;
 use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
 
+use super::broadcast::{Broadcast, BroadcastType};
 use super::event::{ChannelEvent, ChannelMessage, UserNotice, UserStatus};
 use super::BackendError;
 
@@ -47,6 +49,8 @@ const KIND_COUNT: u8 = 5;
 const KIND_USER_ONLINE: u8 = 6;
 const KIND_USER_OFFLINE: u8 = 7;
 const KIND_TERMINATE: u8 = 8;
+/// A custom broadcast: for every node, not a channel (see `cluster::broadcast`).
+const KIND_BROADCAST: u8 = 9;
 /// Names and ids read from an envelope are checked against the protocol's absolute maximum;
 /// the sending node already applied the app's own limits.
 const ANY_LENGTH: usize = 1000;
@@ -101,6 +105,20 @@ pub fn encode(origin: &str, event: &ChannelEvent) -> Result<Bytes, BackendError>
     Ok(out.freeze())
 }
 
+/// Encodes a custom broadcast as sent by `origin`.
+pub fn encode_broadcast(origin: &str, broadcast: &Broadcast) -> Result<Bytes, BackendError> {
+    let mut out = BytesMut::with_capacity(16 + origin.len() + broadcast.payload.len());
+    out.put_u8(VERSION);
+    put_str(&mut out, origin)?;
+    for _no_except_app_or_channel in 0..3 {
+        put_str(&mut out, "")?;
+    }
+    out.put_u8(KIND_BROADCAST);
+    put_str(&mut out, broadcast.kind.as_str())?;
+    out.put_slice(&broadcast.payload);
+    Ok(out.freeze())
+}
+
 /// The fields up to the channel: what a script needs to complete an envelope itself.
 pub fn header(
     origin: &str,
@@ -120,7 +138,14 @@ pub fn header(
 #[derive(Debug, PartialEq, Eq)]
 pub struct Envelope<'a> {
     pub origin: &'a str,
-    pub event: ChannelEvent,
+    pub relayed: Relayed,
+}
+
+/// What an envelope carries.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Relayed {
+    Event(ChannelEvent),
+    Broadcast(Broadcast),
 }
 
 /// Decodes an envelope; `None` for anything malformed.
@@ -134,6 +159,20 @@ pub fn decode(msg: &[u8]) -> Option<Envelope<'_>> {
     let (app, rest) = take_str(rest)?;
     let (channel, rest) = take_str(rest)?;
     let (&kind, rest) = rest.split_first()?;
+    if kind == KIND_BROADCAST {
+        if !(except.is_empty() && app.is_empty() && channel.is_empty()) {
+            return None;
+        }
+        let (kind, payload) = take_str(rest)?;
+        let broadcast = Broadcast {
+            kind: BroadcastType::parse(kind).ok()?,
+            payload: Bytes::copy_from_slice(payload),
+        };
+        return Some(Envelope {
+            origin,
+            relayed: Relayed::Broadcast(broadcast),
+        });
+    }
     let user = |s: &str| UserId::parse(s, ANY_LENGTH).ok();
     let message = match kind {
         KIND_EVENT => {
@@ -192,7 +231,7 @@ pub fn decode(msg: &[u8]) -> Option<Envelope<'_>> {
     };
     Some(Envelope {
         origin,
-        event: ChannelEvent {
+        relayed: Relayed::Event(ChannelEvent {
             app: AppId::parse(app).ok()?,
             channel: ChannelName::parse(channel, ANY_LENGTH).ok()?,
             except: if except.is_empty() {
@@ -201,7 +240,7 @@ pub fn decode(msg: &[u8]) -> Option<Envelope<'_>> {
                 Some(SocketId::parse(except).ok()?)
             },
             message,
-        },
+        }),
     })
 }
 
@@ -241,13 +280,43 @@ mod tests {
         }
     }
 
+    fn event_of<'a>(envelope: &'a Envelope<'_>) -> &'a ChannelEvent {
+        match &envelope.relayed {
+            Relayed::Event(e) => e,
+            Relayed::Broadcast(b) => panic!("a broadcast: {b:?}"),
+        }
+    }
+
+    #[test]
+    fn broadcasts_round_trip_and_need_empty_channel_fields() {
+        let broadcast = Broadcast {
+            kind: BroadcastType::parse("cache:flush").unwrap(),
+            payload: Bytes::from_static(b"{\"key\":\"\xc3\xa9\"}\x00\xff"),
+        };
+        let bytes = encode_broadcast("n~1", &broadcast).unwrap();
+        assert_eq!(
+            decode(&bytes),
+            Some(Envelope {
+                origin: "n~1",
+                relayed: Relayed::Broadcast(broadcast)
+            })
+        );
+        let app = AppId::parse("a").unwrap();
+        let mut for_an_app = header("n~1", None, &app).unwrap().to_vec();
+        for_an_app.extend_from_slice(&[0, 0, 9, 0, 1, b't']);
+        assert_eq!(decode(&for_an_app), None, "a broadcast names no app");
+        let mut bad_type = vec![2, 0, 1, b'n', 0, 0, 0, 0, 0, 0, 9, 0, 3];
+        bad_type.extend_from_slice(b"a b");
+        assert_eq!(decode(&bad_type), None, "type names are checked");
+    }
+
     fn round_trip(e: ChannelEvent) {
         let bytes = encode("node-1~ab", &e).unwrap();
         assert_eq!(
             decode(&bytes),
             Some(Envelope {
                 origin: "node-1~ab",
-                event: e
+                relayed: Relayed::Event(e)
             })
         );
     }
@@ -332,13 +401,13 @@ mod tests {
             bytes.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1, 2]);
             let decoded = decode(&bytes).unwrap();
             assert_eq!(
-                decoded.event.message,
+                event_of(&decoded).message,
                 ChannelMessage::User(UserNotice::Status(UserStatus {
                     online,
                     version: 258
                 }))
             );
-            assert_eq!(decoded.event.channel.as_str(), "#server-to-user-7");
+            assert_eq!(event_of(&decoded).channel.as_str(), "#server-to-user-7");
             bytes.push(b'x');
             assert_eq!(decode(&bytes), None, "nothing may follow a user notice");
             bytes.truncate(bytes.len() - 2);
@@ -358,7 +427,7 @@ mod tests {
         let decoded = decode(&bytes).unwrap();
         assert_eq!(decoded.origin, "n~1");
         assert_eq!(
-            decoded.event.message,
+            event_of(&decoded).message,
             ChannelMessage::MemberRemoved {
                 user_id: UserId::parse("42", 128).unwrap()
             }
@@ -373,7 +442,7 @@ mod tests {
         assert_eq!(decode(&[2, 0, 1, 0xff]), None);
         let app = AppId::parse("a").unwrap();
         let mut truncated = header("n", None, &app).unwrap().to_vec();
-        truncated.extend_from_slice(&[0, 1, b'c', 9]);
+        truncated.extend_from_slice(&[0, 1, b'c', 99]);
         assert_eq!(decode(&truncated), None, "unknown kind");
         let mut short_count = header("n", None, &app).unwrap().to_vec();
         short_count.extend_from_slice(&[0, 1, b'c', 5, 0, 0, 0, 0, 0, 0, 0, 1, 0]);

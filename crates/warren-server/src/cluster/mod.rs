@@ -9,12 +9,16 @@
 //!   later, webhooks) are never doubled or lost.
 //! * [`EventSink`] is the way back in: a backend hands it what reaches this node from
 //!   elsewhere (relayed events, presence changes found by cleaning up a dead node).
+//! * [`Broadcast`]s are the embedding program's own messages for every node
+//!   ([`Broker::broadcast`], [`EventSink::deliver_broadcast`]); a server without broadcast
+//!   handlers ignores them.
 //!
 //! Only `crate::node::Node` calls the seams; the order in which it calls them is where the
 //! protocol's guarantees come from, and it is written down there. Backends never see a
 //! WebSocket frame or Pusher JSON. The single-node implementations live in [`local`], the
 //! Redis ones in [`redis`]; `tests/conformance.rs` runs the same cases against each.
 
+mod broadcast;
 mod envelope;
 mod event;
 pub mod local;
@@ -27,6 +31,7 @@ use async_trait::async_trait;
 use warren_protocol::presence::PresenceMember;
 use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
 
+pub use broadcast::{BadBroadcastType, Broadcast, BroadcastType, MAX_BROADCAST_TYPE};
 pub use event::{ChannelEvent, ChannelMessage, UserNotice, UserStatus};
 
 /// A failure of the cluster backend (never of the single-node one).
@@ -54,12 +59,22 @@ pub trait Broker: Send + Sync + 'static {
     fn check_receiving(&self) -> Result<(), BackendError> {
         Ok(())
     }
+
+    /// Sends a custom broadcast to every *other* node, listening or not; as with
+    /// [`Broker::publish`], this node's handlers are the caller's. The default reaches no
+    /// other node, which is right for a backend of one node.
+    async fn broadcast(&self, _broadcast: &Broadcast) -> Result<(), BackendError> {
+        Ok(())
+    }
 }
 
 /// Where a backend hands what reaches this node from elsewhere, for delivery to its local
 /// subscribers.
 pub trait EventSink: Send + Sync + 'static {
     fn deliver(&self, event: &ChannelEvent);
+
+    /// A custom broadcast from another node. Ignored unless the server has broadcast handlers.
+    fn deliver_broadcast(&self, _broadcast: &Broadcast) {}
 }
 
 /// Both seams of one node, as a backend connected them.

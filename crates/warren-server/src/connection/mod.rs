@@ -25,6 +25,7 @@ use warren_protocol::outbound;
 
 use crate::app::AppRegistry;
 use crate::connections::Connections;
+use crate::extend::ConnectionExtensions;
 use crate::node::Node;
 use crate::outbox::{CloseReason, Outbox};
 use crate::ws::frame;
@@ -45,6 +46,8 @@ pub(crate) struct Context {
     pub max_outbound_queue: usize,
     /// Largest message a client may send, in bytes.
     pub max_message_size: usize,
+    /// Inbound middlewares and custom event handlers, when any are registered.
+    pub extensions: Option<Arc<ConnectionExtensions>>,
 }
 
 /// Answers an upgrade request and, once the connection is admitted, spawns its task.
@@ -89,7 +92,7 @@ pub(crate) async fn serve(
         return;
     }
     drop(hello);
-    let session = Session::new(cx.node.clone(), app, socket_id, outbox.clone());
+    let session = Session::new(cx.clone(), app, socket_id, outbox.clone());
     let socket = Socket::new(
         stream,
         read_buf,

@@ -7,19 +7,22 @@
 //! `#server-to-user-` subscription and may stand in for presence `channel_data`.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use warren_protocol::auth::{verify_channel_auth, AuthError};
-use warren_protocol::inbound::{ClientMessage, Subscribe};
+use warren_protocol::inbound::{ClientMessage, InboundError, Subscribe};
 use warren_protocol::presence::{parse_channel_data, PresenceMember};
 use warren_protocol::user::MAX_WATCHLIST;
 use warren_protocol::{outbound, ChannelKind, ChannelName, ErrorCode, EventName, SocketId};
 
 use super::signin::{self, SignedIn};
+use super::Context;
 use crate::app::App;
 use crate::cluster::{ChannelEvent, ChannelMessage, JoinError};
-use crate::node::{presence_succeeded, Joining, Node, SigningIn};
+use crate::extend::{run_chain, ConnectionContext, CustomEvent};
+use crate::node::{presence_succeeded, Joining, SigningIn};
 use crate::outbox::{CloseReason, Outbox};
 use crate::ws::frame;
 
@@ -34,7 +37,10 @@ const ENCRYPTED_CLIENT_EVENTS: &str =
 
 /// One admitted connection's protocol state.
 pub struct Session {
-    node: Arc<Node>,
+    /// What every connection of this server shares: the node, and the connection extensions
+    /// (nothing per connection, so a server without extensions keeps idle connections as
+    /// small as before).
+    cx: Arc<Context>,
     app: Arc<App>,
     socket_id: SocketId,
     outbox: Arc<Outbox>,
@@ -47,16 +53,29 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(node: Arc<Node>, app: Arc<App>, socket_id: SocketId, outbox: Arc<Outbox>) -> Self {
+    pub fn new(cx: Arc<Context>, app: Arc<App>, socket_id: SocketId, outbox: Arc<Outbox>) -> Self {
         let rate = app.client_event_rate_per_sec;
         Self {
-            node,
+            cx,
             app,
             socket_id,
             outbox,
             subscriptions: HashMap::new(),
             client_events: RateWindow::new(rate),
             user: None,
+        }
+    }
+
+    /// This connection as extensions see it.
+    fn context(&self, remote_addr: Option<SocketAddr>) -> ConnectionContext<'_> {
+        ConnectionContext {
+            app: &self.app,
+            socket_id: self.socket_id,
+            user: self.user.as_ref().map(|u| u.data.user.user()),
+            subscriptions: &self.subscriptions,
+            remote_addr,
+            node: &self.cx.node,
+            outbox: &self.outbox,
         }
     }
 
@@ -70,7 +89,28 @@ impl Session {
         self.send(&outbound::error(code.map(ErrorCode::code), message));
     }
 
-    pub async fn handle(&mut self, msg: ClientMessage) {
+    /// Handles one client message; `remote_addr` is asked only by extensions.
+    pub async fn handle(
+        &mut self,
+        msg: ClientMessage,
+        remote_addr: impl FnOnce() -> Option<SocketAddr> + Send,
+    ) {
+        // The one check a server without connection extensions pays, per client message.
+        let (msg, remote_addr) = match &self.cx.extensions {
+            None => (msg, None),
+            Some(extensions) => {
+                let remote_addr = remote_addr();
+                if extensions.inbound.is_empty() {
+                    (msg, remote_addr)
+                } else {
+                    let cx = self.context(remote_addr);
+                    match run_chain(&extensions.inbound, msg, &cx).await {
+                        Some(msg) => (msg, remote_addr),
+                        None => return,
+                    }
+                }
+            }
+        };
         match msg {
             ClientMessage::Ping => self.send(outbound::PONG),
             ClientMessage::Pong => {}
@@ -82,7 +122,44 @@ impl Session {
                 channel,
                 data,
             } => self.client_event(&event, &channel, &data).await,
+            ClientMessage::Custom {
+                event,
+                channel,
+                data,
+            } => {
+                let event = CustomEvent {
+                    event,
+                    channel,
+                    data,
+                };
+                self.custom_event(event, remote_addr).await
+            }
         }
+    }
+
+    /// An event outside the protocol: its handler's, if the server has one for its name.
+    async fn custom_event(&mut self, event: CustomEvent, remote_addr: Option<SocketAddr>) {
+        let handler = self
+            .cx
+            .extensions
+            .as_ref()
+            .and_then(|x| x.events.get(&event.event));
+        let Some(handler) = handler.cloned() else {
+            return self.send_error(
+                None,
+                &InboundError::not_a_client_event(&event.event).to_string(),
+            );
+        };
+        if !self.client_events.allow(Instant::now()) {
+            return self.send_error(
+                Some(ErrorCode::ClientEventRateLimited),
+                &format!(
+                    "Event rejected: more than {} client events per second",
+                    self.app.client_event_rate_per_sec
+                ),
+            );
+        }
+        handler.on_event(event, &self.context(remote_addr)).await;
     }
 
     async fn subscribe(&mut self, sub: Subscribe) {
@@ -201,7 +278,7 @@ impl Session {
             presence: member.as_ref().map(|m| (m, self.app.max_presence_members)),
             subscription_counts: self.app.subscription_count_events,
         };
-        match self.node.subscribe(joining).await {
+        match self.cx.node.subscribe(joining).await {
             Ok(()) => {
                 if channel.kind().requires_auth() {
                     self.outbox.authenticated();
@@ -222,7 +299,7 @@ impl Session {
         if !presence {
             return self.send(&outbound::subscription_succeeded(channel.as_str()));
         }
-        match self.node.presence_members(&self.app.id, channel).await {
+        match self.cx.node.presence_members(&self.app.id, channel).await {
             Ok(members) => self.send(&presence_succeeded(channel, &members)),
             Err(e) => self.subscription_error(channel.as_str(), "ServerError", &e.to_string(), 503),
         }
@@ -237,7 +314,8 @@ impl Session {
 
     async fn leave(&self, channel: &ChannelName, member: Option<PresenceMember>) {
         let counts = self.app.subscription_count_events;
-        self.node
+        self.cx
+            .node
             .unsubscribe(
                 &self.app.id,
                 channel,
@@ -257,9 +335,13 @@ impl Session {
         if let Some(user) = self.user.take() {
             let app = &self.app.id;
             if !user.watching.is_empty() {
-                self.node.unwatch(app, self.socket_id, &user.watching).await;
+                self.cx
+                    .node
+                    .unwatch(app, self.socket_id, &user.watching)
+                    .await;
             }
-            self.node
+            self.cx
+                .node
                 .sign_out(app, &user.data.user, self.socket_id, user.online)
                 .await;
         }
@@ -297,7 +379,7 @@ impl Session {
             outbox: &self.outbox,
             online,
         };
-        if let Err(e) = self.node.sign_in(signing_in).await {
+        if let Err(e) = self.cx.node.sign_in(signing_in).await {
             return self.send_error(None, &format!("Sign-in failed: {e}"));
         }
         self.outbox.authenticated();
@@ -314,6 +396,7 @@ impl Session {
             }
             if !data.watchlist.is_empty() {
                 match self
+                    .cx
                     .node
                     .watch(&self.app.id, self.socket_id, &self.outbox, &data.watchlist)
                     .await
@@ -384,7 +467,7 @@ impl Session {
                 user_id: member.as_ref().map(|m| m.user_id.clone()),
             },
         };
-        if let Err(e) = self.node.publish(&event).await {
+        if let Err(e) = self.cx.node.publish(&event).await {
             tracing::warn!(channel = %event.channel, error = %e, "client event not published");
         }
     }

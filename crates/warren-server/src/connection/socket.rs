@@ -245,7 +245,7 @@ impl Socket {
             };
             match msg {
                 Message::Text(text) => match parse_client_message(&text) {
-                    Ok(m) => session.handle(m).await,
+                    Ok(m) => session.handle(m, || self.stream.peer_addr().ok()).await,
                     Err(e) => session.send_error(None, &e.to_string()),
                 },
                 Message::Binary(_) => session.send_error(

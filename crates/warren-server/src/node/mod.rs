@@ -54,8 +54,8 @@ use warren_protocol::presence::PresenceMember;
 use warren_protocol::{outbound, AppId, ChannelKind, ChannelName, SocketId};
 
 use crate::cluster::{
-    BackendError, Broker, CachedEvent, ChannelEvent, ChannelMessage, ChannelStats, ClusterState,
-    CountVersion, JoinError, SubscriptionChange,
+    BackendError, Broadcast, Broker, CachedEvent, ChannelEvent, ChannelMessage, ChannelStats,
+    ClusterState, CountVersion, JoinError, SubscriptionChange,
 };
 use crate::hub::{Hub, LocalTransition};
 use crate::outbox::Outbox;
@@ -233,6 +233,11 @@ impl Node {
         self.broker.publish(event).await?;
         self.deliver_here(event);
         Ok(())
+    }
+
+    /// Sends a custom broadcast to the other nodes; this node's handlers are the caller's.
+    pub async fn broadcast(&self, broadcast: &Broadcast) -> Result<(), BackendError> {
+        self.broker.broadcast(broadcast).await
     }
 
     /// Publishes an event triggered through the HTTP API: on a cache channel it is kept for

@@ -10,6 +10,8 @@ mod cluster;
 mod cluster_users;
 mod connect;
 mod encrypted;
+mod extensions;
+mod extensions_cluster;
 mod http_api;
 mod http_auth;
 mod liveness;

@@ -358,9 +358,9 @@ impl Machine {
                 channel,
                 data,
             } => {
-                // pusher-js hands unknown pusher: events to its global bindings and keeps
-                // pusher_internal: ones to itself.
-                if event.starts_with("pusher:") {
+                // pusher-js hands unknown pusher: events, and events without a channel, to
+                // its global bindings, and keeps pusher_internal: ones to itself.
+                if !event.starts_with("pusher_internal:") {
                     out.emit(&event, channel.as_deref(), data.unwrap_or_default(), None);
                 }
             }

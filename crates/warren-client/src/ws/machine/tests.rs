@@ -197,6 +197,7 @@ fn describe_frame(text: &str) -> String {
             channel,
             data,
         }) => format!("{event} on {channel} {data}"),
+        Ok(ClientMessage::Custom { event, .. }) => panic!("the client sent a custom {event}"),
         Err(e) => panic!("the server would refuse {text}: {e}"),
     }
 }

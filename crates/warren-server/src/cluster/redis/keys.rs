@@ -65,6 +65,11 @@ impl Keys {
         format!("{{{}}}:reaping:{instance}", self.prefix)
     }
 
+    /// The pub/sub channel every node listens to for custom broadcasts.
+    pub fn broadcasts(&self) -> String {
+        format!("{{{}}}:bc", self.prefix)
+    }
+
     /// The pub/sub channel that carries one Pusher channel's events between nodes.
     pub fn events(&self, app: &AppId, channel: &ChannelName) -> String {
         if matches!(

@@ -37,11 +37,11 @@ use warren_protocol::presence::PresenceMember;
 use warren_protocol::user::UserChannel;
 use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
 
-use super::envelope;
+use super::envelope::{self, Relayed};
 use super::{
-    BackendError, Broker, CachedEvent, ChannelEvent, ChannelMessage, ChannelStats, ClusterBackend,
-    ClusterState, CountVersion, EventSink, JoinError, PresenceJoin, PresenceLeave, Seams,
-    SubscriptionChange, UserNotice, UserStatus,
+    BackendError, Broadcast, Broker, CachedEvent, ChannelEvent, ChannelMessage, ChannelStats,
+    ClusterBackend, ClusterState, CountVersion, EventSink, JoinError, PresenceJoin, PresenceLeave,
+    Seams, SubscriptionChange, UserNotice, UserStatus,
 };
 use crate::config::RedisTarget;
 use keys::Keys;
@@ -165,6 +165,8 @@ impl RedisCluster {
             options,
         });
         registry::register_at_start(&inner).await?;
+        // Every node hears broadcasts for its whole life (fred resubscribes after a reconnect).
+        inner.listen_to(inner.keys.broadcasts()).await?;
         spawn_dispatcher(inner.clone());
         spawn_connection_logs(&inner);
         tokio::spawn(registry::heartbeats(inner.clone()));
@@ -380,7 +382,12 @@ impl Inner {
             return Err(e);
         }
         let envelope = envelope::encode(&self.origin, event)?;
-        let name = self.keys.events(&event.app, &event.channel);
+        self.send(self.keys.events(&event.app, &event.channel), envelope)
+            .await
+    }
+
+    /// Publishes one envelope on a pub/sub channel.
+    async fn send(&self, name: String, envelope: Bytes) -> Result<(), BackendError> {
         let sent = if self.sharded {
             tokio::time::timeout(
                 COMMAND_TIMEOUT,
@@ -397,6 +404,18 @@ impl Inner {
         sent.map_err(|_| BackendError("Redis publish timed out".into()))?
             .map_err(backend)?;
         Ok(())
+    }
+
+    /// Subscribes to a pub/sub channel; returns once Redis confirmed.
+    async fn listen_to(&self, name: String) -> Result<(), BackendError> {
+        let subscribed = if self.sharded {
+            tokio::time::timeout(COMMAND_TIMEOUT, self.subscriber.ssubscribe(name)).await
+        } else {
+            tokio::time::timeout(COMMAND_TIMEOUT, self.subscriber.subscribe(name)).await
+        };
+        subscribed
+            .map_err(|_| BackendError("Redis subscribe timed out".into()))?
+            .map_err(backend)
     }
 
     fn members_from(&self, flat: Option<&Value>) -> Result<Vec<PresenceMember>, BackendError> {
@@ -430,16 +449,18 @@ impl Broker for RedisCluster {
     }
 
     async fn listen(&self, app: &AppId, channel: &ChannelName) -> Result<(), BackendError> {
+        self.inner
+            .listen_to(self.inner.keys.events(app, channel))
+            .await
+    }
+
+    async fn broadcast(&self, broadcast: &Broadcast) -> Result<(), BackendError> {
         let inner = &self.inner;
-        let name = inner.keys.events(app, channel);
-        let subscribed = if inner.sharded {
-            tokio::time::timeout(COMMAND_TIMEOUT, inner.subscriber.ssubscribe(name)).await
-        } else {
-            tokio::time::timeout(COMMAND_TIMEOUT, inner.subscriber.subscribe(name)).await
-        };
-        subscribed
-            .map_err(|_| BackendError("Redis subscribe timed out".into()))?
-            .map_err(backend)
+        if let Some(e) = inner.unavailable() {
+            return Err(e);
+        }
+        let envelope = envelope::encode_broadcast(&inner.origin, broadcast)?;
+        inner.send(inner.keys.broadcasts(), envelope).await
     }
 
     async fn unlisten(&self, app: &AppId, channel: &ChannelName) {
@@ -717,7 +738,10 @@ fn dispatch(inner: &Inner, name: &str, value: &Value) {
     };
     // INVARIANT(others-then-here): the publisher delivered to its own subscribers already.
     if envelope.origin != inner.origin {
-        inner.sink.deliver(&envelope.event);
+        match &envelope.relayed {
+            Relayed::Event(event) => inner.sink.deliver(event),
+            Relayed::Broadcast(broadcast) => inner.sink.deliver_broadcast(broadcast),
+        }
     }
 }
 
