@@ -105,6 +105,8 @@ impl ServerBuilder {
         let hub = Arc::new(Hub::new());
         let users = Arc::new(LocalUsers::default());
         let local = LocalDelivery::new(hub.clone(), users.clone());
+        // INVARIANT(extensions-off-the-path): relayed events reach `LocalDelivery` directly
+        // unless broadcast handlers need the wrapper.
         let sink: Arc<dyn EventSink> = match &extensions.broadcasts {
             Some(broadcasts) => Arc::new(extend::WithBroadcasts {
                 events: local,

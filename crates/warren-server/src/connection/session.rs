@@ -95,7 +95,8 @@ impl Session {
         msg: ClientMessage,
         remote_addr: impl FnOnce() -> Option<SocketAddr> + Send,
     ) {
-        // The one check a server without connection extensions pays, per client message.
+        // INVARIANT(extensions-off-the-path): the one check a server without connection
+        // extensions pays, per client message; the remote address is asked for only with them.
         let (msg, remote_addr) = match &self.cx.extensions {
             None => (msg, None),
             Some(extensions) => {
