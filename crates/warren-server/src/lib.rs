@@ -23,6 +23,7 @@ pub mod config;
 mod connection;
 mod connections;
 mod http;
+mod http_connection;
 mod hub;
 mod ingress;
 mod listener;

@@ -2,25 +2,20 @@
 //! share one port.
 
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 
 use crate::connection;
+use crate::http_connection::{self, Deadlines};
 use crate::ws::handshake::{self, Head};
 
 /// Pending connections the kernel may hold during a connection storm.
 const LISTEN_BACKLOG: u32 = 8192;
-/// A client must send its request head within this time.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn bind(addr: &str) -> io::Result<TcpListener> {
     let mut last_err = None;
@@ -50,6 +45,8 @@ pub(crate) struct Routes {
     pub http: axum::Router,
     /// The runtime HTTP connections are served on (`None`: this one); see `Ingress`.
     pub ingress: Option<tokio::runtime::Handle>,
+    /// How long a request head, an idle keep-alive connection and a stalled write may take.
+    pub deadlines: Deadlines,
 }
 
 /// Accepts connections until `shutdown` flips.
@@ -80,10 +77,11 @@ pub(crate) async fn serve(
 async fn route(mut stream: TcpStream, routes: Routes) {
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(1024);
-    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream, &mut buf)).await {
-        Ok(Ok(head)) => head,
-        _ => return,
-    };
+    let head =
+        match tokio::time::timeout(routes.deadlines.head, read_head(&mut stream, &mut buf)).await {
+            Ok(Ok(head)) => head,
+            _ => return,
+        };
     match head {
         Some(Head::WebSocket(upgrade)) => match routes.websocket {
             Some(cx) => {
@@ -112,7 +110,7 @@ async fn route(mut stream: TcpStream, routes: Routes) {
         Some(Head::Http) | None => {
             let prefix = buf.freeze();
             match routes.ingress {
-                None => serve_http(stream, prefix, routes.http).await,
+                None => http_connection::serve(stream, prefix, routes.http, routes.deadlines).await,
                 Some(runtime) => {
                     // INVARIANT(ingress-apart-from-connections): HTTP is served on its own
                     // runtime; the socket moves to that runtime's reactor.
@@ -121,25 +119,14 @@ async fn route(mut stream: TcpStream, routes: Routes) {
                     };
                     runtime.spawn(async move {
                         if let Ok(stream) = TcpStream::from_std(stream) {
-                            serve_http(stream, prefix, routes.http).await;
+                            http_connection::serve(stream, prefix, routes.http, routes.deadlines)
+                                .await;
                         }
                     });
                 }
             }
         }
     }
-}
-
-/// Serves HTTP/1.1 requests on `stream`, whose first bytes were already read into `prefix`.
-async fn serve_http(stream: TcpStream, prefix: Bytes, router: axum::Router) {
-    let io = TokioIo::new(Rewind {
-        prefix,
-        inner: stream,
-    });
-    let service = TowerToHyperService::new(router);
-    let _ = hyper::server::conn::http1::Builder::new()
-        .serve_connection(io, service)
-        .await;
 }
 
 /// Reads until the request head is complete. `None`: not parseable as HTTP (hyper answers it).
@@ -153,57 +140,5 @@ async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<Opt
             Ok(None) if buf.len() < handshake::MAX_HEAD => {}
             Ok(None) | Err(_) => return Ok(None),
         }
-    }
-}
-
-/// A stream that first yields bytes already read from it.
-struct Rewind {
-    prefix: Bytes,
-    inner: TcpStream,
-}
-
-impl AsyncRead for Rewind {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Rewind {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -17,6 +17,7 @@ use crate::config::{Backend, Config};
 use crate::connection;
 use crate::connections::{self, Connections};
 use crate::http::{self, Health};
+use crate::http_connection::Deadlines;
 use crate::hub::Hub;
 use crate::ingress::Ingress;
 use crate::listener::{self, Routes};
@@ -93,6 +94,7 @@ impl ServerBuilder {
         let connections = Arc::new(Connections::new(
             server.activity_timeout,
             server.pong_timeout,
+            Duration::from_millis(server.write_timeout_ms),
         ));
         let websocket = server.role.serves_websocket().then(|| {
             Arc::new(connection::Context {
@@ -108,6 +110,7 @@ impl ServerBuilder {
                 apps,
                 node: node.clone(),
                 timestamp_tolerance_secs: server.api_timestamp_tolerance_secs,
+                request_timeout: Duration::from_millis(server.request_timeout_ms),
             })
         });
         let health = Arc::new(Health {
@@ -122,6 +125,11 @@ impl ServerBuilder {
                 websocket,
                 http: http::router(health, api),
                 ingress: ingress.handle(),
+                deadlines: Deadlines {
+                    head: Duration::from_millis(server.handshake_timeout_ms),
+                    idle: Duration::from_secs(server.http_idle_timeout_secs),
+                    write: Duration::from_millis(server.write_timeout_ms),
+                },
             },
             ingress,
             listener,

@@ -8,7 +8,8 @@ use std::path::Path;
 
 /// Module -> the modules it may use. `server` composes everything and is left out.
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("listener", &["connection", "ws"]),
+    ("listener", &["connection", "http_connection", "ws"]),
+    ("http_connection", &[]),
     ("http", &["api", "node", "connections", "config"]),
     ("ingress", &[]),
     ("api", &["node", "cluster", "app"]),

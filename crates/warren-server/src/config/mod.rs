@@ -48,6 +48,15 @@ pub struct ServerConfig {
     pub ingress_threads: usize,
     /// Generated at start-up when absent; two live nodes must never share one.
     pub node_id: Option<String>,
+    /// A request head (an HTTP request's or a WebSocket upgrade's) must arrive whole in this
+    /// many milliseconds.
+    pub handshake_timeout_ms: u64,
+    /// An API request's body must arrive whole in this many milliseconds.
+    pub request_timeout_ms: u64,
+    /// A keep-alive HTTP connection with no request is closed after this many seconds.
+    pub http_idle_timeout_secs: u64,
+    /// A connection whose socket takes no bytes for this many milliseconds is dropped.
+    pub write_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +72,10 @@ impl Default for ServerConfig {
             role: Role::All,
             ingress_threads: 1,
             node_id: None,
+            handshake_timeout_ms: 10_000,
+            request_timeout_ms: 10_000,
+            http_idle_timeout_secs: 60,
+            write_timeout_ms: 10_000,
         }
     }
 }

@@ -124,6 +124,10 @@ fn full_file() {
         api_timestamp_tolerance_secs = 30
         role = "push"
         node_id = "push-1.eu_west"
+        handshake_timeout_ms = 2000
+        request_timeout_ms = 3000
+        http_idle_timeout_secs = 20
+        write_timeout_ms = 4000
 
         [cluster]
         backend = "redis"
@@ -167,6 +171,10 @@ fn full_file() {
             role: Role::Push,
             ingress_threads: 1,
             node_id: Some("push-1.eu_west".to_owned()),
+            handshake_timeout_ms: 2000,
+            request_timeout_ms: 3000,
+            http_idle_timeout_secs: 20,
+            write_timeout_ms: 4000,
         },
         cluster: ClusterConfig {
             backend: Backend::Redis,
@@ -990,4 +998,21 @@ fn example_file_shows_the_defaults() {
     assert_eq!(config.server, ServerConfig::default());
     assert_eq!(config.cluster, ClusterConfig::default());
     assert_eq!(config.apps, vec![app("app-id", "app-key", "change-me")]);
+}
+
+#[test]
+fn sizes_and_timeouts_have_upper_bounds() {
+    for (key, value, bound) in [
+        ("WARREN_SERVER__MAX_MESSAGE_SIZE_KB", "16385", "16384"),
+        ("WARREN_SERVER__WRITE_TIMEOUT_MS", "86400001", "86400000"),
+        ("WARREN_SERVER__HTTP_IDLE_TIMEOUT_SECS", "86401", "86400"),
+        ("WARREN_APPS__0__MAX_EVENT_PAYLOAD_KB", "99999999", "16384"),
+    ] {
+        let text = "[[apps]]\nid = \"a\"\nkey = \"k\"\nsecret = \"s\"";
+        let err = match parse_text(text, &[(key, value)]) {
+            Err(e) => e.to_string(),
+            Ok(config) => config.validate().expect_err(key).to_string(),
+        };
+        assert!(err.contains(&format!("at most {bound}")), "{key}: {err}");
+    }
 }

@@ -10,6 +10,7 @@ mod cluster;
 mod cluster_users;
 mod connect;
 mod encrypted;
+mod hostile;
 mod http_api;
 mod http_auth;
 mod liveness;
