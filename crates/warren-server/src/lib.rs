@@ -22,6 +22,7 @@ pub mod cluster;
 pub mod config;
 mod connection;
 mod connections;
+mod gate;
 mod http;
 mod http_connection;
 mod hub;

@@ -2,6 +2,7 @@
 //! share one port.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 
 use crate::connection;
+use crate::gate::{Gate, SocketSlot};
 use crate::http_connection::{self, Deadlines};
 use crate::ws::handshake::{self, Head};
 
@@ -47,6 +49,8 @@ pub(crate) struct Routes {
     pub ingress: Option<tokio::runtime::Handle>,
     /// How long a request head, an idle keep-alive connection and a stalled write may take.
     pub deadlines: Deadlines,
+    /// Who may hold a socket: the file budget, the node's and each address's caps.
+    pub gate: Arc<Gate>,
 }
 
 /// Accepts connections until `shutdown` flips.
@@ -56,14 +60,19 @@ pub(crate) async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
+        // INVARIANT(sockets-within-file-limit): room first, then accept.
+        let slot = tokio::select! {
+            s = routes.gate.socket() => s,
+            _ = shutdown.changed() => return,
+        };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.changed() => return,
         };
         match accepted {
-            Ok((stream, _peer)) => {
+            Ok((stream, peer)) => {
                 let routes = routes.clone();
-                tokio::spawn(async move { route(stream, routes).await });
+                tokio::spawn(async move { route(stream, peer, slot, routes).await });
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -74,7 +83,7 @@ pub(crate) async fn serve(
     }
 }
 
-async fn route(mut stream: TcpStream, routes: Routes) {
+async fn route(mut stream: TcpStream, peer: SocketAddr, slot: SocketSlot, routes: Routes) {
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(1024);
     let head =
@@ -85,10 +94,27 @@ async fn route(mut stream: TcpStream, routes: Routes) {
     match head {
         Some(Head::WebSocket(upgrade)) => match routes.websocket {
             Some(cx) => {
-                buf.advance(upgrade.head_len);
-                // Admits the connection and hands it to a small task of its own: this routing
-                // future (sized for the HTTP branch too) ends here.
-                connection::serve(stream, buf, upgrade, cx).await;
+                let client = routes
+                    .gate
+                    .client_address(peer.ip(), upgrade.forwarded_for.as_deref());
+                match routes.gate.websocket(slot, client) {
+                    Ok(slot) => {
+                        buf.advance(upgrade.head_len);
+                        // Admits the connection and hands it to a small task of its own: this
+                        // routing future (sized for the HTTP branch too) ends here.
+                        connection::serve(stream, buf, upgrade, slot, cx).await;
+                    }
+                    Err(refused) => {
+                        tracing::debug!(%client, ?refused, "upgrade refused");
+                        let (status, reason) = refused.status();
+                        let answer = handshake::http_error(status, reason, refused.message());
+                        let _ = tokio::time::timeout(
+                            routes.deadlines.write,
+                            stream.write_all(answer.as_bytes()),
+                        )
+                        .await;
+                    }
+                }
             }
             None => {
                 let why = "This node serves the HTTP API only (server.role = \"api\")";
@@ -110,7 +136,10 @@ async fn route(mut stream: TcpStream, routes: Routes) {
         Some(Head::Http) | None => {
             let prefix = buf.freeze();
             match routes.ingress {
-                None => http_connection::serve(stream, prefix, routes.http, routes.deadlines).await,
+                None => {
+                    http_connection::serve(stream, prefix, routes.http, routes.deadlines).await;
+                    drop(slot);
+                }
                 Some(runtime) => {
                     // INVARIANT(ingress-apart-from-connections): HTTP is served on its own
                     // runtime; the socket moves to that runtime's reactor.
@@ -118,6 +147,7 @@ async fn route(mut stream: TcpStream, routes: Routes) {
                         return;
                     };
                     runtime.spawn(async move {
+                        let _slot = slot;
                         if let Ok(stream) = TcpStream::from_std(stream) {
                             http_connection::serve(stream, prefix, routes.http, routes.deadlines)
                                 .await;

@@ -16,6 +16,7 @@ use crate::cluster::{ClusterBackend, Seams};
 use crate::config::{Backend, Config};
 use crate::connection;
 use crate::connections::{self, Connections};
+use crate::gate::{self, Gate};
 use crate::http::{self, Health};
 use crate::http_connection::Deadlines;
 use crate::hub::Hub;
@@ -119,6 +120,16 @@ impl ServerBuilder {
             connections: connections.clone(),
             node: node.clone(),
         });
+        let gate = Gate::new(
+            gate::Limits {
+                max_connections: server.max_connections,
+                max_connections_per_ip: server.max_connections_per_ip,
+                new_connections_per_ip_per_sec: server.new_connections_per_ip_per_sec,
+                trusted_proxies: server.trusted_proxies.0.clone(),
+            },
+            gate::file_limit(),
+        );
+        tracing::debug!(max = gate.max_websockets(), "WebSocket connections");
         let (shutdown_tx, _) = watch::channel(false);
         Ok(Server {
             routes: Routes {
@@ -130,6 +141,7 @@ impl ServerBuilder {
                     idle: Duration::from_secs(server.http_idle_timeout_secs),
                     write: Duration::from_millis(server.write_timeout_ms),
                 },
+                gate,
             },
             ingress,
             listener,
@@ -240,12 +252,14 @@ impl Server {
             shutdown_tx,
         } = self;
         let sweeper = tokio::spawn(connections::sweep_forever(connections.clone()));
+        let gate_sweeper = tokio::spawn(gate::sweep_forever(routes.gate.clone()));
         let watchlists = {
             let node = node.clone();
             tokio::spawn(async move { node.send_watchlist_batches().await })
         };
         listener::serve(listener, routes, shutdown_tx.subscribe()).await;
         sweeper.abort();
+        gate_sweeper.abort();
         connections.close_all();
         connections.drained(DRAIN_LIMIT).await;
         watchlists.abort();

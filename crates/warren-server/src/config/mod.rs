@@ -7,6 +7,7 @@
 //! configuration built in code is held to the same rules as one loaded from a file.
 
 mod load;
+mod net;
 mod redis;
 #[cfg(test)]
 mod tests;
@@ -18,6 +19,7 @@ use serde::{de, Deserialize, Deserializer};
 use warren_protocol::{AppId, AppKey};
 
 pub use load::ConfigError;
+pub use net::Networks;
 pub use redis::RedisTarget;
 
 /// The demo app, configured when the file has no `[[apps]]`; the server warns about its secret.
@@ -57,6 +59,14 @@ pub struct ServerConfig {
     pub http_idle_timeout_secs: u64,
     /// A connection whose socket takes no bytes for this many milliseconds is dropped.
     pub write_timeout_ms: u64,
+    /// WebSocket connections on this node (0: as many as the process's file limit allows).
+    pub max_connections: usize,
+    /// WebSocket connections from one client address (0: no limit).
+    pub max_connections_per_ip: u32,
+    /// New WebSocket connections from one client address per second (0: no limit).
+    pub new_connections_per_ip_per_sec: u32,
+    /// Peers whose `X-Forwarded-For` names the client's address (CIDRs or addresses).
+    pub trusted_proxies: Networks,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +86,10 @@ impl Default for ServerConfig {
             request_timeout_ms: 10_000,
             http_idle_timeout_secs: 60,
             write_timeout_ms: 10_000,
+            max_connections: 0,
+            max_connections_per_ip: 0,
+            new_connections_per_ip_per_sec: 0,
+            trusted_proxies: Networks::default(),
         }
     }
 }

@@ -128,6 +128,10 @@ fn full_file() {
         request_timeout_ms = 3000
         http_idle_timeout_secs = 20
         write_timeout_ms = 4000
+        max_connections = 50000
+        max_connections_per_ip = 100
+        new_connections_per_ip_per_sec = 20
+        trusted_proxies = ["10.0.0.0/8", "192.0.2.1"]
 
         [cluster]
         backend = "redis"
@@ -175,6 +179,13 @@ fn full_file() {
             request_timeout_ms: 3000,
             http_idle_timeout_secs: 20,
             write_timeout_ms: 4000,
+            max_connections: 50_000,
+            max_connections_per_ip: 100,
+            new_connections_per_ip_per_sec: 20,
+            trusted_proxies: Networks(vec![
+                "10.0.0.0/8".parse().expect("cidr"),
+                "192.0.2.1/32".parse().expect("cidr"),
+            ]),
         },
         cluster: ClusterConfig {
             backend: Backend::Redis,
@@ -1015,4 +1026,16 @@ fn sizes_and_timeouts_have_upper_bounds() {
         };
         assert!(err.contains(&format!("at most {bound}")), "{key}: {err}");
     }
+}
+
+#[test]
+fn trusted_proxies_come_from_a_variable_as_a_list() {
+    let text = "[[apps]]\nid = \"a\"\nkey = \"k\"\nsecret = \"s\"";
+    let config = parse(
+        text,
+        &[("WARREN_SERVER__TRUSTED_PROXIES", "10.0.0.0/8, ::1")],
+    );
+    assert_eq!(config.server.trusted_proxies.0.len(), 2);
+    let message = error(text, &[("WARREN_SERVER__TRUSTED_PROXIES", "10.0.0.0/33")]);
+    assert!(message.contains("server.trusted_proxies"), "{message}");
 }

@@ -25,6 +25,7 @@ use warren_protocol::outbound;
 
 use crate::app::AppRegistry;
 use crate::connections::Connections;
+use crate::gate::WebSocketSlot;
 use crate::node::Node;
 use crate::outbox::{CloseReason, Outbox};
 use crate::ws::frame;
@@ -53,6 +54,7 @@ pub(crate) async fn serve(
     mut stream: TcpStream,
     read_buf: BytesMut,
     upgrade: Upgrade,
+    node_slot: WebSocketSlot,
     cx: Arc<Context>,
 ) {
     let mut hello = switching_protocols(&upgrade.accept).into_bytes();
@@ -89,18 +91,17 @@ pub(crate) async fn serve(
         return;
     }
     drop(hello);
-    let session = Session::new(cx.node.clone(), app, socket_id, outbox.clone());
+    let session = Session::new(cx.node.clone(), slot, socket_id, outbox.clone());
     let socket = Socket::new(
         stream,
         read_buf,
         cx.max_message_size,
         outbox,
         cx.connections.clone(),
-        socket_id,
     );
     tokio::spawn(ConnectionTask::new(Parts {
         socket,
         session,
-        slot,
+        node_slot,
     }));
 }

@@ -17,7 +17,7 @@ use warren_protocol::user::MAX_WATCHLIST;
 use warren_protocol::{outbound, ChannelKind, ChannelName, ErrorCode, EventName, SocketId};
 
 use super::signin::{self, SignedIn};
-use crate::app::App;
+use crate::app::ConnectionSlot;
 use crate::cluster::{ChannelEvent, ChannelMessage, JoinError};
 use crate::node::{presence_succeeded, Joining, Node, SigningIn};
 use crate::outbox::{CloseReason, Outbox};
@@ -35,7 +35,8 @@ const ENCRYPTED_CLIENT_EVENTS: &str =
 /// One admitted connection's protocol state.
 pub struct Session {
     node: Arc<Node>,
-    app: Arc<App>,
+    /// The app, and the connection's place in its quota (given back when the session drops).
+    app: ConnectionSlot,
     socket_id: SocketId,
     outbox: Arc<Outbox>,
     /// Channels this connection is subscribed to, with its presence identity where it has one.
@@ -47,7 +48,16 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(node: Arc<Node>, app: Arc<App>, socket_id: SocketId, outbox: Arc<Outbox>) -> Self {
+    pub(super) fn socket_id(&self) -> SocketId {
+        self.socket_id
+    }
+
+    pub fn new(
+        node: Arc<Node>,
+        app: ConnectionSlot,
+        socket_id: SocketId,
+        outbox: Arc<Outbox>,
+    ) -> Self {
         let rate = app.client_event_rate_per_sec;
         Self {
             node,

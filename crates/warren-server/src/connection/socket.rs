@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
 use warren_protocol::inbound::parse_client_message;
-use warren_protocol::{codes::ws_close, outbound, SocketId};
+use warren_protocol::{codes::ws_close, outbound};
 
 use super::session::Session;
 use crate::connections::Connections;
@@ -70,7 +70,6 @@ pub(super) struct Socket {
     /// Frames taken from the outbox and not yet fully written; unallocated when idle.
     queue: VecDeque<Bytes>,
     connections: Arc<Connections>,
-    socket_id: SocketId,
     /// Alternates which side is looked at first, so neither a busy outbox nor a chatty client
     /// starves the other.
     outbox_first: bool,
@@ -83,7 +82,6 @@ impl Socket {
         max_message_size: usize,
         outbox: Arc<Outbox>,
         connections: Arc<Connections>,
-        socket_id: SocketId,
     ) -> Self {
         Self {
             stream,
@@ -92,13 +90,8 @@ impl Socket {
             outbox,
             queue: VecDeque::new(),
             connections,
-            socket_id,
             outbox_first: true,
         }
-    }
-
-    pub(super) fn socket_id(&self) -> SocketId {
-        self.socket_id
     }
 
     pub(super) fn connections(&self) -> &Connections {
@@ -299,7 +292,7 @@ impl Socket {
     }
 
     async fn frame_error(&mut self, session: &Session, e: FrameError) -> End {
-        tracing::debug!(socket_id = %self.socket_id, error = %e, "closing on a bad frame");
+        tracing::debug!(socket_id = %session.socket_id(), error = %e, "closing on a bad frame");
         session.send_error(None, &e.to_string());
         self.outbox.take(&mut self.queue);
         let _ = tokio::time::timeout(CLOSE_LINGER, self.drain()).await;

@@ -231,3 +231,78 @@ async fn zero_window_upgrade(to: &impl Endpoint) -> TcpStream {
     assert!(head.starts_with(b"HTTP/1.1 101"));
     s
 }
+
+/// The status line of the answer to an upgrade request sent with `extra` headers.
+async fn upgrade_status(to: &impl Endpoint, extra: &str) -> String {
+    let mut s = TcpStream::connect(to.addr()).await.expect("connect");
+    let request = format!(
+        "GET /app/{KEY}?protocol=7 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+    );
+    s.write_all(request.as_bytes()).await.expect("write");
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        s.read_exact(&mut byte).await.expect("answer");
+        line.push(byte[0]);
+    }
+    String::from_utf8_lossy(&line).trim().to_owned()
+}
+
+#[tokio::test]
+async fn at_the_node_cap_upgrades_get_503_until_a_connection_leaves() {
+    let server = start_with(|c| c.server.max_connections = 2).await;
+    let a = connect(&server).await;
+    let _b = connect(&server).await;
+    assert!(upgrade_status(&server, "")
+        .await
+        .starts_with("HTTP/1.1 503"));
+    // HTTP requests are not WebSocket connections: still served.
+    let mut s = TcpStream::connect(server.addr()).await.expect("connect");
+    s.write_all(HEALTH).await.expect("write");
+    assert!(read_response(&mut s).await.starts_with("HTTP/1.1 200"));
+    a.close().await;
+    let mut admitted = false;
+    for _ in 0..50 {
+        if upgrade_status(&server, "")
+            .await
+            .starts_with("HTTP/1.1 101")
+        {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(admitted, "the freed slot is taken again");
+}
+
+/// Behind a trusted proxy (the test's own address), each forwarded client has its own cap;
+/// the same header from an untrusted peer would be ignored.
+#[tokio::test]
+async fn per_address_caps_follow_forwarded_for_from_trusted_proxies() {
+    let server = start_with(|c| {
+        c.server.max_connections_per_ip = 1;
+        c.server.trusted_proxies =
+            warren_server::config::Networks(vec!["127.0.0.0/8".parse().expect("cidr")]);
+    })
+    .await;
+    let mut held = TcpStream::connect(server.addr()).await.expect("connect");
+    let request = format!(
+        "GET /app/{KEY}?protocol=7 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n"
+    );
+    held.write_all(request.as_bytes()).await.expect("write");
+    let mut first = [0u8; 12];
+    held.read_exact(&mut first).await.expect("answer");
+    assert_eq!(&first, b"HTTP/1.1 101");
+    let same = upgrade_status(&server, "X-Forwarded-For: 203.0.113.7\r\n").await;
+    assert!(same.starts_with("HTTP/1.1 429"), "{same}");
+    let other = upgrade_status(&server, "X-Forwarded-For: 203.0.113.8\r\n").await;
+    assert!(other.starts_with("HTTP/1.1 101"), "{other}");
+}
+
+#[tokio::test]
+async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
+    let server = start_with(|c| c.server.max_connections_per_ip = 1).await;
+    let _held = connect(&server).await;
+    let spoofed = upgrade_status(&server, "X-Forwarded-For: 203.0.113.9\r\n").await;
+    assert!(spoofed.starts_with("HTTP/1.1 429"), "{spoofed}");
+}
