@@ -25,6 +25,8 @@ pub struct App {
     pub max_event_payload_bytes: usize,
     pub max_channel_name_length: usize,
     pub client_event_rate_per_sec: u32,
+    /// Subscribes one connection may send per second.
+    pub subscribe_rate_per_sec: u32,
     pub member_limits: MemberLimits,
     pub max_subscriptions_per_connection: usize,
     /// How long a cache channel keeps its last event.
@@ -51,6 +53,7 @@ impl App {
             max_event_payload_bytes: c.max_event_payload_kb.saturating_mul(1024),
             max_channel_name_length: c.max_channel_name_length,
             client_event_rate_per_sec: c.client_event_rate_per_sec,
+            subscribe_rate_per_sec: c.subscribe_rate_per_sec,
             max_subscriptions_per_connection: c.max_subscriptions_per_connection,
             member_limits: MemberLimits {
                 max_user_id_length: c.max_user_id_length,

@@ -191,6 +191,8 @@ pub struct AppConfig {
     pub max_channel_name_length: usize,
     #[serde(default = "client_event_rate_per_sec")]
     pub client_event_rate_per_sec: u32,
+    #[serde(default = "subscribe_rate_per_sec")]
+    pub subscribe_rate_per_sec: u32,
     #[serde(default = "max_user_info_bytes")]
     pub max_user_info_bytes: usize,
     #[serde(default = "max_user_id_length")]
@@ -221,6 +223,7 @@ defaults! {
     max_event_payload_kb: usize = 10,
     max_channel_name_length: usize = 200,
     client_event_rate_per_sec: u32 = 10,
+    subscribe_rate_per_sec: u32 = 50,
     max_user_info_bytes: usize = 1024,
     max_user_id_length: usize = 128,
     max_subscriptions_per_connection: usize = 1000,
@@ -249,6 +252,7 @@ impl AppConfig {
             max_event_payload_kb: max_event_payload_kb(),
             max_channel_name_length: max_channel_name_length(),
             client_event_rate_per_sec: client_event_rate_per_sec(),
+            subscribe_rate_per_sec: subscribe_rate_per_sec(),
             max_user_info_bytes: max_user_info_bytes(),
             max_user_id_length: max_user_id_length(),
             max_subscriptions_per_connection: max_subscriptions_per_connection(),

@@ -150,6 +150,7 @@ fn full_file() {
         max_event_payload_kb = 20
         max_channel_name_length = 164
         client_event_rate_per_sec = 3
+        subscribe_rate_per_sec = 7
         max_user_info_bytes = 2048
         max_user_id_length = 64
         max_subscriptions_per_connection = 50
@@ -202,6 +203,7 @@ fn full_file() {
                 max_event_payload_kb: 20,
                 max_channel_name_length: 164,
                 client_event_rate_per_sec: 3,
+                subscribe_rate_per_sec: 7,
                 max_user_info_bytes: 2048,
                 max_user_id_length: 64,
                 max_subscriptions_per_connection: 50,
@@ -467,6 +469,7 @@ fn values_out_of_range() {
         "max_event_payload_kb",
         "max_channel_name_length",
         "client_event_rate_per_sec",
+        "subscribe_rate_per_sec",
         "max_subscriptions_per_connection",
         "cache_ttl_secs",
     ] {

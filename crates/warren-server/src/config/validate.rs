@@ -61,7 +61,7 @@ impl Config {
         }
         for (i, app) in self.apps.iter().enumerate() {
             at_least!(app, format!("apps.{i}"), 1; max_presence_members, max_event_payload_kb,
-                max_channel_name_length, client_event_rate_per_sec, max_subscriptions_per_connection,
+                max_channel_name_length, client_event_rate_per_sec, subscribe_rate_per_sec, max_subscriptions_per_connection,
                 cache_ttl_secs);
             at_most!(app, format!("apps.{i}"), MAX_SIZE_KB; max_event_payload_kb);
             at_most!(app, format!("apps.{i}"), MAX_SIZE_KB * 1024; max_user_info_bytes);

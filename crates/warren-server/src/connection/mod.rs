@@ -10,6 +10,7 @@
 //! writing and closing the socket in `socket.rs`.
 
 pub mod admission;
+mod rate;
 pub mod session;
 mod signin;
 mod socket;
