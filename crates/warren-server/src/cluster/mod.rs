@@ -15,7 +15,7 @@
 //! WebSocket frame or Pusher JSON. The single-node implementations live in [`local`], the
 //! Redis ones in [`redis`]; `tests/conformance.rs` runs the same cases against each.
 
-mod envelope;
+pub(crate) mod envelope;
 mod event;
 pub mod local;
 pub mod redis;
