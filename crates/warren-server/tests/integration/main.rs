@@ -15,6 +15,7 @@ mod http_api;
 mod http_auth;
 mod liveness;
 mod presence;
+mod rfc6455;
 mod subscribe;
 mod subscription_counts;
 mod topologies;
