@@ -67,9 +67,11 @@ impl ServerBuilder {
             .clone()
             .unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()));
         let ingress = Ingress::new(server.ingress_threads)?;
-        let hub = Arc::new(Hub::new());
-        let users = Arc::new(LocalUsers::default());
-        let sink = Arc::new(LocalDelivery::new(hub.clone(), users.clone()));
+        let local = Arc::new(LocalDelivery::new(
+            Arc::new(Hub::new()),
+            Arc::new(LocalUsers::default()),
+        ));
+        let sink = local.clone();
         let backend: Box<dyn ClusterBackend> = match cluster {
             Some(backend) => backend,
             None => match config.cluster.backend {
@@ -91,7 +93,7 @@ impl ServerBuilder {
             }
             None => backend.connect(sink).await?,
         };
-        let node = Arc::new(Node::new(hub, users, broker, state));
+        let node = Arc::new(Node::new(&local, broker, state));
         let connections = Arc::new(Connections::new(
             server.activity_timeout,
             server.pong_timeout,
