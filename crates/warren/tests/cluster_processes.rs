@@ -236,7 +236,7 @@ async fn a_redis_restart_is_survived_and_state_is_registered_again() {
         assert_eq!(error["data"]["code"], 4200, "{error}");
     }
     let deadline = Instant::now() + Duration::from_secs(15);
-    let (mut alice, mut bob) = loop {
+    let (_alice, mut bob) = loop {
         let mut alice = connect(&a).await;
         let mut bob = connect(&b).await;
         let joined = [
