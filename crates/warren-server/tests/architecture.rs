@@ -8,7 +8,9 @@ use std::path::Path;
 
 /// Module -> the modules it may use. `server` composes everything and is left out.
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("listener", &["connection", "ws"]),
+    ("listener", &["connection", "gate", "http_connection", "ws"]),
+    ("gate", &[]),
+    ("http_connection", &[]),
     ("http", &["api", "node", "connections", "config"]),
     ("ingress", &[]),
     ("api", &["node", "cluster", "app", "extend"]),
@@ -19,6 +21,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "connections",
             "cluster",
             "app",
+            "gate",
             "outbox",
             "ws",
             "extend",

@@ -45,6 +45,8 @@ impl EventSink for Recorder {
         self.broadcasts.lock().push(broadcast.clone());
         self.arrived.notify_waiters();
     }
+
+    fn resync(&self, _why: &str) {}
 }
 
 impl Recorder {

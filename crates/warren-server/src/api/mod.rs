@@ -28,6 +28,8 @@ pub(crate) struct Api {
     pub node: Arc<Node>,
     /// Allowed difference between a request's `auth_timestamp` and this server's clock.
     pub timestamp_tolerance_secs: u64,
+    /// How long a request's body may take to arrive (`server.request_timeout_ms`).
+    pub request_timeout: std::time::Duration,
     /// API middlewares and `x-` routes, when any are registered.
     pub extensions: Option<Arc<ApiExtensions>>,
 }

@@ -19,7 +19,7 @@
 //! Redis ones in [`redis`]; `tests/conformance.rs` runs the same cases against each.
 
 mod broadcast;
-mod envelope;
+pub(crate) mod envelope;
 mod event;
 pub mod local;
 pub mod redis;
@@ -72,6 +72,13 @@ pub trait Broker: Send + Sync + 'static {
 /// subscribers.
 pub trait EventSink: Send + Sync + 'static {
     fn deliver(&self, event: &ChannelEvent);
+
+    /// Events of any listened channel may have been lost (`why`: a reconnect of the
+    /// subscription, a relay that fell behind). The node forgets what it listens to, so every
+    /// channel is listened to again (and confirmed) before anyone is told it is subscribed,
+    /// and closes (4200) the connections that may have missed events: they reconnect and
+    /// subscribe again at once.
+    fn resync(&self, why: &str);
 
     /// A custom broadcast from another node. Ignored unless the server has broadcast handlers.
     fn deliver_broadcast(&self, _broadcast: &Broadcast) {}

@@ -69,13 +69,17 @@ impl BroadcastHandlers {
 
 /// A node's event sink, with its broadcast handlers: events go on to `events` unchanged.
 pub(crate) struct WithBroadcasts<S> {
-    pub events: S,
+    pub events: Arc<S>,
     pub broadcasts: Arc<BroadcastHandlers>,
 }
 
 impl<S: EventSink> EventSink for WithBroadcasts<S> {
     fn deliver(&self, event: &ChannelEvent) {
         self.events.deliver(event);
+    }
+
+    fn resync(&self, why: &str) {
+        self.events.resync(why);
     }
 
     fn deliver_broadcast(&self, broadcast: &Broadcast) {

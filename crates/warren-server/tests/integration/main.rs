@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod cache_channels;
+mod chaos;
 mod client_events;
 mod cluster;
 mod cluster_users;
@@ -12,10 +13,12 @@ mod connect;
 mod encrypted;
 mod extensions;
 mod extensions_cluster;
+mod hostile;
 mod http_api;
 mod http_auth;
 mod liveness;
 mod presence;
+mod rfc6455;
 mod subscribe;
 mod subscription_counts;
 mod topologies;
