@@ -84,6 +84,9 @@ pub struct RedisCluster {
 struct Inner {
     client: Client,
     subscriber: SubscriberClient,
+    /// Listens to custom broadcasts only, apart from `subscriber`: with a subscription of its
+    /// own from the start, the channel subscriptions' first events were sometimes lost.
+    broadcasts: SubscriberClient,
     sharded: bool,
     keys: Keys,
     scripts: Scripts,
@@ -134,9 +137,11 @@ impl RedisCluster {
             });
         let client = builder.build().map_err(backend)?;
         let subscriber = builder.build_subscriber_client().map_err(backend)?;
+        let broadcasts = builder.build_subscriber_client().map_err(backend)?;
         let shown = options.target.to_string();
         tokio::time::timeout(COMMAND_TIMEOUT * 3, async {
             client.init().await?;
+            broadcasts.init().await?;
             subscriber.init().await
         })
         .await
@@ -162,13 +167,13 @@ impl RedisCluster {
             sink,
             client,
             subscriber,
+            broadcasts,
             options,
         });
         registry::register_at_start(&inner).await?;
-        // Every node hears broadcasts for its whole life (fred resubscribes after a reconnect).
-        inner.listen_to(inner.keys.broadcasts()).await?;
         spawn_dispatcher(inner.clone());
         spawn_connection_logs(&inner);
+        listen_to_broadcasts(&inner).await?;
         tokio::spawn(registry::heartbeats(inner.clone()));
         tokio::spawn(registry::maintenance(inner.clone()));
         tracing::info!(
@@ -191,6 +196,7 @@ impl RedisCluster {
     pub async fn halt(&self) {
         self.inner.stopping.store(true, Ordering::Release);
         let _ = self.inner.subscriber.quit().await;
+        let _ = self.inner.broadcasts.quit().await;
         let _ = self.inner.client.quit().await;
     }
 }
@@ -406,12 +412,16 @@ impl Inner {
         Ok(())
     }
 
-    /// Subscribes to a pub/sub channel; returns once Redis confirmed.
-    async fn listen_to(&self, name: String) -> Result<(), BackendError> {
+    /// Subscribes `subscriber` to a pub/sub channel; returns once Redis confirmed.
+    async fn listen_to(
+        &self,
+        subscriber: &SubscriberClient,
+        name: String,
+    ) -> Result<(), BackendError> {
         let subscribed = if self.sharded {
-            tokio::time::timeout(COMMAND_TIMEOUT, self.subscriber.ssubscribe(name)).await
+            tokio::time::timeout(COMMAND_TIMEOUT, subscriber.ssubscribe(name)).await
         } else {
-            tokio::time::timeout(COMMAND_TIMEOUT, self.subscriber.subscribe(name)).await
+            tokio::time::timeout(COMMAND_TIMEOUT, subscriber.subscribe(name)).await
         };
         subscribed
             .map_err(|_| BackendError("Redis subscribe timed out".into()))?
@@ -449,8 +459,9 @@ impl Broker for RedisCluster {
     }
 
     async fn listen(&self, app: &AppId, channel: &ChannelName) -> Result<(), BackendError> {
-        self.inner
-            .listen_to(self.inner.keys.events(app, channel))
+        let inner = &self.inner;
+        inner
+            .listen_to(&inner.subscriber, inner.keys.events(app, channel))
             .await
     }
 
@@ -746,6 +757,32 @@ fn dispatch(inner: &Inner, name: &str, value: &Value) {
             Relayed::Broadcast(broadcast) => inner.sink.deliver_broadcast(broadcast),
         }
     }
+}
+
+/// Every node hears broadcasts for its whole life (fred resubscribes after a reconnect; what
+/// is broadcast meanwhile is lost: broadcasts are at most once).
+async fn listen_to_broadcasts(inner: &Arc<Inner>) -> Result<(), BackendError> {
+    inner.broadcasts.manage_subscriptions();
+    let mut rx = inner.broadcasts.message_rx();
+    inner
+        .listen_to(&inner.broadcasts, inner.keys.broadcasts())
+        .await?;
+    let weak = Arc::downgrade(inner);
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(msg) => match weak.upgrade() {
+                    Some(inner) => dispatch(&inner, &msg.channel, &msg.value),
+                    None => return,
+                },
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::error!(dropped = n, "broadcasts were dropped");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Connection changes are worth a log line each: they explain any 503 in between.

@@ -322,6 +322,7 @@ pub(super) async fn deregister(inner: &Inner) {
         }
     }
     let _ = inner.subscriber.quit().await;
+    let _ = inner.broadcasts.quit().await;
     let _ = inner.client.quit().await;
 }
 
