@@ -16,10 +16,12 @@ use crate::cluster::{ClusterBackend, Seams};
 use crate::config::{Backend, Config};
 use crate::connection;
 use crate::connections::{self, Connections};
+use crate::console::{self, Console};
 use crate::http::{self, Health};
 use crate::hub::Hub;
 use crate::ingress::Ingress;
 use crate::listener::{self, Routes};
+use crate::monitor::{self, Monitor};
 use crate::node::{LocalDelivery, LocalUsers, Node};
 
 /// How long a stopping server waits for its connections to leave their channels.
@@ -68,6 +70,8 @@ impl ServerBuilder {
         let hub = Arc::new(Hub::new());
         let users = Arc::new(LocalUsers::default());
         let sink = Arc::new(LocalDelivery::new(hub.clone(), users.clone()));
+        // The monitor relays over Redis when the node runs on the configured Redis backend.
+        let relays_monitor = cluster.is_none() && config.cluster.backend == Backend::Redis;
         let backend: Box<dyn ClusterBackend> = match cluster {
             Some(backend) => backend,
             None => match config.cluster.backend {
@@ -89,7 +93,20 @@ impl ServerBuilder {
             }
             None => backend.connect(sink).await?,
         };
-        let node = Arc::new(Node::new(hub, users, broker, state));
+        let monitor = Arc::new(Monitor::new(node_id.clone(), config.monitor.tap_queue));
+        if relays_monitor {
+            let (monitor, target) = (monitor.clone(), config.cluster.redis_url.clone());
+            let prefix = config.cluster.prefix.clone();
+            let started = async move { monitor::relay::start(&monitor, &target, &prefix).await };
+            let started = match ingress.handle() {
+                Some(h) => h.spawn(started).await?,
+                None => started.await,
+            };
+            if let Err(e) = started {
+                tracing::warn!(error = %e, "the monitor shows this node only");
+            }
+        }
+        let node = Arc::new(Node::new(hub, users, broker, state, monitor.clone()));
         let connections = Arc::new(Connections::new(
             server.activity_timeout,
             server.pong_timeout,
@@ -102,6 +119,13 @@ impl ServerBuilder {
                 max_outbound_queue: server.max_outbound_queue,
                 max_message_size: server.max_message_size_kb.saturating_mul(1024),
             })
+        });
+        let console = Arc::new(Console {
+            apps: apps.clone(),
+            node: node.clone(),
+            operator_token: config.monitor.operator_token.clone(),
+            timestamp_tolerance_secs: server.api_timestamp_tolerance_secs,
+            page: config.console.enabled,
         });
         let api = server.role.serves_api().then(|| {
             Arc::new(Api {
@@ -120,7 +144,7 @@ impl ServerBuilder {
         Ok(Server {
             routes: Routes {
                 websocket,
-                http: http::router(health, api),
+                http: http::router(health, api).merge(console::routes(console)),
                 ingress: ingress.handle(),
             },
             ingress,
@@ -128,6 +152,7 @@ impl ServerBuilder {
             connections,
             node,
             node_id,
+            monitor,
             shutdown_tx,
         })
     }
@@ -137,8 +162,13 @@ impl ServerBuilder {
         let server = self.bind().await?;
         let addr = server.local_addr()?;
         let handle = server.shutdown_handle();
+        let monitor = server.monitor();
         tokio::spawn(server.run());
-        Ok(RunningServer { addr, handle })
+        Ok(RunningServer {
+            addr,
+            handle,
+            monitor,
+        })
     }
 }
 
@@ -151,6 +181,7 @@ pub struct Server {
     connections: Arc<Connections>,
     node: Arc<Node>,
     node_id: String,
+    monitor: Arc<Monitor>,
     shutdown_tx: watch::Sender<bool>,
 }
 
@@ -160,11 +191,17 @@ pub struct RunningServer {
     /// The address it listens on (useful with port 0).
     pub addr: SocketAddr,
     handle: ShutdownHandle,
+    monitor: Arc<Monitor>,
 }
 
 impl RunningServer {
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.handle.clone()
+    }
+
+    /// The tap on this node (cluster-wide with the Redis backend): see [`Monitor::attach`].
+    pub fn monitor(&self) -> Arc<Monitor> {
+        self.monitor.clone()
     }
 }
 
@@ -210,6 +247,11 @@ impl Server {
         &self.node_id
     }
 
+    /// The tap on this node (cluster-wide with the Redis backend): see [`Monitor::attach`].
+    pub fn monitor(&self) -> Arc<Monitor> {
+        self.monitor.clone()
+    }
+
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
@@ -229,6 +271,7 @@ impl Server {
             connections,
             node,
             node_id: _,
+            monitor: _,
             shutdown_tx,
         } = self;
         let sweeper = tokio::spawn(connections::sweep_forever(connections.clone()));

@@ -18,6 +18,13 @@ pub struct TestServer {
     _running: RunningServer,
 }
 
+impl TestServer {
+    /// The server's tap (see `warren_server::monitor`).
+    pub fn monitor(&self) -> std::sync::Arc<warren_server::monitor::Monitor> {
+        self._running.monitor()
+    }
+}
+
 impl Endpoint for TestServer {
     fn addr(&self) -> SocketAddr {
         self.addr

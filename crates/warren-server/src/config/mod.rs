@@ -7,6 +7,7 @@
 //! configuration built in code is held to the same rules as one loaded from a file.
 
 mod load;
+mod monitor;
 mod redis;
 #[cfg(test)]
 mod tests;
@@ -18,6 +19,7 @@ use serde::{de, Deserialize, Deserializer};
 use warren_protocol::{AppId, AppKey};
 
 pub use load::ConfigError;
+pub use monitor::{ConsoleConfig, MonitorConfig};
 pub use redis::RedisTarget;
 
 /// The demo app, configured when the file has no `[[apps]]`; the server warns about its secret.
@@ -31,6 +33,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub cluster: ClusterConfig,
     pub apps: Vec<AppConfig>,
+    pub monitor: MonitorConfig,
+    pub console: ConsoleConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -246,6 +250,8 @@ impl Default for Config {
             server: ServerConfig::default(),
             cluster: ClusterConfig::default(),
             apps: vec![AppConfig::demo()],
+            monitor: MonitorConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }

@@ -33,6 +33,14 @@ impl Config {
         at_least!(s, "server", 1; activity_timeout, pong_timeout, max_message_size_kb,
             max_outbound_queue, api_timestamp_tolerance_secs);
         at_least!(self.cluster, "cluster", 1000; node_timeout_ms);
+        at_least!(self.monitor, "monitor", 1; tap_queue);
+        if let Some(token) = &self.monitor.operator_token {
+            if token.chars().count() < super::monitor::MIN_OPERATOR_TOKEN {
+                let min = super::monitor::MIN_OPERATOR_TOKEN;
+                let what = format!("must be at least {min} characters (it grants every app)");
+                return Err(("monitor.operator_token".into(), what));
+            }
+        }
         if s.ingress_threads > 64 {
             let what = format!("must be at most 64, got {}", s.ingress_threads);
             return Err(("server.ingress_threads".into(), what));

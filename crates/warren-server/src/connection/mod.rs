@@ -14,6 +14,7 @@ pub mod session;
 mod signin;
 mod socket;
 mod task;
+mod watched;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,13 +91,13 @@ pub(crate) async fn serve(
     }
     drop(hello);
     let session = Session::new(cx.node.clone(), app, socket_id, outbox.clone());
+    watched::opened(&session, &stream);
     let socket = Socket::new(
         stream,
         read_buf,
         cx.max_message_size,
         outbox,
         cx.connections.clone(),
-        socket_id,
     );
     tokio::spawn(ConnectionTask::new(Parts {
         socket,

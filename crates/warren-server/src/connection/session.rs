@@ -19,6 +19,7 @@ use warren_protocol::{outbound, ChannelKind, ChannelName, ErrorCode, EventName, 
 use super::signin::{self, SignedIn};
 use crate::app::App;
 use crate::cluster::{ChannelEvent, ChannelMessage, JoinError};
+use crate::monitor::Monitor;
 use crate::node::{presence_succeeded, Joining, Node, SigningIn};
 use crate::outbox::{CloseReason, Outbox};
 use crate::ws::frame;
@@ -58,6 +59,20 @@ impl Session {
             client_events: RateWindow::new(rate),
             user: None,
         }
+    }
+
+    /// The tap, the app and the socket id this connection reports under.
+    pub(super) fn watched_as(&self) -> (&Monitor, &str, SocketId) {
+        (self.node.monitor(), self.app.id.as_str(), self.socket_id)
+    }
+
+    pub fn socket_id(&self) -> SocketId {
+        self.socket_id
+    }
+
+    /// Whether the monitor watches (one atomic load).
+    pub(super) fn watched(&self) -> bool {
+        self.node.monitor().is_active()
     }
 
     /// Queues a frame for this connection only.
@@ -384,8 +399,11 @@ impl Session {
                 user_id: member.as_ref().map(|m| m.user_id.clone()),
             },
         };
-        if let Err(e) = self.node.publish(&event).await {
-            tracing::warn!(channel = %event.channel, error = %e, "client event not published");
+        match self.node.publish(&event).await {
+            Ok(()) => self.node.client_event_published(&event),
+            Err(e) => {
+                tracing::warn!(channel = %event.channel, error = %e, "client event not published")
+            }
         }
     }
 

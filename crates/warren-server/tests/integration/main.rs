@@ -13,6 +13,7 @@ mod encrypted;
 mod http_api;
 mod http_auth;
 mod liveness;
+mod monitor;
 mod presence;
 mod subscribe;
 mod subscription_counts;
