@@ -258,3 +258,70 @@ async fn a_monitor_on_one_node_sees_the_other_node_and_only_while_it_watches() {
     }
     let _ = api_get(&a, "/apps/app-id/channels", &[]).await;
 }
+
+#[tokio::test]
+async fn the_console_is_off_by_default() {
+    let server = start().await;
+    assert_eq!(
+        warren_testkit::http::http(&server, "GET", "/console", "")
+            .await
+            .status,
+        404
+    );
+    let r = api_get(&server, "/console/api/channels", &[]).await;
+    assert_eq!(r.status, 404);
+}
+
+#[tokio::test]
+async fn the_console_page_and_its_queries_when_enabled() {
+    let server = start_with(|c| {
+        c.console.enabled = true;
+        c.monitor.operator_token = Some(TOKEN.into());
+    })
+    .await;
+    let page = warren_testkit::http::http(&server, "GET", "/console", "").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("/console/console.js"));
+    let script = warren_testkit::http::http(&server, "GET", "/console/console.js", "").await;
+    assert!(script.body.contains("crypto.subtle"));
+
+    let mut sub = connect(&server).await;
+    sub.subscribed("presence-lobby", Some(&presence_data(json!("u1"), None)))
+        .await;
+    let channels = api_get(&server, "/console/api/channels", &[]).await;
+    assert_eq!(channels.status, 200, "{}", channels.body);
+    let list = channels.json();
+    assert_eq!(list["connections_here"], 1);
+    assert_eq!(
+        list["channels"],
+        json!([{"name":"presence-lobby","subscription_count":1,"user_count":1}])
+    );
+    let members = api_get(
+        &server,
+        "/console/api/members",
+        &[("channel", "presence-lobby")],
+    )
+    .await;
+    assert_eq!(
+        members.json()["users"],
+        json!([{"id":"u1","user_info":null}])
+    );
+    let not_presence = api_get(&server, "/console/api/members", &[("channel", "news")]).await;
+    assert_eq!(not_presence.status, 400);
+
+    let params = [
+        ("channel", "presence-lobby"),
+        ("event", "hi"),
+        ("data", "x y"),
+    ];
+    let sent = warren_testkit::api::api(&server, "POST", "/console/api/trigger", &params, "").await;
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    assert_eq!(sub.next_event("hi", WAIT).await["data"], "x y");
+    let with_body =
+        warren_testkit::api::api(&server, "POST", "/console/api/trigger", &params, "{}").await;
+    assert_eq!(with_body.status, 400, "{}", with_body.body);
+    let bad_name = [("channel", "presence-lobby"), ("event", ""), ("data", "")];
+    let refused =
+        warren_testkit::api::api(&server, "POST", "/console/api/trigger", &bad_name, "").await;
+    assert_eq!(refused.status, 400);
+}
