@@ -8,6 +8,23 @@
 //! The relay (`relay.rs`) carries events between nodes over Redis pub/sub, only while some
 //! node has a tap attached.
 //!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use warren_server::monitor::{Filter, TapItem};
+//! let running = warren_server::Server::start(warren_server::Config::default()).await?;
+//! let tap = running.monitor().attach(Filter {
+//!     channel_prefix: Some("orders-".into()),
+//!     ..Filter::default()
+//! });
+//! loop {
+//!     match tap.next().await {
+//!         TapItem::Event(e) => println!("{}", serde_json::to_string(&*e)?),
+//!         TapItem::Dropped(n) => eprintln!("{n} events dropped"),
+//!     }
+//! }
+//! # }
+//! ```
+//!
 //! INVARIANT(idle-monitor-costs-a-load): with no tap attached here and no node asking for
 //! this node's events, `emit` is one relaxed atomic load; the event is not even built.
 
