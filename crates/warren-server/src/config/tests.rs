@@ -991,6 +991,8 @@ fn example_file_shows_the_defaults() {
     let config = parse(include_str!("../../../../warren.example.toml"), &[]);
     assert_eq!(config.server, ServerConfig::default());
     assert_eq!(config.cluster, ClusterConfig::default());
+    assert_eq!(config.monitor, MonitorConfig::default());
+    assert_eq!(config.console, ConsoleConfig::default());
     assert_eq!(config.apps, vec![app("app-id", "app-key", "change-me")]);
 }
 
