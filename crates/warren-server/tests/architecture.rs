@@ -8,7 +8,9 @@ use std::path::Path;
 
 /// Module -> the modules it may use. `server` composes everything and is left out.
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("listener", &["connection", "ws"]),
+    ("listener", &["connection", "gate", "http_connection", "ws"]),
+    ("gate", &[]),
+    ("http_connection", &[]),
     ("http", &["api", "node", "connections", "config"]),
     ("console", &["node", "monitor", "cluster", "app"]),
     ("ingress", &[]),
@@ -20,6 +22,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "connections",
             "cluster",
             "app",
+            "gate",
             "outbox",
             "ws",
             "monitor",

@@ -272,15 +272,21 @@ impl Socket {
     }
 
     /// Writes every queued frame, waiting while the socket is full; a client that accepts
-    /// nothing for the stall limit is given up on.
+    /// nothing for `server.write_timeout_ms` is given up on.
     pub(super) async fn drain(&mut self) -> io::Result<()> {
         while !self.write_queued()? {
-            let stall = self.connections.write_stall_limit();
+            let stall = self.connections.write_timeout();
             tokio::time::timeout(stall, self.stream.writable())
                 .await
                 .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
         }
         Ok(())
+    }
+
+    /// Writes `bytes` whole, or gives up after [`CLOSE_LINGER`]: what is written on the way
+    /// out must not keep a connection that stopped reading.
+    async fn write_final(&mut self, bytes: &[u8]) {
+        let _ = tokio::time::timeout(CLOSE_LINGER, self.stream.write_all(bytes)).await;
     }
 
     /// Handles every complete message in the read buffer.
@@ -328,30 +334,27 @@ impl Socket {
         if !written {
             self.queue.clear();
         }
-        let _ =
-            tokio::time::timeout(CLOSE_LINGER, self.stream.write_all(&close_frames(&reason))).await;
+        self.write_final(&close_frames(&reason)).await;
         End::ServerClosed(reason.code().code())
     }
 
     /// The client closed: write what is queued, echo the close with its code, and finish.
+    // INVARIANT(every-write-has-a-deadline): on the way out, what is queued gets
+    // `CLOSE_LINGER` and the close frame as long again; `drain` itself stops after
+    // `write_timeout` without progress. A client that stops reading cannot keep its slot.
     async fn answer_close(&mut self, code: Option<u16>) {
         self.outbox.take(&mut self.queue);
         let _ = tokio::time::timeout(CLOSE_LINGER, self.drain()).await;
-        let _ = self
-            .stream
-            .write_all(&frame::close(echoable(code), ""))
-            .await;
-        let _ = self.stream.shutdown().await;
+        self.write_final(&frame::close(echoable(code), "")).await;
+        let _ = tokio::time::timeout(CLOSE_LINGER, self.stream.shutdown()).await;
     }
 
     async fn frame_error(&mut self, session: &Session, e: FrameError) -> End {
         tracing::debug!(socket_id = %session.socket_id(), error = %e, "closing on a bad frame");
         session.send_error(None, &e.to_string());
         self.outbox.take(&mut self.queue);
-        let _ = self.drain().await;
-        let _ = self
-            .stream
-            .write_all(&frame::close(e.close_code(), &e.to_string()))
+        let _ = tokio::time::timeout(CLOSE_LINGER, self.drain()).await;
+        self.write_final(&frame::close(e.close_code(), &e.to_string()))
             .await;
         End::ServerClosed(e.close_code())
     }
