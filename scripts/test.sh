@@ -25,14 +25,16 @@ cargo test --workspace
 
 step "end-to-end: official pusher-js, pusher (Node) and pusher (Python) SDKs against a running server"
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+# The console test (tests/e2e/test/console.test.js) drives Debian's chromium.
+bash scripts/ensure-chromium.sh
 if [ ! -x tests/e2e-python/.venv/bin/python ]; then python3 -m venv tests/e2e-python/.venv; fi
 tests/e2e-python/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/e2e-python/requirements.txt
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 log=$(mktemp)
 # The demo app with watchlist events (tests/e2e/test/users.test.js), a second app with a
 # numeric id: the official Python SDK accepts nothing else. A third one sends subscription
-# counts (tests/e2e/test/subscription-count.test.js).
-WARREN_LOG=warn WARREN_APPS__0__WATCHLIST_EVENTS=true WARREN_APPS__1__ID=424242 WARREN_APPS__1__KEY=py-app-key WARREN_APPS__1__SECRET=py-app-secret \
+# counts (tests/e2e/test/subscription-count.test.js). The web console is on.
+WARREN_LOG=warn WARREN_CONSOLE__ENABLED=true WARREN_APPS__0__WATCHLIST_EVENTS=true WARREN_APPS__1__ID=424242 WARREN_APPS__1__KEY=py-app-key WARREN_APPS__1__SECRET=py-app-secret \
   WARREN_APPS__2__ID=count-app WARREN_APPS__2__KEY=count-app-key WARREN_APPS__2__SECRET=count-app-secret \
   WARREN_APPS__2__SUBSCRIPTION_COUNT_EVENTS=true \
   target/debug/warren serve --port "$port" >"$log" 2>&1 &

@@ -2,7 +2,9 @@
 //!
 //! Start at [`Server`]: [`Server::builder`] composes a server from a [`Config`] (and, for an
 //! embedding program, its own [`AppRegistry`] or [`cluster::ClusterBackend`]); the server
-//! binds one port that serves both the Pusher WebSocket protocol (`/app/{key}`) and HTTP. The
+//! binds one port that serves both the Pusher WebSocket protocol (`/app/{key}`) and HTTP.
+//! [`monitor`] is a tap on what the server (or its cluster) does: attach one with
+//! [`RunningServer::monitor`] (example: `examples/monitor_tap.rs`). The
 //! map of the modules and the path of an event are in ARCHITECTURE.md at the repository root.
 //! [`extend`] explains the extension points: inbound and HTTP API middlewares, custom client
 //! events, custom broadcasts and `x-` API routes.
@@ -24,6 +26,7 @@ pub mod cluster;
 pub mod config;
 mod connection;
 mod connections;
+mod console;
 pub mod extend;
 mod gate;
 mod http;
@@ -31,6 +34,7 @@ mod http_connection;
 mod hub;
 mod ingress;
 mod listener;
+pub mod monitor;
 mod node;
 mod outbox;
 mod server;

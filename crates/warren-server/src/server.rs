@@ -16,6 +16,7 @@ use crate::cluster::{ClusterBackend, EventSink, Seams};
 use crate::config::{Backend, Config};
 use crate::connection;
 use crate::connections::{self, Connections};
+use crate::console::{self, Console};
 use crate::extend::{
     self, ApiMiddleware, ApiRoute, BroadcastHandler, ClientEventHandler, InboundMiddleware,
     ServerHandle,
@@ -26,6 +27,7 @@ use crate::http_connection::Deadlines;
 use crate::hub::Hub;
 use crate::ingress::Ingress;
 use crate::listener::{self, Routes};
+use crate::monitor::{self, Monitor};
 use crate::node::{LocalDelivery, LocalUsers, Node};
 
 /// How long a stopping server waits for its connections to leave their channels.
@@ -117,6 +119,8 @@ impl ServerBuilder {
             }),
             None => local.clone(),
         };
+        // The monitor relays over Redis when the node runs on the configured Redis backend.
+        let relays_monitor = cluster.is_none() && config.cluster.backend == Backend::Redis;
         let backend: Box<dyn ClusterBackend> = match cluster {
             Some(backend) => backend,
             None => match config.cluster.backend {
@@ -138,7 +142,20 @@ impl ServerBuilder {
             }
             None => backend.connect(sink).await?,
         };
-        let node = Arc::new(Node::new(&local, broker, state));
+        let monitor = Arc::new(Monitor::new(node_id.clone(), config.monitor.tap_queue));
+        if relays_monitor {
+            let (monitor, target) = (monitor.clone(), config.cluster.redis_url.clone());
+            let prefix = config.cluster.prefix.clone();
+            let started = async move { monitor::relay::start(&monitor, &target, &prefix).await };
+            let started = match ingress.handle() {
+                Some(h) => h.spawn(started).await?,
+                None => started.await,
+            };
+            if let Err(e) = started {
+                tracing::warn!(error = %e, "the monitor shows this node only");
+            }
+        }
+        let node = Arc::new(Node::new(&local, broker, state, monitor.clone()));
         let handle = ServerHandle::new(
             node.clone(),
             apps.clone(),
@@ -159,6 +176,13 @@ impl ServerBuilder {
                 max_message_size: server.max_message_size_kb.saturating_mul(1024),
                 extensions: extensions.connection.clone(),
             })
+        });
+        let console = Arc::new(Console {
+            apps: apps.clone(),
+            node: node.clone(),
+            operator_token: config.monitor.operator_token.clone(),
+            timestamp_tolerance_secs: server.api_timestamp_tolerance_secs,
+            page: config.console.enabled,
         });
         let api = server.role.serves_api().then(|| {
             Arc::new(Api {
@@ -189,7 +213,7 @@ impl ServerBuilder {
         Ok(Server {
             routes: Routes {
                 websocket,
-                http: http::router(health, api),
+                http: http::router(health, api).merge(console::routes(console)),
                 ingress: ingress.handle(),
                 deadlines: Deadlines {
                     head: Duration::from_millis(server.handshake_timeout_ms),
@@ -203,6 +227,7 @@ impl ServerBuilder {
             connections,
             node,
             node_id,
+            monitor,
             shutdown_tx,
             handle,
         })
@@ -214,11 +239,13 @@ impl ServerBuilder {
         let addr = server.local_addr()?;
         let handle = server.shutdown_handle();
         let server_handle = server.handle();
+        let monitor = server.monitor();
         tokio::spawn(server.run());
         Ok(RunningServer {
             addr,
             handle,
             server: server_handle,
+            monitor,
         })
     }
 }
@@ -232,6 +259,7 @@ pub struct Server {
     connections: Arc<Connections>,
     node: Arc<Node>,
     node_id: String,
+    monitor: Arc<Monitor>,
     shutdown_tx: watch::Sender<bool>,
     handle: ServerHandle,
 }
@@ -243,6 +271,7 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     handle: ShutdownHandle,
     server: ServerHandle,
+    monitor: Arc<Monitor>,
 }
 
 impl RunningServer {
@@ -262,6 +291,11 @@ impl RunningServer {
         payload: impl Into<bytes::Bytes>,
     ) -> Result<(), extend::ExtensionError> {
         self.server.broadcast(kind, payload).await
+    }
+
+    /// The tap on this node (cluster-wide with the Redis backend): see [`Monitor::attach`].
+    pub fn monitor(&self) -> Arc<Monitor> {
+        self.monitor.clone()
     }
 }
 
@@ -308,6 +342,11 @@ impl Server {
         &self.node_id
     }
 
+    /// The tap on this node (cluster-wide with the Redis backend): see [`Monitor::attach`].
+    pub fn monitor(&self) -> Arc<Monitor> {
+        self.monitor.clone()
+    }
+
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
@@ -341,6 +380,7 @@ impl Server {
             connections,
             node,
             node_id: _,
+            monitor: _,
             shutdown_tx,
             handle: _,
         } = self;

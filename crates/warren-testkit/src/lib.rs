@@ -9,6 +9,7 @@
 //! | [`ws`] | a small Pusher WebSocket client that checks every frame it reads |
 //! | [`raw`] | bytes no client library would send, and close codes read from raw bytes |
 //! | [`http`] | raw HTTP/1.1 requests and their responses |
+//! | [`monitor`] | the monitor stream (`/monitor`), signed or with an operator token |
 //! | [`signing`] | API request signatures built by hand, as the official SDKs build them |
 //! | [`api`] | signed requests to the demo app, by hand or through `warren-client` |
 //! | [`fake`] | a scripted Pusher server, for behaviour the real one does not show on demand |
@@ -36,6 +37,7 @@ mod demo;
 pub mod endpoint;
 pub mod fake;
 pub mod http;
+pub mod monitor;
 pub mod net;
 pub mod process;
 pub mod proxy;

@@ -24,6 +24,11 @@ impl TestServer {
     pub fn handle(&self) -> ServerHandle {
         self._running.handle()
     }
+
+    /// The server's tap (see `warren_server::monitor`).
+    pub fn monitor(&self) -> std::sync::Arc<warren_server::monitor::Monitor> {
+        self._running.monitor()
+    }
 }
 
 impl Endpoint for TestServer {

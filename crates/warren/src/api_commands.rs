@@ -371,6 +371,14 @@ fn client(api: &ApiArgs, source: &ServerSource) -> Result<Client, CliError> {
     Client::new(config).map_err(|e| CliError::Usage(e.to_string()))
 }
 
+/// [`server_url`] for other commands: the problem as text.
+pub fn listen_url(host: &str, port: u16) -> Result<String, String> {
+    server_url(host, port).map_err(|e| match e {
+        CliError::Usage(m) => m,
+        CliError::Api(e) | CliError::Unreachable { error: e, .. } => e.to_string(),
+    })
+}
+
 /// `http://host:port` for a listen address; the wildcard addresses become loopback.
 fn server_url(host: &str, port: u16) -> Result<String, CliError> {
     if port == 0 {

@@ -2,6 +2,7 @@
 
 mod api_commands;
 mod bench;
+mod monitor;
 mod system;
 
 use std::path::PathBuf;
@@ -35,6 +36,9 @@ enum Command {
     Api(api_commands::ApiCommand),
     /// Load generator and delivery check: N connections, events at a fixed rate, a report.
     Bench(Box<bench::BenchArgs>),
+    /// Show what happens on the server (or the cluster) live: connections, subscriptions,
+    /// publishes, client events, presence changes.
+    Monitor(monitor::MonitorArgs),
 }
 
 #[derive(Subcommand)]
@@ -63,6 +67,14 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(merge(args, cli.serve)),
         Some(Command::Api(command)) => api_commands::run(
             command,
+            api_commands::ServerSource {
+                config: cli.serve.config,
+                host: cli.serve.host,
+                port: cli.serve.port,
+            },
+        ),
+        Some(Command::Monitor(args)) => monitor::run(
+            args,
             api_commands::ServerSource {
                 config: cli.serve.config,
                 host: cli.serve.host,

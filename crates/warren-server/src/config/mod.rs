@@ -7,6 +7,7 @@
 //! configuration built in code is held to the same rules as one loaded from a file.
 
 mod load;
+mod monitor;
 mod net;
 mod redis;
 #[cfg(test)]
@@ -19,6 +20,7 @@ use serde::{de, Deserialize, Deserializer};
 use warren_protocol::{AppId, AppKey};
 
 pub use load::ConfigError;
+pub use monitor::{ConsoleConfig, MonitorConfig};
 pub use net::Networks;
 pub use redis::RedisTarget;
 
@@ -33,6 +35,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub cluster: ClusterConfig,
     pub apps: Vec<AppConfig>,
+    pub monitor: MonitorConfig,
+    pub console: ConsoleConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -277,6 +281,8 @@ impl Default for Config {
             server: ServerConfig::default(),
             cluster: ClusterConfig::default(),
             apps: vec![AppConfig::demo()],
+            monitor: MonitorConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }

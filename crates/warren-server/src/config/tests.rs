@@ -215,6 +215,8 @@ fn full_file() {
             },
             app("second_app", "key-two", "app-secret"),
         ],
+        monitor: MonitorConfig::default(),
+        console: ConsoleConfig::default(),
     };
     let config = parse(text, &[]);
     assert_eq!(config, expected);
@@ -1011,7 +1013,40 @@ fn example_file_shows_the_defaults() {
     let config = parse(include_str!("../../../../warren.example.toml"), &[]);
     assert_eq!(config.server, ServerConfig::default());
     assert_eq!(config.cluster, ClusterConfig::default());
+    assert_eq!(config.monitor, MonitorConfig::default());
+    assert_eq!(config.console, ConsoleConfig::default());
     assert_eq!(config.apps, vec![app("app-id", "app-key", "change-me")]);
+}
+
+#[test]
+fn monitor_and_console_keys_from_file_and_env() {
+    let text = format!("[monitor]\ntap_queue = 8\n[console]\nenabled = true\n{ONE_APP}");
+    let token = ("WARREN_MONITOR__OPERATOR_TOKEN", "0123456789abcdef0123");
+    let config = parse(&text, &[token]);
+    assert_eq!(
+        config.monitor,
+        MonitorConfig {
+            operator_token: Some("0123456789abcdef0123".into()),
+            tap_queue: 8,
+        }
+    );
+    assert!(config.console.enabled);
+    assert!(
+        !Config::default().console.enabled,
+        "the console is off by default"
+    );
+}
+
+#[test]
+fn a_short_operator_token_or_an_empty_tap_queue_is_refused() {
+    let mut config = Config::default();
+    config.monitor.operator_token = Some("short".into());
+    let e = config.validate().expect_err("short token").to_string();
+    assert!(e.contains("monitor.operator_token"), "{e}");
+    let mut config = Config::default();
+    config.monitor.tap_queue = 0;
+    let e = config.validate().expect_err("no room").to_string();
+    assert!(e.contains("monitor.tap_queue"), "{e}");
 }
 
 #[test]

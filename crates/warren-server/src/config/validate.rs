@@ -55,6 +55,14 @@ impl Config {
         at_most!(s, "server", MAX_TIMEOUT_SECS * 1000; handshake_timeout_ms, request_timeout_ms,
             write_timeout_ms);
         at_least!(self.cluster, "cluster", 1000; node_timeout_ms);
+        at_least!(self.monitor, "monitor", 1; tap_queue);
+        if let Some(token) = &self.monitor.operator_token {
+            if token.chars().count() < super::monitor::MIN_OPERATOR_TOKEN {
+                let min = super::monitor::MIN_OPERATOR_TOKEN;
+                let what = format!("must be at least {min} characters (it grants every app)");
+                return Err(("monitor.operator_token".into(), what));
+            }
+        }
         if s.ingress_threads > 64 {
             let what = format!("must be at most 64, got {}", s.ingress_threads);
             return Err(("server.ingress_threads".into(), what));

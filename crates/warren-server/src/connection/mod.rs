@@ -15,6 +15,7 @@ pub mod session;
 mod signin;
 mod socket;
 mod task;
+mod watched;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,6 +97,7 @@ pub(crate) async fn serve(
     }
     drop(hello);
     let session = Session::new(cx.clone(), slot, socket_id, outbox.clone());
+    watched::opened(&session, &stream);
     let socket = Socket::new(
         stream,
         read_buf,

@@ -23,6 +23,7 @@ use super::Context;
 use crate::app::ConnectionSlot;
 use crate::cluster::{ChannelEvent, ChannelMessage, JoinError};
 use crate::extend::{run_chain, ConnectionContext, CustomEvent};
+use crate::monitor::Monitor;
 use crate::node::{presence_succeeded, Joining, SigningIn};
 use crate::outbox::{CloseReason, Outbox};
 use crate::ws::frame;
@@ -88,6 +89,16 @@ impl Session {
             node: &self.cx.node,
             outbox: &self.outbox,
         }
+    }
+
+    /// The tap, the app and the socket id this connection reports under.
+    pub(super) fn watched_as(&self) -> (&Monitor, &str, SocketId) {
+        (self.cx.node.monitor(), self.app.id.as_str(), self.socket_id)
+    }
+
+    /// Whether the monitor watches (one atomic load).
+    pub(super) fn watched(&self) -> bool {
+        self.cx.node.monitor().is_active()
     }
 
     /// Queues a frame for this connection only.
@@ -496,8 +507,11 @@ impl Session {
                 user_id: member.as_ref().map(|m| m.user_id.clone()),
             },
         };
-        if let Err(e) = self.cx.node.publish(&event).await {
-            tracing::warn!(channel = %event.channel, error = %e, "client event not published");
+        match self.cx.node.publish(&event).await {
+            Ok(()) => self.cx.node.client_event_published(&event),
+            Err(e) => {
+                tracing::warn!(channel = %event.channel, error = %e, "client event not published")
+            }
         }
     }
 

@@ -20,6 +20,7 @@ use warren_protocol::{codes::ws_close, outbound};
 
 use super::session::Session;
 use crate::connections::Connections;
+use crate::monitor::Traffic;
 use crate::outbox::{CloseReason, Outbox, SLOW_CONSUMER};
 use crate::ws::frame::{self, Decoder, FrameError, Message};
 
@@ -73,6 +74,16 @@ pub(super) struct Socket {
     /// Alternates which side is looked at first, so neither a busy outbox nor a chatty client
     /// starves the other.
     outbox_first: bool,
+    /// Counted for the monitor, once it watched this connection wake up; boxed, so that an
+    /// unwatched connection keeps one null pointer for it.
+    counted: Option<Box<Counted>>,
+}
+
+/// A watched connection's counts.
+struct Counted {
+    traffic: Traffic,
+    /// When the traffic was last reported (the connections' clock, ms).
+    reported_at: u64,
 }
 
 impl Socket {
@@ -91,7 +102,38 @@ impl Socket {
             queue: VecDeque::new(),
             connections,
             outbox_first: true,
+            counted: None,
         }
+    }
+
+    /// Starts counting traffic (the monitor watches), unless it already does.
+    pub(super) fn count_traffic(&mut self) {
+        if self.counted.is_none() {
+            self.counted = Some(Box::new(Counted {
+                traffic: Traffic::default(),
+                reported_at: self.connections.clock(),
+            }));
+        }
+    }
+
+    /// What the connection sent and received since it was first watched.
+    pub(super) fn traffic(&self) -> Option<Traffic> {
+        self.counted.as_ref().map(|c| c.traffic)
+    }
+
+    /// The traffic so far if it is time to report it again (and notes that it was).
+    pub(super) fn traffic_due(&mut self, every_ms: u64) -> Option<Traffic> {
+        let now = self.connections.clock();
+        let c = self.counted.as_mut()?;
+        if now.saturating_sub(c.reported_at) < every_ms {
+            return None;
+        }
+        c.reported_at = now;
+        Some(c.traffic)
+    }
+
+    fn counts(&mut self) -> Option<&mut Traffic> {
+        self.counted.as_mut().map(|c| &mut c.traffic)
     }
 
     pub(super) fn connections(&self) -> &Connections {
@@ -115,8 +157,13 @@ impl Socket {
             self.outbox_first = !self.outbox_first;
             match wake {
                 Wake::Outbox => {
+                    let queued = self.queue.len();
                     if let Some(reason) = self.outbox.take(&mut self.queue) {
                         return Poll::Ready(Next::Close(reason));
+                    }
+                    let taken = self.queue.len().saturating_sub(queued) as u64;
+                    if let Some(t) = self.counts() {
+                        t.messages_out += taken;
                     }
                     match self.write_queued() {
                         Ok(true) => {}
@@ -166,7 +213,10 @@ impl Socket {
         }
         match self.stream.try_read_buf(&mut self.read_buf) {
             Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(_) => {
+            Ok(n) => {
+                if let Some(t) = self.counts() {
+                    t.bytes_in += n as u64;
+                }
                 self.outbox.heard_from(self.connections.clock());
                 Ok(true)
             }
@@ -191,7 +241,12 @@ impl Socket {
         while !self.queue.is_empty() {
             match self.write_some() {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => advance(&mut self.queue, n),
+                Ok(n) => {
+                    if let Some(t) = self.counts() {
+                        t.bytes_out += n as u64;
+                    }
+                    advance(&mut self.queue, n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(e),
             }
@@ -242,6 +297,9 @@ impl Socket {
                 Ok(None) => break,
                 Err(e) => return Some(self.frame_error(session, e).await),
             };
+            if let (Message::Text(_), Some(t)) = (&msg, self.counts()) {
+                t.messages_in += 1;
+            }
             match msg {
                 Message::Text(text) => match parse_client_message(&text) {
                     Ok(m) => session.handle(m, || self.stream.peer_addr().ok()).await,

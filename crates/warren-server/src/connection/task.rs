@@ -14,6 +14,7 @@ use std::task::{ready, Context, Poll};
 
 use super::session::Session;
 use super::socket::{End, Next, Socket};
+use super::watched;
 use crate::gate::WebSocketSlot;
 
 /// Everything a connection owns.
@@ -62,6 +63,9 @@ impl Future for ConnectionTask {
             // connection with nothing but non-blocking steps to take copies nothing.
             match &mut this.stage {
                 Stage::Idle(parts) => {
+                    if parts.session.watched() {
+                        parts.socket.count_traffic();
+                    }
                     let next = ready!(parts.socket.poll_next(cx));
                     if let Stage::Idle(parts) = std::mem::replace(&mut this.stage, Stage::Done) {
                         this.stage = Stage::Busy(work(parts, next));
@@ -87,7 +91,10 @@ fn work(mut parts: Parts, next: Next) -> Work {
     Box::pin(async move {
         let end = match next {
             Next::Input => match parts.socket.process_input(&mut parts.session).await {
-                None => return Some(parts),
+                None => {
+                    watched::traffic_if_due(&mut parts.socket, &parts.session);
+                    return Some(parts);
+                }
                 Some(end) => end,
             },
             Next::Drain => match parts.socket.drain().await {
@@ -111,6 +118,7 @@ async fn finish(parts: Parts, end: End) {
     } = parts;
     // Leave channels (announcing departures) before waiting on the client's side of a close.
     session.leave_all().await;
+    watched::closed(&socket, &session, &end);
     let socket_id = session.socket_id();
     // INVARIANT(empty-registry-means-departed): removed only after leaving every channel.
     socket.connections().remove(socket_id);

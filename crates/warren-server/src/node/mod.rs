@@ -45,6 +45,7 @@ mod delivery;
 mod listening;
 mod signin;
 mod users;
+mod watched;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +59,7 @@ use crate::cluster::{
     ClusterState, CountVersion, JoinError, SubscriptionChange,
 };
 use crate::hub::{Hub, LocalTransition};
+use crate::monitor::Monitor;
 use crate::outbox::Outbox;
 use crate::ws::frame;
 use counting::Counts;
@@ -74,6 +76,7 @@ pub struct Node {
     state: Arc<dyn ClusterState>,
     listening: Arc<Listening>,
     counts: Counts,
+    monitor: Arc<Monitor>,
     local: Arc<LocalDelivery>,
 }
 
@@ -95,9 +98,11 @@ impl Node {
         local: &Arc<LocalDelivery>,
         broker: Arc<dyn Broker>,
         state: Arc<dyn ClusterState>,
+        monitor: Arc<Monitor>,
     ) -> Self {
         let (hub, users, listening) = local.parts();
         Self {
+            monitor,
             counts: Counts {
                 hub: hub.clone(),
                 users: users.clone(),
@@ -161,6 +166,7 @@ impl Node {
                     }
                 };
                 if join.member_added {
+                    watched::member_added(&self.monitor, j.app, j.channel, &member.user_id);
                     self.deliver_here(&ChannelEvent {
                         app: j.app.clone(),
                         channel: j.channel.clone(),
@@ -186,6 +192,7 @@ impl Node {
         let first = std::iter::once(frame::text(first.as_bytes())).chain(replay);
         self.hub
             .activate_replayed(j.app, j.channel, j.socket, first, replayed);
+        watched::subscribed(&self.monitor, j.app, j.channel, j.socket);
         Ok(())
     }
 
@@ -202,6 +209,7 @@ impl Node {
         subscription_counts: bool,
     ) {
         self.leave_hub(app, channel, socket).await;
+        watched::unsubscribed(&self.monitor, app, channel, socket);
         match member {
             None => match self.state.unsubscribe(app, channel, socket).await {
                 Ok(change) if subscription_counts => self.count_changed(app, channel, change).await,
@@ -213,14 +221,17 @@ impl Node {
                 .leave_presence(app, channel, socket, &m.user_id)
                 .await
             {
-                Ok(left) if left.member_removed => self.deliver_here(&ChannelEvent {
-                    app: app.clone(),
-                    channel: channel.clone(),
-                    except: None,
-                    message: ChannelMessage::MemberRemoved {
-                        user_id: m.user_id.clone(),
-                    },
-                }),
+                Ok(left) if left.member_removed => {
+                    watched::member_removed(&self.monitor, app, channel, &m.user_id);
+                    self.deliver_here(&ChannelEvent {
+                        app: app.clone(),
+                        channel: channel.clone(),
+                        except: None,
+                        message: ChannelMessage::MemberRemoved {
+                            user_id: m.user_id.clone(),
+                        },
+                    })
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(%channel, error = %e, "could not record presence leave"),
             },
@@ -250,6 +261,16 @@ impl Node {
         event: &ChannelEvent,
         cache_ttl: Duration,
     ) -> Result<(), BackendError> {
+        self.trigger_unwatched(event, cache_ttl).await?;
+        watched::api_publish(&self.monitor, event);
+        Ok(())
+    }
+
+    async fn trigger_unwatched(
+        &self,
+        event: &ChannelEvent,
+        cache_ttl: Duration,
+    ) -> Result<(), BackendError> {
         let ChannelMessage::Event { name, data, .. } = &event.message else {
             return self.publish(event).await;
         };
@@ -271,6 +292,16 @@ impl Node {
             },
         })
         .await
+    }
+
+    /// Reports a client event this node published for one of its connections to the monitor.
+    pub(crate) fn client_event_published(&self, event: &ChannelEvent) {
+        watched::client_event(&self.monitor, event);
+    }
+
+    /// The tap on this node.
+    pub(crate) fn monitor(&self) -> &Arc<Monitor> {
+        &self.monitor
     }
 
     /// A cache channel's kept event, for the HTTP API.
