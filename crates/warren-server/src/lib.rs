@@ -29,6 +29,7 @@ mod listener;
 mod node;
 mod outbox;
 mod server;
+mod webhooks;
 mod ws;
 
 pub use app::{App, AppRegistry, StaticApps};

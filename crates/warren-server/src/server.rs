@@ -21,6 +21,7 @@ use crate::hub::Hub;
 use crate::ingress::Ingress;
 use crate::listener::{self, Routes};
 use crate::node::{LocalDelivery, LocalUsers, Node};
+use crate::webhooks::Webhooks;
 
 /// How long a stopping server waits for its connections to leave their channels.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
@@ -89,7 +90,8 @@ impl ServerBuilder {
             }
             None => backend.connect(sink).await?,
         };
-        let node = Arc::new(Node::new(hub, users, broker, state));
+        let webhooks = Webhooks::start(&config, &node_id, state.clone(), ingress.handle())?;
+        let node = Arc::new(Node::new(hub, users, broker, state).with_webhooks(webhooks));
         let connections = Arc::new(Connections::new(
             server.activity_timeout,
             server.pong_timeout,

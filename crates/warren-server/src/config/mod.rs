@@ -11,6 +11,7 @@ mod redis;
 #[cfg(test)]
 mod tests;
 mod validate;
+mod webhooks;
 
 use std::fmt;
 
@@ -19,6 +20,7 @@ use warren_protocol::{AppId, AppKey};
 
 pub use load::ConfigError;
 pub use redis::RedisTarget;
+pub use webhooks::{WebhookConfig, WebhooksConfig};
 
 /// The demo app, configured when the file has no `[[apps]]`; the server warns about its secret.
 pub const DEMO_APP_ID: &str = "app-id";
@@ -31,6 +33,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub cluster: ClusterConfig,
     pub apps: Vec<AppConfig>,
+    pub webhooks: WebhooksConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -110,6 +113,19 @@ names! {
     Backend { Local = "local", Redis = "redis" }
 }
 
+names! {
+    /// The kinds of webhook event (`apps.webhooks.event_types`).
+    WebhookEventType {
+        ChannelOccupied = "channel_occupied",
+        ChannelVacated = "channel_vacated",
+        MemberAdded = "member_added",
+        MemberRemoved = "member_removed",
+        ClientEvent = "client_event",
+        CacheMiss = "cache_miss",
+        SubscriptionCount = "subscription_count"
+    }
+}
+
 impl Role {
     pub fn serves_websocket(self) -> bool {
         self != Role::Api
@@ -181,6 +197,9 @@ pub struct AppConfig {
     pub cache_ttl_secs: u64,
     #[serde(default)]
     pub subscription_count_events: bool,
+    /// Where the app's webhooks go (none: the app sends none).
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 /// The defaults of an app's settings, for serde and [`AppConfig::new`].
@@ -229,6 +248,7 @@ impl AppConfig {
             watchlist_events: false,
             cache_ttl_secs: cache_ttl_secs(),
             subscription_count_events: false,
+            webhooks: Vec::new(),
         }
     }
 
@@ -246,6 +266,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             cluster: ClusterConfig::default(),
             apps: vec![AppConfig::demo()],
+            webhooks: WebhooksConfig::default(),
         }
     }
 }

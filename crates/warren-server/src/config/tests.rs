@@ -194,6 +194,7 @@ fn full_file() {
             },
             app("second_app", "key-two", "app-secret"),
         ],
+        webhooks: Default::default(),
     };
     let config = parse(text, &[]);
     assert_eq!(config, expected);
@@ -987,6 +988,7 @@ fn env_redis_url_list() {
 #[test]
 fn example_file_shows_the_defaults() {
     let config = parse(include_str!("../../../../warren.example.toml"), &[]);
+    assert_eq!(config.webhooks, Default::default());
     assert_eq!(config.server, ServerConfig::default());
     assert_eq!(config.cluster, ClusterConfig::default());
     assert_eq!(config.apps, vec![app("app-id", "app-key", "change-me")]);

@@ -384,8 +384,11 @@ impl Session {
                 user_id: member.as_ref().map(|m| m.user_id.clone()),
             },
         };
-        if let Err(e) = self.node.publish(&event).await {
-            tracing::warn!(channel = %event.channel, error = %e, "client event not published");
+        match self.node.publish(&event).await {
+            Ok(()) => self.node.webhooks().client_event(&event),
+            Err(e) => {
+                tracing::warn!(channel = %event.channel, error = %e, "client event not published")
+            }
         }
     }
 

@@ -59,6 +59,7 @@ use crate::cluster::{
 };
 use crate::hub::{Hub, LocalTransition};
 use crate::outbox::Outbox;
+use crate::webhooks::Webhooks;
 use crate::ws::frame;
 use counting::Counts;
 pub(crate) use delivery::LocalDelivery;
@@ -74,6 +75,7 @@ pub struct Node {
     state: Arc<dyn ClusterState>,
     listening: Listening,
     counts: Counts,
+    webhooks: Webhooks,
 }
 
 /// A connection joining a channel.
@@ -102,13 +104,27 @@ impl Node {
                 users: users.clone(),
                 broker: broker.clone(),
                 state: state.clone(),
+                webhooks: Webhooks::default(),
             },
             hub,
             users,
             broker,
             state,
             listening: Listening::default(),
+            webhooks: Webhooks::default(),
         }
+    }
+
+    /// Reports webhook events to `webhooks` from now on.
+    pub(crate) fn with_webhooks(mut self, webhooks: Webhooks) -> Self {
+        self.counts.webhooks = webhooks.clone();
+        self.webhooks = webhooks;
+        self
+    }
+
+    /// Where sessions report client events for webhooks.
+    pub(crate) fn webhooks(&self) -> &Webhooks {
+        &self.webhooks
     }
 
     /// Subscribes a connection; on success its `subscription_succeeded` is queued, then every
@@ -138,9 +154,15 @@ impl Node {
         } else {
             None
         };
+        if matches!(cached, Some(None)) {
+            self.webhooks.cache_miss(j.app, j.channel);
+        }
         let (first, change) = match j.presence {
             None => match self.state.subscribe(j.app, j.channel, j.socket).await {
-                Ok(change) => (outbound::subscription_succeeded(j.channel.as_str()), change),
+                Ok(change) => {
+                    (self.webhooks).subscribed(j.app, j.channel, change.transition, None);
+                    (outbound::subscription_succeeded(j.channel.as_str()), change)
+                }
                 Err(e) => {
                     self.leave_hub(j.app, j.channel, j.socket).await;
                     return Err(e.into());
@@ -158,6 +180,8 @@ impl Node {
                         return Err(e);
                     }
                 };
+                let added = join.member_added.then_some(&member.user_id);
+                (self.webhooks).subscribed(j.app, j.channel, join.change.transition, added);
                 if join.member_added {
                     self.deliver_here(&ChannelEvent {
                         app: j.app.clone(),
@@ -202,8 +226,12 @@ impl Node {
         self.leave_hub(app, channel, socket).await;
         match member {
             None => match self.state.unsubscribe(app, channel, socket).await {
-                Ok(change) if subscription_counts => self.count_changed(app, channel, change).await,
-                Ok(_) => {}
+                Ok(change) => {
+                    (self.webhooks).unsubscribed(app, channel, change.transition, None);
+                    if subscription_counts {
+                        self.count_changed(app, channel, change).await;
+                    }
+                }
                 Err(e) => tracing::warn!(%channel, error = %e, "could not record unsubscribe"),
             },
             Some(m) => match self
@@ -211,15 +239,20 @@ impl Node {
                 .leave_presence(app, channel, socket, &m.user_id)
                 .await
             {
-                Ok(left) if left.member_removed => self.deliver_here(&ChannelEvent {
-                    app: app.clone(),
-                    channel: channel.clone(),
-                    except: None,
-                    message: ChannelMessage::MemberRemoved {
-                        user_id: m.user_id.clone(),
-                    },
-                }),
-                Ok(_) => {}
+                Ok(left) => {
+                    let removed = left.member_removed.then_some(&m.user_id);
+                    (self.webhooks).unsubscribed(app, channel, left.change.transition, removed);
+                    if left.member_removed {
+                        self.deliver_here(&ChannelEvent {
+                            app: app.clone(),
+                            channel: channel.clone(),
+                            except: None,
+                            message: ChannelMessage::MemberRemoved {
+                                user_id: m.user_id.clone(),
+                            },
+                        });
+                    }
+                }
                 Err(e) => tracing::warn!(%channel, error = %e, "could not record presence leave"),
             },
         }

@@ -1,0 +1,256 @@
+//! Webhooks (docs/WEBHOOKS.md): the application learns that a channel became occupied or
+//! vacated, that a member came or went, that a client sent an event, that a cache channel
+//! missed, or that a subscription count changed.
+//!
+//! The node reports each event through [`Webhooks`], which only puts a small [`Record`] on a
+//! bounded queue (never waiting: a full queue drops and counts), so webhooks never slow
+//! message delivery. Everything else runs in tasks on the ingress runtime: the
+//! [`dispatch`] task holds removals for the delay ([`removal`]) and hands each event to the
+//! queue of every endpoint that wants it; each [`endpoint`] has a task of its own that
+//! batches, signs, posts and retries, so one slow endpoint delays no other.
+//!
+//! Transitions come from the cluster state, which decides each one once cluster-wide, and
+//! only the node whose call decided it reports it: a cluster of N nodes sends each once.
+//! With no endpoint configured, [`Webhooks`] is empty and every report is one branch.
+
+mod dispatch;
+mod endpoint;
+mod event;
+mod removal;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use warren_protocol::{AppId, ChannelKind, ChannelName, UserId};
+
+use crate::cluster::{ChannelEvent, ChannelMessage, ClusterState};
+use crate::config::{Config, WebhookConfig, WebhookEventType};
+use dispatch::{Dispatch, Route};
+use endpoint::Endpoint;
+pub(crate) use event::{Hook, Record};
+use removal::MemoryMarkers;
+
+type BoxedTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// A set of event kinds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct KindSet(u8);
+
+impl KindSet {
+    fn of(endpoint: &WebhookConfig) -> Self {
+        let mut set = KindSet(0);
+        for kind in ALL_KINDS {
+            if endpoint.wants(kind) {
+                set.0 |= 1 << kind as u8;
+            }
+        }
+        set
+    }
+
+    pub(crate) fn contains(self, kind: WebhookEventType) -> bool {
+        self.0 & (1 << kind as u8) != 0
+    }
+}
+
+const ALL_KINDS: [WebhookEventType; 7] = [
+    WebhookEventType::ChannelOccupied,
+    WebhookEventType::ChannelVacated,
+    WebhookEventType::MemberAdded,
+    WebhookEventType::MemberRemoved,
+    WebhookEventType::ClientEvent,
+    WebhookEventType::CacheMiss,
+    WebhookEventType::SubscriptionCount,
+];
+
+/// Where the node reports webhook events. Cheap to clone; empty (and free) when no app has
+/// an endpoint.
+#[derive(Clone, Default)]
+pub(crate) struct Webhooks(Option<Arc<Intake>>);
+
+struct Intake {
+    /// The kinds some endpoint of each app wants; other apps and kinds stop here.
+    wants: HashMap<AppId, KindSet>,
+    queue: mpsc::Sender<Record>,
+    dropped: AtomicU64,
+}
+
+impl Webhooks {
+    /// Starts the dispatcher and one task per endpoint on `runtime` (the ingress runtime;
+    /// `None`: the current one), unless no app has an endpoint.
+    pub(crate) fn start(
+        config: &Config,
+        node_id: &str,
+        state: Arc<dyn ClusterState>,
+        runtime: Option<Handle>,
+    ) -> anyhow::Result<Self> {
+        if config.apps.iter().all(|app| app.webhooks.is_empty()) {
+            return Ok(Webhooks(None));
+        }
+        let settings = &config.webhooks;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(settings.timeout_ms))
+            // Some SDKs (PHP) read `X-Pusher-Key` case-sensitively.
+            .http1_title_case_headers()
+            .build()?;
+        let spawn = |task: BoxedTask| match &runtime {
+            Some(h) => drop(h.spawn(task)),
+            None => drop(tokio::spawn(task)),
+        };
+        let (mut routes, mut wants) = (HashMap::new(), HashMap::new());
+        for app in &config.apps {
+            let mut app_routes = Vec::new();
+            for hook in &app.webhooks {
+                let endpoint = Endpoint::new(
+                    hook,
+                    settings,
+                    app.key.as_str(),
+                    &app.secret,
+                    client.clone(),
+                )?;
+                let (tx, rx) = mpsc::channel(settings.max_pending);
+                let route = Route {
+                    wants: KindSet::of(hook),
+                    queue: tx,
+                    stats: endpoint.stats.clone(),
+                    url: hook.url.clone(),
+                };
+                spawn(Box::pin(endpoint.run(rx)));
+                let all: &mut KindSet = wants.entry(app.id.clone()).or_default();
+                all.0 |= route.wants.0;
+                app_routes.push(route);
+            }
+            routes.insert(app.id.clone(), app_routes);
+        }
+        let started = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let dispatch = Arc::new(Dispatch {
+            routes,
+            markers: Arc::new(MemoryMarkers::default()),
+            state,
+            delay_removal: Duration::from_millis(settings.delay_removal_ms),
+            id_prefix: format!("{node_id}-{started:x}"),
+            next_id: AtomicU64::new(0),
+        });
+        let (queue, intake) = mpsc::channel(settings.max_pending);
+        spawn(Box::pin(dispatch.run(intake)));
+        Ok(Webhooks(Some(Arc::new(Intake {
+            wants,
+            queue,
+            dropped: AtomicU64::new(0),
+        }))))
+    }
+
+    /// Enqueues the event if an endpoint of the app wants its kind; never waits.
+    fn report(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        kind: WebhookEventType,
+        hook: impl FnOnce() -> Hook,
+    ) {
+        let Some(intake) = &self.0 else { return };
+        if !intake.wants.get(app).is_some_and(|k| k.contains(kind)) {
+            return;
+        }
+        let record = Record {
+            app: app.clone(),
+            channel: channel.clone(),
+            hook: hook(),
+        };
+        if intake.queue.try_send(record).is_err() {
+            let dropped = intake
+                .dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(
+                    dropped_total = dropped,
+                    "webhook dropped: the queue is full"
+                );
+            }
+        }
+    }
+
+    /// A subscription was recorded: did it occupy the channel, or add a member?
+    pub(crate) fn subscribed(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        occupied: bool,
+        member_added: Option<&UserId>,
+    ) {
+        if occupied && channel.kind() != ChannelKind::ServerToUser {
+            self.report(app, channel, WebhookEventType::ChannelOccupied, || {
+                Hook::Occupied
+            });
+        }
+        if let Some(user) = member_added {
+            let added = || Hook::MemberAdded(user.clone());
+            self.report(app, channel, WebhookEventType::MemberAdded, added);
+        }
+    }
+
+    /// A subscription ended: did it vacate the channel, or remove a member?
+    pub(crate) fn unsubscribed(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        vacated: bool,
+        member_removed: Option<&UserId>,
+    ) {
+        if let Some(user) = member_removed {
+            let removed = || Hook::MemberRemoved(user.clone());
+            self.report(app, channel, WebhookEventType::MemberRemoved, removed);
+        }
+        if vacated && channel.kind() != ChannelKind::ServerToUser {
+            self.report(app, channel, WebhookEventType::ChannelVacated, || {
+                Hook::Vacated
+            });
+        }
+    }
+
+    /// A client event was published (`except` is its sender).
+    pub(crate) fn client_event(&self, event: &ChannelEvent) {
+        let (
+            ChannelMessage::Event {
+                name,
+                data,
+                user_id,
+            },
+            Some(socket),
+        ) = (&event.message, event.except)
+        else {
+            return;
+        };
+        self.report(
+            &event.app,
+            &event.channel,
+            WebhookEventType::ClientEvent,
+            || Hook::ClientEvent {
+                event: name.clone(),
+                data: data.clone(),
+                socket,
+                user: user_id.clone(),
+            },
+        );
+    }
+
+    /// A cache channel's new subscriber found nothing kept.
+    pub(crate) fn cache_miss(&self, app: &AppId, channel: &ChannelName) {
+        self.report(app, channel, WebhookEventType::CacheMiss, || {
+            Hook::CacheMiss
+        });
+    }
+
+    /// A channel's subscription count was sent to its subscribers.
+    pub(crate) fn subscription_count(&self, app: &AppId, channel: &ChannelName, count: u64) {
+        self.report(app, channel, WebhookEventType::SubscriptionCount, || {
+            Hook::SubscriptionCount(count)
+        });
+    }
+}
