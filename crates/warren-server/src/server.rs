@@ -90,7 +90,7 @@ impl ServerBuilder {
             }
             None => backend.connect(sink).await?,
         };
-        let webhooks = Webhooks::start(&config, &node_id, state.clone(), ingress.handle())?;
+        let webhooks = Webhooks::start(&config, &node_id, state.clone(), ingress.handle()).await?;
         let node = Arc::new(Node::new(hub, users, broker, state).with_webhooks(webhooks));
         let connections = Arc::new(Connections::new(
             server.activity_timeout,

@@ -11,8 +11,9 @@ use futures_util::future::join_all;
 use tokio::sync::mpsc;
 use warren_protocol::AppId;
 
-use super::endpoint::{Pending, Stats};
+use super::endpoint::Stats;
 use super::event::{Hook, Record};
+use super::queue::{Pending, Queue};
 use super::removal::{role, Markers, Role};
 use super::KindSet;
 use crate::cluster::ClusterState;
@@ -26,7 +27,7 @@ const MARKER_MARGIN: Duration = Duration::from_secs(600);
 /// One endpoint as the dispatcher sees it.
 pub(crate) struct Route {
     pub wants: KindSet,
-    pub queue: mpsc::Sender<Pending>,
+    pub queue: Arc<dyn Queue>,
     pub stats: Arc<Stats>,
     pub url: String,
 }
@@ -76,17 +77,21 @@ impl Dispatch {
                 self.markers.mark(&marker, ttl).await;
                 Fate::AfterDelay(marker)
             }
-            Role::Return(marker) if self.markers.claim(&marker).await => Fate::Cancelled,
+            Role::Return(marker) if self.markers.claim(&marker).await == Some(true) => {
+                Fate::Cancelled
+            }
             Role::Return(_) => Fate::Now,
         }
     }
 
-    /// INVARIANT(removal-claimed-once): a removal is sent only by whoever claims its marker
-    /// after the delay, and only if the cluster state shows no return.
+    /// INVARIANT(removal-claimed-once): a removal is sent only if its return did not claim
+    /// its marker first, and the cluster state shows no return after the delay. A store
+    /// that cannot answer counts as unclaimed: at least once.
     fn remove_later(self: Arc<Self>, record: Record, marker: String) {
         tokio::spawn(async move {
             tokio::time::sleep(self.delay_removal).await;
-            if self.markers.claim(&marker).await && !self.returned(&record).await {
+            let claimed = self.markers.claim(&marker).await != Some(false);
+            if claimed && !self.returned(&record).await {
                 self.route(&record);
             }
         });
@@ -116,12 +121,10 @@ impl Dispatch {
         };
         let kind = r.hook.kind();
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let pending = Pending {
-            id: Arc::from(format!("{}-{n}", self.id_prefix)),
-            json: Arc::from(r.to_json()),
-        };
+        let id = Arc::from(format!("{}-{n}", self.id_prefix));
+        let pending = Pending::new(id, Arc::from(r.to_json()));
         for route in routes.iter().filter(|route| route.wants.contains(kind)) {
-            if route.queue.try_send(pending.clone()).is_err() {
+            if !route.queue.push(pending.clone()) {
                 let dropped = route.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if dropped.is_power_of_two() {
                     tracing::warn!(url = %route.url, dropped_total = dropped,

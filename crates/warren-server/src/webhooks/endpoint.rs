@@ -11,24 +11,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::event::body;
+use super::queue::{Pending, Queue};
 use crate::config::{WebhookConfig, WebhooksConfig};
 
 /// The first retry waits about this long; each next one twice as long as the one before.
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 /// No retry waits longer than this.
 const LONGEST_RETRY: Duration = Duration::from_secs(30);
-
-/// An event on its way to one endpoint.
-#[derive(Debug, Clone)]
-pub(crate) struct Pending {
-    /// Stable for the event whatever request carries it (`X-Warren-Webhook-Id`).
-    pub id: Arc<str>,
-    pub json: Arc<str>,
-}
 
 /// Counters of one endpoint, shared with whoever reports them.
 #[derive(Debug, Default)]
@@ -80,20 +72,25 @@ impl Endpoint {
         })
     }
 
-    /// Sends what arrives on `queue`, batch after batch, until the queue closes.
-    pub(crate) async fn run(self, mut queue: mpsc::Receiver<Pending>) {
-        let mut batch = Vec::with_capacity(self.batch_max);
-        while queue.recv_many(&mut batch, self.batch_max).await > 0 {
-            let deadline = Instant::now() + self.batch_window;
-            while batch.len() < self.batch_max {
-                let room = self.batch_max - batch.len();
-                tokio::select! {
-                    n = queue.recv_many(&mut batch, room) => if n == 0 { break },
-                    _ = tokio::time::sleep_until(deadline) => break,
+    /// Sends what `queue` holds, batch after batch, until it closes.
+    pub(crate) async fn run(self, queue: Arc<dyn Queue>) {
+        while let Some(batch) = queue.take(self.batch_max, self.batch_window).await {
+            let delivery = self.deliver(&batch);
+            match queue.keep_every() {
+                None => delivery.await,
+                Some(every) => {
+                    tokio::pin!(delivery);
+                    let mut ticks = tokio::time::interval(every);
+                    ticks.tick().await;
+                    loop {
+                        tokio::select! {
+                            _ = &mut delivery => break,
+                            _ = ticks.tick() => queue.keep(&batch).await,
+                        }
+                    }
                 }
             }
-            self.deliver(&batch).await;
-            batch.clear();
+            queue.done(&batch).await;
         }
     }
 

@@ -16,6 +16,8 @@
 mod dispatch;
 mod endpoint;
 mod event;
+mod queue;
+mod redis;
 mod removal;
 
 use std::collections::HashMap;
@@ -28,13 +30,12 @@ use tokio::sync::mpsc;
 use warren_protocol::{AppId, ChannelKind, ChannelName, UserId};
 
 use crate::cluster::{ChannelEvent, ChannelMessage, ClusterState};
-use crate::config::{Config, WebhookConfig, WebhookEventType};
+use crate::config::{Backend, Config, WebhookConfig, WebhookEventType};
 use dispatch::{Dispatch, Route};
 use endpoint::Endpoint;
 pub(crate) use event::{Hook, Record};
-use removal::MemoryMarkers;
-
-type BoxedTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+use queue::{MemoryQueue, Queue};
+use removal::{Markers, MemoryMarkers};
 
 /// A set of event kinds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -80,8 +81,9 @@ struct Intake {
 
 impl Webhooks {
     /// Starts the dispatcher and one task per endpoint on `runtime` (the ingress runtime;
-    /// `None`: the current one), unless no app has an endpoint.
-    pub(crate) fn start(
+    /// `None`: the current one), unless no app has an endpoint. With the Redis backend the
+    /// markers and queues are in Redis, through a client of their own.
+    pub(crate) async fn start(
         config: &Config,
         node_id: &str,
         state: Arc<dyn ClusterState>,
@@ -90,54 +92,78 @@ impl Webhooks {
         if config.apps.iter().all(|app| app.webhooks.is_empty()) {
             return Ok(Webhooks(None));
         }
+        let build = Self::build(config.clone(), node_id.to_owned(), state);
+        match runtime {
+            Some(h) => h.spawn(build).await?,
+            None => build.await,
+        }
+    }
+
+    async fn build(
+        config: Config,
+        node_id: String,
+        state: Arc<dyn ClusterState>,
+    ) -> anyhow::Result<Self> {
         let settings = &config.webhooks;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.timeout_ms))
             // Some SDKs (PHP) read `X-Pusher-Key` case-sensitively.
             .http1_title_case_headers()
             .build()?;
-        let spawn = |task: BoxedTask| match &runtime {
-            Some(h) => drop(h.spawn(task)),
-            None => drop(tokio::spawn(task)),
+        let redis_client = match config.cluster.backend {
+            Backend::Redis => Some(redis::connect(&config.cluster.redis_url).await?),
+            Backend::Local => None,
         };
+        let consumer = format!("{node_id}~{:08x}", rand::random::<u32>());
+        let min_idle = Duration::from_millis(config.cluster.node_timeout_ms);
         let (mut routes, mut wants) = (HashMap::new(), HashMap::new());
         for app in &config.apps {
             let mut app_routes = Vec::new();
-            for hook in &app.webhooks {
-                let endpoint = Endpoint::new(
-                    hook,
-                    settings,
-                    app.key.as_str(),
-                    &app.secret,
-                    client.clone(),
-                )?;
-                let (tx, rx) = mpsc::channel(settings.max_pending);
+            for (n, hook) in app.webhooks.iter().enumerate() {
+                let (key, secret) = (app.key.as_str(), &app.secret);
+                let endpoint = Endpoint::new(hook, settings, key, secret, client.clone())?;
+                let queue: Arc<dyn Queue> = match &redis_client {
+                    Some(redis_client) => {
+                        let prefix = &config.cluster.prefix;
+                        let stream = redis::stream_key(prefix, app.id.as_str(), n, &hook.url);
+                        let (c, capacity) = (redis_client.clone(), settings.max_pending);
+                        redis::RedisQueue::start(c, stream, consumer.clone(), capacity, min_idle)
+                    }
+                    None => Arc::new(MemoryQueue::new(settings.max_pending)),
+                };
                 let route = Route {
                     wants: KindSet::of(hook),
-                    queue: tx,
+                    queue: queue.clone(),
                     stats: endpoint.stats.clone(),
                     url: hook.url.clone(),
                 };
-                spawn(Box::pin(endpoint.run(rx)));
+                tokio::spawn(endpoint.run(queue));
                 let all: &mut KindSet = wants.entry(app.id.clone()).or_default();
                 all.0 |= route.wants.0;
                 app_routes.push(route);
             }
             routes.insert(app.id.clone(), app_routes);
         }
+        let markers: Arc<dyn Markers> = match redis_client {
+            Some(client) => Arc::new(redis::RedisMarkers {
+                client,
+                prefix: config.cluster.prefix.clone(),
+            }),
+            None => Arc::new(MemoryMarkers::default()),
+        };
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         let dispatch = Arc::new(Dispatch {
             routes,
-            markers: Arc::new(MemoryMarkers::default()),
+            markers,
             state,
             delay_removal: Duration::from_millis(settings.delay_removal_ms),
             id_prefix: format!("{node_id}-{started:x}"),
             next_id: AtomicU64::new(0),
         });
         let (queue, intake) = mpsc::channel(settings.max_pending);
-        spawn(Box::pin(dispatch.run(intake)));
+        tokio::spawn(dispatch.run(intake));
         Ok(Webhooks(Some(Arc::new(Intake {
             wants,
             queue,

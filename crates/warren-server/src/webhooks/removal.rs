@@ -51,8 +51,9 @@ pub(crate) fn role(r: &Record) -> Role {
 pub(crate) trait Markers: Send + Sync + 'static {
     /// Marks a removal as pending for at most `ttl`.
     async fn mark(&self, name: &str, ttl: Duration);
-    /// Removes the marker; true when this call removed it (it was there, unexpired).
-    async fn claim(&self, name: &str) -> bool;
+    /// Removes the marker: whether this call removed it (it was there, unexpired), or `None`
+    /// when the store could not say.
+    async fn claim(&self, name: &str) -> Option<bool>;
 }
 
 /// The markers of a single node.
@@ -71,9 +72,9 @@ impl Markers for MemoryMarkers {
         markers.insert(name.to_owned(), now + ttl);
     }
 
-    async fn claim(&self, name: &str) -> bool {
+    async fn claim(&self, name: &str) -> Option<bool> {
         let until = self.0.lock().remove(name);
-        until.is_some_and(|until| until > Instant::now())
+        Some(until.is_some_and(|until| until > Instant::now()))
     }
 }
 
@@ -85,12 +86,12 @@ mod tests {
     #[tokio::test]
     async fn the_first_claim_wins_and_expired_markers_do_not_count() {
         let m = MemoryMarkers::default();
-        assert!(!m.claim("a").await);
+        assert_eq!(m.claim("a").await, Some(false));
         m.mark("a", Duration::from_secs(60)).await;
-        assert!(m.claim("a").await);
-        assert!(!m.claim("a").await);
+        assert_eq!(m.claim("a").await, Some(true));
+        assert_eq!(m.claim("a").await, Some(false));
         m.mark("b", Duration::ZERO).await;
-        assert!(!m.claim("b").await);
+        assert_eq!(m.claim("b").await, Some(false));
     }
 
     #[test]

@@ -12,6 +12,8 @@ use warren_testkit::webhooks::{Answer, Delivery, Receiver};
 use warren_testkit::ws::{connect, presence_data, Socket};
 use warren_testkit::{KEY, SECRET};
 
+use crate::two_nodes::two_nodes;
+
 /// The demo app sending every kind of event to `url`, with removals delayed by `delay_ms`.
 fn hooked(c: &mut Config, urls: &[&str], delay_ms: u64) {
     let app = demo_app(c);
@@ -323,4 +325,60 @@ async fn each_endpoint_gets_only_the_kinds_it_asked_for() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0]["name"], "client_event");
     clients.assert_silent(Duration::from_millis(300)).await;
+}
+
+/// The events of the next requests until `silence` passes without one, sorted.
+async fn all_events(r: &mut Receiver, silence: Duration) -> Vec<Value> {
+    let mut got = Vec::new();
+    while let Some(d) = r.next_or_silence(silence).await {
+        got.extend(verified(&d));
+    }
+    got.sort_by_key(|e| e.to_string());
+    got
+}
+
+#[tokio::test]
+async fn two_nodes_send_each_event_once() {
+    let mut r = Receiver::start().await;
+    let (a, b) = two_nodes(|c| hooked(c, &[&r.url], 200)).await;
+    let c = "presence-both";
+    let mut on_a = member(&a, c, "u1").await;
+    let mut on_b = member(&b, c, "u2").await;
+    assert_eq!(on_a.recv().await["event"], "pusher_internal:member_added");
+    on_b.send(json!({"event":"client-x","channel":c,"data":"d"}))
+        .await;
+    assert_eq!(on_a.recv().await["event"], "client-x");
+    let sender = on_b.socket_id.clone();
+    on_a.close().await;
+    on_b.close().await;
+    let mut want = vec![
+        json!({"name":"channel_occupied","channel":c}),
+        json!({"name":"member_added","channel":c,"user_id":"u1"}),
+        json!({"name":"member_added","channel":c,"user_id":"u2"}),
+        json!({"name":"client_event","channel":c,"event":"client-x","data":"d",
+               "socket_id":sender,"user_id":"u2"}),
+        json!({"name":"member_removed","channel":c,"user_id":"u1"}),
+        json!({"name":"member_removed","channel":c,"user_id":"u2"}),
+        json!({"name":"channel_vacated","channel":c}),
+    ];
+    want.sort_by_key(|e| e.to_string());
+    assert_eq!(all_events(&mut r, Duration::from_millis(1500)).await, want);
+}
+
+#[tokio::test]
+async fn leaving_node_a_and_returning_on_node_b_within_the_delay_sends_nothing() {
+    let mut r = Receiver::start().await;
+    let (a, b) = two_nodes(|c| hooked(c, &[&r.url], 800)).await;
+    let c = "presence-move";
+    let first = member(&a, c, "u1").await;
+    assert_eq!(events(&mut r, 2).await.len(), 2);
+    first.close().await;
+    let back = member(&b, c, "u1").await;
+    r.assert_silent(Duration::from_millis(1500)).await;
+    back.close().await;
+    let want = vec![
+        json!({"name":"channel_vacated","channel":c}),
+        json!({"name":"member_removed","channel":c,"user_id":"u1"}),
+    ];
+    assert_eq!(all_events(&mut r, Duration::from_millis(1500)).await, want);
 }
