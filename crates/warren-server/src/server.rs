@@ -69,6 +69,7 @@ impl ServerBuilder {
         let hub = Arc::new(Hub::new());
         let users = Arc::new(LocalUsers::default());
         let sink = Arc::new(LocalDelivery::new(hub.clone(), users.clone()));
+        let delivery = sink.clone();
         let backend: Box<dyn ClusterBackend> = match cluster {
             Some(backend) => backend,
             None => match config.cluster.backend {
@@ -91,6 +92,7 @@ impl ServerBuilder {
             None => backend.connect(sink).await?,
         };
         let webhooks = Webhooks::start(&config, &node_id, state.clone(), ingress.handle()).await?;
+        delivery.report_to(webhooks.clone());
         let node = Arc::new(Node::new(hub, users, broker, state).with_webhooks(webhooks));
         let connections = Arc::new(Connections::new(
             server.activity_timeout,

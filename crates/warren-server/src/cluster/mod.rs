@@ -60,6 +60,17 @@ pub trait Broker: Send + Sync + 'static {
 /// subscribers.
 pub trait EventSink: Send + Sync + 'static {
     fn deliver(&self, event: &ChannelEvent);
+
+    /// A transition the backend decided itself, cleaning up after a dead node: reported to
+    /// the one node that did the cleanup (for its webhooks), besides any announcement.
+    fn reaped(&self, _app: &AppId, _channel: &ChannelName, _transition: Reaped) {}
+}
+
+/// What cleaning up after a dead node did to a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reaped {
+    Vacated,
+    MemberRemoved(UserId),
 }
 
 /// Both seams of one node, as a backend connected them.

@@ -6,31 +6,54 @@
 //! user (online, offline, terminate) are not for a channel's subscribers: they go to
 //! [`LocalUsers`], which acts on the user's connections and watchers.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use warren_protocol::{outbound, UserId};
+use warren_protocol::{outbound, AppId, ChannelName, UserId};
 
 use super::users::LocalUsers;
-use crate::cluster::{ChannelEvent, ChannelMessage, EventSink};
+use crate::cluster::{ChannelEvent, ChannelMessage, EventSink, Reaped};
 use crate::hub::Hub;
+use crate::webhooks::Webhooks;
 use crate::ws::frame;
 
 /// Delivers events to this node's subscribers; what backends hand relayed events to.
 pub(crate) struct LocalDelivery {
     hub: Arc<Hub>,
     users: Arc<LocalUsers>,
+    /// Set once the node is composed (the webhooks need the state the backend made).
+    webhooks: OnceLock<Webhooks>,
 }
 
 impl LocalDelivery {
     pub(crate) fn new(hub: Arc<Hub>, users: Arc<LocalUsers>) -> Self {
-        Self { hub, users }
+        let webhooks = OnceLock::new();
+        Self {
+            hub,
+            users,
+            webhooks,
+        }
+    }
+
+    /// Where transitions found by cleaning up a dead node are reported.
+    pub(crate) fn report_to(&self, webhooks: Webhooks) {
+        let _ = self.webhooks.set(webhooks);
     }
 }
 
 impl EventSink for LocalDelivery {
     fn deliver(&self, event: &ChannelEvent) {
         deliver(&self.hub, &self.users, event);
+    }
+
+    fn reaped(&self, app: &AppId, channel: &ChannelName, transition: Reaped) {
+        let Some(webhooks) = self.webhooks.get() else {
+            return;
+        };
+        match transition {
+            Reaped::Vacated => webhooks.unsubscribed(app, channel, true, None),
+            Reaped::MemberRemoved(user) => webhooks.unsubscribed(app, channel, false, Some(&user)),
+        }
     }
 }
 
