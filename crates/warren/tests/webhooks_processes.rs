@@ -93,3 +93,53 @@ async fn webhooks_pending_on_a_killed_node_are_delivered_by_another() {
         "each once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_restarted_with_a_spool_sends_what_was_pending() {
+    let spool = std::env::temp_dir().join(format!("warren-spool-{}", rand_suffix()));
+    let spool_dir = spool.to_string_lossy().into_owned();
+    let mut r = Receiver::start().await;
+    r.answer_all(Answer::Status(500));
+    let url = r.url.clone();
+    let env = [
+        ("WARREN_APPS__0__WEBHOOKS__0__URL", url.as_str()),
+        ("WARREN_WEBHOOKS__SPOOL_DIR", spool_dir.as_str()),
+        ("WARREN_WEBHOOKS__BATCH_WINDOW_MS", "20"),
+    ];
+    let warren = Warren::at(env!("CARGO_BIN_EXE_warren"));
+    let mut first = warren.serve(&[], &env);
+    let mut ws = connect(&first).await;
+    ws.subscribed("presence-spool", Some(&presence_data(json!("u1"), None)))
+        .await;
+    let failed = r.next().await;
+    assert_eq!(failed.answered, Some(500));
+    first.kill9();
+    drop(ws);
+
+    r.answer_all(Answer::Status(200));
+    let _second = warren.serve(&[], &env);
+    let mut got = Vec::new();
+    let mut ids = Vec::new();
+    while got.len() < failed.events().len() {
+        let d = r.next_within(Duration::from_secs(10)).await;
+        if d.answered == Some(200) {
+            got.extend(d.events());
+            ids.extend(d.ids());
+        }
+    }
+    assert_eq!(got, failed.events());
+    assert_eq!(ids, failed.ids(), "the same events, under their ids");
+    assert_eq!(
+        got[0],
+        json!({"name":"channel_occupied","channel":"presence-spool"})
+    );
+    let _ = std::fs::remove_dir_all(&spool);
+}
+
+fn rand_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}-{nanos}", std::process::id())
+}

@@ -19,6 +19,7 @@ mod event;
 mod queue;
 mod redis;
 mod removal;
+mod spool;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -36,6 +37,7 @@ use endpoint::Endpoint;
 pub(crate) use event::{Hook, Record};
 use queue::{MemoryQueue, Queue};
 use removal::{Markers, MemoryMarkers};
+use spool::SpoolQueue;
 
 /// A set of event kinds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -66,6 +68,14 @@ const ALL_KINDS: [WebhookEventType; 7] = [
     WebhookEventType::CacheMiss,
     WebhookEventType::SubscriptionCount,
 ];
+
+/// The name of an app's `n`th endpoint's queue, the same on every node configured alike.
+fn queue_name(app: &str, n: usize, url: &str) -> String {
+    use sha1::{Digest, Sha1};
+    let hash = Sha1::digest(url.as_bytes());
+    let hash: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{app}:{n}:{hash}")
+}
 
 /// Where the node reports webhook events. Cheap to clone; empty (and free) when no app has
 /// an endpoint.
@@ -114,6 +124,10 @@ impl Webhooks {
             Backend::Redis => Some(redis::connect(&config.cluster.redis_url).await?),
             Backend::Local => None,
         };
+        let spool = match (&redis_client, &settings.spool_dir) {
+            (None, Some(dir)) => Some(spool::open(dir)?),
+            _ => None,
+        };
         let consumer = format!("{node_id}~{:08x}", rand::random::<u32>());
         let min_idle = Duration::from_millis(config.cluster.node_timeout_ms);
         let (mut routes, mut wants) = (HashMap::new(), HashMap::new());
@@ -122,14 +136,16 @@ impl Webhooks {
             for (n, hook) in app.webhooks.iter().enumerate() {
                 let (key, secret) = (app.key.as_str(), &app.secret);
                 let endpoint = Endpoint::new(hook, settings, key, secret, client.clone())?;
-                let queue: Arc<dyn Queue> = match &redis_client {
-                    Some(redis_client) => {
-                        let prefix = &config.cluster.prefix;
-                        let stream = redis::stream_key(prefix, app.id.as_str(), n, &hook.url);
-                        let (c, capacity) = (redis_client.clone(), settings.max_pending);
+                let name = queue_name(app.id.as_str(), n, &hook.url);
+                let capacity = settings.max_pending;
+                let queue: Arc<dyn Queue> = match (&redis_client, &spool) {
+                    (Some(redis_client), _) => {
+                        let stream = format!("{}:wh:{name}", config.cluster.prefix);
+                        let c = redis_client.clone();
                         redis::RedisQueue::start(c, stream, consumer.clone(), capacity, min_idle)
                     }
-                    None => Arc::new(MemoryQueue::new(settings.max_pending)),
+                    (None, Some(db)) => Arc::new(SpoolQueue::start(db.clone(), name, capacity)),
+                    (None, None) => Arc::new(MemoryQueue::new(capacity)),
                 };
                 let route = Route {
                     wants: KindSet::of(hook),

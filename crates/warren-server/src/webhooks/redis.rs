@@ -17,7 +17,6 @@ use fred::interfaces::{ClientLike, KeysInterface};
 use fred::types::config::ReconnectPolicy;
 use fred::types::scripts::Script;
 use fred::types::{Expiration, Value};
-use sha1::{Digest, Sha1};
 use tokio::sync::{mpsc, Notify};
 
 use super::queue::{Pending, Queue};
@@ -96,13 +95,6 @@ pub(crate) async fn connect(target: &RedisTarget) -> anyhow::Result<Client> {
     Ok(client)
 }
 
-/// The stream of an app's `n`th endpoint.
-pub(crate) fn stream_key(prefix: &str, app: &str, n: usize, url: &str) -> String {
-    let hash = Sha1::digest(url.as_bytes());
-    let hash: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}:wh:{app}:{n}:{hash}")
-}
-
 /// Removal markers shared by the nodes.
 pub(crate) struct RedisMarkers {
     pub client: Client,
@@ -136,11 +128,16 @@ impl Markers for RedisMarkers {
 
 /// An endpoint's queue as a stream.
 pub(crate) struct RedisQueue {
+    stream: Arc<Stream>,
+    /// To the writer task, which ends when this is dropped.
+    incoming: mpsc::Sender<Pending>,
+}
+
+/// One endpoint's stream.
+struct Stream {
     client: Client,
     key: String,
     consumer: String,
-    /// Events on their way into the stream (written by a task, many per round trip).
-    incoming: mpsc::Sender<Pending>,
     written: Notify,
     min_idle: Duration,
     scripts: [Script; 4],
@@ -156,19 +153,20 @@ impl RedisQueue {
         min_idle: Duration,
     ) -> Arc<Self> {
         let (incoming, rx) = mpsc::channel(capacity.max(1));
-        let queue = Arc::new(RedisQueue {
+        let stream = Arc::new(Stream {
             client,
             key,
             consumer,
-            incoming,
             written: Notify::new(),
             min_idle,
             scripts: [PUSH, TAKE, KEEP, DONE].map(Script::from_lua),
         });
-        tokio::spawn(queue.clone().write(rx, capacity));
-        queue
+        tokio::spawn(stream.clone().write(rx, capacity));
+        Arc::new(RedisQueue { stream, incoming })
     }
+}
 
+impl Stream {
     async fn write(self: Arc<Self>, mut rx: mpsc::Receiver<Pending>, capacity: usize) {
         let mut events = Vec::with_capacity(WRITE_BATCH);
         while rx.recv_many(&mut events, WRITE_BATCH).await > 0 {
@@ -231,12 +229,13 @@ impl Queue for RedisQueue {
     }
 
     async fn take(&self, max: usize, window: Duration) -> Option<Vec<Pending>> {
+        let s = &self.stream;
         loop {
-            match self.read(max).await {
+            match s.read(max).await {
                 Ok(mut batch) if !batch.is_empty() => {
                     if batch.len() < max && !window.is_zero() {
                         tokio::time::sleep(window).await;
-                        if let Ok(more) = self.read(max - batch.len()).await {
+                        if let Ok(more) = s.read(max - batch.len()).await {
                             batch.extend(more);
                         }
                     }
@@ -246,22 +245,25 @@ impl Queue for RedisQueue {
                 Err(e) => tracing::warn!(error = %e, "webhook queue not read from Redis"),
             }
             tokio::select! {
-                _ = self.written.notified() => {}
+                _ = s.written.notified() => {}
                 _ = tokio::time::sleep(POLL) => {}
             }
         }
     }
 
     fn keep_every(&self) -> Option<Duration> {
-        Some(self.min_idle / 3)
+        Some(self.stream.min_idle / 3)
     }
 
     async fn keep(&self, batch: &[Pending]) {
-        let head = vec![Value::from(GROUP), Value::from(self.consumer.as_str())];
-        self.entries(2, head, batch).await;
+        let s = &self.stream;
+        let head = vec![Value::from(GROUP), Value::from(s.consumer.as_str())];
+        s.entries(2, head, batch).await;
     }
 
     async fn done(&self, batch: &[Pending]) {
-        self.entries(3, vec![Value::from(GROUP)], batch).await;
+        self.stream
+            .entries(3, vec![Value::from(GROUP)], batch)
+            .await;
     }
 }
