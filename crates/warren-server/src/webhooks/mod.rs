@@ -187,7 +187,10 @@ impl Webhooks {
         }))))
     }
 
-    /// Enqueues the event if an endpoint of the app wants its kind; never waits.
+    /// Enqueues the event if an endpoint of the app wants its kind.
+    ///
+    /// INVARIANT(webhook-never-waits): `try_send` on a bounded channel; a full one drops and
+    /// counts, so a webhook never slows or fails what the node is doing.
     fn report(
         &self,
         app: &AppId,
