@@ -25,6 +25,8 @@ pub struct App {
     pub max_event_payload_bytes: usize,
     pub max_channel_name_length: usize,
     pub client_event_rate_per_sec: u32,
+    /// Subscribes one connection may send per second.
+    pub subscribe_rate_per_sec: u32,
     pub member_limits: MemberLimits,
     pub max_subscriptions_per_connection: usize,
     /// How long a cache channel keeps its last event.
@@ -51,6 +53,7 @@ impl App {
             max_event_payload_bytes: c.max_event_payload_kb.saturating_mul(1024),
             max_channel_name_length: c.max_channel_name_length,
             client_event_rate_per_sec: c.client_event_rate_per_sec,
+            subscribe_rate_per_sec: c.subscribe_rate_per_sec,
             max_subscriptions_per_connection: c.max_subscriptions_per_connection,
             member_limits: MemberLimits {
                 max_user_id_length: c.max_user_id_length,
@@ -85,6 +88,15 @@ impl App {
 /// A held connection slot of an app.
 #[derive(Debug)]
 pub struct ConnectionSlot(Arc<App>);
+
+/// The app the slot is held in: a connection keeps its app through its slot.
+impl std::ops::Deref for ConnectionSlot {
+    type Target = Arc<App>;
+
+    fn deref(&self) -> &Arc<App> {
+        &self.0
+    }
+}
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {

@@ -25,6 +25,8 @@ pub(crate) struct Connections {
     activity_timeout: u64,
     /// Seconds to wait for the answer to that ping.
     pong_timeout: u64,
+    /// How long a socket may take no bytes before its connection is dropped.
+    write_timeout: Duration,
     /// `pusher:ping`, framed once.
     ping_frame: Bytes,
     started: Instant,
@@ -36,11 +38,12 @@ pub(crate) struct Connections {
 }
 
 impl Connections {
-    pub(crate) fn new(activity_timeout: u64, pong_timeout: u64) -> Self {
+    pub(crate) fn new(activity_timeout: u64, pong_timeout: u64, write_timeout: Duration) -> Self {
         Self {
             open: DashMap::new(),
             activity_timeout,
             pong_timeout,
+            write_timeout,
             ping_frame: frame::text(outbound::PING.as_bytes()),
             started: Instant::now(),
             socket_id_high: u64::from(rand::random::<u32>()),
@@ -84,9 +87,10 @@ impl Connections {
         self.activity_timeout
     }
 
-    /// How long a connection may refuse to accept bytes before it is given up on.
-    pub(crate) fn write_stall_limit(&self) -> Duration {
-        Duration::from_secs(self.pong_timeout)
+    /// How long a connection may refuse to accept bytes before it is given up on
+    /// (`server.write_timeout_ms`).
+    pub(crate) fn write_timeout(&self) -> Duration {
+        self.write_timeout
     }
 
     /// One pass of the liveness sweeper.

@@ -45,5 +45,7 @@ async fn health_report(State(health): State<Arc<Health>>) -> Json<serde_json::Va
         "role": health.role.as_str(),
         "connections": health.connections.len(),
         "local_channels": health.node.local_channel_count(),
+        "event_loss_resyncs": health.node.lost_event_counts().0,
+        "event_loss_closed_connections": health.node.lost_event_counts().1,
     }))
 }

@@ -29,7 +29,7 @@ use indexmap::IndexMap;
 use parking_lot::RwLock;
 use warren_protocol::{AppId, ChannelName, SocketId};
 
-use crate::outbox::Outbox;
+use crate::outbox::{CloseReason, Outbox};
 
 type Key = (AppId, ChannelName);
 
@@ -296,6 +296,26 @@ impl Hub {
             let subs = ch.subscribers.read();
             subs.active.len() + subs.pending.len()
         })
+    }
+
+    /// Asks every subscriber of every channel to close with `reason`; returns how many
+    /// connections that is (each counted once).
+    pub fn close_all(&self, reason: &CloseReason) -> usize {
+        let mut closed = std::collections::HashSet::new();
+        for channel in self.channels.iter() {
+            let subs = channel.value().subscribers.read();
+            let outboxes = subs
+                .active
+                .iter()
+                .map(|(s, o)| (*s, o))
+                .chain(subs.pending.iter().map(|p| (p.socket, &p.outbox)));
+            for (socket, outbox) in outboxes {
+                if closed.insert(socket) {
+                    outbox.close(reason.clone());
+                }
+            }
+        }
+        closed.len()
     }
 
     /// Number of channels with at least one local subscriber, over all apps.

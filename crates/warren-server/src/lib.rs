@@ -22,7 +22,9 @@ pub mod cluster;
 pub mod config;
 mod connection;
 mod connections;
+mod gate;
 mod http;
+mod http_connection;
 mod hub;
 mod ingress;
 mod listener;
@@ -35,6 +37,23 @@ mod ws;
 pub use app::{App, AppRegistry, StaticApps};
 pub use config::Config;
 pub use server::{RunningServer, Server, ServerBuilder, ShutdownHandle};
+
+/// The parsers of what arrives from outside, for the fuzz targets and their corpus replay
+/// (`crates/warren-fuzz`) only: not an API, and may change at any time.
+#[doc(hidden)]
+pub mod fuzz_internals {
+    pub use crate::cluster::envelope::{decode as decode_envelope, encode as encode_envelope};
+    pub use crate::ws::handshake::{parse_head, Head};
+
+    /// Loads a configuration from TOML text and `WARREN_*` variables, as `warren config check`
+    /// does with a file.
+    pub fn config_from_toml(
+        text: &str,
+        env: Vec<(String, String)>,
+    ) -> Result<crate::Config, crate::config::ConfigError> {
+        crate::Config::parse(text, figment::Source::Custom(String::new()), env)
+    }
+}
 
 /// The delivery path's parts, for this crate's criterion benchmarks only: not an API, and
 /// may change at any time.

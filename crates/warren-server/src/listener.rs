@@ -2,25 +2,22 @@
 //! share one port.
 
 use std::io;
-use std::pin::Pin;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 
 use crate::connection;
+use crate::gate::{Gate, SocketSlot};
+use crate::http_connection::{self, Deadlines};
 use crate::ws::handshake::{self, Head};
 
 /// Pending connections the kernel may hold during a connection storm.
 const LISTEN_BACKLOG: u32 = 8192;
-/// A client must send its request head within this time.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn bind(addr: &str) -> io::Result<TcpListener> {
     let mut last_err = None;
@@ -50,6 +47,10 @@ pub(crate) struct Routes {
     pub http: axum::Router,
     /// The runtime HTTP connections are served on (`None`: this one); see `Ingress`.
     pub ingress: Option<tokio::runtime::Handle>,
+    /// How long a request head, an idle keep-alive connection and a stalled write may take.
+    pub deadlines: Deadlines,
+    /// Who may hold a socket: the file budget, the node's and each address's caps.
+    pub gate: Arc<Gate>,
 }
 
 /// Accepts connections until `shutdown` flips.
@@ -59,14 +60,19 @@ pub(crate) async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
+        // INVARIANT(sockets-within-file-limit): room first, then accept.
+        let slot = tokio::select! {
+            s = routes.gate.socket() => s,
+            _ = shutdown.changed() => return,
+        };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.changed() => return,
         };
         match accepted {
-            Ok((stream, _peer)) => {
+            Ok((stream, peer)) => {
                 let routes = routes.clone();
-                tokio::spawn(async move { route(stream, routes).await });
+                tokio::spawn(async move { route(stream, peer, slot, routes).await });
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -77,20 +83,38 @@ pub(crate) async fn serve(
     }
 }
 
-async fn route(mut stream: TcpStream, routes: Routes) {
+async fn route(mut stream: TcpStream, peer: SocketAddr, slot: SocketSlot, routes: Routes) {
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(1024);
-    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream, &mut buf)).await {
-        Ok(Ok(head)) => head,
-        _ => return,
-    };
+    let head =
+        match tokio::time::timeout(routes.deadlines.head, read_head(&mut stream, &mut buf)).await {
+            Ok(Ok(head)) => head,
+            _ => return,
+        };
     match head {
         Some(Head::WebSocket(upgrade)) => match routes.websocket {
             Some(cx) => {
-                buf.advance(upgrade.head_len);
-                // Admits the connection and hands it to a small task of its own: this routing
-                // future (sized for the HTTP branch too) ends here.
-                connection::serve(stream, buf, upgrade, cx).await;
+                let client = routes
+                    .gate
+                    .client_address(peer.ip(), upgrade.forwarded_for.as_deref());
+                match routes.gate.websocket(slot, client) {
+                    Ok(slot) => {
+                        buf.advance(upgrade.head_len);
+                        // Admits the connection and hands it to a small task of its own: this
+                        // routing future (sized for the HTTP branch too) ends here.
+                        connection::serve(stream, buf, upgrade, slot, cx).await;
+                    }
+                    Err(refused) => {
+                        tracing::debug!(%client, ?refused, "upgrade refused");
+                        let (status, reason) = refused.status();
+                        let answer = handshake::http_error(status, reason, refused.message());
+                        let _ = tokio::time::timeout(
+                            routes.deadlines.write,
+                            stream.write_all(answer.as_bytes()),
+                        )
+                        .await;
+                    }
+                }
             }
             None => {
                 let why = "This node serves the HTTP API only (server.role = \"api\")";
@@ -112,7 +136,10 @@ async fn route(mut stream: TcpStream, routes: Routes) {
         Some(Head::Http) | None => {
             let prefix = buf.freeze();
             match routes.ingress {
-                None => serve_http(stream, prefix, routes.http).await,
+                None => {
+                    http_connection::serve(stream, prefix, routes.http, routes.deadlines).await;
+                    drop(slot);
+                }
                 Some(runtime) => {
                     // INVARIANT(ingress-apart-from-connections): HTTP is served on its own
                     // runtime; the socket moves to that runtime's reactor.
@@ -120,26 +147,16 @@ async fn route(mut stream: TcpStream, routes: Routes) {
                         return;
                     };
                     runtime.spawn(async move {
+                        let _slot = slot;
                         if let Ok(stream) = TcpStream::from_std(stream) {
-                            serve_http(stream, prefix, routes.http).await;
+                            http_connection::serve(stream, prefix, routes.http, routes.deadlines)
+                                .await;
                         }
                     });
                 }
             }
         }
     }
-}
-
-/// Serves HTTP/1.1 requests on `stream`, whose first bytes were already read into `prefix`.
-async fn serve_http(stream: TcpStream, prefix: Bytes, router: axum::Router) {
-    let io = TokioIo::new(Rewind {
-        prefix,
-        inner: stream,
-    });
-    let service = TowerToHyperService::new(router);
-    let _ = hyper::server::conn::http1::Builder::new()
-        .serve_connection(io, service)
-        .await;
 }
 
 /// Reads until the request head is complete. `None`: not parseable as HTTP (hyper answers it).
@@ -153,57 +170,5 @@ async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<Opt
             Ok(None) if buf.len() < handshake::MAX_HEAD => {}
             Ok(None) | Err(_) => return Ok(None),
         }
-    }
-}
-
-/// A stream that first yields bytes already read from it.
-struct Rewind {
-    prefix: Bytes,
-    inner: TcpStream,
-}
-
-impl AsyncRead for Rewind {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Rewind {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

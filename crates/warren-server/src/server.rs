@@ -16,7 +16,9 @@ use crate::cluster::{ClusterBackend, Seams};
 use crate::config::{Backend, Config};
 use crate::connection;
 use crate::connections::{self, Connections};
+use crate::gate::{self, Gate};
 use crate::http::{self, Health};
+use crate::http_connection::Deadlines;
 use crate::hub::Hub;
 use crate::ingress::Ingress;
 use crate::listener::{self, Routes};
@@ -66,10 +68,11 @@ impl ServerBuilder {
             .clone()
             .unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()));
         let ingress = Ingress::new(server.ingress_threads)?;
-        let hub = Arc::new(Hub::new());
-        let users = Arc::new(LocalUsers::default());
-        let sink = Arc::new(LocalDelivery::new(hub.clone(), users.clone()));
-        let delivery = sink.clone();
+        let local = Arc::new(LocalDelivery::new(
+            Arc::new(Hub::new()),
+            Arc::new(LocalUsers::default()),
+        ));
+        let sink = local.clone();
         let backend: Box<dyn ClusterBackend> = match cluster {
             Some(backend) => backend,
             None => match config.cluster.backend {
@@ -92,11 +95,12 @@ impl ServerBuilder {
             None => backend.connect(sink).await?,
         };
         let webhooks = Webhooks::start(&config, &node_id, state.clone(), ingress.handle()).await?;
-        delivery.report_to(webhooks.clone());
-        let node = Arc::new(Node::new(hub, users, broker, state).with_webhooks(webhooks));
+        local.report_to(webhooks.clone());
+        let node = Arc::new(Node::new(&local, broker, state).with_webhooks(webhooks));
         let connections = Arc::new(Connections::new(
             server.activity_timeout,
             server.pong_timeout,
+            Duration::from_millis(server.write_timeout_ms),
         ));
         let websocket = server.role.serves_websocket().then(|| {
             Arc::new(connection::Context {
@@ -112,6 +116,7 @@ impl ServerBuilder {
                 apps,
                 node: node.clone(),
                 timestamp_tolerance_secs: server.api_timestamp_tolerance_secs,
+                request_timeout: Duration::from_millis(server.request_timeout_ms),
             })
         });
         let health = Arc::new(Health {
@@ -120,12 +125,28 @@ impl ServerBuilder {
             connections: connections.clone(),
             node: node.clone(),
         });
+        let gate = Gate::new(
+            gate::Limits {
+                max_connections: server.max_connections,
+                max_connections_per_ip: server.max_connections_per_ip,
+                new_connections_per_ip_per_sec: server.new_connections_per_ip_per_sec,
+                trusted_proxies: server.trusted_proxies.0.clone(),
+            },
+            gate::file_limit(),
+        );
+        tracing::debug!(max = gate.max_websockets(), "WebSocket connections");
         let (shutdown_tx, _) = watch::channel(false);
         Ok(Server {
             routes: Routes {
                 websocket,
                 http: http::router(health, api),
                 ingress: ingress.handle(),
+                deadlines: Deadlines {
+                    head: Duration::from_millis(server.handshake_timeout_ms),
+                    idle: Duration::from_secs(server.http_idle_timeout_secs),
+                    write: Duration::from_millis(server.write_timeout_ms),
+                },
+                gate,
             },
             ingress,
             listener,
@@ -236,12 +257,14 @@ impl Server {
             shutdown_tx,
         } = self;
         let sweeper = tokio::spawn(connections::sweep_forever(connections.clone()));
+        let gate_sweeper = tokio::spawn(gate::sweep_forever(routes.gate.clone()));
         let watchlists = {
             let node = node.clone();
             tokio::spawn(async move { node.send_watchlist_batches().await })
         };
         listener::serve(listener, routes, shutdown_tx.subscribe()).await;
         sweeper.abort();
+        gate_sweeper.abort();
         connections.close_all();
         connections.drained(DRAIN_LIMIT).await;
         watchlists.abort();

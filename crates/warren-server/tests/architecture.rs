@@ -8,13 +8,23 @@ use std::path::Path;
 
 /// Module -> the modules it may use. `server` composes everything and is left out.
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("listener", &["connection", "ws"]),
+    ("listener", &["connection", "gate", "http_connection", "ws"]),
+    ("gate", &[]),
+    ("http_connection", &[]),
     ("http", &["api", "node", "connections", "config"]),
     ("ingress", &[]),
     ("api", &["node", "cluster", "app"]),
     (
         "connection",
-        &["node", "connections", "cluster", "app", "outbox", "ws"],
+        &[
+            "node",
+            "connections",
+            "cluster",
+            "app",
+            "gate",
+            "outbox",
+            "ws",
+        ],
     ),
     ("connections", &["outbox", "ws"]),
     ("node", &["hub", "cluster", "outbox", "ws", "webhooks"]),

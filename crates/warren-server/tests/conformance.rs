@@ -39,6 +39,8 @@ impl EventSink for Recorder {
         self.events.lock().push(event.clone());
         self.arrived.notify_waiters();
     }
+
+    fn resync(&self, _why: &str) {}
 }
 
 impl Recorder {

@@ -26,6 +26,8 @@ pub(crate) struct Api {
     pub node: Arc<Node>,
     /// Allowed difference between a request's `auth_timestamp` and this server's clock.
     pub timestamp_tolerance_secs: u64,
+    /// How long a request's body may take to arrive (`server.request_timeout_ms`).
+    pub request_timeout: std::time::Duration,
 }
 
 /// Routes of the HTTP API, to merge into the server's router.

@@ -2,7 +2,7 @@
 //! MD5, the timestamp window, and the app's key (docs/PROTOCOL.md, "HTTP API").
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::{to_bytes, Body};
 use axum::extract::Request;
@@ -56,7 +56,7 @@ pub async fn authenticate(
         })?,
         AppBy::AuthKey => app_from_auth_key(api, query)?,
     };
-    let body = read_body(body, body_limit(&app)).await?;
+    let body = read_body(body, body_limit(&app), api.request_timeout).await?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -107,8 +107,21 @@ fn body_limit(app: &App) -> usize {
         .saturating_add(BODY_OVERHEAD)
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    to_bytes(body, limit).await.map_err(|_| {
+/// Reads the body whole, refusing one larger than `limit` or slower than `deadline`
+/// (`server.request_timeout_ms`): a trickled body must not hold a connection.
+async fn read_body(body: Body, limit: usize, deadline: Duration) -> Result<Bytes, ApiError> {
+    let read = tokio::time::timeout(deadline, to_bytes(body, limit))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "Request body not received within {} ms",
+                    deadline.as_millis()
+                ),
+            )
+        })?;
+    read.map_err(|_| {
         ApiError::too_large(format!(
             "Request body larger than {limit} bytes (or unreadable)"
         ))

@@ -15,7 +15,7 @@
 //! WebSocket frame or Pusher JSON. The single-node implementations live in [`local`], the
 //! Redis ones in [`redis`]; `tests/conformance.rs` runs the same cases against each.
 
-mod envelope;
+pub(crate) mod envelope;
 mod event;
 pub mod local;
 pub mod redis;
@@ -60,6 +60,13 @@ pub trait Broker: Send + Sync + 'static {
 /// subscribers.
 pub trait EventSink: Send + Sync + 'static {
     fn deliver(&self, event: &ChannelEvent);
+
+    /// Events of any listened channel may have been lost (`why`: a reconnect of the
+    /// subscription, a relay that fell behind). The node forgets what it listens to, so every
+    /// channel is listened to again (and confirmed) before anyone is told it is subscribed,
+    /// and closes (4200) the connections that may have missed events: they reconnect and
+    /// subscribe again at once.
+    fn resync(&self, why: &str);
 
     /// A transition the backend decided itself, cleaning up after a dead node: reported to
     /// the one node that did the cleanup (for its webhooks), besides any announcement.

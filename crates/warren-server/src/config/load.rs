@@ -47,7 +47,7 @@ impl Config {
     }
 
     /// As [`Config::load`], from TOML text that came from `file` (`Source::Custom("")`: none).
-    pub(super) fn parse(
+    pub(crate) fn parse(
         text: &str,
         file: Source,
         env: impl IntoIterator<Item = (String, String)>,

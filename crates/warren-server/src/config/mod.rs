@@ -7,6 +7,7 @@
 //! configuration built in code is held to the same rules as one loaded from a file.
 
 mod load;
+mod net;
 mod redis;
 #[cfg(test)]
 mod tests;
@@ -19,6 +20,7 @@ use serde::{de, Deserialize, Deserializer};
 use warren_protocol::{AppId, AppKey};
 
 pub use load::ConfigError;
+pub use net::Networks;
 pub use redis::RedisTarget;
 pub use webhooks::{WebhookConfig, WebhooksConfig};
 
@@ -51,6 +53,23 @@ pub struct ServerConfig {
     pub ingress_threads: usize,
     /// Generated at start-up when absent; two live nodes must never share one.
     pub node_id: Option<String>,
+    /// A request head (an HTTP request's or a WebSocket upgrade's) must arrive whole in this
+    /// many milliseconds.
+    pub handshake_timeout_ms: u64,
+    /// An API request's body must arrive whole in this many milliseconds.
+    pub request_timeout_ms: u64,
+    /// A keep-alive HTTP connection with no request is closed after this many seconds.
+    pub http_idle_timeout_secs: u64,
+    /// A connection whose socket takes no bytes for this many milliseconds is dropped.
+    pub write_timeout_ms: u64,
+    /// WebSocket connections on this node (0: as many as the process's file limit allows).
+    pub max_connections: usize,
+    /// WebSocket connections from one client address (0: no limit).
+    pub max_connections_per_ip: u32,
+    /// New WebSocket connections from one client address per second (0: no limit).
+    pub new_connections_per_ip_per_sec: u32,
+    /// Peers whose `X-Forwarded-For` names the client's address (CIDRs or addresses).
+    pub trusted_proxies: Networks,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +85,14 @@ impl Default for ServerConfig {
             role: Role::All,
             ingress_threads: 1,
             node_id: None,
+            handshake_timeout_ms: 10_000,
+            request_timeout_ms: 10_000,
+            http_idle_timeout_secs: 60,
+            write_timeout_ms: 10_000,
+            max_connections: 0,
+            max_connections_per_ip: 0,
+            new_connections_per_ip_per_sec: 0,
+            trusted_proxies: Networks::default(),
         }
     }
 }
@@ -180,6 +207,8 @@ pub struct AppConfig {
     pub max_channel_name_length: usize,
     #[serde(default = "client_event_rate_per_sec")]
     pub client_event_rate_per_sec: u32,
+    #[serde(default = "subscribe_rate_per_sec")]
+    pub subscribe_rate_per_sec: u32,
     #[serde(default = "max_user_info_bytes")]
     pub max_user_info_bytes: usize,
     #[serde(default = "max_user_id_length")]
@@ -213,6 +242,7 @@ defaults! {
     max_event_payload_kb: usize = 10,
     max_channel_name_length: usize = 200,
     client_event_rate_per_sec: u32 = 10,
+    subscribe_rate_per_sec: u32 = 50,
     max_user_info_bytes: usize = 1024,
     max_user_id_length: usize = 128,
     max_subscriptions_per_connection: usize = 1000,
@@ -241,6 +271,7 @@ impl AppConfig {
             max_event_payload_kb: max_event_payload_kb(),
             max_channel_name_length: max_channel_name_length(),
             client_event_rate_per_sec: client_event_rate_per_sec(),
+            subscribe_rate_per_sec: subscribe_rate_per_sec(),
             max_user_info_bytes: max_user_info_bytes(),
             max_user_id_length: max_user_id_length(),
             max_subscriptions_per_connection: max_subscriptions_per_connection(),

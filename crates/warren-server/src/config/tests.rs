@@ -124,6 +124,14 @@ fn full_file() {
         api_timestamp_tolerance_secs = 30
         role = "push"
         node_id = "push-1.eu_west"
+        handshake_timeout_ms = 2000
+        request_timeout_ms = 3000
+        http_idle_timeout_secs = 20
+        write_timeout_ms = 4000
+        max_connections = 50000
+        max_connections_per_ip = 100
+        new_connections_per_ip_per_sec = 20
+        trusted_proxies = ["10.0.0.0/8", "192.0.2.1"]
 
         [cluster]
         backend = "redis"
@@ -142,6 +150,7 @@ fn full_file() {
         max_event_payload_kb = 20
         max_channel_name_length = 164
         client_event_rate_per_sec = 3
+        subscribe_rate_per_sec = 7
         max_user_info_bytes = 2048
         max_user_id_length = 64
         max_subscriptions_per_connection = 50
@@ -167,6 +176,17 @@ fn full_file() {
             role: Role::Push,
             ingress_threads: 1,
             node_id: Some("push-1.eu_west".to_owned()),
+            handshake_timeout_ms: 2000,
+            request_timeout_ms: 3000,
+            http_idle_timeout_secs: 20,
+            write_timeout_ms: 4000,
+            max_connections: 50_000,
+            max_connections_per_ip: 100,
+            new_connections_per_ip_per_sec: 20,
+            trusted_proxies: Networks(vec![
+                "10.0.0.0/8".parse().expect("cidr"),
+                "192.0.2.1/32".parse().expect("cidr"),
+            ]),
         },
         cluster: ClusterConfig {
             backend: Backend::Redis,
@@ -183,6 +203,7 @@ fn full_file() {
                 max_event_payload_kb: 20,
                 max_channel_name_length: 164,
                 client_event_rate_per_sec: 3,
+                subscribe_rate_per_sec: 7,
                 max_user_info_bytes: 2048,
                 max_user_id_length: 64,
                 max_subscriptions_per_connection: 50,
@@ -449,6 +470,7 @@ fn values_out_of_range() {
         "max_event_payload_kb",
         "max_channel_name_length",
         "client_event_rate_per_sec",
+        "subscribe_rate_per_sec",
         "max_subscriptions_per_connection",
         "cache_ttl_secs",
     ] {
@@ -992,4 +1014,33 @@ fn example_file_shows_the_defaults() {
     assert_eq!(config.server, ServerConfig::default());
     assert_eq!(config.cluster, ClusterConfig::default());
     assert_eq!(config.apps, vec![app("app-id", "app-key", "change-me")]);
+}
+
+#[test]
+fn sizes_and_timeouts_have_upper_bounds() {
+    for (key, value, bound) in [
+        ("WARREN_SERVER__MAX_MESSAGE_SIZE_KB", "16385", "16384"),
+        ("WARREN_SERVER__WRITE_TIMEOUT_MS", "86400001", "86400000"),
+        ("WARREN_SERVER__HTTP_IDLE_TIMEOUT_SECS", "86401", "86400"),
+        ("WARREN_APPS__0__MAX_EVENT_PAYLOAD_KB", "99999999", "16384"),
+    ] {
+        let text = "[[apps]]\nid = \"a\"\nkey = \"k\"\nsecret = \"s\"";
+        let err = match parse_text(text, &[(key, value)]) {
+            Err(e) => e.to_string(),
+            Ok(config) => config.validate().expect_err(key).to_string(),
+        };
+        assert!(err.contains(&format!("at most {bound}")), "{key}: {err}");
+    }
+}
+
+#[test]
+fn trusted_proxies_come_from_a_variable_as_a_list() {
+    let text = "[[apps]]\nid = \"a\"\nkey = \"k\"\nsecret = \"s\"";
+    let config = parse(
+        text,
+        &[("WARREN_SERVER__TRUSTED_PROXIES", "10.0.0.0/8, ::1")],
+    );
+    assert_eq!(config.server.trusted_proxies.0.len(), 2);
+    let message = error(text, &[("WARREN_SERVER__TRUSTED_PROXIES", "10.0.0.0/33")]);
+    assert!(message.contains("server.trusted_proxies"), "{message}");
 }

@@ -15,6 +15,21 @@ macro_rules! at_least {
     )+};
 }
 
+macro_rules! at_most {
+    ($item:expr, $section:expr, $max:expr; $($field:ident),+) => {$(
+        if ($item.$field as u64) > $max {
+            let (key, value) = (format!("{}.{}", $section, stringify!($field)), $item.$field);
+            return Err((key, format!("must be at most {}, got {value}", $max)));
+        }
+    )+};
+}
+
+/// Sizes are bounded so that no sum or product of them can overflow, and so that a typo
+/// (a size in bytes where kilobytes were meant) is refused rather than obeyed.
+const MAX_SIZE_KB: u64 = 16 * 1024;
+/// A day: longer timeouts are not timeouts.
+const MAX_TIMEOUT_SECS: u64 = 86_400;
+
 /// A problem: the key (`apps.1.id`) and what is wrong with its value.
 type Problem = (String, String);
 
@@ -31,7 +46,14 @@ impl Config {
             return Err(("server.host".into(), "must not be empty".into()));
         }
         at_least!(s, "server", 1; activity_timeout, pong_timeout, max_message_size_kb,
-            max_outbound_queue, api_timestamp_tolerance_secs);
+            max_outbound_queue, api_timestamp_tolerance_secs, handshake_timeout_ms,
+            request_timeout_ms, http_idle_timeout_secs, write_timeout_ms);
+        at_most!(s, "server", MAX_SIZE_KB; max_message_size_kb);
+        at_most!(s, "server", 1_000_000; max_outbound_queue);
+        at_most!(s, "server", MAX_TIMEOUT_SECS; activity_timeout, pong_timeout,
+            http_idle_timeout_secs);
+        at_most!(s, "server", MAX_TIMEOUT_SECS * 1000; handshake_timeout_ms, request_timeout_ms,
+            write_timeout_ms);
         at_least!(self.cluster, "cluster", 1000; node_timeout_ms);
         if s.ingress_threads > 64 {
             let what = format!("must be at most 64, got {}", s.ingress_threads);
@@ -39,8 +61,10 @@ impl Config {
         }
         for (i, app) in self.apps.iter().enumerate() {
             at_least!(app, format!("apps.{i}"), 1; max_presence_members, max_event_payload_kb,
-                max_channel_name_length, client_event_rate_per_sec, max_subscriptions_per_connection,
+                max_channel_name_length, client_event_rate_per_sec, subscribe_rate_per_sec, max_subscriptions_per_connection,
                 cache_ttl_secs);
+            at_most!(app, format!("apps.{i}"), MAX_SIZE_KB; max_event_payload_kb);
+            at_most!(app, format!("apps.{i}"), MAX_SIZE_KB * 1024; max_user_info_bytes);
         }
         if let Some(node_id) = &s.node_id {
             name("server.node_id", node_id, &['_', '.', '-'], "")?;

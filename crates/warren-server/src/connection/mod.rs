@@ -10,6 +10,7 @@
 //! writing and closing the socket in `socket.rs`.
 
 pub mod admission;
+mod rate;
 pub mod session;
 mod signin;
 mod socket;
@@ -25,6 +26,7 @@ use warren_protocol::outbound;
 
 use crate::app::AppRegistry;
 use crate::connections::Connections;
+use crate::gate::WebSocketSlot;
 use crate::node::Node;
 use crate::outbox::{CloseReason, Outbox};
 use crate::ws::frame;
@@ -53,6 +55,7 @@ pub(crate) async fn serve(
     mut stream: TcpStream,
     read_buf: BytesMut,
     upgrade: Upgrade,
+    node_slot: WebSocketSlot,
     cx: Arc<Context>,
 ) {
     let mut hello = switching_protocols(&upgrade.accept).into_bytes();
@@ -89,18 +92,17 @@ pub(crate) async fn serve(
         return;
     }
     drop(hello);
-    let session = Session::new(cx.node.clone(), app, socket_id, outbox.clone());
+    let session = Session::new(cx.node.clone(), slot, socket_id, outbox.clone());
     let socket = Socket::new(
         stream,
         read_buf,
         cx.max_message_size,
         outbox,
         cx.connections.clone(),
-        socket_id,
     );
     tokio::spawn(ConnectionTask::new(Parts {
         socket,
         session,
-        slot,
+        node_slot,
     }));
 }

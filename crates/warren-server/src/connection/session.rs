@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use warren_protocol::auth::{verify_channel_auth, AuthError};
 use warren_protocol::inbound::{ClientMessage, Subscribe};
@@ -16,8 +16,9 @@ use warren_protocol::presence::{parse_channel_data, PresenceMember};
 use warren_protocol::user::MAX_WATCHLIST;
 use warren_protocol::{outbound, ChannelKind, ChannelName, ErrorCode, EventName, SocketId};
 
+use super::rate::{Counted, Rates};
 use super::signin::{self, SignedIn};
-use crate::app::App;
+use crate::app::ConnectionSlot;
 use crate::cluster::{ChannelEvent, ChannelMessage, JoinError};
 use crate::node::{presence_succeeded, Joining, Node, SigningIn};
 use crate::outbox::{CloseReason, Outbox};
@@ -35,27 +36,37 @@ const ENCRYPTED_CLIENT_EVENTS: &str =
 /// One admitted connection's protocol state.
 pub struct Session {
     node: Arc<Node>,
-    app: Arc<App>,
+    /// The app, and the connection's place in its quota (given back when the session drops).
+    app: ConnectionSlot,
     socket_id: SocketId,
     outbox: Arc<Outbox>,
     /// Channels this connection is subscribed to, with its presence identity where it has one.
     subscriptions: HashMap<ChannelName, Option<PresenceMember>>,
-    client_events: RateWindow,
+    /// Client events and subscribes this second.
+    rates: Rates,
     /// Set once a `pusher:signin` succeeded. Boxed: every idle connection keeps a session,
     /// and most never sign in.
     user: Option<Box<SignedIn>>,
 }
 
 impl Session {
-    pub fn new(node: Arc<Node>, app: Arc<App>, socket_id: SocketId, outbox: Arc<Outbox>) -> Self {
-        let rate = app.client_event_rate_per_sec;
+    pub(super) fn socket_id(&self) -> SocketId {
+        self.socket_id
+    }
+
+    pub fn new(
+        node: Arc<Node>,
+        app: ConnectionSlot,
+        socket_id: SocketId,
+        outbox: Arc<Outbox>,
+    ) -> Self {
         Self {
             node,
             app,
             socket_id,
             outbox,
             subscriptions: HashMap::new(),
-            client_events: RateWindow::new(rate),
+            rates: Rates::default(),
             user: None,
         }
     }
@@ -98,6 +109,15 @@ impl Session {
             // client waiting, without touching shared state.
             let member = member.clone();
             return self.resend_succeeded(&channel, member.is_some()).await;
+        }
+        let limit = self.app.subscribe_rate_per_sec;
+        if !self.rates.allow(Counted::Subscribe, limit, Instant::now()) {
+            return self.subscription_error(
+                channel.as_str(),
+                "LimitReached",
+                &format!("Too many subscribes: at most {limit} per second per connection"),
+                429,
+            );
         }
         if self.subscriptions.len() >= self.app.max_subscriptions_per_connection {
             return self.subscription_error(
@@ -365,7 +385,11 @@ impl Session {
                 ),
             );
         }
-        if !self.client_events.allow(Instant::now()) {
+        let limit = self.app.client_event_rate_per_sec;
+        if !self
+            .rates
+            .allow(Counted::ClientEvent, limit, Instant::now())
+        {
             return self.send_error(
                 Some(ErrorCode::ClientEventRateLimited),
                 &format!(
@@ -396,54 +420,5 @@ impl Session {
         self.send(&outbound::subscription_error(
             channel, kind, message, status,
         ));
-    }
-}
-
-/// At most `limit` events in any one-second window (fixed windows: cheap, and what Pusher's
-/// "10 per second" means in practice).
-#[derive(Debug)]
-struct RateWindow {
-    limit: u32,
-    started: Option<Instant>,
-    count: u32,
-}
-
-impl RateWindow {
-    fn new(limit: u32) -> Self {
-        Self {
-            limit,
-            started: None,
-            count: 0,
-        }
-    }
-
-    fn allow(&mut self, now: Instant) -> bool {
-        match self.started {
-            Some(start) if now.duration_since(start) < Duration::from_secs(1) => {}
-            _ => {
-                self.started = Some(now);
-                self.count = 0;
-            }
-        }
-        if self.count >= self.limit {
-            return false;
-        }
-        self.count += 1;
-        true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rate_window_allows_limit_per_second() {
-        let mut w = RateWindow::new(2);
-        let t0 = Instant::now();
-        assert!(w.allow(t0));
-        assert!(w.allow(t0));
-        assert!(!w.allow(t0 + Duration::from_millis(500)));
-        assert!(w.allow(t0 + Duration::from_millis(1000)));
     }
 }

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
 use warren_protocol::inbound::parse_client_message;
-use warren_protocol::{codes::ws_close, outbound, SocketId};
+use warren_protocol::{codes::ws_close, outbound};
 
 use super::session::Session;
 use crate::connections::Connections;
@@ -70,7 +70,6 @@ pub(super) struct Socket {
     /// Frames taken from the outbox and not yet fully written; unallocated when idle.
     queue: VecDeque<Bytes>,
     connections: Arc<Connections>,
-    socket_id: SocketId,
     /// Alternates which side is looked at first, so neither a busy outbox nor a chatty client
     /// starves the other.
     outbox_first: bool,
@@ -83,7 +82,6 @@ impl Socket {
         max_message_size: usize,
         outbox: Arc<Outbox>,
         connections: Arc<Connections>,
-        socket_id: SocketId,
     ) -> Self {
         Self {
             stream,
@@ -92,13 +90,8 @@ impl Socket {
             outbox,
             queue: VecDeque::new(),
             connections,
-            socket_id,
             outbox_first: true,
         }
-    }
-
-    pub(super) fn socket_id(&self) -> SocketId {
-        self.socket_id
     }
 
     pub(super) fn connections(&self) -> &Connections {
@@ -224,15 +217,21 @@ impl Socket {
     }
 
     /// Writes every queued frame, waiting while the socket is full; a client that accepts
-    /// nothing for the stall limit is given up on.
+    /// nothing for `server.write_timeout_ms` is given up on.
     pub(super) async fn drain(&mut self) -> io::Result<()> {
         while !self.write_queued()? {
-            let stall = self.connections.write_stall_limit();
+            let stall = self.connections.write_timeout();
             tokio::time::timeout(stall, self.stream.writable())
                 .await
                 .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
         }
         Ok(())
+    }
+
+    /// Writes `bytes` whole, or gives up after [`CLOSE_LINGER`]: what is written on the way
+    /// out must not keep a connection that stopped reading.
+    async fn write_final(&mut self, bytes: &[u8]) {
+        let _ = tokio::time::timeout(CLOSE_LINGER, self.stream.write_all(bytes)).await;
     }
 
     /// Handles every complete message in the read buffer.
@@ -277,30 +276,27 @@ impl Socket {
         if !written {
             self.queue.clear();
         }
-        let _ =
-            tokio::time::timeout(CLOSE_LINGER, self.stream.write_all(&close_frames(&reason))).await;
+        self.write_final(&close_frames(&reason)).await;
         End::ServerClosed(reason.code().code())
     }
 
     /// The client closed: write what is queued, echo the close with its code, and finish.
+    // INVARIANT(every-write-has-a-deadline): on the way out, what is queued gets
+    // `CLOSE_LINGER` and the close frame as long again; `drain` itself stops after
+    // `write_timeout` without progress. A client that stops reading cannot keep its slot.
     async fn answer_close(&mut self, code: Option<u16>) {
         self.outbox.take(&mut self.queue);
         let _ = tokio::time::timeout(CLOSE_LINGER, self.drain()).await;
-        let _ = self
-            .stream
-            .write_all(&frame::close(echoable(code), ""))
-            .await;
-        let _ = self.stream.shutdown().await;
+        self.write_final(&frame::close(echoable(code), "")).await;
+        let _ = tokio::time::timeout(CLOSE_LINGER, self.stream.shutdown()).await;
     }
 
     async fn frame_error(&mut self, session: &Session, e: FrameError) -> End {
-        tracing::debug!(socket_id = %self.socket_id, error = %e, "closing on a bad frame");
+        tracing::debug!(socket_id = %session.socket_id(), error = %e, "closing on a bad frame");
         session.send_error(None, &e.to_string());
         self.outbox.take(&mut self.queue);
-        let _ = self.drain().await;
-        let _ = self
-            .stream
-            .write_all(&frame::close(e.close_code(), &e.to_string()))
+        let _ = tokio::time::timeout(CLOSE_LINGER, self.drain()).await;
+        self.write_final(&frame::close(e.close_code(), &e.to_string()))
             .await;
         End::ServerClosed(e.close_code())
     }

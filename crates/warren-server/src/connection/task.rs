@@ -14,14 +14,14 @@ use std::task::{ready, Context, Poll};
 
 use super::session::Session;
 use super::socket::{End, Next, Socket};
-use crate::app::ConnectionSlot;
+use crate::gate::WebSocketSlot;
 
 /// Everything a connection owns.
 pub(super) struct Parts {
     pub socket: Socket,
     pub session: Session,
-    /// Counts the connection against its app's quota until dropped.
-    pub slot: ConnectionSlot,
+    /// Counts it against the node's, its address's and the file budget until dropped.
+    pub node_slot: WebSocketSlot,
 }
 
 /// Rare work on the parts; gives them back unless the connection ended.
@@ -103,15 +103,22 @@ fn work(mut parts: Parts, next: Next) -> Work {
 }
 
 /// The end of a connection, whatever ended it.
-async fn finish(mut parts: Parts, end: End) {
+async fn finish(parts: Parts, end: End) {
+    let Parts {
+        mut socket,
+        mut session,
+        node_slot,
+    } = parts;
     // Leave channels (announcing departures) before waiting on the client's side of a close.
-    parts.session.leave_all().await;
-    let socket_id = parts.socket.socket_id();
+    session.leave_all().await;
+    let socket_id = session.socket_id();
     // INVARIANT(empty-registry-means-departed): removed only after leaving every channel.
-    parts.socket.connections().remove(socket_id);
-    drop(parts.slot);
+    socket.connections().remove(socket_id);
+    // The app's slot (held by the session) and the node's are free before the linger.
+    drop(session);
+    drop(node_slot);
     if matches!(end, End::ServerClosed(_)) {
-        parts.socket.linger().await;
+        socket.linger().await;
     }
     tracing::debug!(%socket_id, ?end, "connection ended");
 }

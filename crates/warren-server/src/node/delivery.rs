@@ -6,33 +6,56 @@
 //! user (online, offline, terminate) are not for a channel's subscribers: they go to
 //! [`LocalUsers`], which acts on the user's connections and watchers.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use warren_protocol::{outbound, AppId, ChannelName, UserId};
+use warren_protocol::{outbound, AppId, ChannelName, ErrorCode, UserId};
 
+use super::listening::Listening;
 use super::users::LocalUsers;
 use crate::cluster::{ChannelEvent, ChannelMessage, EventSink, Reaped};
 use crate::hub::Hub;
+use crate::outbox::CloseReason;
 use crate::webhooks::Webhooks;
 use crate::ws::frame;
 
-/// Delivers events to this node's subscribers; what backends hand relayed events to.
+/// Delivers events to this node's subscribers; what backends hand relayed events to, and
+/// tell when events may have been lost.
 pub(crate) struct LocalDelivery {
     hub: Arc<Hub>,
     users: Arc<LocalUsers>,
+    listening: Arc<Listening>,
+    /// Times events may have been lost, and connections closed for it.
+    resyncs: AtomicU64,
+    resync_closes: AtomicU64,
     /// Set once the node is composed (the webhooks need the state the backend made).
     webhooks: OnceLock<Webhooks>,
 }
 
 impl LocalDelivery {
     pub(crate) fn new(hub: Arc<Hub>, users: Arc<LocalUsers>) -> Self {
-        let webhooks = OnceLock::new();
         Self {
             hub,
             users,
-            webhooks,
+            listening: Arc::default(),
+            resyncs: AtomicU64::new(0),
+            resync_closes: AtomicU64::new(0),
+            webhooks: OnceLock::new(),
         }
+    }
+
+    /// What the node shares with it.
+    pub(super) fn parts(&self) -> (Arc<Hub>, Arc<LocalUsers>, Arc<Listening>) {
+        (self.hub.clone(), self.users.clone(), self.listening.clone())
+    }
+
+    /// How often events may have been lost, and how many connections were closed for it.
+    pub(crate) fn resync_counts(&self) -> (u64, u64) {
+        (
+            self.resyncs.load(Ordering::Relaxed),
+            self.resync_closes.load(Ordering::Relaxed),
+        )
     }
 
     /// Where transitions found by cleaning up a dead node are reported.
@@ -44,6 +67,26 @@ impl LocalDelivery {
 impl EventSink for LocalDelivery {
     fn deliver(&self, event: &ChannelEvent) {
         deliver(&self.hub, &self.users, event);
+    }
+
+    // INVARIANT(no-silent-loss): when events may have been lost, every channel is listened
+    // to again with confirmation, and every connection that may have missed one is closed
+    // with 4200 (it reconnects and subscribes again); the count and the reason are logged.
+    fn resync(&self, why: &str) {
+        self.listening.forget_all();
+        let reason = CloseReason::new(
+            ErrorCode::GenericReconnect,
+            "Events may have been lost on the way to this node: reconnect and subscribe again",
+        );
+        let closed = self.hub.close_all(&reason) + self.users.close_all(&reason);
+        self.resyncs.fetch_add(1, Ordering::Relaxed);
+        self.resync_closes
+            .fetch_add(closed as u64, Ordering::Relaxed);
+        tracing::warn!(
+            why,
+            closed,
+            "events may have been lost; connections closed with 4200"
+        );
     }
 
     fn reaped(&self, app: &AppId, channel: &ChannelName, transition: Reaped) {

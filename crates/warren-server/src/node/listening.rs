@@ -6,8 +6,14 @@
 //! stops listening, unless somebody joined again meanwhile. One async lock per channel orders
 //! the two, so every backend gets [`Broker::listen`] and [`Broker::unlisten`] in turn for a
 //! channel, never concurrently.
+//!
+//! When the backend may have lost events or subscriptions ([`Listening::forget_all`]), every
+//! channel counts as not listened to: the next joiner listens again and waits for the
+//! confirmation, however long the channel was listened to before.
 
 use std::sync::Arc;
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
 use warren_protocol::{AppId, ChannelName};
@@ -15,8 +21,10 @@ use warren_protocol::{AppId, ChannelName};
 use crate::cluster::{BackendError, Broker};
 
 #[derive(Default)]
-pub(super) struct Listening {
+pub(crate) struct Listening {
     channels: DashMap<(AppId, ChannelName), Arc<Entry>>,
+    /// Raised by `forget_all`: a channel listened to in an older epoch is listened to again.
+    epoch: AtomicU64,
 }
 
 #[derive(Default)]
@@ -27,6 +35,8 @@ struct Entry {
 #[derive(Default)]
 struct State {
     listening: bool,
+    /// The epoch `listening` was set in.
+    epoch: u64,
     /// `listen` was called (it may have taken effect even though it failed or timed out).
     attempted: bool,
     /// Removed from the map: a caller holding this entry must look the channel up again.
@@ -52,13 +62,20 @@ impl Listening {
                 continue;
             }
             broker.check_receiving()?;
-            if !state.listening {
+            let epoch = self.epoch.load(Ordering::Acquire);
+            if !state.listening || state.epoch != epoch {
                 state.attempted = true;
                 broker.listen(app, channel).await?;
                 state.listening = true;
+                state.epoch = epoch;
             }
             return Ok(());
         }
+    }
+
+    /// Treats every channel as not listened to: each is listened to again by its next joiner.
+    pub(crate) fn forget_all(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Stops listening to the channel unless `still_wanted` says a subscriber arrived since
@@ -88,7 +105,7 @@ impl Listening {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
 
     use async_trait::async_trait;
 
@@ -154,5 +171,19 @@ mod tests {
         let other = ChannelName::parse("other", 200).unwrap();
         listening.release(&broker, &app, &other, || false).await;
         assert_eq!(broker.unlistens.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn after_forget_all_the_next_joiner_listens_again() {
+        let (app, ch) = names();
+        let broker = Counting::default();
+        let listening = Listening::default();
+        listening.ensure(&broker, &app, &ch).await.unwrap();
+        listening.ensure(&broker, &app, &ch).await.unwrap();
+        assert_eq!(broker.listens.load(Ordering::SeqCst), 1);
+        listening.forget_all();
+        listening.ensure(&broker, &app, &ch).await.unwrap();
+        listening.ensure(&broker, &app, &ch).await.unwrap();
+        assert_eq!(broker.listens.load(Ordering::SeqCst), 2);
     }
 }

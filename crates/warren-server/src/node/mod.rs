@@ -73,9 +73,10 @@ pub struct Node {
     users: Arc<LocalUsers>,
     broker: Arc<dyn Broker>,
     state: Arc<dyn ClusterState>,
-    listening: Listening,
+    listening: Arc<Listening>,
     counts: Counts,
     webhooks: Webhooks,
+    local: Arc<LocalDelivery>,
 }
 
 /// A connection joining a channel.
@@ -91,13 +92,13 @@ pub(crate) struct Joining<'a> {
 }
 
 impl Node {
-    /// `hub` and `users` are the ones the backends' [`LocalDelivery`] delivers into.
+    /// A node around the parts `local` (what the backend was connected to) delivers to.
     pub(crate) fn new(
-        hub: Arc<Hub>,
-        users: Arc<LocalUsers>,
+        local: &Arc<LocalDelivery>,
         broker: Arc<dyn Broker>,
         state: Arc<dyn ClusterState>,
     ) -> Self {
+        let (hub, users, listening) = local.parts();
         Self {
             counts: Counts {
                 hub: hub.clone(),
@@ -110,7 +111,8 @@ impl Node {
             users,
             broker,
             state,
-            listening: Listening::default(),
+            listening,
+            local: local.clone(),
             webhooks: Webhooks::default(),
         }
     }
@@ -338,6 +340,12 @@ impl Node {
     /// Channels with at least one subscriber on this node.
     pub fn local_channel_count(&self) -> usize {
         self.hub.channel_count()
+    }
+
+    /// How often events may have been lost on the way here (a reconnect of the subscription,
+    /// a relay that fell behind), and how many connections were closed (4200) for it.
+    pub fn lost_event_counts(&self) -> (u64, u64) {
+        self.local.resync_counts()
     }
 
     /// Withdraws the node from the cluster, once its connections have all left.

@@ -51,6 +51,27 @@ pub(crate) struct LocalUsers {
     batched: Notify,
 }
 
+impl LocalUsers {
+    /// Asks every signed-in or watching connection to close with `reason`; returns how many
+    /// that is (each counted once).
+    pub(crate) fn close_all(&self, reason: &CloseReason) -> usize {
+        let state = self.state.lock();
+        let mut closed = std::collections::HashSet::new();
+        for local in state.users.values() {
+            let outboxes = local
+                .signed_in
+                .iter()
+                .chain(local.watchers.iter().map(|(s, w)| (s, &w.outbox)));
+            for (socket, outbox) in outboxes {
+                if closed.insert(*socket) {
+                    outbox.close(reason.clone());
+                }
+            }
+        }
+        closed.len()
+    }
+}
+
 #[derive(Default)]
 struct State {
     /// Keyed by (app, the user's channel).

@@ -31,6 +31,8 @@ pub struct Upgrade {
     pub query: String,
     pub accept: String,
     pub head_len: usize,
+    /// `X-Forwarded-For`, believed only from a trusted proxy (`gate`).
+    pub forwarded_for: Option<String>,
 }
 
 /// Parses the request head in `buf`; `Ok(None)` when it has not all arrived yet.
@@ -84,6 +86,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, httparse::Error> {
         query: query.to_owned(),
         accept: accept_key(key),
         head_len,
+        forwarded_for: header("x-forwarded-for").map(str::to_owned),
     })))
 }
 

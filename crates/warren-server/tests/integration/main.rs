@@ -5,15 +5,18 @@
 
 mod bad_input;
 mod cache_channels;
+mod chaos;
 mod client_events;
 mod cluster;
 mod cluster_users;
 mod connect;
 mod encrypted;
+mod hostile;
 mod http_api;
 mod http_auth;
 mod liveness;
 mod presence;
+mod rfc6455;
 mod subscribe;
 mod subscription_counts;
 mod topologies;

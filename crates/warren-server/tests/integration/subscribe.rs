@@ -157,3 +157,33 @@ async fn subscriptions_per_connection_are_limited() {
         .await;
     c.subscribed("three", None).await;
 }
+
+/// Subscribe churn is bounded per connection: past `subscribe_rate_per_sec` in one second a
+/// subscribe is refused with status 429 (nothing reaches the cluster state), the socket stays
+/// open, and the next second has room again.
+#[tokio::test]
+async fn subscribes_per_second_are_limited() {
+    let server = start_with(|c| demo_app(c).subscribe_rate_per_sec = 3).await;
+    let mut c = connect(&server).await;
+    let mut refused = None;
+    for i in 0..10 {
+        let reply = c.subscribe(&format!("churn-{i}"), None).await;
+        if reply["event"] == "pusher:subscription_error" {
+            refused = Some(reply);
+            break;
+        }
+    }
+    let refused = refused.expect("a subscribe past the rate is refused");
+    assert_eq!(refused["data"]["status"], 429, "{refused}");
+    assert_eq!(refused["data"]["type"], "LimitReached", "{refused}");
+    let channels = warren_testkit::api::api_get(&server, "/apps/app-id/channels", &[]).await;
+    let listed = channels.json()["channels"]
+        .as_object()
+        .map_or(0, |m| m.len());
+    assert!(
+        listed <= 3 * 2,
+        "refused subscribes made no channel: {listed}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    c.subscribed("after-a-second", None).await;
+}

@@ -698,6 +698,9 @@ fn spawn_dispatcher(inner: Arc<Inner>) {
                         dropped = n,
                         "relay dispatcher fell behind; messages were dropped"
                     );
+                    inner
+                        .sink
+                        .resync("the relay dispatcher fell behind and dropped messages");
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
@@ -727,6 +730,21 @@ fn spawn_connection_logs(inner: &Arc<Inner>) {
     tokio::spawn(async move {
         while let Ok((e, server)) = errors.recv().await {
             tracing::warn!(error = %e, server = ?server.map(|s| s.to_string()), "Redis connection error; reconnecting");
+        }
+    });
+    // A new subscriber connection missed what was published while it was away, and has
+    // its subscriptions back only once fred resubscribed them, which can fail.
+    let mut resubscribed = inner.subscriber.reconnect_rx();
+    let weak = Arc::downgrade(inner);
+    tokio::spawn(async move {
+        while let Ok(server) = resubscribed.recv().await {
+            tracing::warn!(server = %server, "Redis subscriber reconnected");
+            match weak.upgrade() {
+                Some(inner) if !inner.stopping.load(Ordering::Acquire) => {
+                    inner.sink.resync("the Redis subscriber reconnected")
+                }
+                _ => return,
+            }
         }
     });
     let mut reconnects = inner.client.reconnect_rx();

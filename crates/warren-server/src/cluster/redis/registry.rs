@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use fred::interfaces::{ClientLike, KeysInterface, SetsInterface};
 use fred::types::Value;
-use warren_protocol::{AppId, ChannelName, UserId};
+use futures_util::stream::{self, TryStreamExt};
+use warren_protocol::presence::PresenceMember;
+use warren_protocol::{AppId, ChannelName, SocketId, UserId};
 
 use super::{
     announce_member_added, announce_member_removed, announce_user, backend, value, Inner,
@@ -17,6 +19,11 @@ use crate::cluster::{BackendError, Reaped, UserStatus};
 
 /// Subscriptions a cleanup script removes per call.
 const REAP_BATCH: usize = 500;
+/// Scripts in flight at once while a re-registration records the node's state again.
+const REBUILD_IN_FLIGHT: usize = 256;
+
+/// One entry of the mirror: a local subscription and its presence member.
+type Subscription = ((AppId, ChannelName, SocketId), Option<PresenceMember>);
 
 fn new_instance(node_id: &str) -> String {
     format!(
@@ -171,19 +178,28 @@ async fn heartbeat(inner: &Inner) -> Result<bool, BackendError> {
 
 /// Registers a new instance and records every local subscription and sign-in under it again. The old
 /// instance is left to the normal cleanup, which only removes what is still its own.
+///
+/// INVARIANT(rebuild-beside-traffic): the instance lock is held only to switch instances;
+/// subscribes and leaves go on under the new instance while the rebuild runs, many scripts in
+/// flight at once (pipelined on the connection). A subscription that left meanwhile is
+/// removed again after it was recorded, so the rebuild leaves no ghost.
 async fn reregister(inner: &Inner, why: &str) -> Result<(), BackendError> {
-    let mut current = inner.instance.write().await;
     let instance = new_instance(&inner.options.node_id);
-    if let Some(holder) = try_register(inner, &instance, &current).await? {
-        return Err(BackendError(format!(
-            "node id {:?} is held by another running instance ({holder}): two nodes share a node_id",
-            inner.options.node_id
-        )));
+    {
+        let mut current = inner.instance.write().await;
+        if let Some(holder) = try_register(inner, &instance, &current).await? {
+            return Err(BackendError(format!(
+                "node id {:?} is held by another running instance ({holder}): two nodes share a node_id",
+                inner.options.node_id
+            )));
+        }
+        // Heartbeat the new instance from now on, while its state is rebuilt.
+        *inner.live_instance.lock() = instance.clone();
+        inner.lost.store(false, Ordering::Release);
+        inner.announced_apps.lock().clear();
+        *current = instance.clone();
     }
-    // Heartbeat the new instance from now on, while its state is rebuilt.
-    *inner.live_instance.lock() = instance.clone();
-    inner.lost.store(false, Ordering::Release);
-    inner.announced_apps.lock().clear();
+    let started = std::time::Instant::now();
     let entries: Vec<_> = inner
         .mirror
         .lock()
@@ -191,41 +207,87 @@ async fn reregister(inner: &Inner, why: &str) -> Result<(), BackendError> {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     tracing::warn!(reason = why, subscriptions = entries.len(), %instance, "registering this node again");
-    for ((app, channel, socket), member) in &entries {
-        let reply = inner
-            .join(
-                &instance,
-                app,
-                channel,
-                *socket,
-                member.as_ref(),
-                usize::MAX,
-            )
-            .await?;
-        if let Some(m) = member {
-            if value::flag_at(&reply, 0, "join")? {
-                // Announced while the lock is held, so no leave of this member can be
-                // announced ahead of it.
-                announce_member_added(inner, app, channel, *socket, m);
-            }
-        }
-    }
+    let subscriptions = entries.len();
+    stream::iter(entries.into_iter().map(Ok))
+        .try_for_each_concurrent(REBUILD_IN_FLIGHT, |entry| rejoin(inner, &instance, entry))
+        .await?;
     let sign_ins: Vec<_> = inner
         .signed_in
         .lock()
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    for ((app, socket), user) in sign_ins {
-        if let Some(version) = inner.sign_in(&instance, &app, socket, &user).await? {
-            let online = UserStatus {
-                online: true,
-                version,
-            };
-            announce_user(inner, &app, user, online);
+    stream::iter(sign_ins.into_iter().map(Ok))
+        .try_for_each_concurrent(REBUILD_IN_FLIGHT, |entry| {
+            sign_in_again(inner, &instance, entry)
+        })
+        .await?;
+    tracing::info!(
+        subscriptions,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        %instance,
+        "registered again"
+    );
+    Ok(())
+}
+
+/// Records one subscription under the new instance (announcing a member that is new to the
+/// cluster), and takes it back if the connection left while the rebuild ran.
+async fn rejoin(inner: &Inner, instance: &str, entry: Subscription) -> Result<(), BackendError> {
+    let ((app, channel, socket), member) = entry;
+    let reply = inner
+        .join(
+            instance,
+            &app,
+            &channel,
+            socket,
+            member.as_ref(),
+            usize::MAX,
+        )
+        .await?;
+    let key = (app, channel, socket);
+    let left_meanwhile = !inner.mirror.lock().contains_key(&key);
+    let (app, channel, socket) = key;
+    match &member {
+        Some(m) if value::flag_at(&reply, 0, "join")? => {
+            announce_member_added(inner, &app, &channel, socket, m);
+        }
+        _ => {}
+    }
+    if left_meanwhile {
+        let reply = inner.leave(&app, &channel, socket).await?;
+        if let Some(m) = member {
+            if value::flag_at(&reply, 0, "leave")? {
+                announce_member_removed(inner, &app, &channel, m.user_id);
+            }
         }
     }
-    *current = instance;
+    Ok(())
+}
+
+/// Records one sign-in under the new instance, and takes it back if the connection signed
+/// out while the rebuild ran.
+async fn sign_in_again(
+    inner: &Inner,
+    instance: &str,
+    ((app, socket), user): ((AppId, SocketId), UserId),
+) -> Result<(), BackendError> {
+    if let Some(version) = inner.sign_in(instance, &app, socket, &user).await? {
+        let online = UserStatus {
+            online: true,
+            version,
+        };
+        announce_user(inner, &app, user.clone(), online);
+    }
+    if !inner.signed_in.lock().contains_key(&(app.clone(), socket)) {
+        if let Some(version) = inner.sign_out(&app, socket).await? {
+            let offline = UserStatus {
+                online: false,
+                version,
+            };
+            announce_user(inner, &app, user, offline);
+        }
+    }
     Ok(())
 }
 
