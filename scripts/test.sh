@@ -29,14 +29,22 @@ step "end-to-end: official pusher-js, pusher (Node) and pusher (Python) SDKs aga
 bash scripts/ensure-chromium.sh
 if [ ! -x tests/e2e-python/.venv/bin/python ]; then python3 -m venv tests/e2e-python/.venv; fi
 tests/e2e-python/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/e2e-python/requirements.txt
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+# Where the webhooks of `hook-app` go: tests/e2e/test/webhooks.test.js, then
+# tests/e2e-python/test_webhooks.py listen there in turn.
+export WARREN_WEBHOOK_PORT=$(free_port)
 log=$(mktemp)
 # The demo app with watchlist events (tests/e2e/test/users.test.js), a second app with a
 # numeric id: the official Python SDK accepts nothing else. A third one sends subscription
-# counts (tests/e2e/test/subscription-count.test.js). The web console is on.
+# counts (tests/e2e/test/subscription-count.test.js). A fourth sends webhooks
+# (tests/e2e/test/webhooks.test.js, tests/e2e-python/test_webhooks.py). The web console is on.
 WARREN_LOG=warn WARREN_CONSOLE__ENABLED=true WARREN_APPS__0__WATCHLIST_EVENTS=true WARREN_APPS__1__ID=424242 WARREN_APPS__1__KEY=py-app-key WARREN_APPS__1__SECRET=py-app-secret \
   WARREN_APPS__2__ID=count-app WARREN_APPS__2__KEY=count-app-key WARREN_APPS__2__SECRET=count-app-secret \
   WARREN_APPS__2__SUBSCRIPTION_COUNT_EVENTS=true \
+  WARREN_APPS__3__ID=hook-app WARREN_APPS__3__KEY=hook-app-key WARREN_APPS__3__SECRET=hook-app-secret \
+  WARREN_APPS__3__WEBHOOKS__0__URL="http://127.0.0.1:$WARREN_WEBHOOK_PORT/webhooks" \
+  WARREN_WEBHOOKS__DELAY_REMOVAL_MS=300 WARREN_WEBHOOKS__BATCH_WINDOW_MS=20 \
   target/debug/warren serve --port "$port" >"$log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT

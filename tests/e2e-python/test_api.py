@@ -85,14 +85,14 @@ def unique(prefix):
 class Holder(object):
     """A pusher-js connection (hold_presence.mjs) subscribed to `channels` as `user_id`."""
 
-    def __init__(self, user_id, channels, signin=False):
+    def __init__(self, user_id, channels, signin=False, key=APP_KEY, secret=APP_SECRET):
         node = shutil.which("node")
         if node is None:
             raise RuntimeError("node is not on PATH; the subscriber helper needs Node.js 20+")
         if not os.path.isdir(os.path.join(E2E_NODE_MODULES, "pusher-js")):
             raise RuntimeError("tests/e2e/node_modules is missing: run `npm ci` in tests/e2e first")
         env = dict(
-            os.environ, WARREN_HOST=HOST, WARREN_PORT=str(PORT), WARREN_APP_KEY=APP_KEY, WARREN_APP_SECRET=APP_SECRET
+            os.environ, WARREN_HOST=HOST, WARREN_PORT=str(PORT), WARREN_APP_KEY=key, WARREN_APP_SECRET=secret
         )
         if signin:
             env["WARREN_HOLD_SIGNIN"] = "1"

@@ -38,6 +38,7 @@ pub mod monitor;
 mod node;
 mod outbox;
 mod server;
+mod webhooks;
 mod ws;
 
 pub use app::{App, AppRegistry, StaticApps};

@@ -29,6 +29,7 @@ use crate::ingress::Ingress;
 use crate::listener::{self, Routes};
 use crate::monitor::{self, Monitor};
 use crate::node::{LocalDelivery, LocalUsers, Node};
+use crate::webhooks::Webhooks;
 
 /// How long a stopping server waits for its connections to leave their channels.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
@@ -155,7 +156,10 @@ impl ServerBuilder {
                 tracing::warn!(error = %e, "the monitor shows this node only");
             }
         }
-        let node = Arc::new(Node::new(&local, broker, state, monitor.clone()));
+        let webhooks = Webhooks::start(&config, &node_id, state.clone(), ingress.handle()).await?;
+        local.report_to(webhooks.clone());
+        let node =
+            Arc::new(Node::new(&local, broker, state, monitor.clone()).with_webhooks(webhooks));
         let handle = ServerHandle::new(
             node.clone(),
             apps.clone(),

@@ -31,8 +31,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("extend", &["node", "cluster", "app", "outbox", "ws"]),
     ("connections", &["outbox", "ws"]),
-    ("node", &["hub", "cluster", "outbox", "ws", "monitor"]),
+    (
+        "node",
+        &["hub", "cluster", "outbox", "ws", "monitor", "webhooks"],
+    ),
     ("monitor", &["config"]),
+    ("webhooks", &["cluster", "config"]),
     ("hub", &["outbox"]),
     ("outbox", &[]),
     ("cluster", &["config"]),

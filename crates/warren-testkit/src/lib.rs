@@ -15,6 +15,7 @@
 //! | [`fake`] | a scripted Pusher server, for behaviour the real one does not show on demand |
 //! | [`proxy`] | a TCP proxy that counts connections |
 //! | [`net`] | free ports and waiting for a port to open |
+//! | [`webhooks`] | a webhook receiver: a real HTTP server that records requests and answers as scripted |
 //!
 //! Everything talks to the demo app of the default configuration ([`KEY`], [`SECRET`],
 //! [`APP_ID`]) and waits at most [`WAIT`] for anything that should happen.
@@ -45,6 +46,7 @@ pub mod raw;
 pub mod redis;
 pub mod server;
 pub mod signing;
+pub mod webhooks;
 pub mod ws;
 
 pub use demo::{APP_ID, KEY, MASTER_KEY, SECRET};

@@ -82,6 +82,17 @@ pub trait EventSink: Send + Sync + 'static {
 
     /// A custom broadcast from another node. Ignored unless the server has broadcast handlers.
     fn deliver_broadcast(&self, _broadcast: &Broadcast) {}
+
+    /// A transition the backend decided itself, cleaning up after a dead node: reported to
+    /// the one node that did the cleanup (for its webhooks), besides any announcement.
+    fn reaped(&self, _app: &AppId, _channel: &ChannelName, _transition: Reaped) {}
+}
+
+/// What cleaning up after a dead node did to a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reaped {
+    Vacated,
+    MemberRemoved(UserId),
 }
 
 /// Both seams of one node, as a backend connected them.

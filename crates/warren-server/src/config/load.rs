@@ -122,7 +122,13 @@ fn set(node: &mut Value, path: &[String], value: String) -> Result<(), String> {
         return Ok(());
     };
     let child = match node {
-        Value::Dict(_, dict) => dict.entry(level.clone()).or_insert(Dict::new().into()),
+        // A new level followed by an index is an array (`APPS__0__WEBHOOKS__0__URL`).
+        Value::Dict(_, dict) => dict.entry(level.clone()).or_insert_with(|| {
+            match rest.first().map(|next| next.parse::<usize>()) {
+                Some(Ok(_)) => Vec::<Value>::new().into(),
+                _ => Dict::new().into(),
+            }
+        }),
         Value::Array(_, items) => {
             let len = items.len();
             match level.parse::<usize>() {

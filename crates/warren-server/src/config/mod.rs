@@ -13,6 +13,7 @@ mod redis;
 #[cfg(test)]
 mod tests;
 mod validate;
+mod webhooks;
 
 use std::fmt;
 
@@ -23,6 +24,7 @@ pub use load::ConfigError;
 pub use monitor::{ConsoleConfig, MonitorConfig};
 pub use net::Networks;
 pub use redis::RedisTarget;
+pub use webhooks::{WebhookConfig, WebhooksConfig};
 
 /// The demo app, configured when the file has no `[[apps]]`; the server warns about its secret.
 pub const DEMO_APP_ID: &str = "app-id";
@@ -37,6 +39,7 @@ pub struct Config {
     pub apps: Vec<AppConfig>,
     pub monitor: MonitorConfig,
     pub console: ConsoleConfig,
+    pub webhooks: WebhooksConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -141,6 +144,19 @@ names! {
     Backend { Local = "local", Redis = "redis" }
 }
 
+names! {
+    /// The kinds of webhook event (`apps.webhooks.event_types`).
+    WebhookEventType {
+        ChannelOccupied = "channel_occupied",
+        ChannelVacated = "channel_vacated",
+        MemberAdded = "member_added",
+        MemberRemoved = "member_removed",
+        ClientEvent = "client_event",
+        CacheMiss = "cache_miss",
+        SubscriptionCount = "subscription_count"
+    }
+}
+
 impl Role {
     pub fn serves_websocket(self) -> bool {
         self != Role::Api
@@ -214,6 +230,9 @@ pub struct AppConfig {
     pub cache_ttl_secs: u64,
     #[serde(default)]
     pub subscription_count_events: bool,
+    /// Where the app's webhooks go (none: the app sends none).
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 /// The defaults of an app's settings, for serde and [`AppConfig::new`].
@@ -264,6 +283,7 @@ impl AppConfig {
             watchlist_events: false,
             cache_ttl_secs: cache_ttl_secs(),
             subscription_count_events: false,
+            webhooks: Vec::new(),
         }
     }
 
@@ -283,6 +303,7 @@ impl Default for Config {
             apps: vec![AppConfig::demo()],
             monitor: MonitorConfig::default(),
             console: ConsoleConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }

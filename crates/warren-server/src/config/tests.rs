@@ -217,6 +217,7 @@ fn full_file() {
         ],
         monitor: MonitorConfig::default(),
         console: ConsoleConfig::default(),
+        webhooks: Default::default(),
     };
     let config = parse(text, &[]);
     assert_eq!(config, expected);
@@ -1011,6 +1012,7 @@ fn env_redis_url_list() {
 #[test]
 fn example_file_shows_the_defaults() {
     let config = parse(include_str!("../../../../warren.example.toml"), &[]);
+    assert_eq!(config.webhooks, Default::default());
     assert_eq!(config.server, ServerConfig::default());
     assert_eq!(config.cluster, ClusterConfig::default());
     assert_eq!(config.monitor, MonitorConfig::default());

@@ -97,6 +97,10 @@ impl Config {
             if app.secret.is_empty() {
                 return Err((format!("apps.{i}.secret"), "must not be empty".into()));
             }
+            for (j, hook) in app.webhooks.iter().enumerate() {
+                hook.check()
+                    .map_err(|(field, what)| (format!("apps.{i}.webhooks.{j}.{field}"), what))?;
+            }
             for (field, value, seen) in [
                 ("id", app.id.as_str(), &mut ids),
                 ("key", app.key.as_str(), &mut keys),
@@ -107,6 +111,13 @@ impl Config {
                     return Err((format!("apps.{i}.{field}"), what));
                 }
             }
+        }
+        let w = &self.webhooks;
+        at_least!(w, "webhooks", 1; batch_max, timeout_ms, max_pending);
+        if w.spool_dir.is_some() && self.cluster.backend == super::Backend::Redis {
+            let what = "is for a single node: with cluster.backend = \"redis\" pending \
+                webhooks are kept in Redis";
+            return Err(("webhooks.spool_dir".into(), what.into()));
         }
         Ok(())
     }

@@ -508,7 +508,10 @@ impl Session {
             },
         };
         match self.cx.node.publish(&event).await {
-            Ok(()) => self.cx.node.client_event_published(&event),
+            Ok(()) => {
+                self.cx.node.client_event_published(&event);
+                self.cx.node.webhooks().client_event(&event);
+            }
             Err(e) => {
                 tracing::warn!(channel = %event.channel, error = %e, "client event not published")
             }

@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, Weak};
 
 use super::handle::{Inner, ServerHandle};
-use crate::cluster::{Broadcast, BroadcastType, ChannelEvent, EventSink};
+use crate::cluster::{Broadcast, BroadcastType, ChannelEvent, EventSink, Reaped};
+use warren_protocol::{AppId, ChannelName};
 
 /// Runs for each broadcast of the type it was registered for, on every node.
 ///
@@ -84,5 +85,9 @@ impl<S: EventSink> EventSink for WithBroadcasts<S> {
 
     fn deliver_broadcast(&self, broadcast: &Broadcast) {
         self.broadcasts.receive(broadcast);
+    }
+
+    fn reaped(&self, app: &AppId, channel: &ChannelName, transition: Reaped) {
+        self.events.reaped(app, channel, transition);
     }
 }

@@ -22,6 +22,7 @@ use super::delivery;
 use super::users::LocalUsers;
 use crate::cluster::{Broker, ChannelEvent, ChannelMessage, ClusterState, CountVersion};
 use crate::hub::Hub;
+use crate::webhooks::Webhooks;
 
 /// Channels with more subscribers than this get throttled counts.
 pub(super) const THROTTLE_ABOVE: u64 = 100;
@@ -48,6 +49,7 @@ pub(super) struct Counts {
     pub users: Arc<LocalUsers>,
     pub broker: Arc<dyn Broker>,
     pub state: Arc<dyn ClusterState>,
+    pub webhooks: Webhooks,
 }
 
 impl Counts {
@@ -84,6 +86,7 @@ impl Counts {
             tracing::warn!(%channel, error = %e, "subscription count not sent to other nodes");
         }
         delivery::deliver(&self.hub, &self.users, &event);
+        (self.webhooks).subscription_count(app, channel, now.subscription_count);
     }
 
     /// At the end of the window this node opened: sends the count if it changed meanwhile

@@ -7,16 +7,17 @@
 //! [`LocalUsers`], which acts on the user's connections and watchers.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use warren_protocol::{outbound, ErrorCode, UserId};
+use warren_protocol::{outbound, AppId, ChannelName, ErrorCode, UserId};
 
 use super::listening::Listening;
 use super::users::LocalUsers;
-use crate::cluster::{ChannelEvent, ChannelMessage, EventSink};
+use crate::cluster::{ChannelEvent, ChannelMessage, EventSink, Reaped};
 use crate::hub::Hub;
 use crate::outbox::CloseReason;
+use crate::webhooks::Webhooks;
 use crate::ws::frame;
 
 /// Delivers events to this node's subscribers; what backends hand relayed events to, and
@@ -28,6 +29,8 @@ pub(crate) struct LocalDelivery {
     /// Times events may have been lost, and connections closed for it.
     resyncs: AtomicU64,
     resync_closes: AtomicU64,
+    /// Set once the node is composed (the webhooks need the state the backend made).
+    webhooks: OnceLock<Webhooks>,
 }
 
 impl LocalDelivery {
@@ -38,6 +41,7 @@ impl LocalDelivery {
             listening: Arc::default(),
             resyncs: AtomicU64::new(0),
             resync_closes: AtomicU64::new(0),
+            webhooks: OnceLock::new(),
         }
     }
 
@@ -52,6 +56,11 @@ impl LocalDelivery {
             self.resyncs.load(Ordering::Relaxed),
             self.resync_closes.load(Ordering::Relaxed),
         )
+    }
+
+    /// Where transitions found by cleaning up a dead node are reported.
+    pub(crate) fn report_to(&self, webhooks: Webhooks) {
+        let _ = self.webhooks.set(webhooks);
     }
 }
 
@@ -78,6 +87,16 @@ impl EventSink for LocalDelivery {
             closed,
             "events may have been lost; connections closed with 4200"
         );
+    }
+
+    fn reaped(&self, app: &AppId, channel: &ChannelName, transition: Reaped) {
+        let Some(webhooks) = self.webhooks.get() else {
+            return;
+        };
+        match transition {
+            Reaped::Vacated => webhooks.unsubscribed(app, channel, true, None),
+            Reaped::MemberRemoved(user) => webhooks.unsubscribed(app, channel, false, Some(&user)),
+        }
     }
 }
 

@@ -61,6 +61,7 @@ use crate::cluster::{
 use crate::hub::{Hub, LocalTransition};
 use crate::monitor::Monitor;
 use crate::outbox::Outbox;
+use crate::webhooks::Webhooks;
 use crate::ws::frame;
 use counting::Counts;
 pub(crate) use delivery::LocalDelivery;
@@ -77,6 +78,7 @@ pub struct Node {
     listening: Arc<Listening>,
     counts: Counts,
     monitor: Arc<Monitor>,
+    webhooks: Webhooks,
     local: Arc<LocalDelivery>,
 }
 
@@ -108,6 +110,7 @@ impl Node {
                 users: users.clone(),
                 broker: broker.clone(),
                 state: state.clone(),
+                webhooks: Webhooks::default(),
             },
             hub,
             users,
@@ -115,7 +118,20 @@ impl Node {
             state,
             listening,
             local: local.clone(),
+            webhooks: Webhooks::default(),
         }
+    }
+
+    /// Reports webhook events to `webhooks` from now on.
+    pub(crate) fn with_webhooks(mut self, webhooks: Webhooks) -> Self {
+        self.counts.webhooks = webhooks.clone();
+        self.webhooks = webhooks;
+        self
+    }
+
+    /// Where sessions report client events for webhooks.
+    pub(crate) fn webhooks(&self) -> &Webhooks {
+        &self.webhooks
     }
 
     /// Subscribes a connection; on success its `subscription_succeeded` is queued, then every
@@ -145,9 +161,15 @@ impl Node {
         } else {
             None
         };
+        if matches!(cached, Some(None)) {
+            self.webhooks.cache_miss(j.app, j.channel);
+        }
         let (first, change) = match j.presence {
             None => match self.state.subscribe(j.app, j.channel, j.socket).await {
-                Ok(change) => (outbound::subscription_succeeded(j.channel.as_str()), change),
+                Ok(change) => {
+                    (self.webhooks).subscribed(j.app, j.channel, change.transition, None);
+                    (outbound::subscription_succeeded(j.channel.as_str()), change)
+                }
                 Err(e) => {
                     self.leave_hub(j.app, j.channel, j.socket).await;
                     return Err(e.into());
@@ -165,6 +187,8 @@ impl Node {
                         return Err(e);
                     }
                 };
+                let added = join.member_added.then_some(&member.user_id);
+                (self.webhooks).subscribed(j.app, j.channel, join.change.transition, added);
                 if join.member_added {
                     watched::member_added(&self.monitor, j.app, j.channel, &member.user_id);
                     self.deliver_here(&ChannelEvent {
@@ -212,8 +236,12 @@ impl Node {
         watched::unsubscribed(&self.monitor, app, channel, socket);
         match member {
             None => match self.state.unsubscribe(app, channel, socket).await {
-                Ok(change) if subscription_counts => self.count_changed(app, channel, change).await,
-                Ok(_) => {}
+                Ok(change) => {
+                    (self.webhooks).unsubscribed(app, channel, change.transition, None);
+                    if subscription_counts {
+                        self.count_changed(app, channel, change).await;
+                    }
+                }
                 Err(e) => tracing::warn!(%channel, error = %e, "could not record unsubscribe"),
             },
             Some(m) => match self
@@ -221,18 +249,21 @@ impl Node {
                 .leave_presence(app, channel, socket, &m.user_id)
                 .await
             {
-                Ok(left) if left.member_removed => {
-                    watched::member_removed(&self.monitor, app, channel, &m.user_id);
-                    self.deliver_here(&ChannelEvent {
-                        app: app.clone(),
-                        channel: channel.clone(),
-                        except: None,
-                        message: ChannelMessage::MemberRemoved {
-                            user_id: m.user_id.clone(),
-                        },
-                    })
+                Ok(left) => {
+                    let removed = left.member_removed.then_some(&m.user_id);
+                    (self.webhooks).unsubscribed(app, channel, left.change.transition, removed);
+                    if left.member_removed {
+                        watched::member_removed(&self.monitor, app, channel, &m.user_id);
+                        self.deliver_here(&ChannelEvent {
+                            app: app.clone(),
+                            channel: channel.clone(),
+                            except: None,
+                            message: ChannelMessage::MemberRemoved {
+                                user_id: m.user_id.clone(),
+                            },
+                        });
+                    }
                 }
-                Ok(_) => {}
                 Err(e) => tracing::warn!(%channel, error = %e, "could not record presence leave"),
             },
         }

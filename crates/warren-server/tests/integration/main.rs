@@ -25,3 +25,4 @@ mod subscription_counts;
 mod topologies;
 mod two_nodes;
 mod users;
+mod webhooks;

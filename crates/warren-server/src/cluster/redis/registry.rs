@@ -15,7 +15,7 @@ use super::{
     announce_member_added, announce_member_removed, announce_user, backend, value, Inner,
     COMMAND_TIMEOUT,
 };
-use crate::cluster::{BackendError, UserStatus};
+use crate::cluster::{BackendError, Reaped, UserStatus};
 
 /// Subscriptions a cleanup script removes per call.
 const REAP_BATCH: usize = 500;
@@ -415,11 +415,17 @@ async fn reap_instance(inner: &Inner, instance: &str) -> Result<(), BackendError
                 else {
                     continue;
                 };
+                if kind == "vacated" {
+                    inner.sink.reaped(&app, &channel, Reaped::Vacated);
+                }
                 if kind == "member_removed" {
                     let user = value::string(&t[2], "reap")?;
                     let Ok(user) = UserId::parse(&user, super::ANY_NAME_LENGTH) else {
                         continue;
                     };
+                    inner
+                        .sink
+                        .reaped(&app, &channel, Reaped::MemberRemoved(user.clone()));
                     announce_member_removed(inner, &app, &channel, user);
                     removed_members += 1;
                 }

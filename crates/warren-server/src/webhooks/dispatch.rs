@@ -1,0 +1,136 @@
+//! The task between the node and the endpoints: it takes the records the node enqueued, holds
+//! removals for the delay ([`removal`](super::removal)), and hands each event, in JSON with
+//! its id, to the queue of every endpoint of its app that wants its kind.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use tokio::sync::mpsc;
+use warren_protocol::AppId;
+
+use super::endpoint::Stats;
+use super::event::{Hook, Record};
+use super::queue::{Pending, Queue};
+use super::removal::{role, Markers, Role};
+use super::KindSet;
+use crate::cluster::ClusterState;
+
+/// Records taken from the node's queue at once.
+const INTAKE: usize = 256;
+/// A marker outlives its removal's delay by this much, so a removal whose node is slow (or
+/// whose delivery another node took over) still finds it.
+const MARKER_MARGIN: Duration = Duration::from_secs(600);
+
+/// One endpoint as the dispatcher sees it.
+pub(crate) struct Route {
+    pub wants: KindSet,
+    pub queue: Arc<dyn Queue>,
+    pub stats: Arc<Stats>,
+    pub url: String,
+}
+
+pub(crate) struct Dispatch {
+    pub routes: HashMap<AppId, Vec<Route>>,
+    pub markers: Arc<dyn Markers>,
+    pub state: Arc<dyn ClusterState>,
+    pub delay_removal: Duration,
+    /// Event ids: this prefix (unique per node start), then a number.
+    pub id_prefix: String,
+    pub next_id: AtomicU64,
+}
+
+/// What becomes of a record.
+enum Fate {
+    Now,
+    AfterDelay(String),
+    Cancelled,
+}
+
+impl Dispatch {
+    pub(crate) async fn run(self: Arc<Self>, mut intake: mpsc::Receiver<Record>) {
+        let mut records = Vec::with_capacity(INTAKE);
+        while intake.recv_many(&mut records, INTAKE).await > 0 {
+            // The markers of a whole intake at once (one round trip to Redis, pipelined), in
+            // order; then the records go on in the order they came.
+            let fates = join_all(records.iter().map(|r| self.fate(r))).await;
+            for (record, fate) in records.drain(..).zip(fates) {
+                match fate {
+                    Fate::Now => self.route(&record),
+                    Fate::AfterDelay(marker) => self.clone().remove_later(record, marker),
+                    Fate::Cancelled => {}
+                }
+            }
+        }
+    }
+
+    async fn fate(&self, r: &Record) -> Fate {
+        if self.delay_removal.is_zero() {
+            return Fate::Now;
+        }
+        match role(r) {
+            Role::Neither => Fate::Now,
+            Role::Removal(marker) => {
+                let ttl = self.delay_removal + MARKER_MARGIN;
+                self.markers.mark(&marker, ttl).await;
+                Fate::AfterDelay(marker)
+            }
+            Role::Return(marker) if self.markers.claim(&marker).await == Some(true) => {
+                Fate::Cancelled
+            }
+            Role::Return(_) => Fate::Now,
+        }
+    }
+
+    /// INVARIANT(removal-claimed-once): a removal is sent only if its return did not claim
+    /// its marker first, and the cluster state shows no return after the delay. A store
+    /// that cannot answer counts as unclaimed: at least once.
+    fn remove_later(self: Arc<Self>, record: Record, marker: String) {
+        tokio::spawn(async move {
+            tokio::time::sleep(self.delay_removal).await;
+            let claimed = self.markers.claim(&marker).await != Some(false);
+            if claimed && !self.returned(&record).await {
+                self.route(&record);
+            }
+        });
+    }
+
+    /// Whether the channel is occupied again, or the member back, cluster-wide. On a backend
+    /// error the removal is sent: at least once.
+    async fn returned(&self, r: &Record) -> bool {
+        match &r.hook {
+            Hook::Vacated => self
+                .state
+                .channel(&r.app, &r.channel)
+                .await
+                .is_ok_and(|s| s.subscription_count > 0),
+            Hook::MemberRemoved(user) => self
+                .state
+                .presence_members(&r.app, &r.channel)
+                .await
+                .is_ok_and(|members| members.iter().any(|m| &m.user_id == user)),
+            _ => false,
+        }
+    }
+
+    fn route(&self, r: &Record) {
+        let Some(routes) = self.routes.get(&r.app) else {
+            return;
+        };
+        let kind = r.hook.kind();
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = Arc::from(format!("{}-{n}", self.id_prefix));
+        let pending = Pending::new(id, Arc::from(r.to_json()));
+        for route in routes.iter().filter(|route| route.wants.contains(kind)) {
+            if !route.queue.push(pending.clone()) {
+                let dropped = route.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if dropped.is_power_of_two() {
+                    tracing::warn!(url = %route.url, dropped_total = dropped,
+                        "webhook dropped: the endpoint's queue is full (webhooks.max_pending)");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! One endpoint's delivery: its own queue and task, so a slow or dead endpoint holds up
+//! nobody else. Events are batched (`batch_max` / `batch_window_ms`), each request is signed
+//! afresh (its `time_ms` is when it is sent, so a late retry is not refused as stale) and a
+//! failure (not 2xx, or no answer within `timeout_ms`) is retried with exponential backoff and
+//! jitter until `retry_for_secs` have passed since the first try; then the batch is dropped
+//! with a warning and counted.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use tokio::time::Instant;
+
+use super::event::body;
+use super::queue::{Pending, Queue};
+use crate::config::{WebhookConfig, WebhooksConfig};
+
+/// The first retry waits about this long; each next one twice as long as the one before.
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+/// No retry waits longer than this.
+const LONGEST_RETRY: Duration = Duration::from_secs(30);
+
+/// Counters of one endpoint, shared with whoever reports them.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub delivered: AtomicU64,
+    /// Given up on after `retry_for_secs`, or refused because the queue was full.
+    pub dropped: AtomicU64,
+}
+
+/// What an endpoint's task needs to send.
+pub(crate) struct Endpoint {
+    pub url: reqwest::Url,
+    pub key: String,
+    pub secret: String,
+    pub headers: HeaderMap,
+    pub client: reqwest::Client,
+    pub batch_max: usize,
+    pub batch_window: Duration,
+    pub retry_for: Duration,
+    pub stats: Arc<Stats>,
+}
+
+impl Endpoint {
+    /// `config` was validated: its URL and headers parse.
+    pub(crate) fn new(
+        config: &WebhookConfig,
+        settings: &WebhooksConfig,
+        key: &str,
+        secret: &str,
+        client: reqwest::Client,
+    ) -> anyhow::Result<Self> {
+        let mut headers = HeaderMap::new();
+        for (name, value) in &config.headers {
+            headers.insert(
+                HeaderName::from_bytes(name.as_bytes())?,
+                HeaderValue::from_str(value)?,
+            );
+        }
+        Ok(Endpoint {
+            url: reqwest::Url::parse(&config.url)?,
+            key: key.to_owned(),
+            secret: secret.to_owned(),
+            headers,
+            client,
+            batch_max: settings.batch_max.max(1),
+            batch_window: Duration::from_millis(settings.batch_window_ms),
+            retry_for: Duration::from_secs(settings.retry_for_secs),
+            stats: Arc::default(),
+        })
+    }
+
+    /// Sends what `queue` holds, batch after batch, until it closes.
+    pub(crate) async fn run(self, queue: Arc<dyn Queue>) {
+        while let Some(batch) = queue.take(self.batch_max, self.batch_window).await {
+            let delivery = self.deliver(&batch);
+            match queue.keep_every() {
+                None => delivery.await,
+                Some(every) => {
+                    tokio::pin!(delivery);
+                    let mut ticks = tokio::time::interval(every);
+                    ticks.tick().await;
+                    loop {
+                        tokio::select! {
+                            _ = &mut delivery => break,
+                            _ = ticks.tick() => queue.keep(&batch).await,
+                        }
+                    }
+                }
+            }
+            queue.done(&batch).await;
+        }
+    }
+
+    /// Sends one batch until it is accepted or `retry_for` has passed.
+    async fn deliver(&self, batch: &[Pending]) {
+        let started = Instant::now();
+        let mut failures = 0u32;
+        loop {
+            let why = match self.post(batch).await {
+                Ok(()) => {
+                    self.stats
+                        .delivered
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    return;
+                }
+                Err(why) => why,
+            };
+            failures += 1;
+            let wait = backoff(failures, &mut rand::thread_rng());
+            if started.elapsed() + wait > self.retry_for {
+                let total = self
+                    .stats
+                    .dropped
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed)
+                    + batch.len() as u64;
+                tracing::warn!(url = %self.url, events = batch.len(), dropped_total = total,
+                    error = %why, "webhooks dropped: endpoint failed for retry_for_secs");
+                return;
+            }
+            tracing::debug!(url = %self.url, error = %why, ?wait, "webhook failed; will retry");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One request: `Ok` on a 2xx answer.
+    async fn post(&self, batch: &[Pending]) -> Result<(), String> {
+        let time_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let body = body(time_ms, batch.iter().map(|p| &*p.json));
+        let signature = warren_protocol::auth::sign_webhook(&self.secret, body.as_bytes());
+        let ids = batch.iter().map(|p| &*p.id).collect::<Vec<_>>().join(",");
+        let answer = self
+            .client
+            .post(self.url.clone())
+            .header("X-Pusher-Key", &self.key)
+            .header("X-Pusher-Signature", signature)
+            .header(CONTENT_TYPE, "application/json")
+            .header("X-Warren-Webhook-Id", ids)
+            .headers(self.headers.clone())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        match answer.status() {
+            s if s.is_success() => Ok(()),
+            s => Err(format!("answered {s}")),
+        }
+    }
+}
+
+/// How long to wait after the `failures`-th failure in a row: doubling from [`FIRST_RETRY`] up
+/// to [`LONGEST_RETRY`], then a random point in its upper half, so that endpoints (and nodes)
+/// that failed together do not retry together.
+pub(crate) fn backoff(failures: u32, rng: &mut impl Rng) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    let full = FIRST_RETRY
+        .saturating_mul(1 << doublings)
+        .min(LONGEST_RETRY);
+    rng.gen_range(full / 2..=full)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_a_cap() {
+        let mut rng = rand::thread_rng();
+        for _ in 0..100 {
+            let first = backoff(1, &mut rng);
+            assert!(
+                first >= FIRST_RETRY / 2 && first <= FIRST_RETRY,
+                "{first:?}"
+            );
+            let third = backoff(3, &mut rng);
+            assert!(
+                third >= FIRST_RETRY * 2 && third <= FIRST_RETRY * 4,
+                "{third:?}"
+            );
+            let late = backoff(40, &mut rng);
+            assert!(
+                late >= LONGEST_RETRY / 2 && late <= LONGEST_RETRY,
+                "{late:?}"
+            );
+        }
+        let spread: std::collections::HashSet<_> = (0..20).map(|_| backoff(5, &mut rng)).collect();
+        assert!(spread.len() > 1, "jittered");
+    }
+}

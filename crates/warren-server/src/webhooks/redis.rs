@@ -1,0 +1,269 @@
+//! Webhooks in a cluster: removal markers and endpoint queues in Redis.
+//!
+//! Each endpoint's queue is a Redis stream (`<prefix>:wh:<app>:<n>:<url hash>`, the same on
+//! every node with the same configuration) read through one consumer group by every node.
+//! A node reads new entries and claims (XAUTOCLAIM) entries another consumer has left idle
+//! longer than `cluster.node_timeout_ms`; while it works on a batch (its retries included) it
+//! claims the batch again every third of that, so a live node's batch is never taken over
+//! and a dead node's is, by whichever node reads next. An entry is acknowledged and deleted
+//! once delivered or given up on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fred::clients::Client;
+use fred::interfaces::{ClientLike, KeysInterface};
+use fred::types::config::ReconnectPolicy;
+use fred::types::scripts::Script;
+use fred::types::{Expiration, Value};
+use tokio::sync::{mpsc, Notify};
+
+use super::queue::{Pending, Queue};
+use super::removal::Markers;
+use crate::config::RedisTarget;
+
+/// Every Redis command's time limit.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// An idle endpoint looks for entries other nodes left this often.
+const POLL: Duration = Duration::from_millis(250);
+/// Events written to a stream in one round trip at most.
+const WRITE_BATCH: usize = 512;
+const GROUP: &str = "senders";
+
+/// KEYS stream; ARGV max length, then (event id, event JSON) pairs.
+const PUSH: &str = r"
+for i = 2, #ARGV, 2 do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'id', ARGV[i], 'e', ARGV[i + 1])
+end
+return 0";
+
+/// KEYS stream; ARGV group, consumer, count, min idle ms -> flat {entry, id, json, ...}: idle
+/// entries of other consumers first, then new ones.
+const TAKE: &str = r"
+local s, g, c, n = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
+if redis.call('EXISTS', s) == 0 then return {} end
+redis.pcall('XGROUP', 'CREATE', s, g, '0')
+local out = {}
+local function add(entries)
+  for _, e in ipairs(entries) do
+    if e and e[2] then
+      local f, id, ev = e[2], nil, nil
+      for i = 1, #f, 2 do
+        if f[i] == 'id' then id = f[i + 1] elseif f[i] == 'e' then ev = f[i + 1] end
+      end
+      if id and ev then
+        table.insert(out, e[1]); table.insert(out, id); table.insert(out, ev)
+      else
+        redis.call('XACK', s, g, e[1]); redis.call('XDEL', s, e[1])
+      end
+    end
+  end
+end
+add(redis.call('XAUTOCLAIM', s, g, c, ARGV[4], '0-0', 'COUNT', n)[2])
+local room = n - #out / 3
+if room > 0 then
+  local r = redis.call('XREADGROUP', 'GROUP', g, c, 'COUNT', room, 'STREAMS', s, '>')
+  if r and r[1] then add(r[1][2]) end
+end
+return out";
+
+/// KEYS stream; ARGV group, consumer, entries...: this consumer still works on them.
+const KEEP: &str = r"
+return #redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(ARGV, 3))";
+
+/// KEYS stream; ARGV group, entries...: finished with them.
+const DONE: &str = r"
+redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
+return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))";
+
+/// Connects a client of its own (on the runtime this runs on).
+pub(crate) async fn connect(target: &RedisTarget) -> anyhow::Result<Client> {
+    let mut builder = fred::types::Builder::from_config(target.client_config().clone());
+    builder
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 1000, 2))
+        .with_performance_config(|p| p.default_command_timeout = COMMAND_TIMEOUT)
+        .with_connection_config(|c| {
+            c.connection_timeout = COMMAND_TIMEOUT;
+            c.internal_command_timeout = COMMAND_TIMEOUT;
+            c.max_command_attempts = 1;
+        });
+    let client = builder.build()?;
+    tokio::time::timeout(COMMAND_TIMEOUT * 3, client.init())
+        .await
+        .map_err(|_| anyhow::anyhow!("cannot reach Redis at {target} for webhooks: timed out"))??;
+    Ok(client)
+}
+
+/// Removal markers shared by the nodes.
+pub(crate) struct RedisMarkers {
+    pub client: Client,
+    pub prefix: String,
+}
+
+impl RedisMarkers {
+    fn key(&self, name: &str) -> String {
+        format!("{}:wh:rm:{name}", self.prefix)
+    }
+}
+
+#[async_trait]
+impl Markers for RedisMarkers {
+    async fn mark(&self, name: &str, ttl: Duration) {
+        let ttl = Expiration::PX(ttl.as_millis() as i64);
+        let set: Result<(), _> = self
+            .client
+            .set(self.key(name), 1, Some(ttl), None, false)
+            .await;
+        if let Err(e) = set {
+            tracing::warn!(error = %e, "webhook removal marker not set");
+        }
+    }
+
+    async fn claim(&self, name: &str) -> Option<bool> {
+        let removed: Result<i64, _> = self.client.del(self.key(name)).await;
+        removed.ok().map(|n| n == 1)
+    }
+}
+
+/// An endpoint's queue as a stream.
+pub(crate) struct RedisQueue {
+    stream: Arc<Stream>,
+    /// To the writer task, which ends when this is dropped.
+    incoming: mpsc::Sender<Pending>,
+}
+
+/// One endpoint's stream.
+struct Stream {
+    client: Client,
+    key: String,
+    consumer: String,
+    written: Notify,
+    min_idle: Duration,
+    scripts: [Script; 4],
+}
+
+impl RedisQueue {
+    /// Starts the task that writes into the stream.
+    pub(crate) fn start(
+        client: Client,
+        key: String,
+        consumer: String,
+        capacity: usize,
+        min_idle: Duration,
+    ) -> Arc<Self> {
+        let (incoming, rx) = mpsc::channel(capacity.max(1));
+        let stream = Arc::new(Stream {
+            client,
+            key,
+            consumer,
+            written: Notify::new(),
+            min_idle,
+            scripts: [PUSH, TAKE, KEEP, DONE].map(Script::from_lua),
+        });
+        tokio::spawn(stream.clone().write(rx, capacity));
+        Arc::new(RedisQueue { stream, incoming })
+    }
+}
+
+impl Stream {
+    async fn write(self: Arc<Self>, mut rx: mpsc::Receiver<Pending>, capacity: usize) {
+        let mut events = Vec::with_capacity(WRITE_BATCH);
+        while rx.recv_many(&mut events, WRITE_BATCH).await > 0 {
+            let mut args = vec![Value::from(capacity as i64)];
+            for e in &events {
+                args.push(Value::from(&*e.id));
+                args.push(Value::from(&*e.json));
+            }
+            // Kept until Redis takes them: meanwhile new events wait in `incoming`, and
+            // beyond its capacity are dropped.
+            while let Err(e) = self.eval(0, args.clone()).await {
+                tracing::warn!(error = %e, "webhooks not yet written to Redis; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            events.clear();
+            self.written.notify_one();
+        }
+    }
+
+    async fn eval(&self, script: usize, args: Vec<Value>) -> anyhow::Result<Value> {
+        let run =
+            self.scripts[script].evalsha_with_reload(&self.client, vec![self.key.clone()], args);
+        Ok(tokio::time::timeout(COMMAND_TIMEOUT, run).await??)
+    }
+
+    async fn read(&self, max: usize) -> anyhow::Result<Vec<Pending>> {
+        let args = vec![
+            Value::from(GROUP),
+            Value::from(self.consumer.as_str()),
+            Value::from(max as i64),
+            Value::from(self.min_idle.as_millis() as i64),
+        ];
+        let Value::Array(items) = self.eval(1, args).await? else {
+            return Ok(Vec::new());
+        };
+        let text = |v: &Value| Arc::<str>::from(v.as_string().unwrap_or_default());
+        Ok(items
+            .chunks_exact(3)
+            .map(|t| Pending {
+                entry: text(&t[0]),
+                id: text(&t[1]),
+                json: text(&t[2]),
+            })
+            .collect())
+    }
+
+    async fn entries(&self, script: usize, head: Vec<Value>, batch: &[Pending]) {
+        let mut args = head;
+        args.extend(batch.iter().map(|p| Value::from(&*p.entry)));
+        if let Err(e) = self.eval(script, args).await {
+            tracing::warn!(error = %e, "webhook queue not updated in Redis");
+        }
+    }
+}
+
+#[async_trait]
+impl Queue for RedisQueue {
+    fn push(&self, event: Pending) -> bool {
+        self.incoming.try_send(event).is_ok()
+    }
+
+    async fn take(&self, max: usize, window: Duration) -> Option<Vec<Pending>> {
+        let s = &self.stream;
+        loop {
+            match s.read(max).await {
+                Ok(mut batch) if !batch.is_empty() => {
+                    if batch.len() < max && !window.is_zero() {
+                        tokio::time::sleep(window).await;
+                        if let Ok(more) = s.read(max - batch.len()).await {
+                            batch.extend(more);
+                        }
+                    }
+                    return Some(batch);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "webhook queue not read from Redis"),
+            }
+            tokio::select! {
+                _ = s.written.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    fn keep_every(&self) -> Option<Duration> {
+        Some(self.stream.min_idle / 3)
+    }
+
+    async fn keep(&self, batch: &[Pending]) {
+        let s = &self.stream;
+        let head = vec![Value::from(GROUP), Value::from(s.consumer.as_str())];
+        s.entries(2, head, batch).await;
+    }
+
+    async fn done(&self, batch: &[Pending]) {
+        self.stream
+            .entries(3, vec![Value::from(GROUP)], batch)
+            .await;
+    }
+}

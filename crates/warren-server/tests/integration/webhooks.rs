@@ -1,0 +1,384 @@
+//! Webhooks on one node, against a real HTTP receiver in the test process: every event type,
+//! the format, headers and signature (checked with the Rust SDK's verifier), batching, the
+//! removal delay, retries and endpoint isolation.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use warren_client::{Client, ClientConfig};
+use warren_server::config::{Config, WebhookConfig, WebhookEventType};
+use warren_testkit::server::{demo_app, start_with, TestServer};
+use warren_testkit::webhooks::{Answer, Delivery, Receiver};
+use warren_testkit::ws::{connect, presence_data, Socket};
+use warren_testkit::{KEY, SECRET};
+
+use crate::two_nodes::two_nodes;
+
+/// The demo app sending every kind of event to `url`, with removals delayed by `delay_ms`.
+fn hooked(c: &mut Config, urls: &[&str], delay_ms: u64) {
+    let app = demo_app(c);
+    app.webhooks = urls.iter().map(|u| WebhookConfig::new(*u)).collect();
+    app.subscription_count_events = true;
+    c.webhooks.delay_removal_ms = delay_ms;
+    c.webhooks.batch_window_ms = 20;
+}
+
+/// Checks what every request must be, and returns its events.
+fn verified(d: &Delivery) -> Vec<Value> {
+    let names: Vec<&str> = d.headers.iter().map(|(n, _)| n.as_str()).collect();
+    for title_case in ["X-Pusher-Key", "X-Pusher-Signature", "Content-Type"] {
+        assert!(names.contains(&title_case), "{title_case} in {names:?}");
+    }
+    assert_eq!(d.header("content-type"), Some("application/json"));
+    let client = Client::new(ClientConfig::new(
+        "http://127.0.0.1:1",
+        "app-id",
+        KEY,
+        SECRET,
+    ))
+    .expect("client");
+    let key = d.header("x-pusher-key").expect("key header");
+    let signature = d.header("x-pusher-signature").expect("signature header");
+    let payload = client
+        .verify_webhook(key, signature, &d.body)
+        .expect("the SDK accepts it");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(payload.time_ms.abs_diff(now) < 60_000, "time_ms is now");
+    let events = d.events();
+    assert_eq!(d.ids().len(), events.len(), "one id per event");
+    events
+}
+
+/// The next `n` events, from requests that all pass [`verified`].
+async fn events(r: &mut Receiver, n: usize) -> Vec<Value> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        got.extend(verified(&r.next().await));
+    }
+    assert_eq!(got.len(), n, "{got:?}");
+    got
+}
+
+async fn member(server: &TestServer, channel: &str, user: &str) -> Socket {
+    let mut s = connect(server).await;
+    s.subscribed(channel, Some(&presence_data(json!(user), None)))
+        .await;
+    s
+}
+
+#[tokio::test]
+async fn every_event_type_arrives_signed_in_pushers_format() {
+    let mut r = Receiver::start().await;
+    let server = start_with(|c| hooked(c, &[&r.url], 100)).await;
+
+    let mut a = member(&server, "presence-room", "u1").await;
+    let got = events(&mut r, 2).await;
+    assert_eq!(
+        got[0],
+        json!({"name":"channel_occupied","channel":"presence-room"})
+    );
+    assert_eq!(
+        got[1],
+        json!({"name":"member_added","channel":"presence-room","user_id":"u1"})
+    );
+
+    let mut b = member(&server, "presence-room", "u2").await;
+    a.recv().await; // member_added
+    let got = events(&mut r, 1).await;
+    assert_eq!(got[0]["name"], "member_added");
+    b.send(json!({"event":"client-hi","channel":"presence-room","data":{"x":1}}))
+        .await;
+    assert_eq!(a.recv().await["event"], "client-hi");
+    let got = events(&mut r, 1).await;
+    assert_eq!(
+        got[0],
+        json!({"name":"client_event","channel":"presence-room","event":"client-hi",
+               "data":"{\"x\":1}","socket_id":b.socket_id,"user_id":"u2"})
+    );
+
+    a.subscribed("private-chat", None).await;
+    let got = events(&mut r, 2).await;
+    assert_eq!(
+        got[0],
+        json!({"name":"channel_occupied","channel":"private-chat"})
+    );
+    assert_eq!(
+        got[1],
+        json!({"name":"subscription_count","channel":"private-chat","subscription_count":1})
+    );
+    a.recv().await; // the subscription count to the subscriber
+    a.send(json!({"event":"client-typing","channel":"private-chat","data":"plain"}))
+        .await;
+    let got = events(&mut r, 1).await;
+    assert_eq!(
+        got[0],
+        json!({"name":"client_event","channel":"private-chat","event":"client-typing",
+               "data":"plain","socket_id":a.socket_id})
+    );
+
+    a.subscribed("cache-news", None).await;
+    let got = events(&mut r, 3).await;
+    assert_eq!(got[0], json!({"name":"cache_miss","channel":"cache-news"}));
+    assert_eq!(got[1]["name"], "channel_occupied");
+    assert_eq!(got[2]["name"], "subscription_count");
+
+    b.close().await;
+    let got = events(&mut r, 1).await;
+    assert_eq!(
+        got[0],
+        json!({"name":"member_removed","channel":"presence-room","user_id":"u2"})
+    );
+    a.close().await;
+    let mut got = events(&mut r, 6).await;
+    got.sort_by_key(|e| e.to_string());
+    let mut want = vec![
+        json!({"name":"channel_vacated","channel":"cache-news"}),
+        json!({"name":"channel_vacated","channel":"presence-room"}),
+        json!({"name":"channel_vacated","channel":"private-chat"}),
+        json!({"name":"member_removed","channel":"presence-room","user_id":"u1"}),
+        json!({"name":"subscription_count","channel":"cache-news","subscription_count":0}),
+        json!({"name":"subscription_count","channel":"private-chat","subscription_count":0}),
+    ];
+    want.sort_by_key(|e| e.to_string());
+    assert_eq!(got, want);
+    r.assert_silent(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn events_are_batched_up_to_batch_max() {
+    let mut r = Receiver::start().await;
+    let server = start_with(|c| {
+        hooked(c, &[&r.url], 0);
+        c.webhooks.batch_max = 3;
+        c.webhooks.batch_window_ms = 400;
+    })
+    .await;
+    let mut a = connect(&server).await;
+    a.subscribed("private-batch", None).await;
+    // channel_occupied, subscription_count, then 5 client events: 7 in batches of 3, 3, 1.
+    for i in 0..5 {
+        a.send(json!({"event":"client-n","channel":"private-batch","data":i.to_string()}))
+            .await;
+    }
+    let sizes: Vec<usize> = [r.next().await, r.next().await, r.next().await]
+        .iter()
+        .map(|d| verified(d).len())
+        .collect();
+    assert_eq!(sizes, vec![3, 3, 1]);
+}
+
+#[tokio::test]
+async fn a_quick_return_cancels_the_removal_and_the_return() {
+    let mut r = Receiver::start().await;
+    let server = start_with(|c| hooked(c, &[&r.url], 600)).await;
+    let a = member(&server, "presence-reload", "u1").await;
+    assert_eq!(events(&mut r, 2).await.len(), 2);
+
+    // A page reload: the connection goes, a new one comes back within the delay.
+    a.close().await;
+    let a = member(&server, "presence-reload", "u1").await;
+    r.assert_silent(Duration::from_millis(1200)).await;
+
+    // Leaving for good: after the delay, both removals.
+    a.close().await;
+    r.assert_silent(Duration::from_millis(300)).await;
+    let mut got = events(&mut r, 2).await;
+    got.sort_by_key(|e| e.to_string());
+    assert_eq!(
+        got,
+        vec![
+            json!({"name":"channel_vacated","channel":"presence-reload"}),
+            json!({"name":"member_removed","channel":"presence-reload","user_id":"u1"}),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_member_who_stays_connected_elsewhere_is_not_removed() {
+    let mut r = Receiver::start().await;
+    let server = start_with(|c| hooked(c, &[&r.url], 100)).await;
+    let _a = member(&server, "presence-two-tabs", "u1").await;
+    let b = member(&server, "presence-two-tabs", "u1").await;
+    assert_eq!(events(&mut r, 2).await.len(), 2, "occupied and added, once");
+    b.close().await;
+    r.assert_silent(Duration::from_millis(500)).await;
+}
+
+#[tokio::test]
+async fn a_failing_endpoint_is_retried_with_the_same_event_ids() {
+    let mut r = Receiver::start().await;
+    r.answer_next(2, Answer::Status(503));
+    let server = start_with(|c| hooked(c, &[&r.url], 0)).await;
+    let mut a = connect(&server).await;
+    a.subscribed("presence-x", Some(&presence_data(json!("u"), None)))
+        .await;
+    let first = r.next().await;
+    assert_eq!(first.answered, Some(503));
+    let second = r.next().await;
+    assert_eq!(second.answered, Some(503));
+    let third = r.next().await;
+    assert_eq!(third.answered, Some(200));
+    assert_eq!(first.ids(), third.ids());
+    assert_eq!(verified(&first), verified(&third));
+    assert_eq!(second.events(), third.events());
+}
+
+#[tokio::test]
+async fn a_request_that_times_out_is_retried() {
+    let mut r = Receiver::start().await;
+    r.answer_next(1, Answer::Silence);
+    let server = start_with(|c| {
+        hooked(c, &[&r.url], 0);
+        c.webhooks.timeout_ms = 300;
+    })
+    .await;
+    let _a = connect(&server).await.subscribed("public-t", None).await;
+    assert_eq!(r.next().await.answered, None);
+    let again = r.next().await;
+    assert_eq!(again.answered, Some(200));
+    assert_eq!(verified(&again)[0]["name"], "channel_occupied");
+}
+
+#[tokio::test]
+async fn after_retry_for_secs_the_batch_is_dropped_and_delivery_goes_on() {
+    let mut r = Receiver::start().await;
+    r.answer_next(1000, Answer::Status(500));
+    let server = start_with(|c| {
+        hooked(c, &[&r.url], 0);
+        demo_app(c).subscription_count_events = false;
+        c.webhooks.retry_for_secs = 1;
+    })
+    .await;
+    let mut a = connect(&server).await;
+    a.subscribed("public-first", None).await;
+    let mut tries = 0;
+    while let Some(d) = r.next_or_silence(Duration::from_millis(1500)).await {
+        assert_eq!(d.events()[0]["channel"], "public-first");
+        tries += 1;
+    }
+    assert!(
+        (2..=5).contains(&tries),
+        "retried with backoff for a second: {tries}"
+    );
+    r.answer_all(Answer::Status(200));
+    a.subscribed("public-second", None).await;
+    let got = events(&mut r, 1).await;
+    assert_eq!(
+        got[0],
+        json!({"name":"channel_occupied","channel":"public-second"})
+    );
+    r.assert_silent(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn a_dead_endpoint_does_not_delay_another() {
+    let mut dead = Receiver::start().await;
+    dead.answer_all(Answer::Silence);
+    let mut alive = Receiver::start().await;
+    let server = start_with(|c| {
+        hooked(c, &[&dead.url, &alive.url], 0);
+        demo_app(c).subscription_count_events = false;
+        c.webhooks.timeout_ms = 10_000;
+    })
+    .await;
+    let mut a = connect(&server).await;
+    for i in 0..5 {
+        a.subscribed(&format!("public-{i}"), None).await;
+        let got = events(&mut alive, 1).await;
+        assert_eq!(got[0]["channel"], format!("public-{i}"));
+    }
+    assert_eq!(
+        dead.next().await.answered,
+        None,
+        "the dead one got its first request"
+    );
+}
+
+#[tokio::test]
+async fn each_endpoint_gets_only_the_kinds_it_asked_for() {
+    let mut all = Receiver::start().await;
+    let mut clients = Receiver::start().await;
+    let server = start_with(|c| {
+        hooked(c, &[&all.url, &clients.url], 0);
+        let mut only = WebhookConfig::new(clients.url.clone());
+        only.event_types = Some(vec![WebhookEventType::ClientEvent]);
+        only.headers.insert("X-Custom".into(), "v".into());
+        demo_app(c).webhooks[1] = only;
+    })
+    .await;
+    let mut a = connect(&server).await;
+    a.subscribed("private-k", None).await;
+    a.send(json!({"event":"client-k","channel":"private-k","data":"d"}))
+        .await;
+    let got = events(&mut all, 3).await;
+    let names: Vec<&str> = got.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["channel_occupied", "subscription_count", "client_event"]
+    );
+    let d = clients.next().await;
+    assert_eq!(d.header("x-custom"), Some("v"));
+    let got = verified(&d);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["name"], "client_event");
+    clients.assert_silent(Duration::from_millis(300)).await;
+}
+
+/// The events of the next requests until `silence` passes without one, sorted.
+async fn all_events(r: &mut Receiver, silence: Duration) -> Vec<Value> {
+    let mut got = Vec::new();
+    while let Some(d) = r.next_or_silence(silence).await {
+        got.extend(verified(&d));
+    }
+    got.sort_by_key(|e| e.to_string());
+    got
+}
+
+#[tokio::test]
+async fn two_nodes_send_each_event_once() {
+    let mut r = Receiver::start().await;
+    let (a, b) = two_nodes(|c| hooked(c, &[&r.url], 200)).await;
+    let c = "presence-both";
+    let mut on_a = member(&a, c, "u1").await;
+    let mut on_b = member(&b, c, "u2").await;
+    assert_eq!(on_a.recv().await["event"], "pusher_internal:member_added");
+    on_b.send(json!({"event":"client-x","channel":c,"data":"d"}))
+        .await;
+    assert_eq!(on_a.recv().await["event"], "client-x");
+    let sender = on_b.socket_id.clone();
+    on_a.close().await;
+    on_b.close().await;
+    let mut want = vec![
+        json!({"name":"channel_occupied","channel":c}),
+        json!({"name":"member_added","channel":c,"user_id":"u1"}),
+        json!({"name":"member_added","channel":c,"user_id":"u2"}),
+        json!({"name":"client_event","channel":c,"event":"client-x","data":"d",
+               "socket_id":sender,"user_id":"u2"}),
+        json!({"name":"member_removed","channel":c,"user_id":"u1"}),
+        json!({"name":"member_removed","channel":c,"user_id":"u2"}),
+        json!({"name":"channel_vacated","channel":c}),
+    ];
+    want.sort_by_key(|e| e.to_string());
+    assert_eq!(all_events(&mut r, Duration::from_millis(1500)).await, want);
+}
+
+#[tokio::test]
+async fn leaving_node_a_and_returning_on_node_b_within_the_delay_sends_nothing() {
+    let mut r = Receiver::start().await;
+    let (a, b) = two_nodes(|c| hooked(c, &[&r.url], 800)).await;
+    let c = "presence-move";
+    let first = member(&a, c, "u1").await;
+    assert_eq!(events(&mut r, 2).await.len(), 2);
+    first.close().await;
+    let back = member(&b, c, "u1").await;
+    r.assert_silent(Duration::from_millis(1500)).await;
+    back.close().await;
+    let want = vec![
+        json!({"name":"channel_vacated","channel":c}),
+        json!({"name":"member_removed","channel":c,"user_id":"u1"}),
+    ];
+    assert_eq!(all_events(&mut r, Duration::from_millis(1500)).await, want);
+}
