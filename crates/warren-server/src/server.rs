@@ -29,7 +29,7 @@ use crate::ingress::Ingress;
 use crate::listener::{self, Routes};
 use crate::monitor::{self, Monitor};
 use crate::node::{LocalDelivery, LocalUsers, Node};
-use crate::webhooks::Webhooks;
+use crate::webhooks::{self, Webhooks};
 
 /// How long a stopping server waits for its connections to leave their channels.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
@@ -156,7 +156,15 @@ impl ServerBuilder {
                 tracing::warn!(error = %e, "the monitor shows this node only");
             }
         }
-        let webhooks = Webhooks::start(&config, &node_id, state.clone(), ingress.handle()).await?;
+        let sent = webhook_observer(monitor.clone());
+        let webhooks = Webhooks::start(
+            &config,
+            &node_id,
+            state.clone(),
+            ingress.handle(),
+            Some(sent),
+        )
+        .await?;
         local.report_to(webhooks.clone());
         let node =
             Arc::new(Node::new(&local, broker, state, monitor.clone()).with_webhooks(webhooks));
@@ -252,6 +260,23 @@ impl ServerBuilder {
             monitor,
         })
     }
+}
+
+/// Reports every webhook request to the monitor (built only while somebody watches).
+fn webhook_observer(monitor: Arc<Monitor>) -> webhooks::Observer {
+    Arc::new(move |attempt: &webhooks::Attempt<'_>| {
+        monitor.emit(attempt.app, || monitor::EventKind::WebhookSent {
+            url: attempt.url.to_owned(),
+            events: attempt
+                .batch
+                .iter()
+                .filter_map(|p| serde_json::from_str::<serde_json::Value>(&p.json).ok())
+                .filter_map(|v| v["name"].as_str().map(str::to_owned))
+                .collect(),
+            status: attempt.status,
+            error: attempt.error.map(str::to_owned),
+        })
+    })
 }
 
 /// A bound, ready-to-run Warren server.

@@ -30,8 +30,23 @@ pub(crate) struct Stats {
     pub dropped: AtomicU64,
 }
 
+/// Told of every request sent (the monitor's `webhook_sent`); set by the server.
+pub(crate) type Observer = Arc<dyn Fn(&Attempt<'_>) + Send + Sync>;
+
+/// One request to an endpoint and how it went.
+pub(crate) struct Attempt<'a> {
+    pub app: &'a str,
+    pub url: &'a str,
+    pub batch: &'a [Pending],
+    /// The HTTP status, when an answer came.
+    pub status: Option<u16>,
+    pub error: Option<&'a str>,
+}
+
 /// What an endpoint's task needs to send.
 pub(crate) struct Endpoint {
+    pub app: String,
+    pub observer: Option<Observer>,
     pub url: reqwest::Url,
     pub key: String,
     pub secret: String,
@@ -60,6 +75,8 @@ impl Endpoint {
             );
         }
         Ok(Endpoint {
+            app: String::new(),
+            observer: None,
             url: reqwest::Url::parse(&config.url)?,
             key: key.to_owned(),
             secret: secret.to_owned(),
@@ -99,14 +116,28 @@ impl Endpoint {
         let started = Instant::now();
         let mut failures = 0u32;
         loop {
-            let why = match self.post(batch).await {
-                Ok(()) => {
+            let outcome = self.post(batch).await;
+            if let Some(observe) = &self.observer {
+                let (status, error) = match &outcome {
+                    Ok(status) => (Some(*status), None),
+                    Err((status, why)) => (*status, Some(why.as_str())),
+                };
+                observe(&Attempt {
+                    app: &self.app,
+                    url: self.url.as_str(),
+                    batch,
+                    status,
+                    error,
+                });
+            }
+            let why = match outcome {
+                Ok(_) => {
                     self.stats
                         .delivered
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     return;
                 }
-                Err(why) => why,
+                Err((_, why)) => why,
             };
             failures += 1;
             let wait = backoff(failures, &mut rand::thread_rng());
@@ -125,8 +156,9 @@ impl Endpoint {
         }
     }
 
-    /// One request: `Ok` on a 2xx answer.
-    async fn post(&self, batch: &[Pending]) -> Result<(), String> {
+    /// One request: `Ok` with the status of a 2xx answer; otherwise the status (if an answer
+    /// came) and why.
+    async fn post(&self, batch: &[Pending]) -> Result<u16, (Option<u16>, String)> {
         let time_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -144,10 +176,10 @@ impl Endpoint {
             .body(body)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| (None, e.to_string()))?;
         match answer.status() {
-            s if s.is_success() => Ok(()),
-            s => Err(format!("answered {s}")),
+            s if s.is_success() => Ok(s.as_u16()),
+            s => Err((Some(s.as_u16()), format!("answered {s}"))),
         }
     }
 }

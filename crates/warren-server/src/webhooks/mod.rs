@@ -34,6 +34,7 @@ use crate::cluster::{ChannelEvent, ChannelMessage, ClusterState};
 use crate::config::{Backend, Config, WebhookConfig, WebhookEventType};
 use dispatch::{Dispatch, Route};
 use endpoint::Endpoint;
+pub(crate) use endpoint::{Attempt, Observer};
 pub(crate) use event::{Hook, Record};
 use queue::{MemoryQueue, Queue};
 use removal::{Markers, MemoryMarkers};
@@ -98,11 +99,12 @@ impl Webhooks {
         node_id: &str,
         state: Arc<dyn ClusterState>,
         runtime: Option<Handle>,
+        observer: Option<endpoint::Observer>,
     ) -> anyhow::Result<Self> {
         if config.apps.iter().all(|app| app.webhooks.is_empty()) {
             return Ok(Webhooks(None));
         }
-        let build = Self::build(config.clone(), node_id.to_owned(), state);
+        let build = Self::build(config.clone(), node_id.to_owned(), state, observer);
         match runtime {
             Some(h) => h.spawn(build).await?,
             None => build.await,
@@ -113,6 +115,7 @@ impl Webhooks {
         config: Config,
         node_id: String,
         state: Arc<dyn ClusterState>,
+        observer: Option<endpoint::Observer>,
     ) -> anyhow::Result<Self> {
         let settings = &config.webhooks;
         let client = reqwest::Client::builder()
@@ -135,7 +138,9 @@ impl Webhooks {
             let mut app_routes = Vec::new();
             for (n, hook) in app.webhooks.iter().enumerate() {
                 let (key, secret) = (app.key.as_str(), &app.secret);
-                let endpoint = Endpoint::new(hook, settings, key, secret, client.clone())?;
+                let mut endpoint = Endpoint::new(hook, settings, key, secret, client.clone())?;
+                endpoint.app = app.id.to_string();
+                endpoint.observer = observer.clone();
                 let name = queue_name(app.id.as_str(), n, &hook.url);
                 let capacity = settings.max_pending;
                 let queue: Arc<dyn Queue> = match (&redis_client, &spool) {

@@ -325,3 +325,29 @@ async fn the_console_page_and_its_queries_when_enabled() {
         warren_testkit::api::api(&server, "POST", "/console/api/trigger", &bad_name, "").await;
     assert_eq!(refused.status, 400);
 }
+
+/// Webhooks sent show in the monitor, with the events they carried and the answer.
+#[tokio::test]
+async fn the_monitor_shows_webhooks_sent() {
+    let mut receiver = warren_testkit::webhooks::Receiver::start().await;
+    let url = receiver.url.clone();
+    let server = warren_testkit::server::start_with(move |c| {
+        let app = warren_testkit::server::demo_app(c);
+        app.webhooks = vec![warren_server::config::WebhookConfig::new(url.as_str())];
+        c.webhooks.batch_window_ms = 20;
+    })
+    .await;
+    let tap = server.monitor().attach(Filter::default());
+    let mut c = warren_testkit::ws::connect(&server).await;
+    c.subscribed("hooked", None).await;
+    receiver.next().await;
+    let seen = until(&tap, |e| matches!(e.kind, EventKind::WebhookSent { .. })).await;
+    let sent = seen.last().expect("the webhook");
+    assert_eq!(
+        sent["events"],
+        serde_json::json!(["channel_occupied"]),
+        "{sent}"
+    );
+    assert_eq!(sent["status"], 200, "{sent}");
+    assert_eq!(sent["url"], receiver.url.as_str(), "{sent}");
+}
