@@ -9,7 +9,12 @@ use crate::{Endpoint, KEY, WAIT};
 
 /// Upgrades a TCP connection to the demo app by hand and reads the 101 response head.
 pub async fn raw_tcp_upgrade(to: &impl Endpoint) -> TcpStream {
-    let mut s = TcpStream::connect(to.addr()).await.expect("connect");
+    upgrade_stream(TcpStream::connect(to.addr()).await.expect("connect")).await
+}
+
+/// Upgrades an already connected `s` (one with socket options of the test's choosing) to the
+/// demo app by hand and reads the 101 response head.
+pub async fn upgrade_stream(mut s: TcpStream) -> TcpStream {
     let request = format!(
         "GET /app/{KEY}?protocol=7 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
     );

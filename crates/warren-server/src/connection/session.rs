@@ -178,13 +178,7 @@ impl Session {
             .rates
             .allow(Counted::ClientEvent, limit, Instant::now())
         {
-            return self.send_error(
-                Some(ErrorCode::ClientEventRateLimited),
-                &format!(
-                    "Event rejected: more than {} client events per second",
-                    self.app.client_event_rate_per_sec
-                ),
-            );
+            return self.rate_limited("Event");
         }
         handler.on_event(event, &self.context(remote_addr)).await;
     }
@@ -489,13 +483,7 @@ impl Session {
             .rates
             .allow(Counted::ClientEvent, limit, Instant::now())
         {
-            return self.send_error(
-                Some(ErrorCode::ClientEventRateLimited),
-                &format!(
-                    "Client event rejected: more than {} client events per second",
-                    self.app.client_event_rate_per_sec
-                ),
-            );
+            return self.rate_limited("Client event");
         }
         let event = ChannelEvent {
             app: self.app.id.clone(),
@@ -516,6 +504,17 @@ impl Session {
                 tracing::warn!(channel = %event.channel, error = %e, "client event not published")
             }
         }
+    }
+
+    /// Tells the client that `what` (a client or custom event) was over the app's rate.
+    fn rate_limited(&self, what: &str) {
+        self.send_error(
+            Some(ErrorCode::ClientEventRateLimited),
+            &format!(
+                "{what} rejected: more than {} client events per second",
+                self.app.client_event_rate_per_sec
+            ),
+        );
     }
 
     fn subscription_error(&self, channel: &str, kind: &str, message: &str, status: u16) {

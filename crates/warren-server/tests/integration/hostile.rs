@@ -217,19 +217,8 @@ async fn a_reader_that_never_reads_loses_its_presence_membership() {
 async fn zero_window_upgrade(to: &impl Endpoint) -> TcpStream {
     let socket = TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(1024).expect("SO_RCVBUF");
-    let mut s = socket.connect(to.addr()).await.expect("connect");
-    let request = format!(
-        "GET /app/{KEY}?protocol=7 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-    );
-    s.write_all(request.as_bytes()).await.expect("write");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).await.expect("response");
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
-    s
+    let s = socket.connect(to.addr()).await.expect("connect");
+    warren_testkit::raw::upgrade_stream(s).await
 }
 
 /// The status line of the answer to an upgrade request sent with `extra` headers.
