@@ -45,7 +45,7 @@ WARREN_LOG=warn WARREN_CONSOLE__ENABLED=true WARREN_APPS__0__WATCHLIST_EVENTS=tr
   WARREN_APPS__3__ID=hook-app WARREN_APPS__3__KEY=hook-app-key WARREN_APPS__3__SECRET=hook-app-secret \
   WARREN_APPS__3__WEBHOOKS__0__URL="http://127.0.0.1:$WARREN_WEBHOOK_PORT/webhooks" \
   WARREN_WEBHOOKS__DELAY_REMOVAL_MS=300 WARREN_WEBHOOKS__BATCH_WINDOW_MS=20 \
-  target/debug/warren serve --port "$port" >"$log" 2>&1 &
+  "${CARGO_TARGET_DIR:-target}/debug/warren" serve --port "$port" >"$log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 1 100); do
