@@ -36,6 +36,9 @@ enum Command {
     Api(api_commands::ApiCommand),
     /// Load generator and delivery check: N connections, events at a fixed rate, a report.
     Bench(Box<bench::BenchArgs>),
+    /// Webhook load: presence joins and leaves at a fixed rate, the webhooks they cause
+    /// received here, and a report of their throughput, loss and latency.
+    BenchWebhooks(Box<bench::webhooks::WebhookBenchArgs>),
     /// Show what happens on the server (or the cluster) live: connections, subscriptions,
     /// publishes, client events, presence changes.
     Monitor(monitor::MonitorArgs),
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
                 port: cli.serve.port,
             },
         ),
+        Some(Command::BenchWebhooks(args)) => bench::webhooks::run(*args),
         None => serve(cli.serve),
     }
 }

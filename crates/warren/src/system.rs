@@ -46,6 +46,14 @@ pub fn bind_address_no_port(socket: &tokio::net::TcpSocket) {
 #[cfg(not(target_os = "linux"))]
 pub fn bind_address_no_port(_socket: &tokio::net::TcpSocket) {}
 
+/// A figure summed over processes; `None` when there are none or one cannot be read.
+pub fn total(pids: &[u32], figure: fn(u32) -> Option<u64>) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&pid| figure(pid)).sum()
+}
+
 /// Resident set size of a process in bytes (VmRSS of /proc/PID/status).
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -94,6 +102,9 @@ mod tests {
         let me = std::process::id();
         assert!(rss_bytes(me).is_some_and(|r| r > 0));
         assert!(cpu_ns(me).is_some());
+        assert_eq!(total(&[], cpu_ns), None);
+        assert_eq!(total(&[me, u32::MAX], rss_bytes), None);
+        assert!(total(&[me, me], cpu_ns).is_some());
         assert!(raise_nofile_limit().is_ok_and(|n| n > 0));
     }
 }

@@ -167,3 +167,48 @@ fn failures_exit_non_zero_and_bad_flags_are_explained() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("open files"), "{stderr}");
 }
+
+/// `warren bench-webhooks` against a node sending the demo app's webhooks to it: every join
+/// and leave is announced once, and the run says so (its exit code and its report).
+#[test]
+fn bench_webhooks_sees_every_transition_announced_once() {
+    let hook = free_port();
+    let url = format!("http://127.0.0.1:{hook}/webhooks");
+    let served = warren().serve(
+        &[],
+        &[
+            ("WARREN_APPS__0__ID", "app-id"),
+            ("WARREN_APPS__0__KEY", "app-key"),
+            ("WARREN_APPS__0__SECRET", "app-secret"),
+            ("WARREN_APPS__0__WEBHOOKS__0__URL", &url),
+            ("WARREN_WEBHOOKS__DELAY_REMOVAL_MS", "300"),
+            ("WARREN_WEBHOOKS__BATCH_WINDOW_MS", "20"),
+        ],
+    );
+    let output = warren()
+        .command()
+        .args(["bench-webhooks", "--url", &served.url()])
+        .args(["--listen", &format!("127.0.0.1:{hook}")])
+        .args(["--connections", "20", "--channels", "5", "--rate", "200"])
+        .args([
+            "--duration",
+            "1",
+            "--removal-delay-ms",
+            "300",
+            "--drain-ms",
+            "1500",
+        ])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("20/20 connections"), "{stdout}");
+    assert!(stdout.contains("duplicates 0"), "{stdout}");
+    assert!(
+        stdout.contains("channel_occupied 5, channel_vacated 5"),
+        "{stdout}"
+    );
+    let missing = stdout.matches("(missing 0)").count();
+    assert_eq!(missing, 2, "{stdout}");
+}

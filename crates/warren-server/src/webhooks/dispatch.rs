@@ -40,12 +40,15 @@ pub(crate) struct Dispatch {
     /// Event ids: this prefix (unique per node start), then a number.
     pub id_prefix: String,
     pub next_id: AtomicU64,
+    /// Removal tokens: this random start, then `next_id`'s count.
+    pub token_base: u64,
 }
 
 /// What becomes of a record.
 enum Fate {
     Now,
-    AfterDelay(String),
+    /// Behind a marker of this name and token.
+    AfterDelay(String, u64),
     Cancelled,
 }
 
@@ -59,7 +62,9 @@ impl Dispatch {
             for (record, fate) in records.drain(..).zip(fates) {
                 match fate {
                     Fate::Now => self.route(&record),
-                    Fate::AfterDelay(marker) => self.clone().remove_later(record, marker),
+                    Fate::AfterDelay(marker, token) => {
+                        self.clone().remove_later(record, marker, token)
+                    }
                     Fate::Cancelled => {}
                 }
             }
@@ -74,8 +79,9 @@ impl Dispatch {
             Role::Neither => Fate::Now,
             Role::Removal(marker) => {
                 let ttl = self.delay_removal + MARKER_MARGIN;
-                self.markers.mark(&marker, ttl).await;
-                Fate::AfterDelay(marker)
+                let token = self.next_token();
+                self.markers.mark(&marker, token, ttl).await;
+                Fate::AfterDelay(marker, token)
             }
             Role::Return(marker) if self.markers.claim(&marker).await == Some(true) => {
                 Fate::Cancelled
@@ -84,13 +90,19 @@ impl Dispatch {
         }
     }
 
-    /// INVARIANT(removal-claimed-once): a removal is sent only if its return did not claim
-    /// its marker first, and the cluster state shows no return after the delay. A store
-    /// that cannot answer counts as unclaimed: at least once.
-    fn remove_later(self: Arc<Self>, record: Record, marker: String) {
+    /// A token no other removal on any node holds: this node's start, then a count.
+    fn next_token(&self) -> u64 {
+        self.token_base
+            .wrapping_add(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// INVARIANT(removal-claimed-once): a removal is sent only if its marker is still its own
+    /// (no return claimed it, no later removal replaced it), and the cluster state shows no
+    /// return after the delay. A store that cannot answer counts as unclaimed: at least once.
+    fn remove_later(self: Arc<Self>, record: Record, marker: String, token: u64) {
         tokio::spawn(async move {
             tokio::time::sleep(self.delay_removal).await;
-            let claimed = self.markers.claim(&marker).await != Some(false);
+            let claimed = self.markers.claim_own(&marker, token).await != Some(false);
             if claimed && !self.returned(&record).await {
                 self.route(&record);
             }

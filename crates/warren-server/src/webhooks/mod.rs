@@ -166,10 +166,10 @@ impl Webhooks {
             routes.insert(app.id.clone(), app_routes);
         }
         let markers: Arc<dyn Markers> = match redis_client {
-            Some(client) => Arc::new(redis::RedisMarkers {
+            Some(client) => Arc::new(redis::RedisMarkers::new(
                 client,
-                prefix: config.cluster.prefix.clone(),
-            }),
+                config.cluster.prefix.clone(),
+            )),
             None => Arc::new(MemoryMarkers::default()),
         };
         let started = SystemTime::now()
@@ -182,6 +182,7 @@ impl Webhooks {
             delay_removal: Duration::from_millis(settings.delay_removal_ms),
             id_prefix: format!("{node_id}-{started:x}"),
             next_id: AtomicU64::new(0),
+            token_base: rand::random(),
         });
         let (queue, intake) = mpsc::channel(settings.max_pending);
         tokio::spawn(dispatch.run(intake));

@@ -95,13 +95,28 @@ pub(crate) async fn connect(target: &RedisTarget) -> anyhow::Result<Client> {
     Ok(client)
 }
 
-/// Removal markers shared by the nodes.
+/// KEYS marker; ARGV token: removes the marker only if it holds this token.
+const CLAIM_OWN: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0";
+
+/// Removal markers shared by the nodes: `SET` with the removal's token, `DEL` by a return,
+/// compare-and-delete by the removal itself.
 pub(crate) struct RedisMarkers {
     pub client: Client,
     pub prefix: String,
+    claim_own: Script,
 }
 
 impl RedisMarkers {
+    pub(crate) fn new(client: Client, prefix: String) -> Self {
+        RedisMarkers {
+            client,
+            prefix,
+            claim_own: Script::from_lua(CLAIM_OWN),
+        }
+    }
+
     fn key(&self, name: &str) -> String {
         format!("{}:wh:rm:{name}", self.prefix)
     }
@@ -109,11 +124,11 @@ impl RedisMarkers {
 
 #[async_trait]
 impl Markers for RedisMarkers {
-    async fn mark(&self, name: &str, ttl: Duration) {
+    async fn mark(&self, name: &str, token: u64, ttl: Duration) {
         let ttl = Expiration::PX(ttl.as_millis() as i64);
         let set: Result<(), _> = self
             .client
-            .set(self.key(name), 1, Some(ttl), None, false)
+            .set(self.key(name), token.to_string(), Some(ttl), None, false)
             .await;
         if let Err(e) = set {
             tracing::warn!(error = %e, "webhook removal marker not set");
@@ -122,6 +137,14 @@ impl Markers for RedisMarkers {
 
     async fn claim(&self, name: &str) -> Option<bool> {
         let removed: Result<i64, _> = self.client.del(self.key(name)).await;
+        removed.ok().map(|n| n == 1)
+    }
+
+    async fn claim_own(&self, name: &str, token: u64) -> Option<bool> {
+        let removed: Result<i64, _> = self
+            .claim_own
+            .evalsha_with_reload(&self.client, vec![self.key(name)], vec![token.to_string()])
+            .await;
         removed.ok().map(|n| n == 1)
     }
 }

@@ -11,6 +11,13 @@
 //!   says the channel is occupied or the user a member again (a return that did not see the
 //!   marker in time), and then it is dropped too.
 //!
+//! A marker carries its removal's *token*, and a removal removes only a marker with its own
+//! token: after leave, return, leave again, the first removal's deadline must not take the
+//! second one's marker (and send `channel_vacated` in the moment the channel happens to be
+//! empty), which would leave the next return unmatched and flap. A newer removal's marker
+//! replaces an older one's; the older removal then finds none of its own and is dropped,
+//! which is right, as its return came (or the newer removal could not have happened).
+//!
 //! So a leave on node A and a return on node B within the delay send nothing, and whatever
 //! the race, the last event a receiver gets for a channel (or member) matches the state.
 
@@ -49,32 +56,46 @@ pub(crate) fn role(r: &Record) -> Role {
 /// Where pending removals are marked: shared by every node that sends webhooks for an app.
 #[async_trait]
 pub(crate) trait Markers: Send + Sync + 'static {
-    /// Marks a removal as pending for at most `ttl`.
-    async fn mark(&self, name: &str, ttl: Duration);
-    /// Removes the marker: whether this call removed it (it was there, unexpired), or `None`
-    /// when the store could not say.
+    /// Marks the removal holding `token` as pending for at most `ttl`, in place of any
+    /// earlier marker of that name.
+    async fn mark(&self, name: &str, token: u64, ttl: Duration);
+    /// A return removes the marker, whoever left it: whether this call removed one (there,
+    /// unexpired), or `None` when the store could not say.
     async fn claim(&self, name: &str) -> Option<bool>;
+    /// A removal removes the marker only if it is still its own (`token`): whether it was.
+    async fn claim_own(&self, name: &str, token: u64) -> Option<bool>;
 }
 
 /// The markers of a single node.
 #[derive(Default)]
-pub(crate) struct MemoryMarkers(Mutex<HashMap<String, Instant>>);
+pub(crate) struct MemoryMarkers(Mutex<HashMap<String, (Instant, u64)>>);
 
 #[async_trait]
 impl Markers for MemoryMarkers {
-    async fn mark(&self, name: &str, ttl: Duration) {
+    async fn mark(&self, name: &str, token: u64, ttl: Duration) {
         let now = Instant::now();
         let mut markers = self.0.lock();
         // Expired markers would otherwise stay for good when nothing claims them.
         if markers.len() > 1024 && markers.len().is_power_of_two() {
-            markers.retain(|_, until| *until > now);
+            markers.retain(|_, (until, _)| *until > now);
         }
-        markers.insert(name.to_owned(), now + ttl);
+        markers.insert(name.to_owned(), (now + ttl, token));
     }
 
     async fn claim(&self, name: &str) -> Option<bool> {
-        let until = self.0.lock().remove(name);
-        Some(until.is_some_and(|until| until > Instant::now()))
+        let marker = self.0.lock().remove(name);
+        Some(marker.is_some_and(|(until, _)| until > Instant::now()))
+    }
+
+    async fn claim_own(&self, name: &str, token: u64) -> Option<bool> {
+        let mut markers = self.0.lock();
+        match markers.get(name) {
+            Some(&(until, own)) if own == token => {
+                markers.remove(name);
+                Some(until > Instant::now())
+            }
+            _ => Some(false),
+        }
     }
 }
 
@@ -87,11 +108,35 @@ mod tests {
     async fn the_first_claim_wins_and_expired_markers_do_not_count() {
         let m = MemoryMarkers::default();
         assert_eq!(m.claim("a").await, Some(false));
-        m.mark("a", Duration::from_secs(60)).await;
+        m.mark("a", 1, Duration::from_secs(60)).await;
         assert_eq!(m.claim("a").await, Some(true));
         assert_eq!(m.claim("a").await, Some(false));
-        m.mark("b", Duration::ZERO).await;
+        m.mark("b", 2, Duration::ZERO).await;
         assert_eq!(m.claim("b").await, Some(false));
+    }
+
+    #[tokio::test]
+    async fn a_removal_takes_only_its_own_marker() {
+        let m = MemoryMarkers::default();
+        let ttl = Duration::from_secs(60);
+        m.mark("a", 1, ttl).await;
+        assert_eq!(m.claim("a").await, Some(true), "the return of removal 1");
+        m.mark("a", 2, ttl).await;
+        assert_eq!(
+            m.claim_own("a", 1).await,
+            Some(false),
+            "removal 1 finds 2's marker"
+        );
+        assert_eq!(m.claim_own("a", 2).await, Some(true));
+        assert_eq!(m.claim_own("a", 2).await, Some(false), "once");
+        m.mark("a", 3, ttl).await;
+        m.mark("a", 4, ttl).await;
+        assert_eq!(
+            m.claim_own("a", 3).await,
+            Some(false),
+            "replaced by a newer one"
+        );
+        assert_eq!(m.claim("a").await, Some(true));
     }
 
     #[test]

@@ -196,6 +196,51 @@ async fn a_quick_return_cancels_the_removal_and_the_return() {
     );
 }
 
+/// Reloads in a row: each removal is cancelled by its own return, never decided by a marker
+/// a later removal left. A channel that keeps coming back within the delay sends one
+/// `channel_occupied` and, once it stays empty, one `channel_vacated` (found by the webhook
+/// benchmark, where the first removal's deadline took the second removal's marker and sent
+/// `channel_vacated` while the channel was briefly empty, then the next return its own
+/// `channel_occupied`).
+#[tokio::test]
+async fn each_removal_is_cancelled_only_by_its_own_return() {
+    let mut r = Receiver::start().await;
+    let server = start_with(|c| hooked(c, &[&r.url], 2000)).await;
+    reloads_in_a_row(&mut r, [&server, &server, &server]).await;
+}
+
+#[tokio::test]
+async fn each_removal_is_cancelled_only_by_its_own_return_across_nodes() {
+    let mut r = Receiver::start().await;
+    let (a, b) = two_nodes(|c| hooked(c, &[&r.url], 2000)).await;
+    reloads_in_a_row(&mut r, [&a, &b, &a]).await;
+}
+
+/// Three members in turn on `nodes`, each leaving before the next comes, the removal delay
+/// being 2 s: the first return within the delay, the second just after the first removal's
+/// deadline (but within its own removal's).
+async fn reloads_in_a_row(r: &mut Receiver, nodes: [&TestServer; 3]) {
+    let delay = Duration::from_millis(2000);
+    let c = "presence-reloads";
+    let a = member(nodes[0], c, "u1").await;
+    assert_eq!(events(r, 2).await.len(), 2);
+    let start = tokio::time::Instant::now();
+    a.close().await; // removal 1: due at 1.0 delay
+    let b = member(nodes[1], c, "u2").await; // cancels removal 1
+    tokio::time::sleep_until(start + delay.mul_f64(0.7)).await;
+    b.close().await; // removal 2: due at 1.7 delays
+                     // Between removal 1's deadline and removal 2's, with the channel empty.
+    tokio::time::sleep_until(start + delay.mul_f64(1.35)).await;
+    let c3 = member(nodes[2], c, "u3").await; // cancels removal 2
+    c3.close().await;
+    let got: Vec<Value> = all_events(r, Duration::from_millis(2600))
+        .await
+        .into_iter()
+        .filter(|e| e["name"] != "member_added" && e["name"] != "member_removed")
+        .collect();
+    assert_eq!(got, vec![json!({"name":"channel_vacated","channel":c})]);
+}
+
 #[tokio::test]
 async fn a_member_who_stays_connected_elsewhere_is_not_removed() {
     let mut r = Receiver::start().await;

@@ -10,6 +10,7 @@ mod publisher;
 mod receiver;
 mod report;
 mod scan;
+pub mod webhooks;
 mod ws;
 
 use std::net::{IpAddr, SocketAddr};
@@ -110,9 +111,9 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 2000, value_name = "MS")]
     drain_ms: u64,
     /// Pid of a server on this machine: report its memory per connection and CPU per
-    /// delivered message (from /proc).
-    #[arg(long, value_name = "PID")]
-    server_pid: Option<u32>,
+    /// delivered message (from /proc). Repeat for the nodes of a cluster: their figures add up.
+    #[arg(long = "server-pid", value_name = "PID")]
+    server_pids: Vec<u32>,
     /// Receiver threads (default: the number of CPUs).
     #[arg(long)]
     threads: Option<usize>,
@@ -325,7 +326,7 @@ async fn bench(args: BenchArgs, target: Target, threads: usize) -> Result<ExitCo
         received: (0..threads).map(|_| AtomicU64::new(0)).collect(),
         stop: stop_rx,
     });
-    let rss_before = args.server_pid.and_then(crate::system::rss_bytes);
+    let rss_before = crate::system::total(&args.server_pids, crate::system::rss_bytes);
 
     // Connect.
     let mut per_thread: Vec<Vec<ConnSpec>> = vec![Vec::new(); threads];
@@ -390,10 +391,10 @@ async fn bench(args: BenchArgs, target: Target, threads: usize) -> Result<ExitCo
     show("connect", connect_start);
     // Let the server settle its memory accounting.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let rss_after = args.server_pid.and_then(crate::system::rss_bytes);
+    let rss_after = crate::system::total(&args.server_pids, crate::system::rss_bytes);
 
     // Publish.
-    let cpu_before = args.server_pid.and_then(crate::system::cpu_ns);
+    let cpu_before = crate::system::total(&args.server_pids, crate::system::cpu_ns);
     let plan = publisher::Plan {
         channels: Arc::new(channels.clone()),
         rate: args.rate,
@@ -419,7 +420,7 @@ async fn bench(args: BenchArgs, target: Target, threads: usize) -> Result<ExitCo
             _ = tick.tick() => show("drain", publish_start),
         }
     }
-    let cpu_after = args.server_pid.and_then(crate::system::cpu_ns);
+    let cpu_after = crate::system::total(&args.server_pids, crate::system::cpu_ns);
     let _ = stop_tx.send(true);
     let mut results = Vec::new();
     for h in handles {
