@@ -191,12 +191,8 @@ impl Session {
                 return self.subscription_error(&name, "InvalidChannel", &e.to_string(), 400);
             }
         };
-        if let Some(member) = self.subscriptions.get(&channel) {
-            // pusher-js never subscribes twice on one socket; answer again rather than leave a
-            // client waiting, without touching shared state.
-            let member = member.clone();
-            return self.resend_succeeded(&channel, member.is_some()).await;
-        }
+        // Before anything reaches shared state, a repeated subscribe included: answering one
+        // costs a read of the member list, so it counts like a first subscribe.
         let limit = self.app.subscribe_rate_per_sec;
         if !self.rates.allow(Counted::Subscribe, limit, Instant::now()) {
             return self.subscription_error(
@@ -205,6 +201,12 @@ impl Session {
                 &format!("Too many subscribes: at most {limit} per second per connection"),
                 429,
             );
+        }
+        if let Some(member) = self.subscriptions.get(&channel) {
+            // pusher-js never subscribes twice on one socket; answer again rather than leave a
+            // client waiting, without changing shared state.
+            let member = member.clone();
+            return self.resend_succeeded(&channel, member.is_some()).await;
         }
         if self.subscriptions.len() >= self.app.max_subscriptions_per_connection {
             return self.subscription_error(

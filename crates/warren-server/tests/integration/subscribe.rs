@@ -187,3 +187,41 @@ async fn subscribes_per_second_are_limited() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     c.subscribed("after-a-second", None).await;
 }
+
+/// A repeated subscribe is answered again (with the member list, for presence) but counts
+/// against the same rate as a first one: a flood of them reaches shared state no more often.
+#[tokio::test]
+async fn repeated_presence_subscribes_count_against_the_rate() {
+    let server = start_with(|c| demo_app(c).subscribe_rate_per_sec = 3).await;
+    let mut c = connect(&server).await;
+    let data = warren_testkit::ws::presence_data(json!("u1"), None);
+    let first = c.subscribe("presence-again", Some(&data)).await;
+    assert_eq!(
+        first["event"], "pusher_internal:subscription_succeeded",
+        "{first}"
+    );
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        answers.push(c.subscribe("presence-again", Some(&data)).await);
+    }
+    let events: Vec<&str> = answers
+        .iter()
+        .map(|a| a["event"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "pusher_internal:subscription_succeeded",
+            "pusher_internal:subscription_succeeded",
+            "pusher:subscription_error",
+            "pusher:subscription_error"
+        ],
+        "{answers:?}"
+    );
+    assert_eq!(answers[2]["data"]["status"], 429, "{}", answers[2]);
+    assert!(
+        answers[0]["data"].as_str().unwrap_or("").contains("u1"),
+        "the member list again: {}",
+        answers[0]
+    );
+}
