@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod cache_channels;
+mod channel_listing;
 mod chaos;
 mod client_events;
 mod cluster;

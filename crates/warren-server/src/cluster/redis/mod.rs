@@ -70,6 +70,9 @@ impl ClusterBackend for RedisOptions {
 
 /// Longest wait for one Redis command; past it the operation fails (the API answers 503).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// Channels read per script call by `GET /channels`: a page costs Redis well under a
+/// millisecond, so other commands wait no longer than that.
+const CHANNELS_PAGE: u32 = 250;
 /// Relayed messages buffered for the dispatcher before the oldest are dropped (and logged).
 const RELAY_BUFFER: usize = 1 << 16;
 /// Channel names from Redis are checked against the protocol's absolute maximum.
@@ -574,29 +577,43 @@ impl ClusterState for RedisCluster {
         prefix: &str,
     ) -> Result<Vec<(ChannelName, ChannelStats)>, BackendError> {
         let inner = &self.inner;
-        let reply = inner
-            .eval(
-                &inner.scripts.channels,
-                vec![inner.keys.app_base(app)],
-                vec![prefix.to_owned(), "1".into()],
-            )
-            .await?;
-        let items = value::array(reply, "channels")?;
-        let mut out = Vec::with_capacity(items.len() / 3);
-        for row in items.chunks_exact(3) {
-            let name = value::string(&row[0], "channel")?;
-            let Ok(channel) = ChannelName::parse(&name, ANY_NAME_LENGTH) else {
-                continue;
+        // By name: HSCAN may return a channel twice (when the hash grows meanwhile).
+        let mut found = std::collections::BTreeMap::new();
+        let mut cursor = "0".to_owned();
+        loop {
+            let reply = inner
+                .eval(
+                    &inner.scripts.channels,
+                    vec![inner.keys.app_base(app)],
+                    vec![
+                        cursor,
+                        prefix.to_owned(),
+                        "1".into(),
+                        CHANNELS_PAGE.to_string(),
+                    ],
+                )
+                .await?;
+            let mut reply = value::array(reply, "channels")?.into_iter();
+            let (Some(next), Some(items)) = (reply.next(), reply.next()) else {
+                return Err(BackendError("channels: a short reply".into()));
             };
-            out.push((
-                channel,
-                ChannelStats {
+            let items = value::array(items, "channels")?;
+            for row in items.chunks_exact(3) {
+                let name = value::string(&row[0], "channel")?;
+                let Ok(channel) = ChannelName::parse(&name, ANY_NAME_LENGTH) else {
+                    continue;
+                };
+                let stats = ChannelStats {
                     subscription_count: value::count_at(row, 1, "channels")?,
                     user_count: value::count_at(row, 2, "channels")?,
-                },
-            ));
+                };
+                found.insert(channel, stats);
+            }
+            cursor = value::string(&next, "cursor")?;
+            if cursor == "0" {
+                return Ok(found.into_iter().collect());
+            }
         }
-        Ok(out)
     }
 
     async fn channel(

@@ -263,24 +263,28 @@ end
 return {redis.call('SCARD', set), out}
 "#;
 
-/// KEYS[1] app base; ARGV prefix, '1' to count presence users.
-/// -> flat `{channel, subscription_count, user_count, ...}` for occupied channels.
+/// KEYS[1] app base; ARGV cursor, prefix, '1' to count presence users, page size
+/// -> `{next cursor, {channel, subscription_count, user_count, ...}}` for the occupied
+/// channels of one HSCAN page. A page at a time, so that listing a large app never holds
+/// Redis for long: other commands run between the pages (the caller loops until the cursor
+/// is '0', and drops the duplicates HSCAN may return).
 const CHANNELS: &str = r#"
 local b = KEYS[1]
-local all = redis.call('HGETALL', b .. ':ch')
+local page = redis.call('HSCAN', b .. ':ch', ARGV[1], 'COUNT', ARGV[4])
+local all = page[2]
 local out = {}
-local p = ARGV[1]
+local p = ARGV[2]
 for i = 1, #all, 2 do
   local ch = all[i]
   if string.sub(ch, 1, #p) == p then
     local users = 0
-    if ARGV[2] == '1' and string.sub(ch, 1, 9) == 'presence-' then
+    if ARGV[3] == '1' and string.sub(ch, 1, 9) == 'presence-' then
       users = redis.call('HLEN', b .. ':m:' .. ch)
     end
     table.insert(out, ch); table.insert(out, tonumber(all[i + 1])); table.insert(out, users)
   end
 end
-return out
+return {page[1], out}
 "#;
 
 /// KEYS[1] app base; ARGV ch -> `{subscription_count, user_count}`.
