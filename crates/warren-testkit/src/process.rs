@@ -39,8 +39,15 @@ impl Warren {
         }
         let mut child = command.spawn().expect("warren starts");
         let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+        // Log lines may come first (a node waiting for its id to be free, say).
         let mut first = String::new();
-        reader.read_line(&mut first).expect("reads the banner");
+        loop {
+            first.clear();
+            let n = reader.read_line(&mut first).expect("reads the banner");
+            if n == 0 || first.contains(" listening on ") {
+                break;
+            }
+        }
         // Keep draining: a closed pipe would make the server's next print fail.
         std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         let port = first

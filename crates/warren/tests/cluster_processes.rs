@@ -486,3 +486,143 @@ async fn cut_connections_are_rebuilt_without_losing_anyone() {
         assert_ne!(msg["event"], "pusher_internal:member_removed", "{msg}");
     }
 }
+
+/// Sends `signal` to the node's process and waits for it to exit; its exit status.
+fn signal_and_wait(node: &mut Node, signal: libc::c_int) -> std::process::ExitStatus {
+    let pid = libc::pid_t::try_from(node.0.child.id()).expect("a pid");
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "signal sent");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = node.0.child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 10 s after the signal"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGTERM (systemd, Kubernetes) and SIGINT (Ctrl-C) stop a node gracefully: its clients are
+/// closed with 4200 so they reconnect elsewhere, its members leave at once rather than after
+/// the node timeout (the other node announces it well within it), and the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_and_sigint_stop_a_node_gracefully() {
+    for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT")] {
+        let prefix = unique_prefix("signals");
+        let a = Node::start(&shared_url(), &prefix, "node-a");
+        let mut b = Node::start(&shared_url(), &prefix, "node-b");
+        let mut watcher = connect(&a).await;
+        watcher
+            .subscribed("presence-room", Some(&presence_data(json!("w"), None)))
+            .await;
+        let mut leaving = connect(&b).await;
+        leaving
+            .subscribed("presence-room", Some(&presence_data(json!("l"), None)))
+            .await;
+        watcher
+            .next_event("pusher_internal:member_added", WAIT)
+            .await;
+
+        let sent = Instant::now();
+        let status = signal_and_wait(&mut b, signal);
+        assert!(status.success(), "{name}: exit status {status:?}");
+        assert_eq!(
+            warren_testkit::ws::close_code(&mut leaving.ws).await,
+            Some(4200),
+            "{name}: its clients are told to reconnect"
+        );
+        let removed = watcher
+            .next_event(
+                "pusher_internal:member_removed",
+                Duration::from_millis(NODE_TIMEOUT_MS),
+            )
+            .await;
+        assert!(
+            removed["data"].as_str().unwrap_or("").contains("\"l\""),
+            "{name}: {removed}"
+        );
+        eprintln!(
+            "{name}: member_removed {:?} after the signal",
+            sent.elapsed()
+        );
+        assert_eq!(
+            user_ids(&a.api().users("presence-room").await.expect("users")),
+            ["w"],
+            "{name}"
+        );
+    }
+}
+
+/// A node killed with SIGKILL and started again at once under the same `node_id` (a process
+/// supervisor's restart): what its old instance held is cleaned up within the bound, and
+/// nothing of what the new one registers is lost in that cleanup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_under_its_node_id_after_kill_9_keeps_no_ghosts() {
+    let prefix = unique_prefix("restart-id");
+    let a = Node::start(&shared_url(), &prefix, "node-a");
+    let mut b = Node::start(&shared_url(), &prefix, "node-b");
+    let mut watcher = connect(&a).await;
+    watcher
+        .subscribed("presence-room", Some(&presence_data(json!("w"), None)))
+        .await;
+    let mut ghost = connect(&b).await;
+    ghost
+        .subscribed("presence-room", Some(&presence_data(json!("ghost"), None)))
+        .await;
+    watcher
+        .next_event("pusher_internal:member_added", WAIT)
+        .await;
+
+    b.kill9();
+    let killed_at = Instant::now();
+    let b = Node::start(&shared_url(), &prefix, "node-b");
+    let mut back = connect(&b).await;
+    back.subscribed("presence-room", Some(&presence_data(json!("back"), None)))
+        .await;
+    back.subscribed("news", None).await;
+
+    // The ghost goes within the bound; the newcomer arrives and stays.
+    let mut removed_ghost = false;
+    let mut added_back = false;
+    let deadline = Duration::from_millis(NODE_TIMEOUT_MS * 3);
+    while !(removed_ghost && added_back) {
+        let left = deadline.saturating_sub(killed_at.elapsed());
+        let e = watcher.try_recv(left).await.expect("member events in time");
+        let data = e["data"].as_str().unwrap_or_default().to_owned();
+        match e["event"].as_str() {
+            Some("pusher_internal:member_removed") => {
+                assert!(data.contains("ghost"), "only the ghost leaves: {e}");
+                removed_ghost = true;
+            }
+            Some("pusher_internal:member_added") => {
+                assert!(data.contains("back"), "{e}");
+                assert!(!added_back, "added once: {e}");
+                added_back = true;
+            }
+            _ => {}
+        }
+    }
+    let took = killed_at.elapsed();
+    eprintln!(
+        "ghost removed {took:?} after kill -9 and restart (node timeout {NODE_TIMEOUT_MS} ms)"
+    );
+    assert!(
+        took < Duration::from_millis(NODE_TIMEOUT_MS * 2),
+        "took {took:?}"
+    );
+    // Past another node timeout, the new instance's subscriptions are all still there.
+    tokio::time::sleep(Duration::from_millis(NODE_TIMEOUT_MS * 3 / 2)).await;
+    assert_eq!(
+        user_ids(&a.api().users("presence-room").await.expect("users")),
+        ["back", "w"]
+    );
+    a.api()
+        .trigger(["news"], "e", &json!("still here"), Default::default())
+        .await
+        .expect("trigger");
+    assert_eq!(back.next_event("e", WAIT).await["data"], "still here");
+    watcher.assert_silent().await;
+}
