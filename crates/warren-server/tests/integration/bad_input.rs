@@ -166,7 +166,7 @@ async fn slow_consumer_is_dropped_without_hurting_others() {
     publisher.subscribed("private-flood", None).await;
     let mut healthy = connect(&server).await;
     healthy.subscribed("private-flood", None).await;
-    // The slow one subscribes, then stops reading entirely.
+    // The slow one subscribes, then reads a little at a time: far slower than the flood.
     let mut slow = raw_tcp_upgrade(&server).await;
     let sid = read_socket_id(&mut slow).await;
     let auth = warren_protocol::auth::sign_channel(KEY, SECRET, &sid, "private-flood", None);
@@ -176,9 +176,10 @@ async fn slow_consumer_is_dropped_without_hurting_others() {
         .await
         .expect("subscribe");
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let slow_reader = tokio::spawn(read_slowly_to_the_close(slow));
 
     // 200 events of 60 KB (12 MB) is more than loopback socket buffers hold for a reader
-    // that never reads. The publisher waits for the healthy subscriber to get each event, so
+    // this slow. The publisher waits for the healthy subscriber to get each event, so
     // the healthy one never has more than one frame queued.
     let payload = "y".repeat(60_000);
     for i in 0..200 {
@@ -188,18 +189,44 @@ async fn slow_consumer_is_dropped_without_hurting_others() {
         let got = healthy.recv().await;
         assert_eq!(got["event"], "client-flood", "{}", got["event"]);
     }
-    // The slow consumer's connection was closed by the server: draining it reaches EOF.
-    let drained = tokio::time::timeout(Duration::from_secs(20), async {
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            match slow.read(&mut buf).await {
-                Ok(0) | Err(_) => return true,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    assert_eq!(drained, Ok(true), "slow consumer connection closed");
+    // Every frame the slow one got is whole (the frame cut short when its queue was dropped
+    // was finished first), and the last ones are `pusher:error` 4100 and the close with 4100.
+    let (error, close) = tokio::time::timeout(Duration::from_secs(60), slow_reader)
+        .await
+        .expect("the slow consumer is closed")
+        .expect("reader");
+    assert!(error.contains("\"code\":4100"), "{error}");
+    assert_eq!(close, Some(4100));
     publisher.send(json!({"event":"pusher:ping"})).await;
     assert_eq!(publisher.recv().await["event"], "pusher:pong");
+}
+
+/// Reads 4 KiB every 10 ms, parsing every frame, until the server closes: the last text
+/// message and the close frame's code. Panics on a malformed frame.
+async fn read_slowly_to_the_close(mut s: tokio::net::TcpStream) -> (String, Option<u16>) {
+    use warren_protocol::wsframe::{Frame, FrameReader};
+    let mut reader = FrameReader::new();
+    let mut last_text = String::new();
+    loop {
+        loop {
+            match reader.next().expect("well-formed frames") {
+                Some(Frame::Text(t)) => last_text = String::from_utf8_lossy(t).into_owned(),
+                Some(Frame::Close(p)) => {
+                    return (
+                        last_text,
+                        (p.len() >= 2).then(|| u16::from_be_bytes([p[0], p[1]])),
+                    )
+                }
+                Some(Frame::Ping(_)) => {}
+                None => break,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let spare = reader.spare();
+        let room = spare.len().min(4096);
+        match s.read(&mut spare[..room]).await {
+            Ok(0) | Err(_) => return (last_text, None),
+            Ok(n) => reader.filled(n),
+        }
+    }
 }
