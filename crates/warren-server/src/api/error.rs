@@ -1,7 +1,9 @@
-//! API failures as Pusher reports them: a status code and a plain-text message.
+//! API failures as Pusher reports them: a status code and a plain-text message; a rate
+//! limit's `429` is JSON (`{"error": ...}`) with `Retry-After`.
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Json;
 
 use crate::cluster::BackendError;
 
@@ -28,6 +30,13 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Over one of the app's API rates.
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, message)
+    }
+}
+
 impl From<BackendError> for ApiError {
     fn from(e: BackendError) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
@@ -36,6 +45,11 @@ impl From<BackendError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            // Windows are one second long.
+            let body = Json(serde_json::json!({ "error": self.message }));
+            return (self.status, [(header::RETRY_AFTER, "1")], body).into_response();
+        }
         let mut body = self.message;
         body.push('\n');
         (
