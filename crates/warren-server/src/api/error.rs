@@ -11,6 +11,9 @@ use crate::cluster::BackendError;
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Set on the app's own rate limits: the answer is JSON with `Retry-After` (an
+    /// extension's 429 stays plain text, as the extension wrote it).
+    retry_after_secs: Option<u32>,
 }
 
 impl ApiError {
@@ -18,6 +21,7 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            retry_after_secs: None,
         }
     }
 
@@ -33,7 +37,11 @@ impl ApiError {
 impl ApiError {
     /// Over one of the app's API rates.
     pub fn too_many_requests(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::TOO_MANY_REQUESTS, message)
+        Self {
+            // Windows are one second long.
+            retry_after_secs: Some(1),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, message)
+        }
     }
 }
 
@@ -45,10 +53,10 @@ impl From<BackendError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status == StatusCode::TOO_MANY_REQUESTS {
-            // Windows are one second long.
+        if let Some(secs) = self.retry_after_secs {
             let body = Json(serde_json::json!({ "error": self.message }));
-            return (self.status, [(header::RETRY_AFTER, "1")], body).into_response();
+            let retry_after = [(header::RETRY_AFTER, secs.to_string())];
+            return (self.status, retry_after, body).into_response();
         }
         let mut body = self.message;
         body.push('\n');

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use warren_protocol::AppId;
 use warren_server::cluster::redis::{RedisCluster, RedisOptions};
 use warren_server::cluster::{ChannelEvent, ClusterState, EventSink};
@@ -22,8 +24,9 @@ use warren_testkit::redis::{
     cli, shared_url, unique_prefix, use_redis, use_shared_redis, RedisServer,
 };
 use warren_testkit::server::{demo_app, start_with, TestServer};
+use warren_testkit::signing::{now_secs, signed_target};
 use warren_testkit::ws::{connect, expect_refusal, raw, recv};
-use warren_testkit::WAIT;
+use warren_testkit::{KEY, SECRET, WAIT};
 
 fn event(name: &str, n: usize) -> Value {
     json!({"name": name, "channel": "rated", "data": format!("{n}")})
@@ -61,6 +64,33 @@ async fn api_requests_over_the_rate_get_429() {
     let (passed, refused) = until_refused(|_| api_get(&server, "/apps/app-id/channels", &[])).await;
     assert!(passed >= 5, "only {passed} passed");
     assert_rate_refusal(&refused, "5 per second");
+    // The whole answer, headers included, of a request that is refused too (or, if a new
+    // second began, of one of the requests after it).
+    let mut tries = 0;
+    let head = loop {
+        tries += 1;
+        assert!(tries < 2000, "no refusal");
+        let target = signed_target(
+            "GET",
+            "/apps/app-id/channels",
+            &[],
+            "",
+            KEY,
+            SECRET,
+            now_secs(),
+        );
+        let mut s = TcpStream::connect(server.addr).await.expect("connect");
+        let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        s.write_all(request.as_bytes()).await.expect("write");
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.expect("read");
+        let raw = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+        if raw.starts_with("http/1.1 429") {
+            break raw;
+        }
+    };
+    assert!(head.contains("retry-after: 1\r\n"), "{head}");
+    assert!(head.contains("content-type: application/json"), "{head}");
 }
 
 #[tokio::test]
