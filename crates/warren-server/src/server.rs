@@ -438,7 +438,14 @@ impl Server {
         let (stop_accepting, accepting) = watch::channel(false);
         let serving = tokio::spawn(listener::serve(listener, routes, accepting));
         let _ = shutdown_tx.subscribe().wait_for(|stopping| *stopping).await;
-        tokio::time::sleep(shutdown_grace).await;
+        if !shutdown_grace.is_zero() {
+            let ms = shutdown_grace.as_millis() as u64;
+            tracing::info!(
+                grace_ms = ms,
+                "stopping: /ready answers 503; still serving meanwhile"
+            );
+            tokio::time::sleep(shutdown_grace).await;
+        }
         sweeper.abort();
         gate_sweeper.abort();
         connections.close_all();
