@@ -329,10 +329,11 @@ pub trait ClusterState: Send + Sync + 'static {
         _counter: RateCounter,
         _window: u64,
         _need: u32,
-        _want: u32,
+        want: u32,
         _limit: u32,
     ) -> Result<u32, BackendError> {
-        Ok(_want)
+        // Never called when `shares_counters` is false; were it, it would take what it asks.
+        Ok(want)
     }
 }
 
