@@ -1,6 +1,7 @@
 //! Applications: credentials, feature flags and limits, looked up by key (WebSocket) or id (API).
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use warren_protocol::presence::MemberLimits;
 use warren_protocol::{AppId, AppKey};
 
-use crate::config::AppConfig;
+use crate::config::{AllowedOrigins, AppConfig};
 
 /// One application as the server uses it: validated names and limits in the units the code
 /// needs (bytes, not KB).
@@ -19,7 +20,7 @@ pub struct App {
     pub secret: Arc<str>,
     pub enabled: bool,
     pub client_events: bool,
-    /// 0 means unlimited.
+    /// 0 means unlimited; cluster-wide on a backend that shares counts (`connection::quota`).
     pub max_connections: u64,
     pub max_presence_members: usize,
     pub max_event_payload_bytes: usize,
@@ -36,6 +37,12 @@ pub struct App {
     /// Time a connection has to sign in or hold an authorized subscription; `None`: no limit.
     pub user_authentication_timeout: Option<std::time::Duration>,
     pub watchlist_events: bool,
+    /// Web pages that may open WebSocket connections (empty: any).
+    pub allowed_origins: AllowedOrigins,
+    /// Signed API requests per second, cluster-wide; `None`: no limit.
+    pub api_request_rate: Option<NonZeroU32>,
+    /// Events published through the API per second, cluster-wide; `None`: no limit.
+    pub api_event_rate: Option<NonZeroU32>,
     /// Connections currently open on this node.
     connections: AtomicU64,
 }
@@ -64,6 +71,9 @@ impl App {
             user_authentication_timeout: (c.user_authentication_timeout > 0)
                 .then(|| std::time::Duration::from_secs(c.user_authentication_timeout)),
             watchlist_events: c.watchlist_events,
+            allowed_origins: c.allowed_origins.clone(),
+            api_request_rate: NonZeroU32::new(c.api_request_rate_per_sec),
+            api_event_rate: NonZeroU32::new(c.api_event_rate_per_sec),
             connections: AtomicU64::new(0),
         }
     }
@@ -110,6 +120,12 @@ pub trait AppRegistry: Send + Sync + 'static {
     fn by_key(&self, key: &str) -> Option<Arc<App>>;
     fn by_id(&self, id: &str) -> Option<Arc<App>>;
     fn all(&self) -> Vec<Arc<App>>;
+
+    /// Whether the apps are loaded (`/ready` answers 503 until they are). A registry that
+    /// loads them in the background says false until it has; a static one always has.
+    fn is_ready(&self) -> bool {
+        true
+    }
 }
 
 /// Apps fixed at start-up from the configuration file.

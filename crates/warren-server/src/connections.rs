@@ -130,6 +130,11 @@ impl Connections {
         }
     }
 
+    /// Whether the server is stopping: new connections are not admitted.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
     /// Waits until every connection has left its channels, for `limit` at most.
     pub(crate) async fn drained(&self, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;

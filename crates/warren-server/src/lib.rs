@@ -37,6 +37,7 @@ mod listener;
 pub mod monitor;
 mod node;
 mod outbox;
+mod readiness;
 mod server;
 mod webhooks;
 mod ws;

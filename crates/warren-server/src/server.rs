@@ -29,6 +29,7 @@ use crate::ingress::Ingress;
 use crate::listener::{self, Routes};
 use crate::monitor::{self, Monitor};
 use crate::node::{LocalDelivery, LocalUsers, Node};
+use crate::readiness::{self, Readiness};
 use crate::webhooks::{self, Webhooks};
 
 /// How long a stopping server waits for its connections to leave their channels.
@@ -196,6 +197,7 @@ impl ServerBuilder {
             timestamp_tolerance_secs: server.api_timestamp_tolerance_secs,
             page: config.console.enabled,
         });
+        let apps_for_readiness = apps.clone();
         let api = server.role.serves_api().then(|| {
             Arc::new(Api {
                 apps,
@@ -222,10 +224,17 @@ impl ServerBuilder {
         );
         tracing::debug!(max = gate.max_websockets(), "WebSocket connections");
         let (shutdown_tx, _) = watch::channel(false);
+        let readiness = Arc::new(Readiness {
+            apps: apps_for_readiness,
+            node: node.clone(),
+            stopping: shutdown_tx.subscribe(),
+        });
         Ok(Server {
             routes: Routes {
                 websocket,
-                http: http::router(health, api).merge(console::routes(console)),
+                http: http::router(health, api)
+                    .merge(console::routes(console))
+                    .merge(readiness::routes(readiness)),
                 ingress: ingress.handle(),
                 deadlines: Deadlines {
                     head: Duration::from_millis(server.handshake_timeout_ms),
@@ -242,6 +251,7 @@ impl ServerBuilder {
             monitor,
             shutdown_tx,
             handle,
+            shutdown_grace: Duration::from_millis(server.shutdown_grace_ms),
         })
     }
 
@@ -291,6 +301,8 @@ pub struct Server {
     monitor: Arc<Monitor>,
     shutdown_tx: watch::Sender<bool>,
     handle: ServerHandle,
+    /// How long `/ready` answers 503 before the connections are closed.
+    shutdown_grace: Duration,
 }
 
 /// A server running in the background on the current tokio runtime (see [`Server::start`]);
@@ -398,9 +410,12 @@ impl Server {
         self.handle.broadcast(kind, payload).await
     }
 
-    /// Serves until the shutdown handle is used, then stops gracefully: every connection is
-    /// closed with 4200 and leaves its channels (departures are announced cluster-wide), then
-    /// the node leaves the cluster.
+    /// Serves until the shutdown handle is used, then stops gracefully: `/ready` answers 503
+    /// at once and everything is still served for `server.shutdown_grace_ms` (load balancers
+    /// take the node out meanwhile); then every connection is closed with 4200 and leaves its
+    /// channels (departures are announced cluster-wide) while HTTP is still answered and new
+    /// WebSocket connections are refused with 503; then the listener closes and the node
+    /// leaves the cluster.
     pub async fn run(self) {
         let Server {
             listener,
@@ -412,6 +427,7 @@ impl Server {
             monitor: _,
             shutdown_tx,
             handle: _,
+            shutdown_grace,
         } = self;
         let sweeper = tokio::spawn(connections::sweep_forever(connections.clone()));
         let gate_sweeper = tokio::spawn(gate::sweep_forever(routes.gate.clone()));
@@ -419,11 +435,23 @@ impl Server {
             let node = node.clone();
             tokio::spawn(async move { node.send_watchlist_batches().await })
         };
-        listener::serve(listener, routes, shutdown_tx.subscribe()).await;
+        let (stop_accepting, accepting) = watch::channel(false);
+        let serving = tokio::spawn(listener::serve(listener, routes, accepting));
+        let _ = shutdown_tx.subscribe().wait_for(|stopping| *stopping).await;
+        if !shutdown_grace.is_zero() {
+            let ms = shutdown_grace.as_millis() as u64;
+            tracing::info!(
+                grace_ms = ms,
+                "stopping: /ready answers 503; still serving meanwhile"
+            );
+            tokio::time::sleep(shutdown_grace).await;
+        }
         sweeper.abort();
         gate_sweeper.abort();
         connections.close_all();
         connections.drained(DRAIN_LIMIT).await;
+        let _ = stop_accepting.send(true);
+        let _ = serving.await;
         watchlists.abort();
         node.leave_cluster().await;
         drop(ingress);

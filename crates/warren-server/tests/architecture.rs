@@ -43,6 +43,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ws", &[]),
     ("app", &["config"]),
     ("config", &[]),
+    ("readiness", &["node", "app"]),
 ];
 
 #[test]

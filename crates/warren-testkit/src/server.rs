@@ -25,6 +25,12 @@ impl TestServer {
         self._running.handle()
     }
 
+    /// Stops the server as a signal would, leaving this value (and the address) in place:
+    /// for tests of what a stopping server answers.
+    pub fn shutdown_handle(&self) -> warren_server::ShutdownHandle {
+        self._running.shutdown_handle()
+    }
+
     /// The server's tap (see `warren_server::monitor`).
     pub fn monitor(&self) -> std::sync::Arc<warren_server::monitor::Monitor> {
         self._running.monitor()

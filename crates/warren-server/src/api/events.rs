@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use warren_protocol::{ChannelKind, ChannelName, EventName, SocketId};
 
 use super::error::ApiError;
+use super::limits::count_events;
 use super::request::{authenticate, clip, AppBy, SignedRequest, MAX_BATCH};
 use super::Api;
 use crate::app::App;
@@ -123,6 +124,7 @@ pub async fn trigger(
         .or_else(|| req.param("socket_id").map(str::to_owned));
     let info = body.info.or_else(|| req.param("info").map(str::to_owned));
     let publication = validate(&req.app, &body.name, channels, body.data, socket_id, info)?;
+    count_events(&api, &req.app, 1).await?;
     publish(&api, &req.app, &publication).await?;
     let mut response = Map::new();
     if publication.info.any() {
@@ -168,6 +170,7 @@ pub async fn trigger_batch(
             .map_err(|err| ApiError::new(err.status, format!("batch[{i}]: {}", err.message)))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    count_events(&api, &req.app, publications.len()).await?;
     for p in &publications {
         publish(&api, &req.app, p).await?;
     }

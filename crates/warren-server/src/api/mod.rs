@@ -10,6 +10,7 @@ mod channels;
 mod error;
 mod events;
 mod extension;
+mod limits;
 mod request;
 mod users;
 

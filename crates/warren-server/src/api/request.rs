@@ -81,6 +81,7 @@ pub async fn authenticate(
             "Application is disabled",
         ));
     }
+    super::limits::count_request(api, &app).await?;
     // INVARIANT(extensions-off-the-path): one check per request without API extensions.
     if let Some(extensions) = &api.extensions {
         let request = ApiRequest {

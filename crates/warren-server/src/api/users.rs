@@ -19,6 +19,7 @@ use warren_protocol::UserId;
 
 use super::error::ApiError;
 use super::events::{parse_body, publish, validate};
+use super::limits::count_events;
 use super::request::{authenticate, clip, AppBy, SignedRequest};
 use super::Api;
 
@@ -72,6 +73,7 @@ pub async fn send_to_user(
         body.socket_id,
         None,
     )?;
+    count_events(&api, &req.app, 1).await?;
     publish(&api, &req.app, &publication).await?;
     Ok(Json(json!({})))
 }

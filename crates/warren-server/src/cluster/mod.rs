@@ -296,4 +296,61 @@ pub trait ClusterState: Send + Sync + 'static {
 
     /// Called once the node's connections have all left: withdraw the node itself.
     async fn shutdown(&self) {}
+
+    /// Whether the backend can serve this node now, judged from what the node already knows
+    /// (no round trip: readiness probes ask it). A backend of one node always can.
+    fn health(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    /// Whether the backend shares connection and rate counters between nodes
+    /// ([`ClusterState::take_connection`], [`ClusterState::take_rate`]). When it does not
+    /// (one node), the node counts alone and never calls them.
+    fn shares_counters(&self) -> bool {
+        false
+    }
+
+    /// Takes one of the app's `limit` connections, cluster-wide; false when all are taken.
+    /// Each taken connection is given back with [`ClusterState::release_connection`], and a
+    /// dead node's are given back by its cleanup.
+    async fn take_connection(&self, _app: &AppId, _limit: u64) -> Result<bool, BackendError> {
+        Ok(true)
+    }
+
+    /// Gives back a connection taken with [`ClusterState::take_connection`].
+    async fn release_connection(&self, _app: &AppId) {}
+
+    /// Takes at least `need` and at most `want` of the `limit` units of the app's `counter`
+    /// in the one-second `window` (seconds since the Unix epoch), cluster-wide. Returns how
+    /// many were taken: 0 when fewer than `need` are left.
+    async fn take_rate(
+        &self,
+        _app: &AppId,
+        _counter: RateCounter,
+        _window: u64,
+        _need: u32,
+        want: u32,
+        _limit: u32,
+    ) -> Result<u32, BackendError> {
+        // Never called when `shares_counters` is false; were it, it would take what it asks.
+        Ok(want)
+    }
+}
+
+/// The per-app rates counted per second window (`apps[].api_request_rate_per_sec`,
+/// `apps[].api_event_rate_per_sec`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RateCounter {
+    ApiRequests,
+    ApiEvents,
+}
+
+impl RateCounter {
+    /// Its short name in keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateCounter::ApiRequests => "rq",
+            RateCounter::ApiEvents => "ev",
+        }
+    }
 }

@@ -9,6 +9,7 @@
 mod load;
 mod monitor;
 mod net;
+mod origins;
 mod redis;
 #[cfg(test)]
 mod tests;
@@ -23,6 +24,7 @@ use warren_protocol::{AppId, AppKey};
 pub use load::ConfigError;
 pub use monitor::{ConsoleConfig, MonitorConfig};
 pub use net::Networks;
+pub use origins::AllowedOrigins;
 pub use redis::RedisTarget;
 pub use webhooks::{WebhookConfig, WebhooksConfig};
 
@@ -74,6 +76,9 @@ pub struct ServerConfig {
     pub new_connections_per_ip_per_sec: u32,
     /// Peers whose `X-Forwarded-For` names the client's address (CIDRs or addresses).
     pub trusted_proxies: Networks,
+    /// After a stop is asked for, `/ready` answers 503 this many milliseconds while
+    /// everything is still served, before the connections are closed.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -97,6 +102,7 @@ impl Default for ServerConfig {
             max_connections_per_ip: 0,
             new_connections_per_ip_per_sec: 0,
             trusted_proxies: Networks::default(),
+            shutdown_grace_ms: 0,
         }
     }
 }
@@ -233,6 +239,15 @@ pub struct AppConfig {
     /// Where the app's webhooks go (none: the app sends none).
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
+    /// Web pages that may open WebSocket connections (empty: any).
+    #[serde(default)]
+    pub allowed_origins: AllowedOrigins,
+    /// Signed HTTP API requests per second, cluster-wide (0: no limit).
+    #[serde(default)]
+    pub api_request_rate_per_sec: u32,
+    /// Events published through the HTTP API per second, cluster-wide (0: no limit).
+    #[serde(default)]
+    pub api_event_rate_per_sec: u32,
 }
 
 /// The defaults of an app's settings, for serde and [`AppConfig::new`].
@@ -284,6 +299,9 @@ impl AppConfig {
             cache_ttl_secs: cache_ttl_secs(),
             subscription_count_events: false,
             webhooks: Vec::new(),
+            allowed_origins: AllowedOrigins::default(),
+            api_request_rate_per_sec: 0,
+            api_event_rate_per_sec: 0,
         }
     }
 

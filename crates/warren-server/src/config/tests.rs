@@ -187,6 +187,7 @@ fn full_file() {
                 "10.0.0.0/8".parse().expect("cidr"),
                 "192.0.2.1/32".parse().expect("cidr"),
             ]),
+            shutdown_grace_ms: 0,
         },
         cluster: ClusterConfig {
             backend: Backend::Redis,
@@ -1078,4 +1079,47 @@ fn trusted_proxies_come_from_a_variable_as_a_list() {
     assert_eq!(config.server.trusted_proxies.0.len(), 2);
     let message = error(text, &[("WARREN_SERVER__TRUSTED_PROXIES", "10.0.0.0/33")]);
     assert!(message.contains("server.trusted_proxies"), "{message}");
+}
+
+#[test]
+fn origins_rates_and_the_shutdown_grace_from_file_and_env() {
+    let text = r#"
+        [server]
+        shutdown_grace_ms = 5000
+        [[apps]]
+        id = "a"
+        key = "k"
+        secret = "s"
+        allowed_origins = ["https://*.example.com", "http://localhost:*"]
+        api_request_rate_per_sec = 100
+        api_event_rate_per_sec = 1000
+    "#;
+    let config = parse(text, &[]);
+    assert_eq!(config.server.shutdown_grace_ms, 5000);
+    let app = &config.apps[0];
+    assert!(app.allowed_origins.allows(Some("https://x.example.com")));
+    assert!(!app.allowed_origins.allows(Some("https://example.org")));
+    assert_eq!(
+        (app.api_request_rate_per_sec, app.api_event_rate_per_sec),
+        (100, 1000)
+    );
+    let from_env = parse(
+        ONE_APP,
+        &[(
+            "WARREN_APPS__0__ALLOWED_ORIGINS",
+            "https://a.test, https://b.test",
+        )],
+    );
+    let origins = &from_env.apps[0].allowed_origins;
+    assert!(origins.allows(Some("https://b.test")) && !origins.allows(Some("https://c.test")));
+    assert!(
+        AppConfig::demo().allowed_origins.is_empty(),
+        "any origin by default"
+    );
+    let message = error(
+        ONE_APP,
+        &[("WARREN_APPS__0__ALLOWED_ORIGINS", "https://a.test/path")],
+    );
+    assert!(message.contains("apps.0.allowed_origins"), "{message}");
+    assert!(message.contains("no path"), "{message}");
 }

@@ -54,6 +54,7 @@ impl Config {
             http_idle_timeout_secs);
         at_most!(s, "server", MAX_TIMEOUT_SECS * 1000; handshake_timeout_ms, request_timeout_ms,
             write_timeout_ms);
+        at_most!(s, "server", MAX_TIMEOUT_SECS * 1000; shutdown_grace_ms);
         at_least!(self.cluster, "cluster", 1000; node_timeout_ms);
         at_least!(self.monitor, "monitor", 1; tap_queue);
         if let Some(token) = &self.monitor.operator_token {

@@ -21,12 +21,14 @@ fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
     }
 }
 
-/// Checks the request path and query of a WebSocket upgrade, in Pusher's order: path, app,
-/// app enabled, protocol version, connection quota.
+/// Checks the request path, query and `Origin` of a WebSocket upgrade, in Pusher's order:
+/// path, app, app enabled, origin, protocol version, this node's share of the connection
+/// quota (the cluster's is taken after, by the caller: it asks the backend).
 pub fn admit(
     apps: &dyn AppRegistry,
     path: &str,
     query: &str,
+    origin: Option<&str>,
 ) -> Result<(Arc<App>, ConnectionSlot), Refusal> {
     let key = path
         .strip_prefix("/app/")
@@ -46,6 +48,14 @@ pub fn admit(
     })?;
     if !app.enabled {
         return Err(refuse(ErrorCode::AppDisabled, "Application is disabled"));
+    }
+    // 4009, as Pusher answers an origin it was told to refuse: pusher-js gives up and
+    // reports the message, where a refused upgrade would have it retry forever, silently.
+    if !app.allowed_origins.allows(origin) {
+        return Err(refuse(
+            ErrorCode::Unauthorized,
+            format!("Origin not allowed: {}", clip(origin.unwrap_or_default())),
+        ));
     }
     check_protocol(query)?;
     let slot = app.try_connect().ok_or_else(|| {
@@ -107,37 +117,69 @@ mod tests {
     #[test]
     fn refusals_in_order() {
         let a = apps(true, 0);
-        assert_eq!(code(admit(&a, "/nope", "protocol=7")), Some(4005));
-        assert_eq!(code(admit(&a, "/app/", "protocol=7")), Some(4005));
-        assert_eq!(code(admit(&a, "/app/zzz", "protocol=7")), Some(4001));
+        assert_eq!(code(admit(&a, "/nope", "protocol=7", None)), Some(4005));
+        assert_eq!(code(admit(&a, "/app/", "protocol=7", None)), Some(4005));
+        assert_eq!(code(admit(&a, "/app/zzz", "protocol=7", None)), Some(4001));
         assert_eq!(
-            code(admit(&apps(false, 0), "/app/app-key", "protocol=7")),
+            code(admit(&apps(false, 0), "/app/app-key", "protocol=7", None)),
             Some(4003)
         );
-        assert_eq!(code(admit(&a, "/app/app-key", "client=js")), Some(4008));
         assert_eq!(
-            code(admit(&a, "/app/app-key", "protocol=seven")),
+            code(admit(&a, "/app/app-key", "client=js", None)),
+            Some(4008)
+        );
+        assert_eq!(
+            code(admit(&a, "/app/app-key", "protocol=seven", None)),
             Some(4006)
         );
-        assert_eq!(code(admit(&a, "/app/app-key", "protocol=")), Some(4006));
-        assert_eq!(code(admit(&a, "/app/app-key", "protocol=3")), Some(4007));
-        assert_eq!(code(admit(&a, "/app/app-key", "protocol=8")), Some(4007));
+        assert_eq!(
+            code(admit(&a, "/app/app-key", "protocol=", None)),
+            Some(4006)
+        );
+        assert_eq!(
+            code(admit(&a, "/app/app-key", "protocol=3", None)),
+            Some(4007)
+        );
+        assert_eq!(
+            code(admit(&a, "/app/app-key", "protocol=8", None)),
+            Some(4007)
+        );
         assert_eq!(
             code(admit(
                 &a,
                 "/app/app-key",
-                "client=js&protocol=7&version=8.4.0"
+                "client=js&protocol=7&version=8.4.0",
+                None
             )),
             None
         );
     }
 
     #[test]
+    fn an_origin_outside_the_list_is_refused_with_4009_before_the_protocol() {
+        let mut cfg = Config::default().apps.remove(0);
+        cfg.allowed_origins =
+            crate::config::AllowedOrigins::parse(&["https://*.example.com"]).unwrap();
+        let a = StaticApps::new([App::from_config(&cfg)]);
+        let evil = Some("https://example.org");
+        assert_eq!(
+            code(admit(&a, "/app/app-key", "protocol=7", evil)),
+            Some(4009)
+        );
+        assert_eq!(code(admit(&a, "/app/app-key", "", evil)), Some(4009));
+        let good = Some("https://app.example.com");
+        assert_eq!(code(admit(&a, "/app/app-key", "protocol=7", good)), None);
+    }
+
+    #[test]
     fn quota_is_released_when_the_slot_drops() {
         let a = apps(true, 1);
-        let first = admit(&a, "/app/app-key", "protocol=7").unwrap();
-        assert_eq!(code(admit(&a, "/app/app-key", "protocol=7")), Some(4004));
+        let first = admit(&a, "/app/app-key", "protocol=7", None).unwrap();
+        assert_eq!(
+            code(admit(&a, "/app/app-key", "protocol=7", None)),
+            Some(4004)
+        );
         drop(first);
-        assert!(admit(&a, "/app/app-key", "protocol=7").is_ok());
+        assert!(admit(&a, "/app/app-key", "protocol=7", None).is_ok());
     }
 }

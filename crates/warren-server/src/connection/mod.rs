@@ -10,6 +10,7 @@
 //! writing and closing the socket in `socket.rs`.
 
 pub mod admission;
+mod quota;
 mod rate;
 pub mod session;
 mod signin;
@@ -32,7 +33,7 @@ use crate::gate::WebSocketSlot;
 use crate::node::Node;
 use crate::outbox::{CloseReason, Outbox};
 use crate::ws::frame;
-use crate::ws::handshake::{switching_protocols, Upgrade};
+use crate::ws::handshake::{http_error, switching_protocols, Upgrade};
 use session::Session;
 use socket::Socket;
 use task::{ConnectionTask, Parts};
@@ -62,8 +63,27 @@ pub(crate) async fn serve(
     node_slot: WebSocketSlot,
     cx: Arc<Context>,
 ) {
+    if cx.connections.is_closing() {
+        // Draining: not admitted (a close would have pusher-js come straight back here).
+        let answer = http_error(503, "Service Unavailable", "Server is shutting down");
+        let _ =
+            tokio::time::timeout(socket::CLOSE_LINGER, stream.write_all(answer.as_bytes())).await;
+        return;
+    }
     let mut hello = switching_protocols(&upgrade.accept).into_bytes();
-    let (app, slot) = match admission::admit(cx.apps.as_ref(), &upgrade.path, &upgrade.query) {
+    let admitted = admission::admit(
+        cx.apps.as_ref(),
+        &upgrade.path,
+        &upgrade.query,
+        upgrade.origin.as_deref(),
+    );
+    let admitted = match admitted {
+        Ok((app, slot)) => quota::take_cluster_wide(&cx.node, &app)
+            .await
+            .map(|()| (app, slot)),
+        Err(refusal) => Err(refusal),
+    };
+    let (app, slot) = match admitted {
         Ok(admitted) => admitted,
         Err(refusal) => {
             tracing::debug!(path = %upgrade.path, code = refusal.code.code(), "connection refused");
@@ -85,6 +105,8 @@ pub(crate) async fn serve(
         outbox.require_authentication_by(cx.connections.clock().saturating_add(ms));
     }
     let socket_id = cx.connections.open(outbox.clone());
+    // From here on the session holds the slots and gives them back when it drops.
+    let session = Session::new(cx.clone(), slot, socket_id, outbox.clone());
     let established =
         outbound::connection_established(socket_id, cx.connections.activity_timeout());
     hello.extend_from_slice(&frame::text(established.as_bytes()));
@@ -96,7 +118,6 @@ pub(crate) async fn serve(
         return;
     }
     drop(hello);
-    let session = Session::new(cx.clone(), slot, socket_id, outbox.clone());
     watched::opened(&session, &stream);
     let socket = Socket::new(
         stream,

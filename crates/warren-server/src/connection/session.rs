@@ -43,7 +43,8 @@ pub struct Session {
     /// (nothing per connection, so a server without extensions keeps idle connections as
     /// small as before).
     cx: Arc<Context>,
-    /// The app, and the connection's place in its quota (given back when the session drops).
+    /// The app, and the connection's place in its quota on this node and, where counted,
+    /// in the cluster (both given back when the session drops).
     app: ConnectionSlot,
     socket_id: SocketId,
     outbox: Arc<Outbox>,
@@ -54,6 +55,13 @@ pub struct Session {
     /// Set once a `pusher:signin` succeeded. Boxed: every idle connection keeps a session,
     /// and most never sign in.
     user: Option<Box<SignedIn>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // The slot on this node goes with `app`; the cluster's count is given back here.
+        super::quota::give_back(&self.cx.node, &self.app);
+    }
 }
 
 impl Session {

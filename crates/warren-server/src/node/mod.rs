@@ -43,6 +43,7 @@
 mod counting;
 mod delivery;
 mod listening;
+mod quotas;
 mod signin;
 mod users;
 mod watched;
@@ -66,6 +67,7 @@ use crate::ws::frame;
 use counting::Counts;
 pub(crate) use delivery::LocalDelivery;
 use listening::Listening;
+pub(crate) use quotas::Rate;
 pub(crate) use signin::SigningIn;
 pub(crate) use users::LocalUsers;
 
@@ -80,6 +82,10 @@ pub struct Node {
     monitor: Arc<Monitor>,
     webhooks: Webhooks,
     local: Arc<LocalDelivery>,
+    /// This node's part of the apps' rate windows.
+    rates: quotas::Rates,
+    /// The backend counts connections and rates for the whole cluster.
+    shares_counters: bool,
 }
 
 /// A connection joining a channel.
@@ -115,10 +121,12 @@ impl Node {
             hub,
             users,
             broker,
+            shares_counters: state.shares_counters(),
             state,
             listening,
             local: local.clone(),
             webhooks: Webhooks::default(),
+            rates: quotas::Rates::default(),
         }
     }
 

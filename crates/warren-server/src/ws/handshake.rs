@@ -33,6 +33,8 @@ pub struct Upgrade {
     pub head_len: usize,
     /// `X-Forwarded-For`, believed only from a trusted proxy (`gate`).
     pub forwarded_for: Option<String>,
+    /// `Origin`: the page a browser opened the connection from (`apps[].allowed_origins`).
+    pub origin: Option<String>,
 }
 
 /// Parses the request head in `buf`; `Ok(None)` when it has not all arrived yet.
@@ -87,6 +89,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, httparse::Error> {
         accept: accept_key(key),
         head_len,
         forwarded_for: header("x-forwarded-for").map(str::to_owned),
+        origin: header("origin").map(str::to_owned),
     })))
 }
 

@@ -14,13 +14,14 @@
 
 mod features;
 mod keys;
+mod quotas;
 mod registry;
 mod scripts;
 mod users;
 mod value;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,7 +42,7 @@ use super::envelope::{self, Relayed};
 use super::{
     BackendError, Broadcast, Broker, CachedEvent, ChannelEvent, ChannelMessage, ChannelStats,
     ClusterBackend, ClusterState, CountVersion, EventSink, JoinError, PresenceJoin, PresenceLeave,
-    Seams, SubscriptionChange, UserNotice, UserStatus,
+    RateCounter, Seams, SubscriptionChange, UserNotice, UserStatus,
 };
 use crate::config::RedisTarget;
 use keys::Keys;
@@ -116,6 +117,15 @@ struct Inner {
     live_instance: Mutex<String>,
     /// Set on shutdown: the background tasks stop.
     stopping: AtomicBool,
+    /// The scripts of the shared per-app counters.
+    quotas: quotas::QuotaScripts,
+    /// Connections this node holds per app with a cluster-wide limit, as recorded in Redis
+    /// under the current instance (to record them again under a new one).
+    connections: Mutex<HashMap<AppId, u64>>,
+    /// The origin of [`Inner::clock_ms`].
+    started: std::time::Instant,
+    /// When a heartbeat (or registration) last went through, on [`Inner::clock_ms`].
+    last_beat: AtomicU64,
 }
 
 impl RedisCluster {
@@ -166,6 +176,10 @@ impl RedisCluster {
             lost: AtomicBool::new(false),
             live_instance: Mutex::default(),
             stopping: AtomicBool::new(false),
+            quotas: quotas::QuotaScripts::new(),
+            connections: Mutex::default(),
+            started: std::time::Instant::now(),
+            last_beat: AtomicU64::new(0),
             origin,
             sink,
             client,
@@ -224,6 +238,11 @@ fn backend(e: impl std::fmt::Display) -> BackendError {
 }
 
 impl Inner {
+    /// Milliseconds since this backend connected: the clock of its heartbeat's freshness.
+    fn clock_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     fn unavailable(&self) -> Option<BackendError> {
         (!self.client.is_connected()).then(|| BackendError("Redis is unreachable".into()))
     }
@@ -634,6 +653,34 @@ impl ClusterState for RedisCluster {
             subscription_count: value::count_at(&items, 0, "channel")?,
             user_count: value::count_at(&items, 1, "channel")?,
         })
+    }
+
+    fn health(&self) -> Result<(), BackendError> {
+        quotas::health(&self.inner)
+    }
+
+    fn shares_counters(&self) -> bool {
+        true
+    }
+
+    async fn take_connection(&self, app: &AppId, limit: u64) -> Result<bool, BackendError> {
+        quotas::take_connection(&self.inner, app, limit).await
+    }
+
+    async fn release_connection(&self, app: &AppId) {
+        quotas::release_connection(&self.inner, app).await
+    }
+
+    async fn take_rate(
+        &self,
+        app: &AppId,
+        counter: RateCounter,
+        window: u64,
+        need: u32,
+        want: u32,
+        limit: u32,
+    ) -> Result<u32, BackendError> {
+        quotas::take_rate(&self.inner, app, counter, window, (need, want, limit)).await
     }
 
     async fn shutdown(&self) {

@@ -40,6 +40,17 @@ fn timeout_ms(inner: &Inner) -> String {
     (inner.options.node_timeout.as_millis() * 7 / 10).to_string()
 }
 
+/// How long after its last heartbeat went through the instance may be taken for dead (and
+/// so, for readiness, how stale the last one may be): the heartbeat's lifetime.
+pub(super) fn alive_for_ms(inner: &Inner) -> u64 {
+    u64::try_from(inner.options.node_timeout.as_millis() * 7 / 10).unwrap_or(u64::MAX)
+}
+
+/// Notes that the live instance's registration or heartbeat just went through.
+fn beat(inner: &Inner) {
+    inner.last_beat.store(inner.clock_ms(), Ordering::Release);
+}
+
 /// How often heartbeats and cleanup scans run: ten times per node timeout.
 fn tick(inner: &Inner) -> Duration {
     (inner.options.node_timeout / 10).max(Duration::from_millis(100))
@@ -76,6 +87,7 @@ pub(super) async fn register_at_start(inner: &Arc<Inner>) -> Result<(), BackendE
     }
     *inner.live_instance.lock() = instance.clone();
     *inner.instance.write().await = instance;
+    beat(inner);
     Ok(())
 }
 
@@ -121,7 +133,7 @@ pub(super) async fn heartbeats(inner: Arc<Inner>) {
             continue;
         }
         match heartbeat(&inner).await {
-            Ok(true) => {}
+            Ok(true) => beat(&inner),
             Ok(false) => inner.lost.store(true, Ordering::Release),
             Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
         }
@@ -198,6 +210,9 @@ async fn reregister(inner: &Inner, why: &str) -> Result<(), BackendError> {
         inner.lost.store(false, Ordering::Release);
         inner.announced_apps.lock().clear();
         *current = instance.clone();
+        beat(inner);
+        // Under the lock: no connection is taken or given back while the counts move over.
+        super::quotas::record_again(inner, &instance).await?;
     }
     let started = std::time::Instant::now();
     let entries: Vec<_> = inner

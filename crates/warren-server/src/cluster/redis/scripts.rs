@@ -234,7 +234,8 @@ const LEAVE: &str = "return leave(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], A
 /// KEYS[1] app base; ARGV dead instance, batch size, relay prefix, envelope header, publish
 /// command. Removes up
 /// to a batch of the instance's
-/// subscriptions and sign-ins -> `{remaining, {kind, channel, user, ...}}` with kind
+/// subscriptions and sign-ins, and gives back its connections (`quotas::REAP_CONNECTIONS`,
+/// before this) -> `{remaining, {kind, channel, user, ...}}` with kind
 /// `member_removed`, `vacated` or `offline` (in place of the channel, the offline version). Batches keep each script short, however much a node held.
 const REAP: &str = r#"
 local set = b .. ':n:' .. ARGV[1]
@@ -408,7 +409,10 @@ impl Scripts {
         Self {
             join: Script::from_lua(format!("{VERSION_FN}\n{JOIN}")),
             leave: with_leave(LEAVE),
-            reap: with_leave(&format!("{USER_VERSION_FN}\n{SIGNOUT_FN}\n{REAP}")),
+            reap: with_leave(&format!(
+                "{USER_VERSION_FN}\n{SIGNOUT_FN}\n{}\n{REAP}",
+                super::quotas::REAP_CONNECTIONS
+            )),
             sign_in: Script::from_lua(format!("{USER_VERSION_FN}\n{SIGNIN}")),
             sign_out: Script::from_lua(format!(
                 "local b = KEYS[1]\n{USER_VERSION_FN}\n{SIGNOUT_FN}\n{SIGNOUT}"
