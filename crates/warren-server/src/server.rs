@@ -15,6 +15,7 @@ use crate::cluster::redis::RedisOptions;
 use crate::cluster::{ClusterBackend, EventSink, Seams};
 use crate::config::{Backend, Config};
 use crate::connection;
+use crate::connection_errors;
 use crate::connections::{self, Connections};
 use crate::console::{self, Console};
 use crate::extend::{
@@ -95,6 +96,7 @@ impl ServerBuilder {
             extensions,
         } = self;
         config.validate()?;
+        connection_errors::configure(&config.log);
         let mut extensions = extensions.compose()?;
         let apps: Arc<dyn AppRegistry> = match apps {
             Some(registry) => registry,
@@ -419,6 +421,7 @@ impl Server {
             let node = node.clone();
             tokio::spawn(async move { node.send_watchlist_batches().await })
         };
+        let suppressed = tokio::spawn(connection_errors::report_suppressed_forever());
         listener::serve(listener, routes, shutdown_tx.subscribe()).await;
         sweeper.abort();
         gate_sweeper.abort();
@@ -426,6 +429,8 @@ impl Server {
         connections.drained(DRAIN_LIMIT).await;
         watchlists.abort();
         node.leave_cluster().await;
+        suppressed.abort();
+        connection_errors::report_suppressed_now();
         drop(ingress);
     }
 }
