@@ -49,6 +49,15 @@ pub fn init(log: &LogConfig, format: LogFormat) -> Result<(), String> {
     Ok(())
 }
 
+/// Why the server cannot run, once the log is set up: a log line in JSON (so that every line
+/// a collector reads is JSON), else on standard error as before the log existed.
+pub fn fatal(format: LogFormat, message: &str) {
+    match format {
+        LogFormat::Json => tracing::error!("{message}"),
+        LogFormat::Text => eprintln!("{message}"),
+    }
+}
+
 /// The banner as log lines, for `--log-format json`: what the text banner shows, as fields.
 pub fn json_banner(config: &Config, addr: SocketAddr, node_id: &str, version: &str) {
     tracing::info!(

@@ -172,7 +172,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
+            logging::fatal(log_format, &format!("cannot start the runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -180,14 +180,14 @@ fn serve(args: ServeArgs) -> ExitCode {
         let server = match Server::bind(config.clone()).await {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("cannot start: {e:#}");
+                logging::fatal(log_format, &format!("cannot start: {e:#}"));
                 return ExitCode::FAILURE;
             }
         };
         let addr = match server.local_addr() {
             Ok(a) => a,
             Err(e) => {
-                eprintln!("cannot read the bound address: {e}");
+                logging::fatal(log_format, &format!("cannot read the bound address: {e}"));
                 return ExitCode::FAILURE;
             }
         };
