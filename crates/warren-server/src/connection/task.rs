@@ -15,7 +15,7 @@ use std::task::{ready, Context, Poll};
 use super::session::Session;
 use super::socket::{End, Next, Socket};
 use super::watched;
-use crate::connection_errors::{ConnectionError, Kind};
+use crate::connection_errors::{self, ConnectionError, Kind};
 use crate::gate::WebSocketSlot;
 use crate::outbox::SLOW_CONSUMER;
 use warren_protocol::{ErrorCode, SocketId};
@@ -159,6 +159,9 @@ fn report_error(socket: &Socket, socket_id: SocketId, end: &End) {
         ),
         End::ClientClosed | End::ServerClosed(_) => return,
     };
+    if !connection_errors::enabled(kind) {
+        return;
+    }
     let error = ConnectionError::new(kind, socket.peer(), &why).socket(&socket_id);
     match code {
         Some(code) => error.code(code).report(),

@@ -177,7 +177,9 @@ pub(crate) fn report_suppressed_now() {
     }
 }
 
-fn enabled(kind: Kind) -> bool {
+/// Whether the log's level lets `kind` through: a caller with work to do for the line (asking
+/// the socket for its peer) asks first.
+pub(crate) fn enabled(kind: Kind) -> bool {
     if kind.is_warning() {
         tracing::enabled!(tracing::Level::WARN)
     } else {
