@@ -309,3 +309,45 @@ fn text_is_the_default_and_the_level_comes_from_the_configuration() {
     assert!(line.contains("kind=bad_request"), "{line}");
     assert!(line.contains("peer=127.0.0.1:"), "{line}");
 }
+
+/// The first line `warren serve` prints with `envs` and `args`, and the process killed.
+fn first_line(args: &[&str], envs: &[(&str, &str)]) -> String {
+    let mut command = Warren::at(env!("CARGO_BIN_EXE_warren")).command();
+    command
+        .args(["serve", "--port", "0"])
+        .args(args)
+        .env_remove("WARREN_LOG")
+        .stdout(Stdio::piped());
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("starts");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("a line");
+    let _ = child.kill();
+    let _ = child.wait();
+    first
+}
+
+#[test]
+fn the_format_comes_from_the_configuration_and_the_flag_wins() {
+    let json = first_line(&[], &[("WARREN_LOG__FORMAT", "json")]);
+    assert_eq!(parse(&json)["message"], "Warren listening", "{json}");
+    let text = first_line(&["--log-format", "text"], &[("WARREN_LOG__FORMAT", "json")]);
+    assert!(text.starts_with("Warren "), "{text}");
+}
+
+#[test]
+fn a_warren_log_that_is_no_filter_stops_the_start() {
+    let out = Warren::at(env!("CARGO_BIN_EXE_warren"))
+        .command()
+        .args(["serve", "--port", "0"])
+        .env("WARREN_LOG", "warren=loud")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid WARREN_LOG"), "{err}");
+}
