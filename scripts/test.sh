@@ -16,6 +16,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo build"
 cargo build --workspace --bins
 
+step "packaging: the systemd unit, the .deb, the container image"
+bash scripts/check-packaging.sh
+
 step "Redis for the cluster tests"
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 bash scripts/ensure-redis.sh

@@ -16,6 +16,7 @@
 //! closer (a head begins, a write blocks) wake it, so an idle connection costs one timer.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,6 +31,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use crate::connection_errors::{ConnectionError, Kind};
+
 /// The deadlines of one HTTP connection (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Deadlines {
@@ -42,6 +45,7 @@ pub(crate) struct Deadlines {
 /// until the client leaves or a deadline is broken.
 pub(crate) async fn serve(
     stream: TcpStream,
+    peer: SocketAddr,
     prefix: Bytes,
     router: axum::Router,
     deadlines: Deadlines,
@@ -65,9 +69,18 @@ pub(crate) async fn serve(
     let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
     tokio::select! {
         _ = connection => {}
-        broken = watchdog(&activity, deadlines) => {
-            tracing::debug!(deadline = broken, "HTTP connection closed on a deadline");
-        }
+        broken = watchdog(&activity, deadlines) => deadline_broken(peer, broken),
+    }
+}
+
+/// An idle keep-alive connection closed is the normal end of one; the other deadlines are
+/// connection errors.
+fn deadline_broken(peer: SocketAddr, deadline: &'static str) {
+    if deadline == IDLE {
+        tracing::debug!(%peer, "idle HTTP connection closed");
+    } else {
+        let why = format_args!("HTTP connection closed: {deadline} passed");
+        ConnectionError::new(Kind::HttpDeadline, Some(peer), &why).report();
     }
 }
 
@@ -160,6 +173,9 @@ struct Snapshot {
     write_blocked: Option<u64>,
 }
 
+/// The idle deadline's name, the one that is no error.
+const IDLE: &str = "http_idle_timeout_secs";
+
 /// The earliest moment a deadline breaks, and which one; `None` while a request is in flight
 /// and writes go through.
 fn next_deadline(s: Snapshot, d: Deadlines) -> Option<(u64, &'static str)> {
@@ -171,7 +187,7 @@ fn next_deadline(s: Snapshot, d: Deadlines) -> Option<(u64, &'static str)> {
         .map(|t| (after(t, d.write), "write_timeout_ms"));
     let waiting = (!s.in_flight).then(|| match s.head_started {
         Some(t) => (after(t, d.head), "handshake_timeout_ms"),
-        None => (after(s.idle_since, d.idle), "http_idle_timeout_secs"),
+        None => (after(s.idle_since, d.idle), IDLE),
     });
     match (write, waiting) {
         (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),

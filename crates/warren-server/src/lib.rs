@@ -25,6 +25,7 @@ mod app;
 pub mod cluster;
 pub mod config;
 mod connection;
+mod connection_errors;
 mod connections;
 mod console;
 pub mod extend;

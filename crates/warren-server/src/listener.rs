@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 
 use crate::connection;
+use crate::connection_errors::{ConnectionError, Kind};
 use crate::gate::{Gate, SocketSlot};
 use crate::http_connection::{self, Deadlines};
 use crate::ws::handshake::{self, Head};
@@ -76,7 +77,7 @@ pub(crate) async fn serve(
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
+                ConnectionError::new(Kind::AcceptFailed, None, &e).report();
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -89,7 +90,15 @@ async fn route(mut stream: TcpStream, peer: SocketAddr, slot: SocketSlot, routes
     let head =
         match tokio::time::timeout(routes.deadlines.head, read_head(&mut stream, &mut buf)).await {
             Ok(Ok(head)) => head,
-            _ => return,
+            Ok(Err(e)) => return head_failed(peer, &buf, &e),
+            Err(_) => {
+                let reason = if buf.is_empty() {
+                    "no request arrived in time"
+                } else {
+                    "the request head did not arrive whole in time"
+                };
+                return ConnectionError::new(Kind::HandshakeTimeout, Some(peer), &reason).report();
+            }
         };
     match head {
         Some(Head::WebSocket(upgrade)) => match routes.websocket {
@@ -105,8 +114,14 @@ async fn route(mut stream: TcpStream, peer: SocketAddr, slot: SocketSlot, routes
                         connection::serve(stream, buf, upgrade, slot, cx).await;
                     }
                     Err(refused) => {
-                        tracing::debug!(%client, ?refused, "upgrade refused");
                         let (status, reason) = refused.status();
+                        ConnectionError::new(
+                            Kind::UpgradeRefused,
+                            Some(peer),
+                            &format_args!("{} (client {client})", refused.message()),
+                        )
+                        .code(status)
+                        .report();
                         let answer = handshake::http_error(status, reason, refused.message());
                         let _ = tokio::time::timeout(
                             routes.deadlines.write,
@@ -124,11 +139,18 @@ async fn route(mut stream: TcpStream, peer: SocketAddr, slot: SocketSlot, routes
             }
         },
         Some(Head::BadUpgrade(why)) => {
+            ConnectionError::new(Kind::BadRequest, Some(peer), &why)
+                .code(400)
+                .report();
             let _ = stream
                 .write_all(handshake::http_error(400, "Bad Request", why).as_bytes())
                 .await;
         }
         Some(Head::WrongVersion) => {
+            let why = "unsupported Sec-WebSocket-Version";
+            ConnectionError::new(Kind::BadRequest, Some(peer), &why)
+                .code(426)
+                .report();
             let _ = stream
                 .write_all(handshake::wrong_version().as_bytes())
                 .await;
@@ -137,7 +159,8 @@ async fn route(mut stream: TcpStream, peer: SocketAddr, slot: SocketSlot, routes
             let prefix = buf.freeze();
             match routes.ingress {
                 None => {
-                    http_connection::serve(stream, prefix, routes.http, routes.deadlines).await;
+                    http_connection::serve(stream, peer, prefix, routes.http, routes.deadlines)
+                        .await;
                     drop(slot);
                 }
                 Some(runtime) => {
@@ -149,14 +172,29 @@ async fn route(mut stream: TcpStream, peer: SocketAddr, slot: SocketSlot, routes
                     runtime.spawn(async move {
                         let _slot = slot;
                         if let Ok(stream) = TcpStream::from_std(stream) {
-                            http_connection::serve(stream, prefix, routes.http, routes.deadlines)
-                                .await;
+                            http_connection::serve(
+                                stream,
+                                peer,
+                                prefix,
+                                routes.http,
+                                routes.deadlines,
+                            )
+                            .await;
                         }
                     });
                 }
             }
         }
     }
+}
+
+/// A request head cut short. A connection closed before its first byte is not an error: load
+/// balancers' TCP health checks do just that.
+fn head_failed(peer: SocketAddr, buf: &BytesMut, e: &io::Error) {
+    if buf.is_empty() && e.kind() == io::ErrorKind::UnexpectedEof {
+        return;
+    }
+    ConnectionError::new(Kind::HandshakeAborted, Some(peer), e).report();
 }
 
 /// Reads until the request head is complete. `None`: not parseable as HTTP (hyper answers it).

@@ -15,6 +15,7 @@ use crate::cluster::redis::RedisOptions;
 use crate::cluster::{ClusterBackend, EventSink, Seams};
 use crate::config::{Backend, Config};
 use crate::connection;
+use crate::connection_errors;
 use crate::connections::{self, Connections};
 use crate::console::{self, Console};
 use crate::extend::{
@@ -96,6 +97,7 @@ impl ServerBuilder {
             extensions,
         } = self;
         config.validate()?;
+        connection_errors::configure(&config.log);
         let mut extensions = extensions.compose()?;
         let apps: Arc<dyn AppRegistry> = match apps {
             Some(registry) => registry,
@@ -435,6 +437,7 @@ impl Server {
             let node = node.clone();
             tokio::spawn(async move { node.send_watchlist_batches().await })
         };
+        let suppressed = tokio::spawn(connection_errors::report_suppressed_forever());
         let (stop_accepting, accepting) = watch::channel(false);
         let serving = tokio::spawn(listener::serve(listener, routes, accepting));
         let _ = shutdown_tx.subscribe().wait_for(|stopping| *stopping).await;
@@ -454,6 +457,8 @@ impl Server {
         let _ = serving.await;
         watchlists.abort();
         node.leave_cluster().await;
+        suppressed.abort();
+        connection_errors::report_suppressed_now();
         drop(ingress);
     }
 }

@@ -8,9 +8,18 @@ use std::path::Path;
 
 /// Module -> the modules it may use. `server` composes everything and is left out.
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("listener", &["connection", "gate", "http_connection", "ws"]),
+    (
+        "listener",
+        &[
+            "connection",
+            "gate",
+            "http_connection",
+            "ws",
+            "connection_errors",
+        ],
+    ),
     ("gate", &[]),
-    ("http_connection", &[]),
+    ("http_connection", &["connection_errors"]),
     ("http", &["api", "node", "connections", "config"]),
     ("console", &["node", "monitor", "cluster", "app"]),
     ("ingress", &[]),
@@ -27,6 +36,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "ws",
             "extend",
             "monitor",
+            "connection_errors",
         ],
     ),
     ("extend", &["node", "cluster", "app", "outbox", "ws"]),
@@ -44,6 +54,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("app", &["config"]),
     ("config", &[]),
     ("readiness", &["node", "app"]),
+    ("connection_errors", &["config"]),
 ];
 
 #[test]

@@ -2,6 +2,7 @@
 
 mod api_commands;
 mod bench;
+mod logging;
 mod monitor;
 mod system;
 
@@ -9,12 +10,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use warren_server::config::LogFormat;
 use warren_server::{Config, Server};
+
+/// The version and the commit it was built from (`build.rs`), as `--version` prints them.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("WARREN_COMMIT"), ")");
 
 #[derive(Parser)]
 #[command(
     name = "warren",
-    version,
+    version = VERSION,
     about = "A Pusher Channels compatible push server"
 )]
 struct Cli {
@@ -61,6 +66,9 @@ struct ServeArgs {
     /// Port to listen on (overrides server.port); API commands call the server there.
     #[arg(long, short, global = true)]
     port: Option<u16>,
+    /// The server's log format, `text` or `json` (overrides log.format).
+    #[arg(long, global = true, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 fn main() -> ExitCode {
@@ -103,6 +111,7 @@ fn merge(a: ServeArgs, b: ServeArgs) -> ServeArgs {
         config: a.config.or(b.config),
         host: a.host.or(b.host),
         port: a.port.or(b.port),
+        log_format: a.log_format.or(b.log_format),
     }
 }
 
@@ -134,7 +143,18 @@ fn env_vars() -> Vec<(String, String)> {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    init_logging();
+    let mut config = match Config::load(args.config.as_deref(), env_vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let log_format = args.log_format.unwrap_or(config.log.format);
+    if let Err(e) = logging::init(&config.log, log_format) {
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
+    }
     // Every connection is a file descriptor: use all the operating system allows.
     match system::raise_nofile_limit() {
         Ok(limit) if limit < 4096 => tracing::warn!(
@@ -144,13 +164,6 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot read the open-files limit"),
     }
-    let mut config = match Config::load(args.config.as_deref(), env_vars()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
     if let Some(host) = args.host {
         config.server.host = host;
     }
@@ -163,7 +176,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
+            logging::fatal(log_format, &format!("cannot start the runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -171,18 +184,21 @@ fn serve(args: ServeArgs) -> ExitCode {
         let server = match Server::bind(config.clone()).await {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("cannot start: {e:#}");
+                logging::fatal(log_format, &format!("cannot start: {e:#}"));
                 return ExitCode::FAILURE;
             }
         };
         let addr = match server.local_addr() {
             Ok(a) => a,
             Err(e) => {
-                eprintln!("cannot read the bound address: {e}");
+                logging::fatal(log_format, &format!("cannot read the bound address: {e}"));
                 return ExitCode::FAILURE;
             }
         };
-        print_banner(&config, addr, server.node_id());
+        match log_format {
+            LogFormat::Text => print_banner(&config, addr, server.node_id()),
+            LogFormat::Json => logging::json_banner(&config, addr, server.node_id(), VERSION),
+        }
         let handle = server.shutdown_handle();
         tokio::spawn(async move {
             wait_for_signal().await;
@@ -196,7 +212,7 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 fn print_banner(config: &Config, addr: std::net::SocketAddr, node_id: &str) {
-    println!("Warren {} listening on {addr}", env!("CARGO_PKG_VERSION"));
+    println!("Warren {VERSION} listening on {addr}");
     println!("  WebSocket: ws://{addr}/app/<key>?protocol=7    HTTP: http://{addr}/");
     println!(
         "  node {node_id}, role {}, cluster backend {}{}",
@@ -240,13 +256,4 @@ async fn wait_for_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
-}
-
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("WARREN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
 }

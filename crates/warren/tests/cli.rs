@@ -93,3 +93,20 @@ fn serve_prints_a_banner_with_the_address_credentials_and_demo_warning() {
     assert!(banner.contains("key=app-key secret=app-secret"), "{banner}");
     assert!(banner.contains("WARNING"), "{banner}");
 }
+
+#[test]
+fn version_names_the_release_and_the_commit() {
+    let out = warren().arg("--version").output().expect("runs");
+    assert!(out.status.success());
+    // The commit of this checkout, as build.rs asked git for it; "unknown" without git.
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    let expected = format!("warren {} ({commit})\n", env!("CARGO_PKG_VERSION"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+}

@@ -7,6 +7,7 @@
 //! configuration built in code is held to the same rules as one loaded from a file.
 
 mod load;
+mod log;
 mod monitor;
 mod net;
 mod origins;
@@ -22,6 +23,7 @@ use serde::{de, Deserialize, Deserializer};
 use warren_protocol::{AppId, AppKey};
 
 pub use load::ConfigError;
+pub use log::{LogConfig, LogFormat, LogLevel};
 pub use monitor::{ConsoleConfig, MonitorConfig};
 pub use net::Networks;
 pub use origins::AllowedOrigins;
@@ -42,6 +44,7 @@ pub struct Config {
     pub monitor: MonitorConfig,
     pub console: ConsoleConfig,
     pub webhooks: WebhooksConfig,
+    pub log: LogConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -322,6 +325,7 @@ impl Default for Config {
             monitor: MonitorConfig::default(),
             console: ConsoleConfig::default(),
             webhooks: WebhooksConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }

@@ -219,6 +219,7 @@ fn full_file() {
         monitor: MonitorConfig::default(),
         console: ConsoleConfig::default(),
         webhooks: Default::default(),
+        log: Default::default(),
     };
     let config = parse(text, &[]);
     assert_eq!(config, expected);
@@ -1018,6 +1019,7 @@ fn example_file_shows_the_defaults() {
     assert_eq!(config.cluster, ClusterConfig::default());
     assert_eq!(config.monitor, MonitorConfig::default());
     assert_eq!(config.console, ConsoleConfig::default());
+    assert_eq!(config.log, super::LogConfig::default());
     assert_eq!(config.apps, vec![app("app-id", "app-key", "change-me")]);
 }
 

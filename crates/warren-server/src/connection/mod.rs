@@ -27,6 +27,7 @@ use tokio::net::TcpStream;
 use warren_protocol::outbound;
 
 use crate::app::AppRegistry;
+use crate::connection_errors::{ConnectionError, Kind};
 use crate::connections::Connections;
 use crate::extend::ConnectionExtensions;
 use crate::gate::WebSocketSlot;
@@ -86,7 +87,10 @@ pub(crate) async fn serve(
     let (app, slot) = match admitted {
         Ok(admitted) => admitted,
         Err(refusal) => {
-            tracing::debug!(path = %upgrade.path, code = refusal.code.code(), "connection refused");
+            let peer = stream.peer_addr().ok();
+            ConnectionError::new(Kind::AppRefused, peer, &refusal.message)
+                .code(refusal.code.code())
+                .report();
             // Refused after the upgrade, so that the client sees Pusher's code and reason.
             let reason = CloseReason::new(refusal.code, refusal.message);
             hello.extend_from_slice(&socket::close_frames(&reason));
@@ -114,6 +118,10 @@ pub(crate) async fn serve(
         tokio::time::timeout(HELLO_TIMEOUT, stream.write_all(&hello)).await,
         Ok(Ok(()))
     ) {
+        let why = "the 101 answer could not be written in time";
+        ConnectionError::new(Kind::HelloFailed, stream.peer_addr().ok(), &why)
+            .socket(&socket_id)
+            .report();
         cx.connections.remove(socket_id);
         return;
     }

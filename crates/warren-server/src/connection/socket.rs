@@ -19,6 +19,7 @@ use warren_protocol::inbound::parse_client_message;
 use warren_protocol::{codes::ws_close, outbound};
 
 use super::session::Session;
+use crate::connection_errors::{ConnectionError, Kind};
 use crate::connections::Connections;
 use crate::monitor::Traffic;
 use crate::outbox::{CloseReason, Outbox, SLOW_CONSUMER};
@@ -338,6 +339,11 @@ impl Socket {
         End::ServerClosed(reason.code().code())
     }
 
+    /// The client's address, for a log line.
+    pub(super) fn peer(&self) -> Option<std::net::SocketAddr> {
+        self.stream.peer_addr().ok()
+    }
+
     /// The client closed: write what is queued, echo the close with its code, and finish.
     // INVARIANT(every-write-has-a-deadline): on the way out, what is queued gets
     // `CLOSE_LINGER` and the close frame as long again; `drain` itself stops after
@@ -350,7 +356,11 @@ impl Socket {
     }
 
     async fn frame_error(&mut self, session: &Session, e: FrameError) -> End {
-        tracing::debug!(socket_id = %session.socket_id(), error = %e, "closing on a bad frame");
+        let socket_id = session.socket_id();
+        ConnectionError::new(Kind::ProtocolError, self.peer(), &e)
+            .socket(&socket_id)
+            .code(e.close_code())
+            .report();
         session.send_error(None, &e.to_string());
         self.outbox.take(&mut self.queue);
         let _ = tokio::time::timeout(CLOSE_LINGER, self.drain()).await;

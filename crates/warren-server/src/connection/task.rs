@@ -15,7 +15,10 @@ use std::task::{ready, Context, Poll};
 use super::session::Session;
 use super::socket::{End, Next, Socket};
 use super::watched;
+use crate::connection_errors::{self, ConnectionError, Kind};
 use crate::gate::WebSocketSlot;
+use crate::outbox::SLOW_CONSUMER;
+use warren_protocol::{ErrorCode, SocketId};
 
 /// Everything a connection owns.
 pub(super) struct Parts {
@@ -116,6 +119,8 @@ async fn finish(parts: Parts, end: End) {
         mut session,
         node_slot,
     } = parts;
+    // First, while the socket still knows its peer.
+    report_error(&socket, session.socket_id(), &end);
     // Leave channels (announcing departures) before waiting on the client's side of a close.
     session.leave_all().await;
     watched::closed(&socket, &session, &end);
@@ -129,6 +134,39 @@ async fn finish(parts: Parts, end: End) {
         socket.linger().await;
     }
     tracing::debug!(%socket_id, ?end, "connection ended");
+}
+
+/// The ends that are connection errors (a protocol error was reported where it was found).
+fn report_error(socket: &Socket, socket_id: SocketId, end: &End) {
+    let (kind, code, why) = match end {
+        End::ServerClosed(code) if *code == SLOW_CONSUMER.code() => (
+            Kind::SlowConsumer,
+            Some(*code),
+            "the client read too slowly: its queue was full",
+        ),
+        End::ServerClosed(code) if *code == ErrorCode::PongNotReceived.code() => {
+            (Kind::PongTimeout, Some(*code), "no pong in time")
+        }
+        End::WriteFailed => (
+            Kind::WriteFailed,
+            None,
+            "the socket refused a write or took none in time",
+        ),
+        End::ClientGone => (
+            Kind::ClientGone,
+            None,
+            "the connection ended without a close frame",
+        ),
+        End::ClientClosed | End::ServerClosed(_) => return,
+    };
+    if !connection_errors::enabled(kind) {
+        return;
+    }
+    let error = ConnectionError::new(kind, socket.peer(), &why).socket(&socket_id);
+    match code {
+        Some(code) => error.code(code).report(),
+        None => error.report(),
+    }
 }
 
 #[cfg(test)]
