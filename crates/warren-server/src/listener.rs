@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 
 use crate::connection;
-use crate::gate::{Gate, SocketSlot};
+use crate::gate::{self, Gate, SocketSlot};
 use crate::http_connection::{self, Deadlines};
 use crate::ws::handshake::{self, Head};
 
@@ -106,6 +106,7 @@ async fn route(mut stream: TcpStream, peer: SocketAddr, slot: SocketSlot, routes
                     }
                     Err(refused) => {
                         tracing::debug!(%client, ?refused, "upgrade refused");
+                        cx.metrics.refused(refusal_label(&refused));
                         let (status, reason) = refused.status();
                         let answer = handshake::http_error(status, reason, refused.message());
                         let _ = tokio::time::timeout(
@@ -170,5 +171,14 @@ async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<Opt
             Ok(None) if buf.len() < handshake::MAX_HEAD => {}
             Ok(None) | Err(_) => return Ok(None),
         }
+    }
+}
+
+/// The metrics' name for a refusal at the gate (`warren_connections_refused_total{reason}`).
+fn refusal_label(refused: &gate::Refused) -> &'static str {
+    match refused {
+        gate::Refused::NodeFull => "node_full",
+        gate::Refused::TooManyFromAddress => "too_many_from_address",
+        gate::Refused::TooFastFromAddress => "too_fast_from_address",
     }
 }

@@ -27,8 +27,10 @@ use crate::http_connection::Deadlines;
 use crate::hub::Hub;
 use crate::ingress::Ingress;
 use crate::listener::{self, Routes};
+use crate::metrics::Metrics;
 use crate::monitor::{self, Monitor};
 use crate::node::{LocalDelivery, LocalUsers, Node};
+use crate::scrape::{MetricsListener, Scrape};
 use crate::webhooks::{self, Webhooks};
 
 /// How long a stopping server waits for its connections to leave their channels.
@@ -107,9 +109,11 @@ impl ServerBuilder {
             .clone()
             .unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()));
         let ingress = Ingress::new(server.ingress_threads)?;
+        let metrics = Metrics::new(config.metrics.enabled);
         let local = Arc::new(LocalDelivery::new(
             Arc::new(Hub::new()),
             Arc::new(LocalUsers::default()),
+            metrics.clone(),
         ));
         // INVARIANT(extensions-off-the-path): relayed events reach `LocalDelivery` directly
         // unless broadcast handlers need the wrapper.
@@ -178,6 +182,7 @@ impl ServerBuilder {
             server.activity_timeout,
             server.pong_timeout,
             Duration::from_millis(server.write_timeout_ms),
+            metrics.delivery_latency(),
         ));
         let websocket = server.role.serves_websocket().then(|| {
             Arc::new(connection::Context {
@@ -187,6 +192,7 @@ impl ServerBuilder {
                 max_outbound_queue: server.max_outbound_queue,
                 max_message_size: server.max_message_size_kb.saturating_mul(1024),
                 extensions: extensions.connection.clone(),
+                metrics: metrics.clone(),
             })
         });
         let console = Arc::new(Console {
@@ -203,6 +209,7 @@ impl ServerBuilder {
                 timestamp_tolerance_secs: server.api_timestamp_tolerance_secs,
                 request_timeout: Duration::from_millis(server.request_timeout_ms),
                 extensions: extensions.api(&handle),
+                metrics: metrics.clone(),
             })
         });
         let health = Arc::new(Health {
@@ -221,6 +228,11 @@ impl ServerBuilder {
             gate::file_limit(),
         );
         tracing::debug!(max = gate.max_websockets(), "WebSocket connections");
+        let scrape = Scrape {
+            metrics,
+            node: node.clone(),
+        };
+        let metrics_listener = MetricsListener::bind(&config.metrics, scrape).await?;
         let (shutdown_tx, _) = watch::channel(false);
         Ok(Server {
             routes: Routes {
@@ -242,6 +254,7 @@ impl ServerBuilder {
             monitor,
             shutdown_tx,
             handle,
+            metrics_listener,
         })
     }
 
@@ -252,9 +265,11 @@ impl ServerBuilder {
         let handle = server.shutdown_handle();
         let server_handle = server.handle();
         let monitor = server.monitor();
+        let metrics_addr = server.metrics_addr()?;
         tokio::spawn(server.run());
         Ok(RunningServer {
             addr,
+            metrics_addr,
             handle,
             server: server_handle,
             monitor,
@@ -291,6 +306,8 @@ pub struct Server {
     monitor: Arc<Monitor>,
     shutdown_tx: watch::Sender<bool>,
     handle: ServerHandle,
+    /// `[metrics]`, when enabled.
+    metrics_listener: Option<MetricsListener>,
 }
 
 /// A server running in the background on the current tokio runtime (see [`Server::start`]);
@@ -298,6 +315,8 @@ pub struct Server {
 pub struct RunningServer {
     /// The address it listens on (useful with port 0).
     pub addr: SocketAddr,
+    /// Where it serves `/metrics`, when `[metrics]` is enabled.
+    pub metrics_addr: Option<SocketAddr>,
     handle: ShutdownHandle,
     server: ServerHandle,
     monitor: Arc<Monitor>,
@@ -380,6 +399,14 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// Where `/metrics` is served, when `[metrics]` is enabled.
+    pub fn metrics_addr(&self) -> std::io::Result<Option<SocketAddr>> {
+        self.metrics_listener
+            .as_ref()
+            .map(MetricsListener::local_addr)
+            .transpose()
+    }
+
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle(Arc::new(self.shutdown_tx.clone()))
     }
@@ -412,7 +439,9 @@ impl Server {
             monitor: _,
             shutdown_tx,
             handle: _,
+            metrics_listener,
         } = self;
+        let metrics = metrics_listener.map(|l| tokio::spawn(l.serve(shutdown_tx.subscribe())));
         let sweeper = tokio::spawn(connections::sweep_forever(connections.clone()));
         let gate_sweeper = tokio::spawn(gate::sweep_forever(routes.gate.clone()));
         let watchlists = {
@@ -426,6 +455,9 @@ impl Server {
         connections.drained(DRAIN_LIMIT).await;
         watchlists.abort();
         node.leave_cluster().await;
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         drop(ingress);
     }
 }

@@ -12,9 +12,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("gate", &[]),
     ("http_connection", &[]),
     ("http", &["api", "node", "connections", "config"]),
+    ("scrape", &["metrics", "node", "config"]),
     ("console", &["node", "monitor", "cluster", "app"]),
     ("ingress", &[]),
-    ("api", &["node", "cluster", "app", "extend"]),
+    ("api", &["node", "cluster", "app", "extend", "metrics"]),
     (
         "connection",
         &[
@@ -27,22 +28,26 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "ws",
             "extend",
             "monitor",
+            "metrics",
         ],
     ),
     ("extend", &["node", "cluster", "app", "outbox", "ws"]),
-    ("connections", &["outbox", "ws"]),
+    ("connections", &["outbox", "ws", "metrics"]),
     (
         "node",
-        &["hub", "cluster", "outbox", "ws", "monitor", "webhooks"],
+        &[
+            "hub", "cluster", "outbox", "ws", "monitor", "webhooks", "metrics",
+        ],
     ),
     ("monitor", &["config"]),
     ("webhooks", &["cluster", "config"]),
-    ("hub", &["outbox"]),
-    ("outbox", &[]),
+    ("hub", &["outbox", "metrics"]),
+    ("outbox", &["metrics"]),
     ("cluster", &["config"]),
     ("ws", &[]),
     ("app", &["config"]),
     ("config", &[]),
+    ("metrics", &[]),
 ];
 
 #[test]

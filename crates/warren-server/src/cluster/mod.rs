@@ -296,4 +296,28 @@ pub trait ClusterState: Send + Sync + 'static {
 
     /// Called once the node's connections have all left: withdraw the node itself.
     async fn shutdown(&self) {}
+
+    /// How the backend's connections are doing, checked now (for metrics). A backend in
+    /// this process is always up.
+    async fn health(&self) -> BackendHealth {
+        BackendHealth {
+            backend: "local",
+            up: true,
+            round_trip: None,
+            reconnects: Vec::new(),
+        }
+    }
+}
+
+/// A cluster backend's health as the metrics report it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendHealth {
+    /// The backend's name (`local`, `redis`).
+    pub backend: &'static str,
+    /// It answered the check.
+    pub up: bool,
+    /// How long the check's round trip took, for a backend across the network.
+    pub round_trip: Option<std::time::Duration>,
+    /// Reconnections since start, per connection (a fixed set of names).
+    pub reconnects: Vec<(&'static str, u64)>,
 }

@@ -7,6 +7,7 @@
 //! configuration built in code is held to the same rules as one loaded from a file.
 
 mod load;
+mod metrics;
 mod monitor;
 mod net;
 mod redis;
@@ -21,6 +22,7 @@ use serde::{de, Deserialize, Deserializer};
 use warren_protocol::{AppId, AppKey};
 
 pub use load::ConfigError;
+pub use metrics::MetricsConfig;
 pub use monitor::{ConsoleConfig, MonitorConfig};
 pub use net::Networks;
 pub use redis::RedisTarget;
@@ -40,6 +42,7 @@ pub struct Config {
     pub monitor: MonitorConfig,
     pub console: ConsoleConfig,
     pub webhooks: WebhooksConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -304,6 +307,7 @@ impl Default for Config {
             monitor: MonitorConfig::default(),
             console: ConsoleConfig::default(),
             webhooks: WebhooksConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

@@ -218,6 +218,7 @@ fn full_file() {
         monitor: MonitorConfig::default(),
         console: ConsoleConfig::default(),
         webhooks: Default::default(),
+        metrics: Default::default(),
     };
     let config = parse(text, &[]);
     assert_eq!(config, expected);
@@ -1078,4 +1079,31 @@ fn trusted_proxies_come_from_a_variable_as_a_list() {
     assert_eq!(config.server.trusted_proxies.0.len(), 2);
     let message = error(text, &[("WARREN_SERVER__TRUSTED_PROXIES", "10.0.0.0/33")]);
     assert!(message.contains("server.trusted_proxies"), "{message}");
+}
+
+#[test]
+fn metrics_are_off_on_loopback_9601_unless_configured() {
+    let config = parse("", &[]);
+    assert_eq!(
+        (
+            config.metrics.enabled,
+            config.metrics.host.as_str(),
+            config.metrics.port
+        ),
+        (false, "127.0.0.1", 9601)
+    );
+    let text = "[metrics]\nenabled = true\nhost = \"0.0.0.0\"\n";
+    let config = parse(text, &[("WARREN_METRICS__PORT", "9700")]);
+    assert_eq!(
+        (
+            config.metrics.enabled,
+            config.metrics.host.as_str(),
+            config.metrics.port
+        ),
+        (true, "0.0.0.0", 9700)
+    );
+    let mut config = Config::default();
+    config.metrics.host.clear();
+    let e = config.validate().unwrap_err().to_string();
+    assert!(e.contains("metrics.host"), "{e}");
 }

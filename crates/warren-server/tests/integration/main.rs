@@ -17,6 +17,7 @@ mod hostile;
 mod http_api;
 mod http_auth;
 mod liveness;
+mod metrics;
 mod monitor;
 mod presence;
 mod rfc6455;

@@ -20,7 +20,7 @@ mod users;
 mod value;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,9 +39,9 @@ use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
 
 use super::envelope::{self, Relayed};
 use super::{
-    BackendError, Broadcast, Broker, CachedEvent, ChannelEvent, ChannelMessage, ChannelStats,
-    ClusterBackend, ClusterState, CountVersion, EventSink, JoinError, PresenceJoin, PresenceLeave,
-    Seams, SubscriptionChange, UserNotice, UserStatus,
+    BackendError, BackendHealth, Broadcast, Broker, CachedEvent, ChannelEvent, ChannelMessage,
+    ChannelStats, ClusterBackend, ClusterState, CountVersion, EventSink, JoinError, PresenceJoin,
+    PresenceLeave, Seams, SubscriptionChange, UserNotice, UserStatus,
 };
 use crate::config::RedisTarget;
 use keys::Keys;
@@ -113,7 +113,12 @@ struct Inner {
     live_instance: Mutex<String>,
     /// Set on shutdown: the background tasks stop.
     stopping: AtomicBool,
+    /// Reconnections of the command, subscriber and broadcast connections (for metrics).
+    reconnects: [AtomicU64; 3],
 }
+
+/// The connections whose reconnections are counted, in the order of `Inner::reconnects`.
+const CONNECTIONS: [&str; 3] = ["commands", "subscriber", "broadcasts"];
 
 impl RedisCluster {
     /// Connects, registers this node and starts the relay, heartbeat and cleanup tasks.
@@ -163,6 +168,7 @@ impl RedisCluster {
             lost: AtomicBool::new(false),
             live_instance: Mutex::default(),
             stopping: AtomicBool::new(false),
+            reconnects: Default::default(),
             origin,
             sink,
             client,
@@ -623,6 +629,27 @@ impl ClusterState for RedisCluster {
         registry::deregister(&self.inner).await;
     }
 
+    /// One PING on the command connection, timed; up when it answered and the subscriber
+    /// connection is connected too.
+    async fn health(&self) -> BackendHealth {
+        let inner = &self.inner;
+        let started = std::time::Instant::now();
+        let ping = tokio::time::timeout(COMMAND_TIMEOUT, inner.client.ping::<Value>(None)).await;
+        let answered = matches!(ping, Ok(Ok(_)));
+        let round_trip = answered.then(|| started.elapsed());
+        let reconnects = CONNECTIONS
+            .iter()
+            .zip(&inner.reconnects)
+            .map(|(name, n)| (*name, n.load(Ordering::Relaxed)))
+            .collect();
+        BackendHealth {
+            backend: "redis",
+            up: answered && inner.subscriber.is_connected(),
+            round_trip,
+            reconnects,
+        }
+    }
+
     async fn cache_put(
         &self,
         app: &AppId,
@@ -802,6 +829,7 @@ fn spawn_connection_logs(inner: &Arc<Inner>) {
             tracing::warn!(server = %server, "Redis subscriber reconnected");
             match weak.upgrade() {
                 Some(inner) if !inner.stopping.load(Ordering::Acquire) => {
+                    inner.reconnects[1].fetch_add(1, Ordering::Relaxed);
                     inner.sink.resync("the Redis subscriber reconnected")
                 }
                 _ => return,
@@ -816,9 +844,22 @@ fn spawn_connection_logs(inner: &Arc<Inner>) {
             // Writes may have been lost (a failover to a lagging replica, a restart): record
             // this node's state again.
             match weak.upgrade() {
-                Some(inner) => inner.dirty.store(true, Ordering::Release),
+                Some(inner) => {
+                    inner.reconnects[0].fetch_add(1, Ordering::Relaxed);
+                    inner.dirty.store(true, Ordering::Release)
+                }
                 None => return,
             }
+        }
+    });
+    let mut broadcasts = inner.broadcasts.reconnect_rx();
+    let weak = Arc::downgrade(inner);
+    tokio::spawn(async move {
+        while broadcasts.recv().await.is_ok() {
+            match weak.upgrade() {
+                Some(inner) => inner.reconnects[2].fetch_add(1, Ordering::Relaxed),
+                None => return,
+            };
         }
     });
 }
