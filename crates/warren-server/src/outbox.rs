@@ -115,6 +115,7 @@ impl Outbox {
             return false;
         }
         st.frames.push_back(frame);
+        // INVARIANT(latency-per-write): one stamp per queue, the oldest; none when metrics are off.
         if !published.is_none() && self.oldest.load(Ordering::Relaxed) == 0 {
             self.oldest.store(published.bits(), Ordering::Relaxed);
         }

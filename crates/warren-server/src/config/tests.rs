@@ -1014,6 +1014,7 @@ fn env_redis_url_list() {
 fn example_file_shows_the_defaults() {
     let config = parse(include_str!("../../../../warren.example.toml"), &[]);
     assert_eq!(config.webhooks, Default::default());
+    assert_eq!(config.metrics, Default::default());
     assert_eq!(config.server, ServerConfig::default());
     assert_eq!(config.cluster, ClusterConfig::default());
     assert_eq!(config.monitor, MonitorConfig::default());

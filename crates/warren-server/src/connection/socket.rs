@@ -264,6 +264,7 @@ impl Socket {
 
     /// What was taken with `oldest` is written: observe its delivery latency. The stamp is
     /// carried on the stack (or in `Next::Drain`), never kept by the idle connection.
+    // INVARIANT(latency-per-write): one observation per whole write, for its oldest event.
     pub(super) fn written(&self, oldest: Stamp) {
         if !oldest.is_none() {
             self.connections.delivery_latency().record(oldest);

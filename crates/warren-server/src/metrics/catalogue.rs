@@ -114,4 +114,57 @@ mod tests {
             );
         }
     }
+
+    /// Every query expression of a Grafana dashboard, wherever it sits.
+    fn expressions(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("expr", serde_json::Value::String(e)) => out.push(e.clone()),
+                        _ => expressions(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| expressions(v, out)),
+            _ => {}
+        }
+    }
+
+    /// `deploy/grafana/warren.json` is a well-formed dashboard whose queries name only
+    /// metrics that exist, and every metric has a panel.
+    #[test]
+    fn the_grafana_dashboard_uses_every_metric_and_no_other() {
+        let text = include_str!("../../../../deploy/grafana/warren.json");
+        let dashboard: serde_json::Value = serde_json::from_str(text).expect("well-formed JSON");
+        assert!(dashboard["title"].is_string() && dashboard["panels"].is_array());
+        let mut exprs = Vec::new();
+        expressions(&dashboard, &mut exprs);
+        let mut used = std::collections::HashSet::new();
+        for expr in &exprs {
+            for (i, _) in expr.match_indices("warren_") {
+                let name: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit())
+                    .collect();
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| {
+                        let base = name.strip_suffix(suffix)?;
+                        ALL.iter()
+                            .any(|d| d.name == base && d.kind == Kind::Histogram)
+                            .then_some(base)
+                    })
+                    .unwrap_or(&name);
+                assert!(
+                    ALL.iter().any(|d| d.name == base),
+                    "the dashboard queries {name}, which does not exist: {expr}"
+                );
+                used.insert(base.to_owned());
+            }
+        }
+        for def in ALL {
+            assert!(used.contains(def.name), "no panel shows {}", def.name);
+        }
+    }
 }
