@@ -15,6 +15,7 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use warren_protocol::{outbound, ErrorCode, SocketId};
 
+use crate::metrics::DeliveryLatency;
 use crate::outbox::{CloseReason, Liveness, Outbox};
 use crate::ws::frame;
 
@@ -35,11 +36,19 @@ pub(crate) struct Connections {
     next_socket_id: AtomicU64,
     /// Set once the server stops: connections admitted from then on are closed at once.
     closing: AtomicBool,
+    /// Where sockets observe how long frames took from publish to write (metrics).
+    latency: DeliveryLatency,
 }
 
 impl Connections {
-    pub(crate) fn new(activity_timeout: u64, pong_timeout: u64, write_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        activity_timeout: u64,
+        pong_timeout: u64,
+        write_timeout: Duration,
+        latency: DeliveryLatency,
+    ) -> Self {
         Self {
+            latency,
             open: DashMap::new(),
             activity_timeout,
             pong_timeout,
@@ -91,6 +100,11 @@ impl Connections {
     /// (`server.write_timeout_ms`).
     pub(crate) fn write_timeout(&self) -> Duration {
         self.write_timeout
+    }
+
+    /// The delivery latency histogram (empty while metrics are off).
+    pub(crate) fn delivery_latency(&self) -> &DeliveryLatency {
+        &self.latency
     }
 
     /// One pass of the liveness sweeper.

@@ -29,6 +29,7 @@ use indexmap::IndexMap;
 use parking_lot::RwLock;
 use warren_protocol::{AppId, ChannelName, SocketId};
 
+use crate::metrics::Stamp;
 use crate::outbox::{CloseReason, Outbox};
 
 type Key = (AppId, ChannelName);
@@ -206,18 +207,30 @@ impl Hub {
         frame: &Bytes,
         except: Option<SocketId>,
     ) -> usize {
+        self.deliver_stamped(app, channel, frame, except, Stamp::NONE)
+    }
+
+    /// [`Hub::deliver`] for an event published at `published` (see `outbox`).
+    pub fn deliver_stamped(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        frame: &Bytes,
+        except: Option<SocketId>,
+        published: Stamp,
+    ) -> usize {
         let Some(ch) = self.get(app, channel) else {
             return 0;
         };
         {
             let subs = ch.subscribers.read();
             if subs.pending.is_empty() {
-                return push_to_active(&subs.active, frame, except);
+                return push_to_active(&subs.active, frame, except, published);
             }
         }
         let mut subs = ch.subscribers.write();
         hold(&mut subs.pending, frame, except, None);
-        push_to_active(&subs.active, frame, except)
+        push_to_active(&subs.active, frame, except, published)
     }
 
     /// [`Hub::deliver`] for a cache channel's event numbered `seq`: skipped for subscribers
@@ -229,6 +242,7 @@ impl Hub {
         frame: &Bytes,
         except: Option<SocketId>,
         seq: u64,
+        published: Stamp,
     ) -> usize {
         let Some(ch) = self.get(app, channel) else {
             return 0;
@@ -237,14 +251,14 @@ impl Hub {
             // Nobody pending and nobody replayed: an ordinary delivery.
             let subs = ch.subscribers.read();
             if subs.pending.is_empty() && subs.replayed_up_to.is_empty() {
-                return push_to_active(&subs.active, frame, except);
+                return push_to_active(&subs.active, frame, except, published);
             }
         }
         let mut subs = ch.subscribers.write();
         let subs = &mut *subs;
         hold(&mut subs.pending, frame, except, Some(seq));
         if subs.replayed_up_to.is_empty() {
-            return push_to_active(&subs.active, frame, except);
+            return push_to_active(&subs.active, frame, except, published);
         }
         // INVARIANT(cache-never-rewinds): nothing numbered up to what a subscriber was handed
         // from the cache reaches it afterwards.
@@ -257,7 +271,7 @@ impl Hub {
         };
         let mut n = 0;
         for (socket, outbox) in &subs.active {
-            if !skip(socket) && outbox.push(frame.clone()) {
+            if !skip(socket) && outbox.push_stamped(frame.clone(), published) {
                 n += 1;
             }
         }
@@ -287,7 +301,7 @@ impl Hub {
         }
         subs.count_version = version;
         hold(&mut subs.pending, frame, None, None);
-        push_to_active(&subs.active, frame, None)
+        push_to_active(&subs.active, frame, None, Stamp::NONE)
     }
 
     /// Number of connections subscribed to the channel on this node (active and pending).
@@ -316,6 +330,19 @@ impl Hub {
             }
         }
         closed.len()
+    }
+
+    /// Per app: channels with a local subscriber, and subscriptions (active and pending).
+    /// Walks every channel: for a scrape, not for the delivery path.
+    pub fn census(&self) -> std::collections::HashMap<AppId, (usize, usize)> {
+        let mut census = std::collections::HashMap::<AppId, (usize, usize)>::new();
+        for entry in self.channels.iter() {
+            let subs = entry.value().subscribers.read();
+            let counts = census.entry(entry.key().0.clone()).or_default();
+            counts.0 += 1;
+            counts.1 += subs.active.len() + subs.pending.len();
+        }
+        census
     }
 
     /// Number of channels with at least one local subscriber, over all apps.
@@ -349,10 +376,11 @@ fn push_to_active(
     active: &IndexMap<SocketId, Arc<Outbox>>,
     frame: &Bytes,
     except: Option<SocketId>,
+    published: Stamp,
 ) -> usize {
     let mut n = 0;
     for (socket, outbox) in active {
-        if Some(*socket) != except && outbox.push(frame.clone()) {
+        if Some(*socket) != except && outbox.push_stamped(frame.clone(), published) {
             n += 1;
         }
     }
@@ -433,8 +461,8 @@ mod tests {
         hub.activate(&app, &ch, old, []);
         hub.join(&app, &ch, new, o_new.clone());
         // Held for the newcomer: events 4 and 5; it is then handed 5 from the cache.
-        hub.deliver_cached(&app, &ch, &Bytes::from_static(b"e4"), None, 4);
-        hub.deliver_cached(&app, &ch, &Bytes::from_static(b"e5"), None, 5);
+        hub.deliver_cached(&app, &ch, &Bytes::from_static(b"e4"), None, 4, Stamp::NONE);
+        hub.deliver_cached(&app, &ch, &Bytes::from_static(b"e5"), None, 5, Stamp::NONE);
         assert!(hub.activate_replayed(
             &app,
             &ch,
@@ -445,11 +473,11 @@ mod tests {
         assert_eq!(drain(&o_new), [&b"ok"[..], b"c5"]);
         // 3 and 5 still in flight from elsewhere: the newcomer skips them, the other does not.
         assert_eq!(
-            hub.deliver_cached(&app, &ch, &Bytes::from_static(b"e3"), None, 3),
+            hub.deliver_cached(&app, &ch, &Bytes::from_static(b"e3"), None, 3, Stamp::NONE),
             1
         );
-        hub.deliver_cached(&app, &ch, &Bytes::from_static(b"e5"), None, 5);
-        hub.deliver_cached(&app, &ch, &Bytes::from_static(b"e6"), None, 6);
+        hub.deliver_cached(&app, &ch, &Bytes::from_static(b"e5"), None, 5, Stamp::NONE);
+        hub.deliver_cached(&app, &ch, &Bytes::from_static(b"e6"), None, 6, Stamp::NONE);
         assert_eq!(drain(&o_new), [&b"e6"[..]]);
         assert_eq!(drain(&o_old), [&b"e4"[..], b"e5", b"e3", b"e5", b"e6"]);
         // Client events (no number) are never skipped.

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::connection;
 use crate::connection_errors::{ConnectionError, Kind};
-use crate::gate::{Gate, SocketSlot};
+use crate::gate::{self, Gate, SocketSlot};
 use crate::http_connection::{self, Deadlines};
 use crate::ws::handshake::{self, Head};
 
@@ -114,6 +114,8 @@ async fn route(mut stream: TcpStream, peer: SocketAddr, slot: SocketSlot, routes
                         connection::serve(stream, buf, upgrade, slot, cx).await;
                     }
                     Err(refused) => {
+                        tracing::debug!(%client, ?refused, "upgrade refused");
+                        cx.metrics.refused(refusal_label(&refused));
                         let (status, reason) = refused.status();
                         ConnectionError::new(
                             Kind::UpgradeRefused,
@@ -208,5 +210,14 @@ async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<Opt
             Ok(None) if buf.len() < handshake::MAX_HEAD => {}
             Ok(None) | Err(_) => return Ok(None),
         }
+    }
+}
+
+/// The metrics' name for a refusal at the gate (`warren_connections_refused_total{reason}`).
+fn refusal_label(refused: &gate::Refused) -> &'static str {
+    match refused {
+        gate::Refused::NodeFull => "node_full",
+        gate::Refused::TooManyFromAddress => "too_many_from_address",
+        gate::Refused::TooFastFromAddress => "too_fast_from_address",
     }
 }

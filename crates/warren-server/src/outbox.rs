@@ -7,15 +7,21 @@
 //! allocation and no more. The queue holds `Bytes` handles only, so a frame delivered to ten
 //! thousand connections exists once in memory. Waking the connection is one atomic waker, and only the
 //! push that makes the queue non-empty wakes it.
+//!
+//! With metrics on, a pushed event carries its publish time ([`Stamp`]); the queue keeps the
+//! oldest stamp it holds (one number, not one per frame) and hands it to the writer with the
+//! frames, which observes the delivery latency once per write.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use warren_protocol::ErrorCode;
+
+use crate::metrics::Stamp;
 
 /// Why the server is closing a connection, with the Pusher code to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +59,10 @@ pub struct Outbox {
     /// Set while there are frames to take or a close to act on; lets the connection check
     /// without taking the lock.
     ready: AtomicBool,
+    /// The publish time ([`Stamp`] bits) of the oldest stamped frame queued; none while
+    /// metrics are off. Read and written under the state lock only (an atomic so that it can
+    /// sit beside `ready`, in what was padding: an outbox is per connection).
+    oldest: AtomicU32,
     waker: AtomicWaker,
     max_frames: usize,
     /// When the client was last heard from, on the server's clock (ms since start).
@@ -75,6 +85,7 @@ impl Outbox {
         Self {
             state: Mutex::new(State::default()),
             ready: AtomicBool::new(false),
+            oldest: AtomicU32::new(0),
             waker: AtomicWaker::new(),
             max_frames,
             last_seen: AtomicU64::new(0),
@@ -89,6 +100,11 @@ impl Outbox {
     ///
     /// INVARIANT(bounded-outbox): the queue never holds more than `max_frames`.
     pub fn push(&self, frame: Bytes) -> bool {
+        self.push_stamped(frame, Stamp::NONE)
+    }
+
+    /// [`Outbox::push`] for a frame of an event published at `published`.
+    pub fn push_stamped(&self, frame: Bytes, published: Stamp) -> bool {
         let mut st = self.state.lock();
         if st.closing.is_some() {
             return false;
@@ -99,6 +115,10 @@ impl Outbox {
             return false;
         }
         st.frames.push_back(frame);
+        // INVARIANT(latency-per-write): one stamp per queue, the oldest; none when metrics are off.
+        if !published.is_none() && self.oldest.load(Ordering::Relaxed) == 0 {
+            self.oldest.store(published.bits(), Ordering::Relaxed);
+        }
         let first = st.frames.len() == 1;
         if first {
             self.ready.store(true, Ordering::Release);
@@ -170,7 +190,13 @@ impl Outbox {
 
     /// Moves every queued frame into `into` and reports a requested close, if any.
     pub fn take(&self, into: &mut VecDeque<Bytes>) -> Option<CloseReason> {
+        self.take_stamped(into).0
+    }
+
+    /// [`Outbox::take`], with the publish time of the oldest stamped frame taken.
+    pub fn take_stamped(&self, into: &mut VecDeque<Bytes>) -> (Option<CloseReason>, Stamp) {
         let mut st = self.state.lock();
+        let oldest = Stamp::from_bits(self.oldest.swap(0, Ordering::Relaxed));
         if into.is_empty() {
             std::mem::swap(into, &mut st.frames);
         } else {
@@ -179,7 +205,7 @@ impl Outbox {
         if st.closing.is_none() {
             self.ready.store(false, Ordering::Release);
         }
-        st.closing.clone()
+        (st.closing.clone(), oldest)
     }
 
     /// Takes back an emptied queue from the writer, so that the next push need not allocate:
@@ -288,6 +314,20 @@ mod tests {
             Some(ErrorCode::GenericReconnect)
         );
         assert!(ob.ready.load(Ordering::Acquire), "a close stays pending");
+    }
+
+    #[test]
+    fn the_oldest_stamp_goes_with_the_frames_taken() {
+        let ob = Outbox::new(10);
+        let mut q = VecDeque::new();
+        ob.push(Bytes::from_static(b"pong"));
+        let first = Stamp::now();
+        ob.push_stamped(Bytes::from_static(b"e1"), first);
+        ob.push_stamped(Bytes::from_static(b"e2"), Stamp::now());
+        assert_eq!(ob.take_stamped(&mut q), (None, first));
+        assert_eq!(q.len(), 3);
+        ob.push(Bytes::from_static(b"answer"));
+        assert_eq!(ob.take_stamped(&mut q), (None, Stamp::NONE));
     }
 
     #[test]

@@ -28,9 +28,11 @@ use crate::http_connection::Deadlines;
 use crate::hub::Hub;
 use crate::ingress::Ingress;
 use crate::listener::{self, Routes};
+use crate::metrics::Metrics;
 use crate::monitor::{self, Monitor};
 use crate::node::{LocalDelivery, LocalUsers, Node};
 use crate::readiness::{self, Readiness};
+use crate::scrape::{MetricsListener, Scrape};
 use crate::webhooks::{self, Webhooks};
 
 /// How long a stopping server waits for its connections to leave their channels.
@@ -110,9 +112,11 @@ impl ServerBuilder {
             .clone()
             .unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()));
         let ingress = Ingress::new(server.ingress_threads)?;
+        let metrics = Metrics::new(config.metrics.enabled);
         let local = Arc::new(LocalDelivery::new(
             Arc::new(Hub::new()),
             Arc::new(LocalUsers::default()),
+            metrics.clone(),
         ));
         // INVARIANT(extensions-off-the-path): relayed events reach `LocalDelivery` directly
         // unless broadcast handlers need the wrapper.
@@ -181,6 +185,7 @@ impl ServerBuilder {
             server.activity_timeout,
             server.pong_timeout,
             Duration::from_millis(server.write_timeout_ms),
+            metrics.delivery_latency(),
         ));
         let websocket = server.role.serves_websocket().then(|| {
             Arc::new(connection::Context {
@@ -190,6 +195,7 @@ impl ServerBuilder {
                 max_outbound_queue: server.max_outbound_queue,
                 max_message_size: server.max_message_size_kb.saturating_mul(1024),
                 extensions: extensions.connection.clone(),
+                metrics: metrics.clone(),
             })
         });
         let console = Arc::new(Console {
@@ -207,6 +213,7 @@ impl ServerBuilder {
                 timestamp_tolerance_secs: server.api_timestamp_tolerance_secs,
                 request_timeout: Duration::from_millis(server.request_timeout_ms),
                 extensions: extensions.api(&handle),
+                metrics: metrics.clone(),
             })
         });
         let health = Arc::new(Health {
@@ -225,6 +232,11 @@ impl ServerBuilder {
             gate::file_limit(),
         );
         tracing::debug!(max = gate.max_websockets(), "WebSocket connections");
+        let scrape = Scrape {
+            metrics,
+            node: node.clone(),
+        };
+        let metrics_listener = MetricsListener::bind(&config.metrics, scrape).await?;
         let (shutdown_tx, _) = watch::channel(false);
         let readiness = Arc::new(Readiness {
             apps: apps_for_readiness,
@@ -254,6 +266,7 @@ impl ServerBuilder {
             shutdown_tx,
             handle,
             shutdown_grace: Duration::from_millis(server.shutdown_grace_ms),
+            metrics_listener,
         })
     }
 
@@ -264,9 +277,11 @@ impl ServerBuilder {
         let handle = server.shutdown_handle();
         let server_handle = server.handle();
         let monitor = server.monitor();
+        let metrics_addr = server.metrics_addr()?;
         tokio::spawn(server.run());
         Ok(RunningServer {
             addr,
+            metrics_addr,
             handle,
             server: server_handle,
             monitor,
@@ -305,6 +320,8 @@ pub struct Server {
     handle: ServerHandle,
     /// How long `/ready` answers 503 before the connections are closed.
     shutdown_grace: Duration,
+    /// `[metrics]`, when enabled.
+    metrics_listener: Option<MetricsListener>,
 }
 
 /// A server running in the background on the current tokio runtime (see [`Server::start`]);
@@ -312,6 +329,8 @@ pub struct Server {
 pub struct RunningServer {
     /// The address it listens on (useful with port 0).
     pub addr: SocketAddr,
+    /// Where it serves `/metrics`, when `[metrics]` is enabled.
+    pub metrics_addr: Option<SocketAddr>,
     handle: ShutdownHandle,
     server: ServerHandle,
     monitor: Arc<Monitor>,
@@ -394,6 +413,14 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// Where `/metrics` is served, when `[metrics]` is enabled.
+    pub fn metrics_addr(&self) -> std::io::Result<Option<SocketAddr>> {
+        self.metrics_listener
+            .as_ref()
+            .map(MetricsListener::local_addr)
+            .transpose()
+    }
+
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle(Arc::new(self.shutdown_tx.clone()))
     }
@@ -430,7 +457,9 @@ impl Server {
             shutdown_tx,
             handle: _,
             shutdown_grace,
+            metrics_listener,
         } = self;
+        let metrics = metrics_listener.map(|l| tokio::spawn(l.serve(shutdown_tx.subscribe())));
         let sweeper = tokio::spawn(connections::sweep_forever(connections.clone()));
         let gate_sweeper = tokio::spawn(gate::sweep_forever(routes.gate.clone()));
         let watchlists = {
@@ -459,6 +488,9 @@ impl Server {
         node.leave_cluster().await;
         suppressed.abort();
         connection_errors::report_suppressed_now();
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         drop(ingress);
     }
 }

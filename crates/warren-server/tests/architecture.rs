@@ -21,9 +21,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("gate", &[]),
     ("http_connection", &["connection_errors"]),
     ("http", &["api", "node", "connections", "config"]),
+    ("scrape", &["metrics", "node", "config"]),
     ("console", &["node", "monitor", "cluster", "app"]),
     ("ingress", &[]),
-    ("api", &["node", "cluster", "app", "extend"]),
+    ("api", &["node", "cluster", "app", "extend", "metrics"]),
     (
         "connection",
         &[
@@ -37,24 +38,28 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "extend",
             "monitor",
             "connection_errors",
+            "metrics",
         ],
     ),
     ("extend", &["node", "cluster", "app", "outbox", "ws"]),
-    ("connections", &["outbox", "ws"]),
+    ("connections", &["outbox", "ws", "metrics"]),
     (
         "node",
-        &["hub", "cluster", "outbox", "ws", "monitor", "webhooks"],
+        &[
+            "hub", "cluster", "outbox", "ws", "monitor", "webhooks", "metrics",
+        ],
     ),
     ("monitor", &["config"]),
     ("webhooks", &["cluster", "config"]),
-    ("hub", &["outbox"]),
-    ("outbox", &[]),
+    ("hub", &["outbox", "metrics"]),
+    ("outbox", &["metrics"]),
     ("cluster", &["config"]),
     ("ws", &[]),
     ("app", &["config"]),
     ("config", &[]),
     ("readiness", &["node", "app"]),
     ("connection_errors", &["config"]),
+    ("metrics", &[]),
 ];
 
 #[test]

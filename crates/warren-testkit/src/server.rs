@@ -31,6 +31,11 @@ impl TestServer {
         self._running.shutdown_handle()
     }
 
+    /// Where the server serves `/metrics`, when `[metrics]` is enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self._running.metrics_addr
+    }
+
     /// The server's tap (see `warren_server::monitor`).
     pub fn monitor(&self) -> std::sync::Arc<warren_server::monitor::Monitor> {
         self._running.monitor()

@@ -11,16 +11,19 @@ mod error;
 mod events;
 mod extension;
 mod limits;
+mod metered;
 mod request;
 mod users;
 
 use std::sync::Arc;
 
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 
 use crate::app::AppRegistry;
 use crate::extend::ApiExtensions;
+use crate::metrics::Metrics;
 use crate::node::Node;
 
 /// What the API's handlers use.
@@ -33,6 +36,7 @@ pub(crate) struct Api {
     pub request_timeout: std::time::Duration,
     /// API middlewares and `x-` routes, when any are registered.
     pub extensions: Option<Arc<ApiExtensions>>,
+    pub metrics: Metrics,
 }
 
 /// Routes of the HTTP API, to merge into the server's router.
@@ -59,5 +63,9 @@ pub(crate) fn routes(api: Arc<Api>) -> Router {
             "/users/{user_id}/terminate_connections",
             post(users::terminate_connections_by_key),
         )
+        .route_layer(middleware::from_fn_with_state(
+            api.clone(),
+            metered::metered,
+        ))
         .with_state(api)
 }

@@ -335,6 +335,17 @@ pub trait ClusterState: Send + Sync + 'static {
         // Never called when `shares_counters` is false; were it, it would take what it asks.
         Ok(want)
     }
+
+    /// How the backend's connections are doing, checked now (for metrics). A backend in
+    /// this process is always up.
+    async fn check_health(&self) -> BackendHealth {
+        BackendHealth {
+            backend: "local",
+            up: true,
+            round_trip: None,
+            reconnects: Vec::new(),
+        }
+    }
 }
 
 /// The per-app rates counted per second window (`apps[].api_request_rate_per_sec`,
@@ -353,4 +364,17 @@ impl RateCounter {
             RateCounter::ApiEvents => "ev",
         }
     }
+}
+
+/// A cluster backend's health as the metrics report it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendHealth {
+    /// The backend's name (`local`, `redis`).
+    pub backend: &'static str,
+    /// It answered the check.
+    pub up: bool,
+    /// How long the check's round trip took, for a backend across the network.
+    pub round_trip: Option<std::time::Duration>,
+    /// Reconnections since start, per connection (a fixed set of names).
+    pub reconnects: Vec<(&'static str, u64)>,
 }

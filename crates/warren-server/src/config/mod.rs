@@ -8,6 +8,7 @@
 
 mod load;
 mod log;
+mod metrics;
 mod monitor;
 mod net;
 mod origins;
@@ -24,6 +25,7 @@ use warren_protocol::{AppId, AppKey};
 
 pub use load::ConfigError;
 pub use log::{LogConfig, LogFormat, LogLevel};
+pub use metrics::MetricsConfig;
 pub use monitor::{ConsoleConfig, MonitorConfig};
 pub use net::Networks;
 pub use origins::AllowedOrigins;
@@ -45,6 +47,7 @@ pub struct Config {
     pub console: ConsoleConfig,
     pub webhooks: WebhooksConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -326,6 +329,7 @@ impl Default for Config {
             console: ConsoleConfig::default(),
             webhooks: WebhooksConfig::default(),
             log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

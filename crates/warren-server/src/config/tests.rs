@@ -220,6 +220,7 @@ fn full_file() {
         console: ConsoleConfig::default(),
         webhooks: Default::default(),
         log: Default::default(),
+        metrics: Default::default(),
     };
     let config = parse(text, &[]);
     assert_eq!(config, expected);
@@ -1015,6 +1016,7 @@ fn env_redis_url_list() {
 fn example_file_shows_the_defaults() {
     let config = parse(include_str!("../../../../warren.example.toml"), &[]);
     assert_eq!(config.webhooks, Default::default());
+    assert_eq!(config.metrics, Default::default());
     assert_eq!(config.server, ServerConfig::default());
     assert_eq!(config.cluster, ClusterConfig::default());
     assert_eq!(config.monitor, MonitorConfig::default());
@@ -1124,4 +1126,31 @@ fn origins_rates_and_the_shutdown_grace_from_file_and_env() {
     );
     assert!(message.contains("apps.0.allowed_origins"), "{message}");
     assert!(message.contains("no path"), "{message}");
+}
+
+#[test]
+fn metrics_are_off_on_loopback_9601_unless_configured() {
+    let config = parse("", &[]);
+    assert_eq!(
+        (
+            config.metrics.enabled,
+            config.metrics.host.as_str(),
+            config.metrics.port
+        ),
+        (false, "127.0.0.1", 9601)
+    );
+    let text = "[metrics]\nenabled = true\nhost = \"0.0.0.0\"\n";
+    let config = parse(text, &[("WARREN_METRICS__PORT", "9700")]);
+    assert_eq!(
+        (
+            config.metrics.enabled,
+            config.metrics.host.as_str(),
+            config.metrics.port
+        ),
+        (true, "0.0.0.0", 9700)
+    );
+    let mut config = Config::default();
+    config.metrics.host.clear();
+    let e = config.validate().unwrap_err().to_string();
+    assert!(e.contains("metrics.host"), "{e}");
 }

@@ -45,6 +45,9 @@ impl Config {
         if s.host.is_empty() {
             return Err(("server.host".into(), "must not be empty".into()));
         }
+        if self.metrics.host.is_empty() {
+            return Err(("metrics.host".into(), "must not be empty".into()));
+        }
         at_least!(s, "server", 1; activity_timeout, pong_timeout, max_message_size_kb,
             max_outbound_queue, api_timestamp_tolerance_secs, handshake_timeout_ms,
             request_timeout_ms, http_idle_timeout_secs, write_timeout_ms);

@@ -67,6 +67,17 @@ pub fn admit(
     Ok((app, slot))
 }
 
+/// The metrics' name for a refusal's code (`warren_connections_refused_total{reason}`).
+pub fn reason_label(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::PathNotFound => "path_not_found",
+        ErrorCode::AppNotFound => "app_not_found",
+        ErrorCode::AppDisabled => "app_disabled",
+        ErrorCode::OverConnectionQuota => "app_over_quota",
+        _ => "unsupported_protocol",
+    }
+}
+
 fn check_protocol(query: &str) -> Result<(), Refusal> {
     let value = query
         .split('&')

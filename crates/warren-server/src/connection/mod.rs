@@ -31,6 +31,7 @@ use crate::connection_errors::{ConnectionError, Kind};
 use crate::connections::Connections;
 use crate::extend::ConnectionExtensions;
 use crate::gate::WebSocketSlot;
+use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::outbox::{CloseReason, Outbox};
 use crate::ws::frame;
@@ -53,6 +54,7 @@ pub(crate) struct Context {
     pub max_message_size: usize,
     /// Inbound middlewares and custom event handlers, when any are registered.
     pub extensions: Option<Arc<ConnectionExtensions>>,
+    pub metrics: Metrics,
 }
 
 /// Answers an upgrade request and, once the connection is admitted, spawns its task.
@@ -91,6 +93,7 @@ pub(crate) async fn serve(
             ConnectionError::new(Kind::AppRefused, peer, &refusal.message)
                 .code(refusal.code.code())
                 .report();
+            cx.metrics.refused(admission::reason_label(refusal.code));
             // Refused after the upgrade, so that the client sees Pusher's code and reason.
             let reason = CloseReason::new(refusal.code, refusal.message);
             hello.extend_from_slice(&socket::close_frames(&reason));

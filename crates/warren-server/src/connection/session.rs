@@ -23,6 +23,7 @@ use super::Context;
 use crate::app::ConnectionSlot;
 use crate::cluster::{ChannelEvent, ChannelMessage, JoinError};
 use crate::extend::{run_chain, ConnectionContext, CustomEvent};
+use crate::metrics::Limit;
 use crate::monitor::Monitor;
 use crate::node::{presence_succeeded, Joining, SigningIn};
 use crate::outbox::{CloseReason, Outbox};
@@ -99,9 +100,19 @@ impl Session {
         }
     }
 
+    /// Where this connection is counted.
+    pub(super) fn metrics(&self) -> (&crate::metrics::Metrics, &warren_protocol::AppId) {
+        (&self.cx.metrics, &self.app.id)
+    }
+
     /// The tap, the app and the socket id this connection reports under.
     pub(super) fn watched_as(&self) -> (&Monitor, &str, SocketId) {
         (self.cx.node.monitor(), self.app.id.as_str(), self.socket_id)
+    }
+
+    /// A text message of `len` bytes arrived (metrics).
+    pub(super) fn received(&self, len: usize) {
+        self.cx.metrics.received(&self.app.id, len);
     }
 
     /// Whether the monitor watches (one atomic load).
@@ -203,6 +214,9 @@ impl Session {
         // costs a read of the member list, so it counts like a first subscribe.
         let limit = self.app.subscribe_rate_per_sec;
         if !self.rates.allow(Counted::Subscribe, limit, Instant::now()) {
+            self.cx
+                .metrics
+                .rate_limited(&self.app.id, Limit::Subscriptions);
             return self.subscription_error(
                 channel.as_str(),
                 "LimitReached",
@@ -505,7 +519,7 @@ impl Session {
                 user_id: member.as_ref().map(|m| m.user_id.clone()),
             },
         };
-        match self.cx.node.publish(&event).await {
+        match self.cx.node.publish_client_event(&event).await {
             Ok(()) => {
                 self.cx.node.client_event_published(&event);
                 self.cx.node.webhooks().client_event(&event);
@@ -518,6 +532,9 @@ impl Session {
 
     /// Tells the client that `what` (a client or custom event) was over the app's rate.
     fn rate_limited(&self, what: &str) {
+        self.cx
+            .metrics
+            .rate_limited(&self.app.id, Limit::ClientEvents);
         self.send_error(
             Some(ErrorCode::ClientEventRateLimited),
             &format!(

@@ -21,6 +21,7 @@ use warren_protocol::{codes::ws_close, outbound};
 use super::session::Session;
 use crate::connection_errors::{ConnectionError, Kind};
 use crate::connections::Connections;
+use crate::metrics::Stamp;
 use crate::monitor::Traffic;
 use crate::outbox::{CloseReason, Outbox, SLOW_CONSUMER};
 use crate::ws::frame::{self, Decoder, FrameError, Message};
@@ -46,8 +47,9 @@ pub(super) enum End {
 pub(super) enum Next {
     /// Bytes arrived: handle the messages they complete.
     Input,
-    /// The socket is full and frames are still queued: wait until it drains.
-    Drain,
+    /// The socket is full and frames are still queued: wait until it drains. With the
+    /// publish time of the oldest event among them (metrics on only), observed once written.
+    Drain(Stamp),
     /// The server asked for a close.
     Close(CloseReason),
     /// The connection is over.
@@ -159,16 +161,19 @@ impl Socket {
             match wake {
                 Wake::Outbox => {
                     let queued = self.queue.len();
-                    if let Some(reason) = self.outbox.take(&mut self.queue) {
+                    let (closing, oldest) = self.outbox.take_stamped(&mut self.queue);
+                    if let Some(reason) = closing {
                         return Poll::Ready(Next::Close(reason));
                     }
                     let taken = self.queue.len().saturating_sub(queued) as u64;
                     if let Some(t) = self.counts() {
                         t.messages_out += taken;
                     }
+                    // The delivery latency is observed once per write, for its oldest event,
+                    // when the write is whole (after the wait for a full socket, if any).
                     match self.write_queued() {
-                        Ok(true) => {}
-                        Ok(false) => return Poll::Ready(Next::Drain),
+                        Ok(true) => self.written(oldest),
+                        Ok(false) => return Poll::Ready(Next::Drain(oldest)),
                         Err(_) => return Poll::Ready(Next::End(End::WriteFailed)),
                     }
                 }
@@ -258,6 +263,15 @@ impl Socket {
         Ok(true)
     }
 
+    /// What was taken with `oldest` is written: observe its delivery latency. The stamp is
+    /// carried on the stack (or in `Next::Drain`), never kept by the idle connection.
+    // INVARIANT(latency-per-write): one observation per whole write, for its oldest event.
+    pub(super) fn written(&self, oldest: Stamp) {
+        if !oldest.is_none() {
+            self.connections.delivery_latency().record(oldest);
+        }
+    }
+
     /// One non-blocking write of up to [`MAX_IOVECS`] queued frames.
     fn write_some(&self) -> io::Result<usize> {
         if self.queue.len() == 1 {
@@ -298,8 +312,11 @@ impl Socket {
                 Ok(None) => break,
                 Err(e) => return Some(self.frame_error(session, e).await),
             };
-            if let (Message::Text(_), Some(t)) = (&msg, self.counts()) {
-                t.messages_in += 1;
+            if let Message::Text(text) = &msg {
+                session.received(text.len());
+                if let Some(t) = self.counts() {
+                    t.messages_in += 1;
+                }
             }
             match msg {
                 Message::Text(text) => match parse_client_message(&text) {

@@ -100,8 +100,11 @@ fn work(mut parts: Parts, next: Next) -> Work {
                 }
                 Some(end) => end,
             },
-            Next::Drain => match parts.socket.drain().await {
-                Ok(()) => return Some(parts),
+            Next::Drain(oldest) => match parts.socket.drain().await {
+                Ok(()) => {
+                    parts.socket.written(oldest);
+                    return Some(parts);
+                }
                 Err(_) => End::WriteFailed,
             },
             Next::Close(reason) => parts.socket.close(reason).await,

@@ -1,13 +1,17 @@
-//! What a connection reports to the monitor: its opening, its traffic now and then, and its
-//! end with the reason and the final counts. Each is one atomic load when nobody watches.
+//! What a connection reports to the monitor and the metrics: its opening, its traffic now and
+//! then (monitor), and its end with the reason (and the final counts for the monitor). Each
+//! is one atomic load when nobody watches, and one branch when metrics are off.
 
 use tokio::net::TcpStream;
 
 use super::session::Session;
 use super::socket::{End, Socket};
+use crate::metrics::Ended;
 use crate::monitor::{EventKind, TRAFFIC_REPORT_EVERY};
 
 pub(super) fn opened(session: &Session, stream: &TcpStream) {
+    let (metrics, app_id) = session.metrics();
+    metrics.opened(app_id);
     let (monitor, app, socket) = session.watched_as();
     monitor.emit(app, || EventKind::ConnectionOpened {
         socket_id: socket.to_string(),
@@ -31,6 +35,16 @@ pub(super) fn traffic_if_due(socket: &mut Socket, session: &Session) {
 }
 
 pub(super) fn closed(socket: &Socket, session: &Session, end: &End) {
+    let (metrics, app_id) = session.metrics();
+    metrics.closed(
+        app_id,
+        match end {
+            End::ClientClosed => Ended::ClientClosed,
+            End::ClientGone => Ended::ClientGone,
+            End::WriteFailed => Ended::WriteFailed,
+            End::ServerClosed(code) => Ended::ServerClosed(*code),
+        },
+    );
     let (monitor, app, id) = session.watched_as();
     monitor.emit(app, || {
         let (reason, code) = match end {

@@ -22,6 +22,7 @@ use super::delivery;
 use super::users::LocalUsers;
 use crate::cluster::{Broker, ChannelEvent, ChannelMessage, ClusterState, CountVersion};
 use crate::hub::Hub;
+use crate::metrics::{Metrics, Stamp};
 use crate::webhooks::Webhooks;
 
 /// Channels with more subscribers than this get throttled counts.
@@ -50,6 +51,7 @@ pub(super) struct Counts {
     pub broker: Arc<dyn Broker>,
     pub state: Arc<dyn ClusterState>,
     pub webhooks: Webhooks,
+    pub metrics: Metrics,
 }
 
 impl Counts {
@@ -85,7 +87,7 @@ impl Counts {
         if let Err(e) = self.broker.publish(&event).await {
             tracing::warn!(%channel, error = %e, "subscription count not sent to other nodes");
         }
-        delivery::deliver(&self.hub, &self.users, &event);
+        delivery::deliver(&self.hub, &self.users, &self.metrics, &event, Stamp::NONE);
         (self.webhooks).subscription_count(app, channel, now.subscription_count);
     }
 

@@ -5,6 +5,10 @@
 //! per event per node, however many subscribers share the resulting `Bytes`. Notices about a
 //! user (online, offline, terminate) are not for a channel's subscribers: they go to
 //! [`LocalUsers`], which acts on the user's connections and watchers.
+//!
+//! With metrics on, each event carries its publish time (a [`Stamp`]: when it entered this
+//! node through `Node::publish` / `Node::trigger`, or when it arrived from the backend) to
+//! the outboxes, and is counted once per event with the number of subscribers it reached.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -16,6 +20,7 @@ use super::listening::Listening;
 use super::users::LocalUsers;
 use crate::cluster::{ChannelEvent, ChannelMessage, EventSink, Reaped};
 use crate::hub::Hub;
+use crate::metrics::{Metrics, Stamp};
 use crate::outbox::CloseReason;
 use crate::webhooks::Webhooks;
 use crate::ws::frame;
@@ -31,13 +36,15 @@ pub(crate) struct LocalDelivery {
     resync_closes: AtomicU64,
     /// Set once the node is composed (the webhooks need the state the backend made).
     webhooks: OnceLock<Webhooks>,
+    metrics: Metrics,
 }
 
 impl LocalDelivery {
-    pub(crate) fn new(hub: Arc<Hub>, users: Arc<LocalUsers>) -> Self {
+    pub(crate) fn new(hub: Arc<Hub>, users: Arc<LocalUsers>, metrics: Metrics) -> Self {
         Self {
             hub,
             users,
+            metrics,
             listening: Arc::default(),
             resyncs: AtomicU64::new(0),
             resync_closes: AtomicU64::new(0),
@@ -46,8 +53,13 @@ impl LocalDelivery {
     }
 
     /// What the node shares with it.
-    pub(super) fn parts(&self) -> (Arc<Hub>, Arc<LocalUsers>, Arc<Listening>) {
-        (self.hub.clone(), self.users.clone(), self.listening.clone())
+    pub(super) fn parts(&self) -> (Arc<Hub>, Arc<LocalUsers>, Arc<Listening>, Metrics) {
+        (
+            self.hub.clone(),
+            self.users.clone(),
+            self.listening.clone(),
+            self.metrics.clone(),
+        )
     }
 
     /// How often events may have been lost, and how many connections were closed for it.
@@ -66,7 +78,9 @@ impl LocalDelivery {
 
 impl EventSink for LocalDelivery {
     fn deliver(&self, event: &ChannelEvent) {
-        deliver(&self.hub, &self.users, event);
+        // Relayed: published on another node; measured from its arrival here.
+        let arrived = self.metrics.stamp();
+        deliver(&self.hub, &self.users, &self.metrics, event, arrived);
     }
 
     // INVARIANT(no-silent-loss): when events may have been lost, every channel is listened
@@ -102,21 +116,30 @@ impl EventSink for LocalDelivery {
 
 /// Frames the event once and hands it to the hub's subscribers of its channel. Cache events
 /// and counts carry the numbers the hub orders them by (see `hub`). A user notice goes to the
-/// user's connections and watchers instead.
-pub(super) fn deliver(hub: &Hub, users: &LocalUsers, event: &ChannelEvent) {
+/// user's connections and watchers instead. `published` is when the event entered this node
+/// (none while metrics are off).
+pub(super) fn deliver(
+    hub: &Hub,
+    users: &LocalUsers,
+    metrics: &Metrics,
+    event: &ChannelEvent,
+    published: Stamp,
+) {
     let Some(frame) = frame_of(event) else {
         return users.notify(event);
     };
     let (app, channel) = (&event.app, &event.channel);
-    match event.message {
+    let reached = match event.message {
         ChannelMessage::CacheEvent { seq, .. } => {
-            hub.deliver_cached(app, channel, &frame, event.except, seq)
+            hub.deliver_cached(app, channel, &frame, event.except, seq, published)
         }
         ChannelMessage::SubscriptionCount { version, .. } => {
             hub.deliver_count(app, channel, &frame, version)
         }
-        _ => hub.deliver(app, channel, &frame, event.except),
+        _ => hub.deliver_stamped(app, channel, &frame, event.except, published),
     };
+    // Once per event, however many subscribers it reached.
+    metrics.delivered(app, reached, frame.len());
 }
 
 /// The WebSocket frame subscribers of the event's channel receive; `None` for a user notice,

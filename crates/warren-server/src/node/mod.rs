@@ -56,10 +56,11 @@ use warren_protocol::presence::PresenceMember;
 use warren_protocol::{outbound, AppId, ChannelKind, ChannelName, SocketId};
 
 use crate::cluster::{
-    BackendError, Broadcast, Broker, CachedEvent, ChannelEvent, ChannelMessage, ChannelStats,
-    ClusterState, CountVersion, JoinError, SubscriptionChange,
+    BackendError, BackendHealth, Broadcast, Broker, CachedEvent, ChannelEvent, ChannelMessage,
+    ChannelStats, ClusterState, CountVersion, JoinError, SubscriptionChange,
 };
 use crate::hub::{Hub, LocalTransition};
+use crate::metrics::{Metrics, Source, Stamp};
 use crate::monitor::Monitor;
 use crate::outbox::Outbox;
 use crate::webhooks::Webhooks;
@@ -86,6 +87,7 @@ pub struct Node {
     rates: quotas::Rates,
     /// The backend counts connections and rates for the whole cluster.
     shares_counters: bool,
+    metrics: Metrics,
 }
 
 /// A connection joining a channel.
@@ -108,8 +110,9 @@ impl Node {
         state: Arc<dyn ClusterState>,
         monitor: Arc<Monitor>,
     ) -> Self {
-        let (hub, users, listening) = local.parts();
+        let (hub, users, listening, metrics) = local.parts();
         Self {
+            metrics: metrics.clone(),
             monitor,
             counts: Counts {
                 hub: hub.clone(),
@@ -117,6 +120,7 @@ impl Node {
                 broker: broker.clone(),
                 state: state.clone(),
                 webhooks: Webhooks::default(),
+                metrics,
             },
             hub,
             users,
@@ -282,8 +286,27 @@ impl Node {
     /// INVARIANT(others-then-here): the broker tells the other nodes, then this node delivers
     /// once; brokers never hand a node its own events back.
     pub async fn publish(&self, event: &ChannelEvent) -> Result<(), BackendError> {
+        self.publish_stamped(event, self.metrics.stamp()).await
+    }
+
+    /// [`Node::publish`] of an event that entered this node at `published`.
+    async fn publish_stamped(
+        &self,
+        event: &ChannelEvent,
+        published: Stamp,
+    ) -> Result<(), BackendError> {
         self.broker.publish(event).await?;
-        self.deliver_here(event);
+        delivery::deliver(&self.hub, &self.users, &self.metrics, event, published);
+        Ok(())
+    }
+
+    /// Publishes a client event (see [`Node::publish`]), counted as one.
+    pub(crate) async fn publish_client_event(
+        &self,
+        event: &ChannelEvent,
+    ) -> Result<(), BackendError> {
+        self.publish(event).await?;
+        self.metrics.published(&event.app, Source::Client);
         Ok(())
     }
 
@@ -302,6 +325,7 @@ impl Node {
     ) -> Result<(), BackendError> {
         self.trigger_unwatched(event, cache_ttl).await?;
         watched::api_publish(&self.monitor, event);
+        self.metrics.published(&event.app, Source::Api);
         Ok(())
     }
 
@@ -310,17 +334,19 @@ impl Node {
         event: &ChannelEvent,
         cache_ttl: Duration,
     ) -> Result<(), BackendError> {
+        // The delivery latency of an API event counts from here, the cache write included.
+        let published = self.metrics.stamp();
         let ChannelMessage::Event { name, data, .. } = &event.message else {
-            return self.publish(event).await;
+            return self.publish_stamped(event, published).await;
         };
         if !event.channel.is_cache() {
-            return self.publish(event).await;
+            return self.publish_stamped(event, published).await;
         }
         let seq = self
             .state
             .cache_put(&event.app, &event.channel, name, data, cache_ttl)
             .await?;
-        self.publish(&ChannelEvent {
+        let cached = ChannelEvent {
             app: event.app.clone(),
             channel: event.channel.clone(),
             except: event.except,
@@ -329,8 +355,8 @@ impl Node {
                 data: data.clone(),
                 seq,
             },
-        })
-        .await
+        };
+        self.publish_stamped(&cached, published).await
     }
 
     /// Reports a client event this node published for one of its connections to the monitor.
@@ -395,8 +421,19 @@ impl Node {
         self.state.shutdown().await;
     }
 
+    /// Delivers what this node itself announces (presence changes): no publish to time.
     fn deliver_here(&self, event: &ChannelEvent) {
-        delivery::deliver(&self.hub, &self.users, event);
+        delivery::deliver(&self.hub, &self.users, &self.metrics, event, Stamp::NONE);
+    }
+
+    /// Per app: channels with a subscriber here, and this node's subscriptions.
+    pub(crate) fn census(&self) -> std::collections::HashMap<AppId, (usize, usize)> {
+        self.hub.census()
+    }
+
+    /// How the cluster backend's connection is doing (checked now).
+    pub(crate) async fn check_backend_health(&self) -> BackendHealth {
+        self.state.check_health().await
     }
 
     /// Announces a counted channel's new subscription count.

@@ -137,7 +137,7 @@ impl Dispatch {
         let pending = Pending::new(id, Arc::from(r.to_json()));
         for route in routes.iter().filter(|route| route.wants.contains(kind)) {
             if !route.queue.push(pending.clone()) {
-                let dropped = route.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                let dropped = route.stats.queue_full.fetch_add(1, Ordering::Relaxed) + 1;
                 if dropped.is_power_of_two() {
                     tracing::warn!(url = %route.url, dropped_total = dropped,
                         "webhook dropped: the endpoint's queue is full (webhooks.max_pending)");

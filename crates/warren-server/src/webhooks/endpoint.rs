@@ -26,8 +26,10 @@ const LONGEST_RETRY: Duration = Duration::from_secs(30);
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     pub delivered: AtomicU64,
-    /// Given up on after `retry_for_secs`, or refused because the queue was full.
-    pub dropped: AtomicU64,
+    /// Given up on after `retry_for_secs`.
+    pub given_up: AtomicU64,
+    /// Refused because the endpoint's queue was full.
+    pub queue_full: AtomicU64,
 }
 
 /// Told of every request sent (the monitor's `webhook_sent`); set by the server.
@@ -144,7 +146,7 @@ impl Endpoint {
             if started.elapsed() + wait > self.retry_for {
                 let total = self
                     .stats
-                    .dropped
+                    .given_up
                     .fetch_add(batch.len() as u64, Ordering::Relaxed)
                     + batch.len() as u64;
                 tracing::warn!(url = %self.url, events = batch.len(), dropped_total = total,

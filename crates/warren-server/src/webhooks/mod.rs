@@ -88,6 +88,29 @@ struct Intake {
     wants: HashMap<AppId, KindSet>,
     queue: mpsc::Sender<Record>,
     dropped: AtomicU64,
+    /// Every endpoint, for metrics.
+    endpoints: Vec<Watched>,
+}
+
+/// An endpoint as the metrics see it.
+struct Watched {
+    app: AppId,
+    /// Its place among the app's endpoints in the configuration.
+    index: usize,
+    stats: Arc<endpoint::Stats>,
+    queue: Arc<dyn Queue>,
+}
+
+/// One endpoint's counts and queue, for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EndpointReport {
+    pub app: AppId,
+    pub index: usize,
+    pub delivered: u64,
+    pub given_up: u64,
+    pub queue_full: u64,
+    /// `None` when the queue could not be asked (Redis unreachable).
+    pub depth: Option<u64>,
 }
 
 impl Webhooks {
@@ -134,6 +157,7 @@ impl Webhooks {
         let consumer = format!("{node_id}~{:08x}", rand::random::<u32>());
         let min_idle = Duration::from_millis(config.cluster.node_timeout_ms);
         let (mut routes, mut wants) = (HashMap::new(), HashMap::new());
+        let mut watched = Vec::new();
         for app in &config.apps {
             let mut app_routes = Vec::new();
             for (n, hook) in app.webhooks.iter().enumerate() {
@@ -158,6 +182,12 @@ impl Webhooks {
                     stats: endpoint.stats.clone(),
                     url: hook.url.clone(),
                 };
+                watched.push(Watched {
+                    app: app.id.clone(),
+                    index: n,
+                    stats: endpoint.stats.clone(),
+                    queue: queue.clone(),
+                });
                 tokio::spawn(endpoint.run(queue));
                 let all: &mut KindSet = wants.entry(app.id.clone()).or_default();
                 all.0 |= route.wants.0;
@@ -190,7 +220,30 @@ impl Webhooks {
             wants,
             queue,
             dropped: AtomicU64::new(0),
+            endpoints: watched,
         }))))
+    }
+
+    /// Each endpoint's counts and queue depth, and the events the intake dropped; nothing
+    /// when no app has an endpoint.
+    pub(crate) async fn endpoints_report(&self) -> (Vec<EndpointReport>, u64) {
+        let Some(intake) = &self.0 else {
+            return (Vec::new(), 0);
+        };
+        let mut reports = Vec::with_capacity(intake.endpoints.len());
+        for e in &intake.endpoints {
+            let load = |n: &AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+            reports.push(EndpointReport {
+                app: e.app.clone(),
+                index: e.index,
+                delivered: load(&e.stats.delivered),
+                given_up: load(&e.stats.given_up),
+                queue_full: load(&e.stats.queue_full),
+                depth: e.queue.depth().await,
+            });
+        }
+        let dropped = intake.dropped.load(std::sync::atomic::Ordering::Relaxed);
+        (reports, dropped)
     }
 
     /// Enqueues the event if an endpoint of the app wants its kind.

@@ -53,6 +53,16 @@ pub(crate) trait Queue: Send + Sync + 'static {
 
     /// Finished with the batch (delivered, or given up on): it leaves the queue.
     async fn done(&self, _batch: &[Pending]) {}
+
+    /// Events waiting, for metrics; `None` when it cannot be told now.
+    async fn depth(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// Events waiting in a bounded channel.
+pub(crate) fn waiting<T>(tx: &mpsc::Sender<T>) -> u64 {
+    (tx.max_capacity() - tx.capacity()) as u64
 }
 
 /// A bounded queue in this process.
@@ -92,6 +102,11 @@ impl Queue for MemoryQueue {
             }
         }
         Some(batch)
+    }
+
+    /// What waits in memory; the batch being sent is not counted.
+    async fn depth(&self) -> Option<u64> {
+        Some(waiting(&self.tx))
     }
 }
 

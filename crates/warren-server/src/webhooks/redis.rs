@@ -19,7 +19,7 @@ use fred::types::scripts::Script;
 use fred::types::{Expiration, Value};
 use tokio::sync::{mpsc, Notify};
 
-use super::queue::{Pending, Queue};
+use super::queue::{waiting, Pending, Queue};
 use super::removal::Markers;
 use crate::config::RedisTarget;
 
@@ -30,6 +30,9 @@ const POLL: Duration = Duration::from_millis(250);
 /// Events written to a stream in one round trip at most.
 const WRITE_BATCH: usize = 512;
 const GROUP: &str = "senders";
+
+/// KEYS stream: its length (entries not yet delivered or given up on, cluster-wide).
+const LENGTH: &str = "return redis.call('XLEN', KEYS[1])";
 
 /// KEYS stream; ARGV max length, then (event id, event JSON) pairs.
 const PUSH: &str = r"
@@ -163,7 +166,7 @@ struct Stream {
     consumer: String,
     written: Notify,
     min_idle: Duration,
-    scripts: [Script; 4],
+    scripts: [Script; 5],
 }
 
 impl RedisQueue {
@@ -182,7 +185,7 @@ impl RedisQueue {
             consumer,
             written: Notify::new(),
             min_idle,
-            scripts: [PUSH, TAKE, KEEP, DONE].map(Script::from_lua),
+            scripts: [PUSH, TAKE, KEEP, DONE, LENGTH].map(Script::from_lua),
         });
         tokio::spawn(stream.clone().write(rx, capacity));
         Arc::new(RedisQueue { stream, incoming })
@@ -288,5 +291,11 @@ impl Queue for RedisQueue {
         self.stream
             .entries(3, vec![Value::from(GROUP)], batch)
             .await;
+    }
+
+    /// The stream's length (shared by every node) and what this node has yet to write to it.
+    async fn depth(&self) -> Option<u64> {
+        let length = self.stream.eval(4, Vec::new()).await.ok()?.as_u64()?;
+        Some(length + waiting(&self.incoming))
     }
 }

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::{mpsc, Notify};
 
-use super::queue::{Pending, Queue};
+use super::queue::{waiting, Pending, Queue};
 
 /// Events committed in one transaction at most.
 const WRITE_BATCH: usize = 512;
@@ -102,6 +102,16 @@ impl Table {
         Ok(dropped)
     }
 
+    /// How many events the spool holds.
+    fn len(&self) -> anyhow::Result<u64> {
+        let tx = self.db.begin_read()?;
+        match tx.open_table(self.definition()) {
+            Ok(table) => Ok(table.len()?),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The oldest `max` events.
     fn oldest(&self, max: usize) -> anyhow::Result<Vec<Pending>> {
         let tx = self.db.begin_read()?;
@@ -177,6 +187,16 @@ impl Queue for SpoolQueue {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
+    }
+
+    /// The spool's events and what has yet to be written to it.
+    async fn depth(&self) -> Option<u64> {
+        let me = self.table.clone();
+        let kept = tokio::task::spawn_blocking(move || me.len())
+            .await
+            .ok()?
+            .ok()?;
+        Some(kept + waiting(&self.incoming))
     }
 
     async fn done(&self, batch: &[Pending]) {

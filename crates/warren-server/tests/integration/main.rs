@@ -18,6 +18,7 @@ mod hostile;
 mod http_api;
 mod http_auth;
 mod liveness;
+mod metrics;
 mod monitor;
 mod origins;
 mod presence;

@@ -40,9 +40,9 @@ use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
 
 use super::envelope::{self, Relayed};
 use super::{
-    BackendError, Broadcast, Broker, CachedEvent, ChannelEvent, ChannelMessage, ChannelStats,
-    ClusterBackend, ClusterState, CountVersion, EventSink, JoinError, PresenceJoin, PresenceLeave,
-    RateCounter, Seams, SubscriptionChange, UserNotice, UserStatus,
+    BackendError, BackendHealth, Broadcast, Broker, CachedEvent, ChannelEvent, ChannelMessage,
+    ChannelStats, ClusterBackend, ClusterState, CountVersion, EventSink, JoinError, PresenceJoin,
+    PresenceLeave, RateCounter, Seams, SubscriptionChange, UserNotice, UserStatus,
 };
 use crate::config::RedisTarget;
 use keys::Keys;
@@ -126,7 +126,12 @@ struct Inner {
     started: std::time::Instant,
     /// When a heartbeat (or registration) last went through, on [`Inner::clock_ms`].
     last_beat: AtomicU64,
+    /// Reconnections of the command, subscriber and broadcast connections (for metrics).
+    reconnects: [AtomicU64; 3],
 }
+
+/// The connections whose reconnections are counted, in the order of `Inner::reconnects`.
+const CONNECTIONS: [&str; 3] = ["commands", "subscriber", "broadcasts"];
 
 impl RedisCluster {
     /// Connects, registers this node and starts the relay, heartbeat and cleanup tasks.
@@ -180,6 +185,7 @@ impl RedisCluster {
             connections: Mutex::default(),
             started: std::time::Instant::now(),
             last_beat: AtomicU64::new(0),
+            reconnects: Default::default(),
             origin,
             sink,
             client,
@@ -687,6 +693,27 @@ impl ClusterState for RedisCluster {
         registry::deregister(&self.inner).await;
     }
 
+    /// One PING on the command connection, timed; up when it answered and the subscriber
+    /// connection is connected too.
+    async fn check_health(&self) -> BackendHealth {
+        let inner = &self.inner;
+        let started = std::time::Instant::now();
+        let ping = tokio::time::timeout(COMMAND_TIMEOUT, inner.client.ping::<Value>(None)).await;
+        let answered = matches!(ping, Ok(Ok(_)));
+        let round_trip = answered.then(|| started.elapsed());
+        let reconnects = CONNECTIONS
+            .iter()
+            .zip(&inner.reconnects)
+            .map(|(name, n)| (*name, n.load(Ordering::Relaxed)))
+            .collect();
+        BackendHealth {
+            backend: "redis",
+            up: answered && inner.subscriber.is_connected(),
+            round_trip,
+            reconnects,
+        }
+    }
+
     async fn cache_put(
         &self,
         app: &AppId,
@@ -866,6 +893,7 @@ fn spawn_connection_logs(inner: &Arc<Inner>) {
             tracing::warn!(server = %server, "Redis subscriber reconnected");
             match weak.upgrade() {
                 Some(inner) if !inner.stopping.load(Ordering::Acquire) => {
+                    inner.reconnects[1].fetch_add(1, Ordering::Relaxed);
                     inner.sink.resync("the Redis subscriber reconnected")
                 }
                 _ => return,
@@ -880,9 +908,22 @@ fn spawn_connection_logs(inner: &Arc<Inner>) {
             // Writes may have been lost (a failover to a lagging replica, a restart): record
             // this node's state again.
             match weak.upgrade() {
-                Some(inner) => inner.dirty.store(true, Ordering::Release),
+                Some(inner) => {
+                    inner.reconnects[0].fetch_add(1, Ordering::Relaxed);
+                    inner.dirty.store(true, Ordering::Release)
+                }
                 None => return,
             }
+        }
+    });
+    let mut broadcasts = inner.broadcasts.reconnect_rx();
+    let weak = Arc::downgrade(inner);
+    tokio::spawn(async move {
+        while broadcasts.recv().await.is_ok() {
+            match weak.upgrade() {
+                Some(inner) => inner.reconnects[2].fetch_add(1, Ordering::Relaxed),
+                None => return,
+            };
         }
     });
 }
