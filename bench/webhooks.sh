@@ -6,6 +6,9 @@
 #       Presence joins and leaves at RATE per second over both nodes (`warren bench-webhooks`),
 #       every one a new member, so each causes one member_added or member_removed webhook:
 #       their throughput, loss, duplicates and latency from the transition to the POST.
+#   bench/webhooks.sh churn-cost [rounds=3] [rate=2000]
+#       Server CPU per join or leave under the same churn with webhooks configured and
+#       without, alternating within each round: what the webhooks themselves cost.
 #   bench/webhooks.sh delivery [rounds=3] [churn_rate=1000]
 #       Server CPU per delivered message (`warren bench`, 10,000 connections over 100
 #       presence channels, 200 events/s, across both nodes) with webhooks configured and
@@ -63,6 +66,21 @@ churn)
     --listen "127.0.0.1:$hook" --connections "$conns" --rate "$rate" --duration "$secs" \
     --removal-delay-ms "$delay_ms" --server-pid "$n1" --server-pid "$n2"
   ;;
+churn-cost)
+  rounds=${2:-3}; rate=${3:-2000}
+  for round in $(seq 1 "$rounds"); do
+    for hooks in off on; do
+      hook=$(free_port)
+      if [ "$hooks" = on ]; then nodes "$hook"; else nodes none; fi
+      cpu=$("$bench" bench-webhooks --url "http://127.0.0.1:$p1" --url "http://127.0.0.1:$p2" \
+        --listen "127.0.0.1:$hook" --connections 1000 --rate "$rate" --duration 10 \
+        --removal-delay-ms "$delay_ms" --server-pid "$n1" --server-pid "$n2" --allow-loss |
+        grep -o '[0-9.]* µs per transition' || echo '? µs per transition')
+      stop_nodes
+      echo "round $round churn $rate/s webhooks $hooks: $cpu"
+    done
+  done
+  ;;
 delivery)
   rounds=${2:-3}; churn_rate=${3:-1000}
   for round in $(seq 1 "$rounds"); do
@@ -102,5 +120,5 @@ PY
   done
   ;;
 *)
-  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
