@@ -38,12 +38,15 @@ pub mod monitor;
 mod node;
 mod outbox;
 mod server;
+mod tls;
+mod transport;
 mod webhooks;
 mod ws;
 
 pub use app::{App, AppRegistry, StaticApps};
 pub use config::Config;
 pub use server::{RunningServer, Server, ServerBuilder, ShutdownHandle};
+pub use tls::{TlsError, TlsReloader};
 
 /// The parsers of what arrives from outside, for the fuzz targets and their corpus replay
 /// (`crates/warren-fuzz`) only: not an API, and may change at any time.

@@ -29,6 +29,7 @@ use crate::ingress::Ingress;
 use crate::listener::{self, Routes};
 use crate::monitor::{self, Monitor};
 use crate::node::{LocalDelivery, LocalUsers, Node};
+use crate::tls::{Tls, TlsReloader};
 use crate::webhooks::{self, Webhooks};
 
 /// How long a stopping server waits for its connections to leave their channels.
@@ -101,6 +102,8 @@ impl ServerBuilder {
             None => Arc::new(StaticApps::new(config.apps.iter().map(App::from_config))),
         };
         let server = &config.server;
+        // Before binding: a certificate that does not load stops start-up.
+        let tls = server.tls.as_ref().map(Tls::load).transpose()?;
         let listener = listener::bind(&format!("{}:{}", server.host, server.port)).await?;
         let node_id = server
             .node_id
@@ -233,6 +236,7 @@ impl ServerBuilder {
                     write: Duration::from_millis(server.write_timeout_ms),
                 },
                 gate,
+                tls,
             },
             ingress,
             listener,
@@ -252,12 +256,14 @@ impl ServerBuilder {
         let handle = server.shutdown_handle();
         let server_handle = server.handle();
         let monitor = server.monitor();
+        let tls = server.tls_reloader();
         tokio::spawn(server.run());
         Ok(RunningServer {
             addr,
             handle,
             server: server_handle,
             monitor,
+            tls,
         })
     }
 }
@@ -301,9 +307,15 @@ pub struct RunningServer {
     handle: ShutdownHandle,
     server: ServerHandle,
     monitor: Arc<Monitor>,
+    tls: Option<TlsReloader>,
 }
 
 impl RunningServer {
+    /// Reloads the TLS certificate (`None` without `[server.tls]`): see [`TlsReloader`].
+    pub fn tls_reloader(&self) -> Option<TlsReloader> {
+        self.tls.clone()
+    }
+
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.handle.clone()
     }
@@ -374,6 +386,12 @@ impl Server {
     /// The tap on this node (cluster-wide with the Redis backend): see [`Monitor::attach`].
     pub fn monitor(&self) -> Arc<Monitor> {
         self.monitor.clone()
+    }
+
+    /// Reloads the TLS certificate (`None` without `[server.tls]`): see [`TlsReloader`]. The
+    /// `warren` binary calls it on `SIGHUP`.
+    pub fn tls_reloader(&self) -> Option<TlsReloader> {
+        self.routes.tls.clone().map(TlsReloader)
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

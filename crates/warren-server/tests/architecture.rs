@@ -8,9 +8,19 @@ use std::path::Path;
 
 /// Module -> the modules it may use. `server` composes everything and is left out.
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("listener", &["connection", "gate", "http_connection", "ws"]),
+    (
+        "listener",
+        &[
+            "connection",
+            "gate",
+            "http_connection",
+            "ws",
+            "tls",
+            "transport",
+        ],
+    ),
     ("gate", &[]),
-    ("http_connection", &[]),
+    ("http_connection", &["transport"]),
     ("http", &["api", "node", "connections", "config"]),
     ("console", &["node", "monitor", "cluster", "app"]),
     ("ingress", &[]),
@@ -27,6 +37,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "ws",
             "extend",
             "monitor",
+            "transport",
         ],
     ),
     ("extend", &["node", "cluster", "app", "outbox", "ws"]),
@@ -43,6 +54,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ws", &[]),
     ("app", &["config"]),
     ("config", &[]),
+    ("transport", &["tls"]),
+    ("tls", &["config"]),
 ];
 
 #[test]

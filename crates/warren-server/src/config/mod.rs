@@ -12,6 +12,7 @@ mod net;
 mod redis;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod validate;
 mod webhooks;
 
@@ -24,6 +25,7 @@ pub use load::ConfigError;
 pub use monitor::{ConsoleConfig, MonitorConfig};
 pub use net::Networks;
 pub use redis::RedisTarget;
+pub use tls::TlsConfig;
 pub use webhooks::{WebhookConfig, WebhooksConfig};
 
 /// The demo app, configured when the file has no `[[apps]]`; the server warns about its secret.
@@ -74,6 +76,8 @@ pub struct ServerConfig {
     pub new_connections_per_ip_per_sec: u32,
     /// Peers whose `X-Forwarded-For` names the client's address (CIDRs or addresses).
     pub trusted_proxies: Networks,
+    /// `[server.tls]`: when set, the listener speaks TLS (wss:// and https://) only.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -97,6 +101,7 @@ impl Default for ServerConfig {
             max_connections_per_ip: 0,
             new_connections_per_ip_per_sec: 0,
             trusted_proxies: Networks::default(),
+            tls: None,
         }
     }
 }

@@ -21,8 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use warren_protocol::outbound;
 
 use crate::app::AppRegistry;
@@ -31,6 +29,7 @@ use crate::extend::ConnectionExtensions;
 use crate::gate::WebSocketSlot;
 use crate::node::Node;
 use crate::outbox::{CloseReason, Outbox};
+use crate::transport::Transport;
 use crate::ws::frame;
 use crate::ws::handshake::{switching_protocols, Upgrade};
 use session::Session;
@@ -56,7 +55,7 @@ pub(crate) struct Context {
 /// Answers an upgrade request and, once the connection is admitted, spawns its task.
 /// `read_buf` holds any bytes the client sent after its upgrade request.
 pub(crate) async fn serve(
-    mut stream: TcpStream,
+    mut stream: Transport,
     read_buf: BytesMut,
     upgrade: Upgrade,
     node_slot: WebSocketSlot,
@@ -71,7 +70,7 @@ pub(crate) async fn serve(
             let reason = CloseReason::new(refusal.code, refusal.message);
             hello.extend_from_slice(&socket::close_frames(&reason));
             if let Ok(Ok(())) =
-                tokio::time::timeout(socket::CLOSE_LINGER, stream.write_all(&hello)).await
+                tokio::time::timeout(socket::CLOSE_LINGER, stream.send(&hello)).await
             {
                 socket::linger(&mut stream).await;
             }
@@ -89,7 +88,7 @@ pub(crate) async fn serve(
         outbound::connection_established(socket_id, cx.connections.activity_timeout());
     hello.extend_from_slice(&frame::text(established.as_bytes()));
     if !matches!(
-        tokio::time::timeout(HELLO_TIMEOUT, stream.write_all(&hello)).await,
+        tokio::time::timeout(HELLO_TIMEOUT, stream.send(&hello)).await,
         Ok(Ok(()))
     ) {
         cx.connections.remove(socket_id);

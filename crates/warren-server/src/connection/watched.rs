@@ -1,13 +1,12 @@
 //! What a connection reports to the monitor: its opening, its traffic now and then, and its
 //! end with the reason and the final counts. Each is one atomic load when nobody watches.
 
-use tokio::net::TcpStream;
-
 use super::session::Session;
 use super::socket::{End, Socket};
 use crate::monitor::{EventKind, TRAFFIC_REPORT_EVERY};
+use crate::transport::Transport;
 
-pub(super) fn opened(session: &Session, stream: &TcpStream) {
+pub(super) fn opened(session: &Session, stream: &Transport) {
     let (monitor, app, socket) = session.watched_as();
     monitor.emit(app, || EventKind::ConnectionOpened {
         socket_id: socket.to_string(),

@@ -22,6 +22,7 @@ mod presence;
 mod rfc6455;
 mod subscribe;
 mod subscription_counts;
+mod tls;
 mod topologies;
 mod two_nodes;
 mod users;
