@@ -12,8 +12,11 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::{Connector, MaybeTlsStream};
 use warren_server::config::TlsConfig;
 
+use serde_json::Value;
+
+use crate::signing::{now_secs, signed_target};
 use crate::ws::{established, Socket, Ws, PUSHER_JS_QUERY};
-use crate::{Endpoint, KEY, WAIT};
+use crate::{Endpoint, KEY, SECRET, WAIT};
 
 /// A certificate authority of the test's own, with a directory for the files it writes
 /// (removed when the authority is dropped).
@@ -173,6 +176,26 @@ impl Drop for TestCa {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A signed POST of `body` to `path` of the demo app's API over HTTPS (`client` from
+/// [`TestCa::https_client`]): the status and the body.
+pub async fn https_api_post(
+    client: &reqwest::Client,
+    to: &impl Endpoint,
+    path: &str,
+    body: &Value,
+) -> reqwest::Result<(u16, String)> {
+    let body = body.to_string();
+    let target = signed_target("POST", path, &[], &body, KEY, SECRET, now_secs());
+    let response = client
+        .post(format!("https://{}{target}", to.addr()))
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    Ok((status, response.text().await?))
 }
 
 /// The certificate the server presented on `ws` (DER).

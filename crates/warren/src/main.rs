@@ -3,6 +3,7 @@
 mod api_commands;
 mod bench;
 mod monitor;
+mod reload;
 mod system;
 
 use std::path::PathBuf;
@@ -180,6 +181,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         };
         print_banner(&config, addr, server.node_id());
         let handle = server.shutdown_handle();
+        if let Some(tls) = server.tls_reloader() {
+            reload::on_sighup(tls);
+        }
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down: closing connections with 4200");
@@ -193,7 +197,8 @@ fn serve(args: ServeArgs) -> ExitCode {
 
 fn print_banner(config: &Config, addr: std::net::SocketAddr, node_id: &str) {
     println!("Warren {} listening on {addr}", env!("CARGO_PKG_VERSION"));
-    println!("  WebSocket: ws://{addr}/app/<key>?protocol=7    HTTP: http://{addr}/");
+    let s = if config.server.tls.is_some() { "s" } else { "" };
+    println!("  WebSocket: ws{s}://{addr}/app/<key>?protocol=7    HTTP: http{s}://{addr}/");
     println!(
         "  node {node_id}, role {}, cluster backend {}{}",
         config.server.role,
@@ -240,7 +245,14 @@ async fn wait_for_signal() {
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("WARREN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter =
+        EnvFilter::try_from_env("WARREN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // rustls warns on every handshake about what a client sent (an IP address as SNI, say):
+    // nothing an operator can act on, and a client could flood the log with it.
+    let named = std::env::var("WARREN_LOG").is_ok_and(|f| f.contains("rustls"));
+    if let (false, Ok(quiet)) = (named, "rustls=error".parse()) {
+        filter = filter.add_directive(quiet);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

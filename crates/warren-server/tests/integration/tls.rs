@@ -13,10 +13,9 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
 
 use warren_testkit::server::{demo_app, start_with, try_start, TestServer};
-use warren_testkit::signing::{now_secs, signed_target};
-use warren_testkit::tls::{peer_certificate, TestCa};
+use warren_testkit::tls::{https_api_post, peer_certificate, TestCa};
 use warren_testkit::ws::{self, established, Socket, PUSHER_JS_QUERY};
-use warren_testkit::{Endpoint, KEY, SECRET, WAIT};
+use warren_testkit::{Endpoint, KEY, WAIT};
 
 /// Far beyond every bound configured here: a socket still open after this is a failure.
 const CLOSED_WITHIN: Duration = Duration::from_secs(10);
@@ -30,24 +29,15 @@ async fn tls_server(ca: &TestCa, edit: impl FnOnce(&mut warren_server::Config)) 
     .await
 }
 
-/// A signed API publish over HTTPS; the status and body.
+/// Publishes a `tick` with `data` over HTTPS: the status and body.
 async fn publish(
     client: &reqwest::Client,
     to: &impl Endpoint,
     channel: &str,
     data: &str,
 ) -> reqwest::Result<(u16, String)> {
-    let body = json!({"name": "tick", "channel": channel, "data": data}).to_string();
-    let path = "/apps/app-id/events";
-    let target = signed_target("POST", path, &[], &body, KEY, SECRET, now_secs());
-    let response = client
-        .post(format!("https://{}{target}", to.addr()))
-        .header("Content-Type", "application/json")
-        .body(body)
-        .send()
-        .await?;
-    let status = response.status().as_u16();
-    Ok((status, response.text().await?))
+    let event = json!({"name": "tick", "channel": channel, "data": data});
+    https_api_post(client, to, "/apps/app-id/events", &event).await
 }
 
 #[tokio::test]
@@ -187,17 +177,11 @@ async fn a_reader_that_never_reads_over_tls_is_dropped_at_the_write_deadline() {
         let batch: Vec<_> = (0..10)
             .map(|_| json!({"channel": channel, "name": "flood", "data": data}))
             .collect();
-        let body = json!({ "batch": batch }).to_string();
-        let path = "/apps/app-id/batch_events";
-        let target = signed_target("POST", path, &[], &body, KEY, SECRET, now_secs());
-        let r = https
-            .post(format!("https://{}{target}", server.addr()))
-            .header("Content-Type", "application/json")
-            .body(body)
-            .send()
+        let batch = json!({ "batch": batch });
+        let (status, body) = https_api_post(&https, &server, "/apps/app-id/batch_events", &batch)
             .await
             .expect("publish");
-        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(status, 200, "{body}");
     }
     let removed = watcher
         .next_event("pusher_internal:member_removed", CLOSED_WITHIN)
