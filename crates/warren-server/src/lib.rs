@@ -8,6 +8,8 @@
 //! map of the modules and the path of an event are in ARCHITECTURE.md at the repository root.
 //! [`extend`] explains the extension points: inbound and HTTP API middlewares, custom client
 //! events, custom broadcasts and `x-` API routes.
+//! With `[server.tls]` ([`config::TlsConfig`]) the port speaks TLS only; [`TlsReloader`]
+//! reloads the certificate without closing connections.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
