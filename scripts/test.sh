@@ -62,3 +62,6 @@ fi
 if ! WARREN_HOST=127.0.0.1 WARREN_PORT=$port tests/e2e-python/.venv/bin/python -m unittest discover -s tests/e2e-python -v; then
   echo "--- server log"; cat "$log"; exit 1
 fi
+
+step "end-to-end over TLS: pusher-js (forceTLS), the Node SDK (useTLS), the Python SDK (ssl=True), a SIGHUP reload"
+bash scripts/e2e-tls.sh

@@ -26,12 +26,12 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
 use crate::connection_errors::{ConnectionError, Kind};
+use crate::transport::Transport;
 
 /// The deadlines of one HTTP connection (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub(crate) struct Deadlines {
 /// Serves HTTP/1.1 requests on `stream`, whose first bytes were already read into `prefix`,
 /// until the client leaves or a deadline is broken.
 pub(crate) async fn serve(
-    stream: TcpStream,
+    stream: Transport,
     peer: SocketAddr,
     prefix: Bytes,
     router: axum::Router,
@@ -217,7 +217,7 @@ async fn watchdog(activity: &Activity, deadlines: Deadlines) -> &'static str {
 /// The connection's socket: first the bytes already read, and every read and write noted.
 struct Watched {
     prefix: Bytes,
-    inner: TcpStream,
+    inner: Transport,
     activity: Arc<Activity>,
 }
 
@@ -273,8 +273,10 @@ impl AsyncWrite for Watched {
         self.inner.is_write_vectored()
     }
 
+    /// Noted too: over TLS a flush is where a full socket shows.
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.noted(poll)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

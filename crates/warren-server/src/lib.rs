@@ -8,6 +8,8 @@
 //! map of the modules and the path of an event are in ARCHITECTURE.md at the repository root.
 //! [`extend`] explains the extension points: inbound and HTTP API middlewares, custom client
 //! events, custom broadcasts and `x-` API routes.
+//! With `[server.tls]` ([`config::TlsConfig`]) the port speaks TLS only; [`TlsReloader`]
+//! reloads the certificate without closing connections.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
@@ -42,12 +44,15 @@ mod outbox;
 mod readiness;
 mod scrape;
 mod server;
+mod tls;
+mod transport;
 mod webhooks;
 mod ws;
 
 pub use app::{App, AppRegistry, StaticApps};
 pub use config::Config;
 pub use server::{RunningServer, Server, ServerBuilder, ShutdownHandle};
+pub use tls::{TlsError, TlsReloader};
 
 /// The parsers of what arrives from outside, for the fuzz targets and their corpus replay
 /// (`crates/warren-fuzz`) only: not an API, and may change at any time.

@@ -1,5 +1,7 @@
 //! Accepting TCP connections and telling WebSocket upgrades from HTTP API requests, so both
-//! share one port.
+//! share one port. With `server.tls` every connection is TLS first: the handshake and the
+//! request head share `server.handshake_timeout_ms`, and the socket gate's slot is taken before
+//! `accept` exactly as on the plain path.
 
 use std::io;
 use std::net::SocketAddr;
@@ -7,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 
@@ -15,6 +17,8 @@ use crate::connection;
 use crate::connection_errors::{ConnectionError, Kind};
 use crate::gate::{self, Gate, SocketSlot};
 use crate::http_connection::{self, Deadlines};
+use crate::tls::Tls;
+use crate::transport::Transport;
 use crate::ws::handshake::{self, Head};
 
 /// Pending connections the kernel may hold during a connection storm.
@@ -52,6 +56,8 @@ pub(crate) struct Routes {
     pub deadlines: Deadlines,
     /// Who may hold a socket: the file budget, the node's and each address's caps.
     pub gate: Arc<Gate>,
+    /// `Some`: every connection is TLS (`server.tls`).
+    pub tls: Option<Arc<Tls>>,
 }
 
 /// Accepts connections until `shutdown` flips.
@@ -84,22 +90,31 @@ pub(crate) async fn serve(
     }
 }
 
-async fn route(mut stream: TcpStream, peer: SocketAddr, slot: SocketSlot, routes: Routes) {
-    let _ = stream.set_nodelay(true);
+async fn route(tcp: TcpStream, peer: SocketAddr, slot: SocketSlot, routes: Routes) {
+    let _ = tcp.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(1024);
-    let head =
-        match tokio::time::timeout(routes.deadlines.head, read_head(&mut stream, &mut buf)).await {
-            Ok(Ok(head)) => head,
-            Ok(Err(e)) => return head_failed(peer, &buf, &e),
-            Err(_) => {
-                let reason = if buf.is_empty() {
-                    "no request arrived in time"
-                } else {
-                    "the request head did not arrive whole in time"
-                };
-                return ConnectionError::new(Kind::HandshakeTimeout, Some(peer), &reason).report();
-            }
+    // INVARIANT(tls-handshake-within-head-deadline): a client that stalls the TLS handshake
+    // is dropped as one that trickles its request head.
+    let opened = tokio::time::timeout(routes.deadlines.head, async {
+        let mut stream = match &routes.tls {
+            None => Transport::Plain(tcp),
+            Some(tls) => Transport::tls(tcp, tls.config()).await?,
         };
+        let head = read_head(&mut stream, &mut buf).await?;
+        Ok::<_, io::Error>((stream, head))
+    });
+    let (mut stream, head) = match opened.await {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(e)) => return head_failed(peer, &buf, &e),
+        Err(_) => {
+            let reason = if buf.is_empty() {
+                "no request arrived in time"
+            } else {
+                "the request head did not arrive whole in time"
+            };
+            return ConnectionError::new(Kind::HandshakeTimeout, Some(peer), &reason).report();
+        }
+    };
     match head {
         Some(Head::WebSocket(upgrade)) => match routes.websocket {
             Some(cx) => {
@@ -127,7 +142,7 @@ async fn route(mut stream: TcpStream, peer: SocketAddr, slot: SocketSlot, routes
                         let answer = handshake::http_error(status, reason, refused.message());
                         let _ = tokio::time::timeout(
                             routes.deadlines.write,
-                            stream.write_all(answer.as_bytes()),
+                            stream.send(answer.as_bytes()),
                         )
                         .await;
                     }
@@ -135,27 +150,28 @@ async fn route(mut stream: TcpStream, peer: SocketAddr, slot: SocketSlot, routes
             }
             None => {
                 let why = "This node serves the HTTP API only (server.role = \"api\")";
-                let _ = stream
-                    .write_all(handshake::http_error(404, "Not Found", why).as_bytes())
-                    .await;
+                let answer = handshake::http_error(404, "Not Found", why);
+                let _ =
+                    tokio::time::timeout(routes.deadlines.write, stream.send(answer.as_bytes()))
+                        .await;
             }
         },
         Some(Head::BadUpgrade(why)) => {
             ConnectionError::new(Kind::BadRequest, Some(peer), &why)
                 .code(400)
                 .report();
-            let _ = stream
-                .write_all(handshake::http_error(400, "Bad Request", why).as_bytes())
-                .await;
+            let answer = handshake::http_error(400, "Bad Request", why);
+            let _ =
+                tokio::time::timeout(routes.deadlines.write, stream.send(answer.as_bytes())).await;
         }
         Some(Head::WrongVersion) => {
             let why = "unsupported Sec-WebSocket-Version";
             ConnectionError::new(Kind::BadRequest, Some(peer), &why)
                 .code(426)
                 .report();
-            let _ = stream
-                .write_all(handshake::wrong_version().as_bytes())
-                .await;
+            let answer = handshake::wrong_version();
+            let _ =
+                tokio::time::timeout(routes.deadlines.write, stream.send(answer.as_bytes())).await;
         }
         Some(Head::Http) | None => {
             let prefix = buf.freeze();
@@ -168,12 +184,12 @@ async fn route(mut stream: TcpStream, peer: SocketAddr, slot: SocketSlot, routes
                 Some(runtime) => {
                     // INVARIANT(ingress-apart-from-connections): HTTP is served on its own
                     // runtime; the socket moves to that runtime's reactor.
-                    let Ok(stream) = stream.into_std() else {
+                    let Ok(stream) = stream.detach() else {
                         return;
                     };
                     runtime.spawn(async move {
                         let _slot = slot;
-                        if let Ok(stream) = TcpStream::from_std(stream) {
+                        if let Ok(stream) = stream.attach() {
                             http_connection::serve(
                                 stream,
                                 peer,
@@ -200,7 +216,7 @@ fn head_failed(peer: SocketAddr, buf: &BytesMut, e: &io::Error) {
 }
 
 /// Reads until the request head is complete. `None`: not parseable as HTTP (hyper answers it).
-async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<Option<Head>> {
+async fn read_head(stream: &mut Transport, buf: &mut BytesMut) -> io::Result<Option<Head>> {
     loop {
         if stream.read_buf(buf).await? == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());

@@ -33,6 +33,7 @@ use crate::monitor::{self, Monitor};
 use crate::node::{LocalDelivery, LocalUsers, Node};
 use crate::readiness::{self, Readiness};
 use crate::scrape::{MetricsListener, Scrape};
+use crate::tls::{Tls, TlsReloader};
 use crate::webhooks::{self, Webhooks};
 
 /// How long a stopping server waits for its connections to leave their channels.
@@ -106,6 +107,8 @@ impl ServerBuilder {
             None => Arc::new(StaticApps::new(config.apps.iter().map(App::from_config))),
         };
         let server = &config.server;
+        // Before binding: a certificate that does not load stops start-up.
+        let tls = server.tls.as_ref().map(Tls::load).transpose()?;
         let listener = listener::bind(&format!("{}:{}", server.host, server.port)).await?;
         let node_id = server
             .node_id
@@ -256,6 +259,7 @@ impl ServerBuilder {
                     write: Duration::from_millis(server.write_timeout_ms),
                 },
                 gate,
+                tls,
             },
             ingress,
             listener,
@@ -278,6 +282,7 @@ impl ServerBuilder {
         let server_handle = server.handle();
         let monitor = server.monitor();
         let metrics_addr = server.metrics_addr()?;
+        let tls = server.tls_reloader();
         tokio::spawn(server.run());
         Ok(RunningServer {
             addr,
@@ -285,6 +290,7 @@ impl ServerBuilder {
             handle,
             server: server_handle,
             monitor,
+            tls,
         })
     }
 }
@@ -334,9 +340,15 @@ pub struct RunningServer {
     handle: ShutdownHandle,
     server: ServerHandle,
     monitor: Arc<Monitor>,
+    tls: Option<TlsReloader>,
 }
 
 impl RunningServer {
+    /// Reloads the TLS certificate (`None` without `[server.tls]`): see [`TlsReloader`].
+    pub fn tls_reloader(&self) -> Option<TlsReloader> {
+        self.tls.clone()
+    }
+
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.handle.clone()
     }
@@ -407,6 +419,12 @@ impl Server {
     /// The tap on this node (cluster-wide with the Redis backend): see [`Monitor::attach`].
     pub fn monitor(&self) -> Arc<Monitor> {
         self.monitor.clone()
+    }
+
+    /// Reloads the TLS certificate (`None` without `[server.tls]`): see [`TlsReloader`]. The
+    /// `warren` binary calls it on `SIGHUP`.
+    pub fn tls_reloader(&self) -> Option<TlsReloader> {
+        self.routes.tls.clone().map(TlsReloader)
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

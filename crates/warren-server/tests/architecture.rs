@@ -16,10 +16,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "http_connection",
             "ws",
             "connection_errors",
+            "tls",
+            "transport",
         ],
     ),
     ("gate", &[]),
-    ("http_connection", &["connection_errors"]),
+    ("http_connection", &["connection_errors", "transport"]),
     ("http", &["api", "node", "connections", "config"]),
     ("scrape", &["metrics", "node", "config"]),
     ("console", &["node", "monitor", "cluster", "app"]),
@@ -39,6 +41,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "monitor",
             "connection_errors",
             "metrics",
+            "transport",
         ],
     ),
     ("extend", &["node", "cluster", "app", "outbox", "ws"]),
@@ -60,6 +63,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("readiness", &["node", "app"]),
     ("connection_errors", &["config"]),
     ("metrics", &[]),
+    ("transport", &["tls"]),
+    ("tls", &["config"]),
 ];
 
 #[test]

@@ -16,6 +16,7 @@
 //! | [`proxy`] | a TCP proxy that counts connections |
 //! | [`net`] | free ports and waiting for a port to open |
 //! | [`webhooks`] | a webhook receiver: a real HTTP server that records requests and answers as scripted |
+//! | [`tls`] | a certificate authority made by the test, the certificates it issues, and clients that trust it |
 //!
 //! Everything talks to the demo app of the default configuration ([`KEY`], [`SECRET`],
 //! [`APP_ID`]) and waits at most [`WAIT`] for anything that should happen.
@@ -46,6 +47,7 @@ pub mod raw;
 pub mod redis;
 pub mod server;
 pub mod signing;
+pub mod tls;
 pub mod webhooks;
 pub mod ws;
 

@@ -36,6 +36,11 @@ impl TestServer {
         self._running.metrics_addr
     }
 
+    /// Reloads the server's TLS certificate; `None` without `server.tls`.
+    pub fn tls_reloader(&self) -> Option<warren_server::TlsReloader> {
+        self._running.tls_reloader()
+    }
+
     /// The server's tap (see `warren_server::monitor`).
     pub fn monitor(&self) -> std::sync::Arc<warren_server::monitor::Monitor> {
         self._running.monitor()

@@ -26,6 +26,12 @@ pub fn init(log: &LogConfig, format: LogFormat) -> Result<(), String> {
     let mut filter = EnvFilter::builder()
         .parse(&directives)
         .map_err(|e| format!("invalid WARREN_LOG {directives:?}: {e}"))?;
+    // rustls warns on every handshake about what a client sent (an IP address as SNI, say):
+    // nothing an operator can act on, and a client could flood the log with it.
+    if !directives.contains("rustls") {
+        let quiet = "rustls=error".parse().map_err(|e| format!("{e}"))?;
+        filter = filter.add_directive(quiet);
+    }
     if format == LogFormat::Json {
         let start = format!("{START}=info")
             .parse()

@@ -4,6 +4,7 @@ mod api_commands;
 mod bench;
 mod logging;
 mod monitor;
+mod reload;
 mod system;
 
 use std::path::PathBuf;
@@ -200,6 +201,9 @@ fn serve(args: ServeArgs) -> ExitCode {
             LogFormat::Json => logging::json_banner(&config, addr, server.node_id(), VERSION),
         }
         let handle = server.shutdown_handle();
+        if let Some(tls) = server.tls_reloader() {
+            reload::on_sighup(tls);
+        }
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down: closing connections with 4200");
@@ -213,7 +217,8 @@ fn serve(args: ServeArgs) -> ExitCode {
 
 fn print_banner(config: &Config, addr: std::net::SocketAddr, node_id: &str) {
     println!("Warren {VERSION} listening on {addr}");
-    println!("  WebSocket: ws://{addr}/app/<key>?protocol=7    HTTP: http://{addr}/");
+    let s = if config.server.tls.is_some() { "s" } else { "" };
+    println!("  WebSocket: ws{s}://{addr}/app/<key>?protocol=7    HTTP: http{s}://{addr}/");
     println!(
         "  node {node_id}, role {}, cluster backend {}{}",
         config.server.role,

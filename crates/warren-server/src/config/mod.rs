@@ -15,6 +15,7 @@ mod origins;
 mod redis;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod validate;
 mod webhooks;
 
@@ -30,6 +31,7 @@ pub use monitor::{ConsoleConfig, MonitorConfig};
 pub use net::Networks;
 pub use origins::AllowedOrigins;
 pub use redis::RedisTarget;
+pub use tls::TlsConfig;
 pub use webhooks::{WebhookConfig, WebhooksConfig};
 
 /// The demo app, configured when the file has no `[[apps]]`; the server warns about its secret.
@@ -85,6 +87,8 @@ pub struct ServerConfig {
     /// After a stop is asked for, `/ready` answers 503 this many milliseconds while
     /// everything is still served, before the connections are closed.
     pub shutdown_grace_ms: u64,
+    /// `[server.tls]`: when set, the listener speaks TLS (wss:// and https://) only.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -109,6 +113,7 @@ impl Default for ServerConfig {
             new_connections_per_ip_per_sec: 0,
             trusted_proxies: Networks::default(),
             shutdown_grace_ms: 0,
+            tls: None,
         }
     }
 }

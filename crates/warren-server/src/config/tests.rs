@@ -188,6 +188,7 @@ fn full_file() {
                 "192.0.2.1/32".parse().expect("cidr"),
             ]),
             shutdown_grace_ms: 0,
+            tls: None,
         },
         cluster: ClusterConfig {
             backend: Backend::Redis,
@@ -1153,4 +1154,38 @@ fn metrics_are_off_on_loopback_9601_unless_configured() {
     config.metrics.host.clear();
     let e = config.validate().unwrap_err().to_string();
     assert!(e.contains("metrics.host"), "{e}");
+}
+
+#[test]
+fn tls_files_from_file_and_env_both_required() {
+    let text = format!(
+        "[server.tls]\ncert_file = \"/etc/warren/cert.pem\"\nkey_file = \"k.pem\"\n{ONE_APP}"
+    );
+    let tls = parse(&text, &[]).server.tls.expect("tls section");
+    assert_eq!(tls.cert_file, std::path::Path::new("/etc/warren/cert.pem"));
+    assert_eq!(tls.key_file, std::path::Path::new("k.pem"));
+    let vars = [
+        ("WARREN_SERVER__TLS__CERT_FILE", "c.pem"),
+        ("WARREN_SERVER__TLS__KEY_FILE", "other.pem"),
+    ];
+    let tls = parse(ONE_APP, &vars)
+        .server
+        .tls
+        .expect("tls from variables");
+    assert_eq!(tls.key_file, std::path::Path::new("other.pem"));
+    assert!(parse(ONE_APP, &[]).server.tls.is_none(), "off by default");
+
+    let message = error(ONE_APP, &vars[..1]);
+    assert_refused(&message, "", "server.tls.key_file");
+    let message = error(&text, &[("WARREN_SERVER__TLS__KEY_FILE", "")]);
+    assert_refused(
+        &message,
+        "WARREN_SERVER__TLS__KEY_FILE: server.tls.key_file",
+        "must not be empty",
+    );
+    let message = error(
+        &format!("[server.tls]\ncert_file = \"c\"\nkey_file = \"k\"\nca_file = \"x\"\n{ONE_APP}"),
+        &[],
+    );
+    assert!(message.contains("ca_file"), "{message}");
 }

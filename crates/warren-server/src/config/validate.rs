@@ -78,6 +78,9 @@ impl Config {
             at_most!(app, format!("apps.{i}"), MAX_SIZE_KB; max_event_payload_kb);
             at_most!(app, format!("apps.{i}"), MAX_SIZE_KB * 1024; max_user_info_bytes);
         }
+        if let Some(key) = s.tls.as_ref().and_then(|tls| tls.empty_path()) {
+            return Err((key.into(), "must not be empty".into()));
+        }
         if let Some(node_id) = &s.node_id {
             name("server.node_id", node_id, &['_', '.', '-'], "")?;
         }

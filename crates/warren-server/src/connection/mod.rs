@@ -22,8 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use warren_protocol::outbound;
 
 use crate::app::AppRegistry;
@@ -34,6 +32,7 @@ use crate::gate::WebSocketSlot;
 use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::outbox::{CloseReason, Outbox};
+use crate::transport::Transport;
 use crate::ws::frame;
 use crate::ws::handshake::{http_error, switching_protocols, Upgrade};
 use session::Session;
@@ -60,7 +59,7 @@ pub(crate) struct Context {
 /// Answers an upgrade request and, once the connection is admitted, spawns its task.
 /// `read_buf` holds any bytes the client sent after its upgrade request.
 pub(crate) async fn serve(
-    mut stream: TcpStream,
+    mut stream: Transport,
     read_buf: BytesMut,
     upgrade: Upgrade,
     node_slot: WebSocketSlot,
@@ -69,8 +68,7 @@ pub(crate) async fn serve(
     if cx.connections.is_closing() {
         // Draining: not admitted (a close would have pusher-js come straight back here).
         let answer = http_error(503, "Service Unavailable", "Server is shutting down");
-        let _ =
-            tokio::time::timeout(socket::CLOSE_LINGER, stream.write_all(answer.as_bytes())).await;
+        let _ = tokio::time::timeout(socket::CLOSE_LINGER, stream.send(answer.as_bytes())).await;
         return;
     }
     let mut hello = switching_protocols(&upgrade.accept).into_bytes();
@@ -98,7 +96,7 @@ pub(crate) async fn serve(
             let reason = CloseReason::new(refusal.code, refusal.message);
             hello.extend_from_slice(&socket::close_frames(&reason));
             if let Ok(Ok(())) =
-                tokio::time::timeout(socket::CLOSE_LINGER, stream.write_all(&hello)).await
+                tokio::time::timeout(socket::CLOSE_LINGER, stream.send(&hello)).await
             {
                 socket::linger(&mut stream).await;
             }
@@ -118,7 +116,7 @@ pub(crate) async fn serve(
         outbound::connection_established(socket_id, cx.connections.activity_timeout());
     hello.extend_from_slice(&frame::text(established.as_bytes()));
     if !matches!(
-        tokio::time::timeout(HELLO_TIMEOUT, stream.write_all(&hello)).await,
+        tokio::time::timeout(HELLO_TIMEOUT, stream.send(&hello)).await,
         Ok(Ok(()))
     ) {
         let why = "the 101 answer could not be written in time";

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
 use warren_protocol::inbound::parse_client_message;
 use warren_protocol::{codes::ws_close, outbound};
@@ -24,6 +23,7 @@ use crate::connections::Connections;
 use crate::metrics::Stamp;
 use crate::monitor::Traffic;
 use crate::outbox::{CloseReason, Outbox, SLOW_CONSUMER};
+use crate::transport::Transport;
 use crate::ws::frame::{self, Decoder, FrameError, Message};
 
 /// How long a closing connection waits for the client to acknowledge before dropping it.
@@ -66,7 +66,7 @@ enum Wake {
 const WAKES_PER_POLL: usize = 32;
 
 pub(super) struct Socket {
-    stream: TcpStream,
+    stream: Transport,
     /// Bytes of a message still arriving; empty (and unallocated) between messages.
     read_buf: BytesMut,
     decoder: Decoder,
@@ -91,7 +91,7 @@ struct Counted {
 
 impl Socket {
     pub(super) fn new(
-        stream: TcpStream,
+        stream: Transport,
         read_buf: BytesMut,
         max_message_size: usize,
         outbox: Arc<Outbox>,
@@ -191,18 +191,19 @@ impl Socket {
 
     /// The second side is only polled (and its waker registered) when the first has nothing:
     /// a wake-up costs one readiness check in the common case.
-    fn poll_wake(&self, cx: &mut Context<'_>) -> Poll<io::Result<Wake>> {
-        let outbox = |cx: &mut Context<'_>| self.outbox.poll_ready(cx).map(|()| Ok(Wake::Outbox));
-        let socket =
-            |cx: &mut Context<'_>| self.stream.poll_read_ready(cx).map_ok(|()| Wake::Readable);
+    fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Wake>> {
+        let outbox = |o: &Outbox, cx: &mut Context<'_>| o.poll_ready(cx).map(|()| Ok(Wake::Outbox));
+        let socket = |s: &mut Transport, cx: &mut Context<'_>| {
+            s.poll_read_ready(cx).map_ok(|()| Wake::Readable)
+        };
         if self.outbox_first {
-            match outbox(cx) {
-                Poll::Pending => socket(cx),
+            match outbox(&self.outbox, cx) {
+                Poll::Pending => socket(&mut self.stream, cx),
                 ready => ready,
             }
         } else {
-            match socket(cx) {
-                Poll::Pending => outbox(cx),
+            match socket(&mut self.stream, cx) {
+                Poll::Pending => outbox(&self.outbox, cx),
                 ready => ready,
             }
         }
@@ -241,8 +242,9 @@ impl Socket {
         }
     }
 
-    /// Writes queued frames until the queue is empty (`Ok(true)`) or the socket is full
-    /// (`Ok(false)`), several frames per syscall.
+    /// Writes queued frames until the queue is empty and every byte sent (`Ok(true)`; TLS may
+    /// hold encrypted bytes back) or the socket is full (`Ok(false)`), several frames per
+    /// syscall.
     fn write_queued(&mut self) -> io::Result<bool> {
         while !self.queue.is_empty() {
             match self.write_some() {
@@ -256,6 +258,9 @@ impl Socket {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(e),
             }
+        }
+        if !self.stream.try_flush()? {
+            return Ok(false);
         }
         // The emptied queue goes back to the outbox for the next burst (no allocation per
         // wake-up), or is freed if the outbox has one already or it grew large.
@@ -273,10 +278,7 @@ impl Socket {
     }
 
     /// One non-blocking write of up to [`MAX_IOVECS`] queued frames.
-    fn write_some(&self) -> io::Result<usize> {
-        if self.queue.len() == 1 {
-            return self.stream.try_write(&self.queue[0]);
-        }
+    fn write_some(&mut self) -> io::Result<usize> {
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
         let mut n = 0;
         for (slot, frame) in slices.iter_mut().zip(self.queue.iter()) {
@@ -301,7 +303,7 @@ impl Socket {
     /// Writes `bytes` whole, or gives up after [`CLOSE_LINGER`]: what is written on the way
     /// out must not keep a connection that stopped reading.
     async fn write_final(&mut self, bytes: &[u8]) {
-        let _ = tokio::time::timeout(CLOSE_LINGER, self.stream.write_all(bytes)).await;
+        let _ = tokio::time::timeout(CLOSE_LINGER, self.stream.send(bytes)).await;
     }
 
     /// Handles every complete message in the read buffer.
@@ -402,7 +404,7 @@ pub(super) fn close_frames(reason: &CloseReason) -> Vec<u8> {
 
 /// Half-closes and drains the socket until the client closes (or a short timeout), so the
 /// close frame is not lost to a reset.
-pub(super) async fn linger(stream: &mut TcpStream) {
+pub(super) async fn linger(stream: &mut Transport) {
     let _ = stream.shutdown().await;
     let mut sink = [0u8; 256];
     let deadline = Instant::now() + CLOSE_LINGER;

@@ -2,14 +2,13 @@
 //! then (monitor), and its end with the reason (and the final counts for the monitor). Each
 //! is one atomic load when nobody watches, and one branch when metrics are off.
 
-use tokio::net::TcpStream;
-
 use super::session::Session;
 use super::socket::{End, Socket};
 use crate::metrics::Ended;
 use crate::monitor::{EventKind, TRAFFIC_REPORT_EVERY};
+use crate::transport::Transport;
 
-pub(super) fn opened(session: &Session, stream: &TcpStream) {
+pub(super) fn opened(session: &Session, stream: &Transport) {
     let (metrics, app_id) = session.metrics();
     metrics.opened(app_id);
     let (monitor, app, socket) = session.watched_as();

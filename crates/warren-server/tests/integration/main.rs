@@ -27,6 +27,7 @@ mod readiness;
 mod rfc6455;
 mod subscribe;
 mod subscription_counts;
+mod tls;
 mod topologies;
 mod two_nodes;
 mod users;

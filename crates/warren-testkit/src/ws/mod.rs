@@ -49,7 +49,11 @@ pub async fn raw(to: &impl Endpoint, path_and_query: &str) -> Ws {
 
 /// Connects to the demo app as pusher-js would and waits for `connection_established`.
 pub async fn connect(to: &impl Endpoint) -> Socket {
-    let mut ws = raw(to, &format!("/app/{KEY}?{PUSHER_JS_QUERY}")).await;
+    established(raw(to, &format!("/app/{KEY}?{PUSHER_JS_QUERY}")).await).await
+}
+
+/// Waits on a WebSocket just opened to the demo app for `connection_established`.
+pub async fn established(mut ws: Ws) -> Socket {
     let est = recv(&mut ws).await;
     assert_eq!(est["event"], "pusher:connection_established", "{est}");
     let data: Value = serde_json::from_str(est["data"].as_str().expect("data is a string"))
