@@ -42,6 +42,9 @@ pub(crate) struct Dispatch {
     pub next_id: AtomicU64,
     /// Removal tokens: this random start, then `next_id`'s count.
     pub token_base: u64,
+    /// How long a return that found no marker waits for one written by another node (zero
+    /// on a single node, where markers are written in the order of the transitions).
+    pub return_settle: Duration,
 }
 
 /// What becomes of a record.
@@ -49,6 +52,8 @@ enum Fate {
     Now,
     /// Behind a marker of this name and token.
     AfterDelay(String, u64),
+    /// A return that found no marker: looked for again after `return_settle`.
+    AfterSettle(String),
     Cancelled,
 }
 
@@ -65,6 +70,7 @@ impl Dispatch {
                     Fate::AfterDelay(marker, token) => {
                         self.clone().remove_later(record, marker, token)
                     }
+                    Fate::AfterSettle(marker) => self.clone().return_later(record, marker),
                     Fate::Cancelled => {}
                 }
             }
@@ -80,14 +86,29 @@ impl Dispatch {
             Role::Removal(marker) => {
                 let ttl = self.delay_removal + MARKER_MARGIN;
                 let token = self.next_token();
-                self.markers.mark(&marker, token, ttl).await;
+                self.markers.mark(&marker, token, r.at_ms, ttl).await;
                 Fate::AfterDelay(marker, token)
             }
-            Role::Return(marker) if self.markers.claim(&marker).await == Some(true) => {
+            Role::Return(marker) if self.markers.claim(&marker, r.at_ms).await == Some(true) => {
                 Fate::Cancelled
             }
-            Role::Return(_) => Fate::Now,
+            Role::Return(_) if self.return_settle.is_zero() => Fate::Now,
+            Role::Return(marker) => Fate::AfterSettle(marker),
         }
+    }
+
+    /// A return that found no marker, when the markers are shared between nodes: the
+    /// removal it may cancel can have happened on another node just before it, its marker
+    /// not yet written (each node writes its markers from its own dispatcher, a little after
+    /// the transition). So it looks once more after `return_settle`, and cancels both if the
+    /// marker is there by then.
+    fn return_later(self: Arc<Self>, record: Record, marker: String) {
+        tokio::spawn(async move {
+            tokio::time::sleep(self.return_settle).await;
+            if self.markers.claim(&marker, record.at_ms).await != Some(true) {
+                self.route(&record);
+            }
+        });
     }
 
     /// A token no other removal on any node holds: this node's start, then a count.

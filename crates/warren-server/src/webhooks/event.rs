@@ -45,6 +45,8 @@ pub(crate) struct Record {
     pub app: AppId,
     pub channel: ChannelName,
     pub hook: Hook,
+    /// When the node reported it (Unix ms): a return cancels only removals from before it.
+    pub at_ms: u64,
 }
 
 /// An event's fields as Pusher sends them; absent ones are left out.
@@ -121,6 +123,7 @@ mod tests {
             app: AppId::parse("1").unwrap(),
             channel: ChannelName::parse(channel, 200).unwrap(),
             hook,
+            at_ms: 0,
         }
     }
 

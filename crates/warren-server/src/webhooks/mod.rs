@@ -60,6 +60,12 @@ impl KindSet {
     }
 }
 
+/// In a cluster, how long `channel_occupied` and `member_added` wait, when they find no
+/// pending removal to cancel, for one another node may be about to mark (see
+/// `Dispatch::return_later`): longer than a busy node takes to write a marker, short next
+/// to the removal delay.
+const RETURN_SETTLE: Duration = Duration::from_millis(250);
+
 const ALL_KINDS: [WebhookEventType; 7] = [
     WebhookEventType::ChannelOccupied,
     WebhookEventType::ChannelVacated,
@@ -195,12 +201,15 @@ impl Webhooks {
             }
             routes.insert(app.id.clone(), app_routes);
         }
-        let markers: Arc<dyn Markers> = match redis_client {
-            Some(client) => Arc::new(redis::RedisMarkers::new(
-                client,
-                config.cluster.prefix.clone(),
-            )),
-            None => Arc::new(MemoryMarkers::default()),
+        let (markers, return_settle): (Arc<dyn Markers>, _) = match redis_client {
+            Some(client) => (
+                Arc::new(redis::RedisMarkers::new(
+                    client,
+                    config.cluster.prefix.clone(),
+                )),
+                RETURN_SETTLE,
+            ),
+            None => (Arc::new(MemoryMarkers::default()), Duration::ZERO),
         };
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -213,6 +222,7 @@ impl Webhooks {
             id_prefix: format!("{node_id}-{started:x}"),
             next_id: AtomicU64::new(0),
             token_base: rand::random(),
+            return_settle,
         });
         let (queue, intake) = mpsc::channel(settings.max_pending);
         tokio::spawn(dispatch.run(intake));
@@ -265,6 +275,9 @@ impl Webhooks {
             app: app.clone(),
             channel: channel.clone(),
             hook: hook(),
+            at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
         };
         if intake.queue.try_send(record).is_err() {
             let dropped = intake

@@ -98,9 +98,20 @@ pub(crate) async fn connect(target: &RedisTarget) -> anyhow::Result<Client> {
     Ok(client)
 }
 
+/// A marker's value: `<token>:<reported at, Unix ms>`.
 /// KEYS marker; ARGV token: removes the marker only if it holds this token.
 const CLAIM_OWN: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+local v = redis.call('GET', KEYS[1])
+if v and string.match(v, '^(%d+):') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0";
+
+/// KEYS marker; ARGV the return's time: removes the marker only if its removal was reported
+/// no later.
+const CLAIM_BEFORE: &str = r"
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local at = tonumber(string.match(v, ':(%d+)$'))
+if at and at <= tonumber(ARGV[1]) then return redis.call('DEL', KEYS[1]) end
 return 0";
 
 /// Removal markers shared by the nodes: `SET` with the removal's token, `DEL` by a return,
@@ -109,6 +120,7 @@ pub(crate) struct RedisMarkers {
     pub client: Client,
     pub prefix: String,
     claim_own: Script,
+    claim_before: Script,
 }
 
 impl RedisMarkers {
@@ -117,6 +129,7 @@ impl RedisMarkers {
             client,
             prefix,
             claim_own: Script::from_lua(CLAIM_OWN),
+            claim_before: Script::from_lua(CLAIM_BEFORE),
         }
     }
 
@@ -127,19 +140,28 @@ impl RedisMarkers {
 
 #[async_trait]
 impl Markers for RedisMarkers {
-    async fn mark(&self, name: &str, token: u64, ttl: Duration) {
+    async fn mark(&self, name: &str, token: u64, at_ms: u64, ttl: Duration) {
         let ttl = Expiration::PX(ttl.as_millis() as i64);
         let set: Result<(), _> = self
             .client
-            .set(self.key(name), token.to_string(), Some(ttl), None, false)
+            .set(
+                self.key(name),
+                format!("{token}:{at_ms}"),
+                Some(ttl),
+                None,
+                false,
+            )
             .await;
         if let Err(e) = set {
             tracing::warn!(error = %e, "webhook removal marker not set");
         }
     }
 
-    async fn claim(&self, name: &str) -> Option<bool> {
-        let removed: Result<i64, _> = self.client.del(self.key(name)).await;
+    async fn claim(&self, name: &str, at_ms: u64) -> Option<bool> {
+        let removed: Result<i64, _> = self
+            .claim_before
+            .evalsha_with_reload(&self.client, vec![self.key(name)], vec![at_ms.to_string()])
+            .await;
         removed.ok().map(|n| n == 1)
     }
 

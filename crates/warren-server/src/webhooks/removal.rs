@@ -17,6 +17,9 @@
 //! empty), which would leave the next return unmatched and flap. A newer removal's marker
 //! replaces an older one's; the older removal then finds none of its own and is dropped,
 //! which is right, as its return came (or the newer removal could not have happened).
+//! A marker also holds when its removal was reported, and a return takes only a marker from
+//! no later than itself; in a cluster a return that found none looks once more after a short
+//! settle, for a marker another node's dispatcher was about to write (`Dispatch::fate`).
 //!
 //! So a leave on node A and a return on node B within the delay send nothing, and whatever
 //! the race, the last event a receiver gets for a channel (or member) matches the state.
@@ -56,41 +59,62 @@ pub(crate) fn role(r: &Record) -> Role {
 /// Where pending removals are marked: shared by every node that sends webhooks for an app.
 #[async_trait]
 pub(crate) trait Markers: Send + Sync + 'static {
-    /// Marks the removal holding `token` as pending for at most `ttl`, in place of any
-    /// earlier marker of that name.
-    async fn mark(&self, name: &str, token: u64, ttl: Duration);
-    /// A return removes the marker, whoever left it: whether this call removed one (there,
-    /// unexpired), or `None` when the store could not say.
-    async fn claim(&self, name: &str) -> Option<bool>;
+    /// Marks the removal holding `token`, reported at `at_ms` (Unix ms), as pending for at
+    /// most `ttl`, in place of any earlier marker of that name.
+    async fn mark(&self, name: &str, token: u64, at_ms: u64, ttl: Duration);
+    /// A return reported at `at_ms` removes the marker of a removal reported no later,
+    /// whoever left it: whether this call removed one (there, unexpired), or `None` when the
+    /// store could not say. A later removal's marker is not its business.
+    async fn claim(&self, name: &str, at_ms: u64) -> Option<bool>;
     /// A removal removes the marker only if it is still its own (`token`): whether it was.
     async fn claim_own(&self, name: &str, token: u64) -> Option<bool>;
 }
 
 /// The markers of a single node.
 #[derive(Default)]
-pub(crate) struct MemoryMarkers(Mutex<HashMap<String, (Instant, u64)>>);
+pub(crate) struct MemoryMarkers(Mutex<HashMap<String, Marker>>);
+
+/// A pending removal: until when it counts, its token, when it was reported.
+#[derive(Clone, Copy)]
+struct Marker {
+    until: Instant,
+    token: u64,
+    at_ms: u64,
+}
 
 #[async_trait]
 impl Markers for MemoryMarkers {
-    async fn mark(&self, name: &str, token: u64, ttl: Duration) {
+    async fn mark(&self, name: &str, token: u64, at_ms: u64, ttl: Duration) {
         let now = Instant::now();
         let mut markers = self.0.lock();
         // Expired markers would otherwise stay for good when nothing claims them.
         if markers.len() > 1024 && markers.len().is_power_of_two() {
-            markers.retain(|_, (until, _)| *until > now);
+            markers.retain(|_, m| m.until > now);
         }
-        markers.insert(name.to_owned(), (now + ttl, token));
+        let marker = Marker {
+            until: now + ttl,
+            token,
+            at_ms,
+        };
+        markers.insert(name.to_owned(), marker);
     }
 
-    async fn claim(&self, name: &str) -> Option<bool> {
-        let marker = self.0.lock().remove(name);
-        Some(marker.is_some_and(|(until, _)| until > Instant::now()))
+    async fn claim(&self, name: &str, at_ms: u64) -> Option<bool> {
+        self.take_if(name, |m| m.at_ms <= at_ms)
     }
 
     async fn claim_own(&self, name: &str, token: u64) -> Option<bool> {
+        self.take_if(name, |m| m.token == token)
+    }
+}
+
+impl MemoryMarkers {
+    /// Removes the marker if `which` says so: whether it was there, unexpired.
+    fn take_if(&self, name: &str, which: impl Fn(&Marker) -> bool) -> Option<bool> {
         let mut markers = self.0.lock();
         match markers.get(name) {
-            Some(&(until, own)) if own == token => {
+            Some(m) if which(m) => {
+                let until = m.until;
                 markers.remove(name);
                 Some(until > Instant::now())
             }
@@ -107,21 +131,33 @@ mod tests {
     #[tokio::test]
     async fn the_first_claim_wins_and_expired_markers_do_not_count() {
         let m = MemoryMarkers::default();
-        assert_eq!(m.claim("a").await, Some(false));
-        m.mark("a", 1, Duration::from_secs(60)).await;
-        assert_eq!(m.claim("a").await, Some(true));
-        assert_eq!(m.claim("a").await, Some(false));
-        m.mark("b", 2, Duration::ZERO).await;
-        assert_eq!(m.claim("b").await, Some(false));
+        assert_eq!(m.claim("a", 10).await, Some(false));
+        m.mark("a", 1, 10, Duration::from_secs(60)).await;
+        assert_eq!(m.claim("a", 10).await, Some(true));
+        assert_eq!(m.claim("a", 10).await, Some(false));
+        m.mark("b", 2, 10, Duration::ZERO).await;
+        assert_eq!(m.claim("b", 10).await, Some(false));
+    }
+
+    #[tokio::test]
+    async fn a_return_cancels_only_a_removal_from_before_it() {
+        let m = MemoryMarkers::default();
+        m.mark("a", 1, 20, Duration::from_secs(60)).await;
+        assert_eq!(
+            m.claim("a", 19).await,
+            Some(false),
+            "the removal came after"
+        );
+        assert_eq!(m.claim("a", 20).await, Some(true));
     }
 
     #[tokio::test]
     async fn a_removal_takes_only_its_own_marker() {
         let m = MemoryMarkers::default();
         let ttl = Duration::from_secs(60);
-        m.mark("a", 1, ttl).await;
-        assert_eq!(m.claim("a").await, Some(true), "the return of removal 1");
-        m.mark("a", 2, ttl).await;
+        m.mark("a", 1, 0, ttl).await;
+        assert_eq!(m.claim("a", 0).await, Some(true), "the return of removal 1");
+        m.mark("a", 2, 0, ttl).await;
         assert_eq!(
             m.claim_own("a", 1).await,
             Some(false),
@@ -129,14 +165,14 @@ mod tests {
         );
         assert_eq!(m.claim_own("a", 2).await, Some(true));
         assert_eq!(m.claim_own("a", 2).await, Some(false), "once");
-        m.mark("a", 3, ttl).await;
-        m.mark("a", 4, ttl).await;
+        m.mark("a", 3, 0, ttl).await;
+        m.mark("a", 4, 0, ttl).await;
         assert_eq!(
             m.claim_own("a", 3).await,
             Some(false),
             "replaced by a newer one"
         );
-        assert_eq!(m.claim("a").await, Some(true));
+        assert_eq!(m.claim("a", 0).await, Some(true));
     }
 
     #[test]
@@ -145,6 +181,7 @@ mod tests {
             app: AppId::parse("1").unwrap(),
             channel: ChannelName::parse("presence-c", 200).unwrap(),
             hook,
+            at_ms: 0,
         };
         let u = || UserId::parse("u", 10).unwrap();
         let name = |role| match role {
