@@ -186,6 +186,13 @@ async fn a_reader_that_never_reads_loses_its_presence_membership() {
         .await;
     assert!(added["data"].as_str().unwrap_or_default().contains("stuck"));
 
+    // The watcher reads all along: the flood reaches it too, and a watcher that stalled
+    // would meet the write deadline itself on a loaded machine.
+    let removed = tokio::spawn(async move {
+        watcher
+            .next_event("pusher_internal:member_removed", CLOSED_WITHIN * 2)
+            .await
+    });
     // 400 events of 15 KB: far more than a zero window and the server's send buffer hold.
     let data = "z".repeat(15_000);
     for _ in 0..40 {
@@ -200,9 +207,7 @@ async fn a_reader_that_never_reads_loses_its_presence_membership() {
         .await;
         assert_eq!(r.status, 200, "{}", r.body);
     }
-    let removed = watcher
-        .next_event("pusher_internal:member_removed", CLOSED_WITHIN)
-        .await;
+    let removed = removed.await.expect("the watcher's task");
     assert!(
         removed["data"]
             .as_str()
