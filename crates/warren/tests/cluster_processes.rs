@@ -12,7 +12,7 @@ use warren_client::Client;
 use warren_testkit::api::api_client;
 use warren_testkit::process::{Served, Warren};
 use warren_testkit::redis::{cli, cli_ok, shared_url, unique_prefix, RedisServer};
-use warren_testkit::ws::{connect, decode_data, handshake, presence_data, SILENCE};
+use warren_testkit::ws::{connect, decode_data, handshake, presence_data, Socket, SILENCE};
 use warren_testkit::{Endpoint, WAIT};
 
 /// The node timeout these tests run with; the bound a dead node is cleaned up within.
@@ -505,6 +505,25 @@ fn signal_and_wait(node: &mut Node, signal: libc::c_int) -> std::process::ExitSt
     }
 }
 
+/// Nodes `node-a` and `node-b` on `prefix`; a watcher `w` on node a and the member
+/// `user` on node b in `presence-room`, the watcher told of its arrival.
+async fn watched_member(prefix: &str, user: &str) -> (Node, Node, Socket, Socket) {
+    let a = Node::start(&shared_url(), prefix, "node-a");
+    let b = Node::start(&shared_url(), prefix, "node-b");
+    let mut watcher = connect(&a).await;
+    watcher
+        .subscribed("presence-room", Some(&presence_data(json!("w"), None)))
+        .await;
+    let mut member = connect(&b).await;
+    member
+        .subscribed("presence-room", Some(&presence_data(json!(user), None)))
+        .await;
+    watcher
+        .next_event("pusher_internal:member_added", WAIT)
+        .await;
+    (a, b, watcher, member)
+}
+
 /// SIGTERM (systemd, Kubernetes) and SIGINT (Ctrl-C) stop a node gracefully: its clients are
 /// closed with 4200 so they reconnect elsewhere, its members leave at once rather than after
 /// the node timeout (the other node announces it well within it), and the process exits 0.
@@ -512,19 +531,7 @@ fn signal_and_wait(node: &mut Node, signal: libc::c_int) -> std::process::ExitSt
 async fn sigterm_and_sigint_stop_a_node_gracefully() {
     for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT")] {
         let prefix = unique_prefix("signals");
-        let a = Node::start(&shared_url(), &prefix, "node-a");
-        let mut b = Node::start(&shared_url(), &prefix, "node-b");
-        let mut watcher = connect(&a).await;
-        watcher
-            .subscribed("presence-room", Some(&presence_data(json!("w"), None)))
-            .await;
-        let mut leaving = connect(&b).await;
-        leaving
-            .subscribed("presence-room", Some(&presence_data(json!("l"), None)))
-            .await;
-        watcher
-            .next_event("pusher_internal:member_added", WAIT)
-            .await;
+        let (a, mut b, mut watcher, mut leaving) = watched_member(&prefix, "l").await;
 
         let sent = Instant::now();
         let status = signal_and_wait(&mut b, signal);
@@ -562,19 +569,7 @@ async fn sigterm_and_sigint_stop_a_node_gracefully() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_restarted_under_its_node_id_after_kill_9_keeps_no_ghosts() {
     let prefix = unique_prefix("restart-id");
-    let a = Node::start(&shared_url(), &prefix, "node-a");
-    let mut b = Node::start(&shared_url(), &prefix, "node-b");
-    let mut watcher = connect(&a).await;
-    watcher
-        .subscribed("presence-room", Some(&presence_data(json!("w"), None)))
-        .await;
-    let mut ghost = connect(&b).await;
-    ghost
-        .subscribed("presence-room", Some(&presence_data(json!("ghost"), None)))
-        .await;
-    watcher
-        .next_event("pusher_internal:member_added", WAIT)
-        .await;
+    let (a, mut b, mut watcher, _ghost) = watched_member(&prefix, "ghost").await;
 
     b.kill9();
     let killed_at = Instant::now();
