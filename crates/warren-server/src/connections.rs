@@ -5,7 +5,9 @@
 //! stop waits for exactly that. The sweeper replaces a timer per connection: once a second it
 //! pings connections idle for `activity_timeout`, closes (4201) those that did not answer
 //! within `pong_timeout`, and closes (4009) those past their app's
-//! `user_authentication_timeout` without signing in or an authorized subscription.
+//! `user_authentication_timeout` without signing in or an authorized subscription. Each entry
+//! keeps the version of the app the connection was admitted with, so that the connections of a
+//! disabled or removed app can be found and closed (`close_retired`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,13 +17,20 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use warren_protocol::{outbound, ErrorCode, SocketId};
 
+use crate::app::{App, Retired};
 use crate::metrics::DeliveryLatency;
 use crate::outbox::{CloseReason, Liveness, Outbox};
 use crate::ws::frame;
 
+/// A registered connection: its queue and the version of its app.
+struct Open {
+    outbox: Arc<Outbox>,
+    app: Arc<App>,
+}
+
 /// Open connections, socket ids and the clock their liveness is measured on.
 pub(crate) struct Connections {
-    open: DashMap<SocketId, Arc<Outbox>>,
+    open: DashMap<SocketId, Open>,
     /// Seconds without hearing from a client before it is pinged.
     activity_timeout: u64,
     /// Seconds to wait for the answer to that ping.
@@ -68,18 +77,41 @@ impl Connections {
 
     /// Registers a new connection under a fresh socket id (unique on this node: a random
     /// per-process part and a counter).
-    pub(crate) fn open(&self, outbox: Arc<Outbox>) -> SocketId {
+    pub(crate) fn open(&self, outbox: Arc<Outbox>, app: Arc<App>) -> SocketId {
         let id = SocketId::new(
             self.socket_id_high,
             self.next_socket_id.fetch_add(1, Ordering::Relaxed),
         );
         outbox.heard_from(self.clock());
-        self.open.insert(id, outbox.clone());
+        self.open.insert(
+            id,
+            Open {
+                outbox: outbox.clone(),
+                app: app.clone(),
+            },
+        );
         // Admitted while the server was stopping: close at once, like the others.
         if self.closing.load(Ordering::SeqCst) {
             outbox.close(shutdown_reason());
+        } else if let Some(reason) = retired_reason(app.retired()) {
+            // INVARIANT(retired-app-closes): the mark is read after the entry is in, so a
+            // retirement either sees the entry in its walk or is seen here.
+            outbox.close(reason);
         }
         id
+    }
+
+    /// Closes the connections whose app version was retired: 4003 for a disabled app, 4001
+    /// for a removed (or re-keyed) one. Returns how many were asked to close.
+    pub(crate) fn close_retired(&self) -> usize {
+        let mut closed = 0;
+        for entry in self.open.iter() {
+            if let Some(reason) = retired_reason(entry.value().app.retired()) {
+                entry.value().outbox.close(reason);
+                closed += 1;
+            }
+        }
+        closed
     }
 
     /// Forgets a connection that has left all its channels.
@@ -113,7 +145,7 @@ impl Connections {
         let activity = self.activity_timeout.saturating_mul(1000);
         let pong = self.pong_timeout.saturating_mul(1000);
         for entry in self.open.iter() {
-            let outbox = entry.value();
+            let outbox = &entry.value().outbox;
             match outbox.liveness(now, activity, pong) {
                 Liveness::Fine => {}
                 Liveness::Idle => {
@@ -140,7 +172,7 @@ impl Connections {
     pub(crate) fn close_all(&self) {
         self.closing.store(true, Ordering::SeqCst);
         for entry in self.open.iter() {
-            entry.value().close(shutdown_reason());
+            entry.value().outbox.close(shutdown_reason());
         }
     }
 
@@ -155,6 +187,21 @@ impl Connections {
         while !self.open.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// How a connection of a retired app version is closed; `None` while it is current.
+fn retired_reason(retired: Retired) -> Option<CloseReason> {
+    match retired {
+        Retired::No => None,
+        Retired::Disabled => Some(CloseReason::new(
+            ErrorCode::AppDisabled,
+            "Application is disabled",
+        )),
+        Retired::Removed => Some(CloseReason::new(
+            ErrorCode::AppNotFound,
+            "Application does not exist",
+        )),
     }
 }
 

@@ -45,7 +45,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("extend", &["node", "cluster", "app", "outbox", "ws"]),
-    ("connections", &["outbox", "ws", "metrics"]),
+    ("connections", &["outbox", "ws", "metrics", "app"]),
     (
         "node",
         &[

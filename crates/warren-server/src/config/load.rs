@@ -13,7 +13,7 @@ use figment::error::Kind;
 use figment::value::{Dict, Map, Tag, Value};
 use figment::{Figment, Metadata, Profile, Provider, Source};
 
-use super::{Config, DEMO_APP_ID, DEMO_APP_KEY, DEMO_APP_SECRET};
+use super::{AppConfig, Config, DEMO_APP_ID, DEMO_APP_KEY, DEMO_APP_SECRET};
 
 /// Why a configuration was refused, in one line naming the key and where its value came from.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +86,30 @@ impl Config {
         })?;
         config.check().map_err(|(key, what)| refuse(&key, &what))?;
         Ok(config)
+    }
+}
+
+impl AppConfig {
+    /// One app from a JSON object whose fields are the keys of an `[[apps]]` section (a
+    /// database row), held to the same rules as the file's: the error names the field.
+    /// `null` fields take their default.
+    pub fn from_json(value: serde_json::Value) -> Result<AppConfig, (String, String)> {
+        let serde_json::Value::Object(mut fields) = value else {
+            return Err((String::new(), "is not a JSON object".into()));
+        };
+        fields.retain(|_, v| !v.is_null());
+        let doc: Dict = serde_json::from_value(serde_json::Value::Object(fields))
+            .map_err(|e| (String::new(), e.to_string()))?;
+        let figment = Figment::from(Layer(doc, Source::Custom(String::new())));
+        let app: AppConfig = figment.extract().map_err(|e| {
+            let mut key = e.path.join(".");
+            if let Kind::MissingField(field) = &e.kind {
+                key = if key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
+            }
+            (key, e.kind.to_string())
+        })?;
+        app.check("")?;
+        Ok(app)
     }
 }
 

@@ -24,6 +24,7 @@ use std::fmt;
 use serde::{de, Deserialize, Deserializer};
 use warren_protocol::{AppId, AppKey};
 
+pub use apps_source::{AppsBackend, AppsSourceConfig, PostgresUrl};
 pub use load::ConfigError;
 pub use log::{LogConfig, LogFormat, LogLevel};
 pub use metrics::MetricsConfig;
@@ -45,6 +46,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub cluster: ClusterConfig,
     pub apps: Vec<AppConfig>,
+    pub apps_source: AppsSourceConfig,
     pub monitor: MonitorConfig,
     pub console: ConsoleConfig,
     pub webhooks: WebhooksConfig,
@@ -150,6 +152,9 @@ macro_rules! names {
         }
     };
 }
+
+// Here, after `names!`, which it uses.
+mod apps_source;
 
 names! {
     /// What a node serves: WebSocket clients and the HTTP API, or one of them.
@@ -330,6 +335,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             cluster: ClusterConfig::default(),
             apps: vec![AppConfig::demo()],
+            apps_source: AppsSourceConfig::default(),
             monitor: MonitorConfig::default(),
             console: ConsoleConfig::default(),
             webhooks: WebhooksConfig::default(),

@@ -217,6 +217,7 @@ fn full_file() {
             },
             app("second_app", "key-two", "app-secret"),
         ],
+        apps_source: crate::config::AppsSourceConfig::default(),
         monitor: MonitorConfig::default(),
         console: ConsoleConfig::default(),
         webhooks: Default::default(),
@@ -1188,4 +1189,72 @@ fn tls_files_from_file_and_env_both_required() {
         &[],
     );
     assert!(message.contains("ca_file"), "{message}");
+}
+
+mod app_rows {
+    use serde_json::json;
+
+    use crate::config::AppConfig;
+
+    #[test]
+    fn a_row_is_read_with_the_defaults_of_the_file() {
+        let app = AppConfig::from_json(json!({
+            "id": "a1", "key": "k1", "secret": "s1", "max_connections": 5,
+            "webhooks": [{"url": "http://127.0.0.1:9/hook"}],
+            "allowed_origins": ["https://example.com"], "cache_ttl_secs": null,
+        }))
+        .unwrap();
+        assert_eq!(app.max_connections, 5);
+        assert_eq!(app.cache_ttl_secs, 1800);
+        assert_eq!(app.webhooks.len(), 1);
+    }
+
+    #[test]
+    fn a_bad_row_names_its_field() {
+        let bad = |row: serde_json::Value| AppConfig::from_json(row).unwrap_err().0;
+        assert_eq!(bad(json!({"id": "a1", "key": "k1"})), "secret");
+        assert_eq!(
+            bad(json!({"id": "a1", "key": "k1", "secret": "s", "max_connections": -1})),
+            "max_connections"
+        );
+        assert_eq!(
+            bad(json!({"id": "a1", "key": "k1", "secret": "s", "max_event_payload_kb": 0})),
+            "max_event_payload_kb"
+        );
+        assert_eq!(bad(json!({"id": "a/1", "key": "k1", "secret": "s"})), "id");
+        assert_eq!(
+            bad(json!({"id": "a1", "key": "k1", "secret": "s", "webhooks": [{"url": "ftp://x"}]})),
+            "webhooks.0.url"
+        );
+        assert_eq!(
+            bad(json!({"id": "a1", "key": "k1", "secret": "s", "colour": "blue"})),
+            "colour"
+        );
+        assert_eq!(bad(json!({"id": "a1", "key": "k1", "secret": ""})), "secret");
+    }
+}
+
+mod apps_source {
+    use crate::config::{AppsBackend, Config};
+
+    fn load(text: &str) -> Result<Config, String> {
+        Config::parse(text, figment::Source::Custom("f.toml".into()), Vec::new())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn postgres_needs_a_url_and_a_plain_table_name() {
+        let e = load("[apps_source]\nbackend = \"postgres\"\n").unwrap_err();
+        assert!(e.contains("apps_source.url"), "{e}");
+        let e = load("[apps_source]\nbackend = \"postgres\"\nurl = \"http://x\"\n").unwrap_err();
+        assert!(e.contains("apps_source.url") && e.contains("postgres://"), "{e}");
+        let ok = "[apps_source]\nbackend = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1/w\"\n";
+        let config = load(ok).unwrap();
+        assert_eq!(config.apps_source.backend, AppsBackend::Postgres);
+        assert_eq!(config.apps_source.table, "warren_apps");
+        let e = load(&format!("{ok}table = \"Apps; drop\"\n")).unwrap_err();
+        assert!(e.contains("apps_source.table"), "{e}");
+        let e = load(&format!("{ok}refresh_interval_secs = 0\n")).unwrap_err();
+        assert!(e.contains("apps_source.refresh_interval_secs"), "{e}");
+    }
 }

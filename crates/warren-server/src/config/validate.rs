@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{Config, ConfigError};
+use super::{AppConfig, AppsBackend, Config, ConfigError};
 
 /// Returns the first `field` of `item` below `min` as a problem of `section.field`.
 macro_rules! at_least {
@@ -72,11 +72,7 @@ impl Config {
             return Err(("server.ingress_threads".into(), what));
         }
         for (i, app) in self.apps.iter().enumerate() {
-            at_least!(app, format!("apps.{i}"), 1; max_presence_members, max_event_payload_kb,
-                max_channel_name_length, client_event_rate_per_sec, subscribe_rate_per_sec, max_subscriptions_per_connection,
-                cache_ttl_secs);
-            at_most!(app, format!("apps.{i}"), MAX_SIZE_KB; max_event_payload_kb);
-            at_most!(app, format!("apps.{i}"), MAX_SIZE_KB * 1024; max_user_info_bytes);
+            app.check(&format!("apps.{i}"))?;
         }
         if let Some(key) = s.tls.as_ref().and_then(|tls| tls.empty_path()) {
             return Err((key.into(), "must not be empty".into()));
@@ -91,23 +87,15 @@ impl Config {
             &['_', '.', ':', '-'],
             braces,
         )?;
-        if self.apps.is_empty() {
+        self.apps_source
+            .check()
+            .map_err(|(field, what)| (format!("apps_source.{field}"), what))?;
+        if self.apps.is_empty() && self.apps_source.backend == AppsBackend::Config {
             let what = "at least one app is required (an [[apps]] section)";
             return Err(("apps".into(), what.into()));
         }
         let (mut ids, mut keys) = (HashMap::new(), HashMap::new());
         for (i, app) in self.apps.iter().enumerate() {
-            if app.max_channel_name_length > 1000 {
-                let what = format!("must be at most 1000, got {}", app.max_channel_name_length);
-                return Err((format!("apps.{i}.max_channel_name_length"), what));
-            }
-            if app.secret.is_empty() {
-                return Err((format!("apps.{i}.secret"), "must not be empty".into()));
-            }
-            for (j, hook) in app.webhooks.iter().enumerate() {
-                hook.check()
-                    .map_err(|(field, what)| (format!("apps.{i}.webhooks.{j}.{field}"), what))?;
-            }
             for (field, value, seen) in [
                 ("id", app.id.as_str(), &mut ids),
                 ("key", app.key.as_str(), &mut keys),
@@ -125,6 +113,43 @@ impl Config {
             let what = "is for a single node: with cluster.backend = \"redis\" pending \
                 webhooks are kept in Redis";
             return Err(("webhooks.spool_dir".into(), what.into()));
+        }
+        Ok(())
+    }
+}
+
+impl AppConfig {
+    /// The rules of one app, wherever it comes from (`[[apps]]`, a database row); a problem's
+    /// key is `at.<field>` (`<field>` alone when `at` is empty).
+    pub(crate) fn check(&self, at: &str) -> Result<(), Problem> {
+        let section = if at.is_empty() {
+            String::new()
+        } else {
+            format!("{at}.")
+        };
+        let key = |field: &str| format!("{section}{field}");
+        let fail = |field: &str, what: String| Err((key(field), what));
+        let app = self;
+        let checked: Result<(), Problem> = (|| {
+            at_least!(app, "", 1; max_presence_members, max_event_payload_kb,
+                max_channel_name_length, client_event_rate_per_sec, subscribe_rate_per_sec,
+                max_subscriptions_per_connection, cache_ttl_secs);
+            at_most!(app, "", MAX_SIZE_KB; max_event_payload_kb);
+            at_most!(app, "", MAX_SIZE_KB * 1024; max_user_info_bytes);
+            Ok(())
+        })();
+        // The macros name `.<field>`: put the app's place in front.
+        checked.map_err(|(k, what)| (key(k.trim_start_matches('.')), what))?;
+        if app.max_channel_name_length > 1000 {
+            let what = format!("must be at most 1000, got {}", app.max_channel_name_length);
+            return fail("max_channel_name_length", what);
+        }
+        if app.secret.is_empty() {
+            return fail("secret", "must not be empty".into());
+        }
+        for (j, hook) in app.webhooks.iter().enumerate() {
+            hook.check()
+                .map_err(|(field, what)| (key(&format!("webhooks.{j}.{field}")), what))?;
         }
         Ok(())
     }

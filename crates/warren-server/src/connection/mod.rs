@@ -109,7 +109,7 @@ pub(crate) async fn serve(
         let ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
         outbox.require_authentication_by(cx.connections.clock().saturating_add(ms));
     }
-    let socket_id = cx.connections.open(outbox.clone());
+    let socket_id = cx.connections.open(outbox.clone(), app.clone());
     // From here on the session holds the slots and gives them back when it drops.
     let session = Session::new(cx.clone(), slot, socket_id, outbox.clone());
     let established =

@@ -20,7 +20,7 @@ use warren_protocol::{outbound, ChannelKind, ChannelName, ErrorCode, EventName, 
 use super::rate::{Counted, Rates};
 use super::signin::{self, SignedIn};
 use super::Context;
-use crate::app::ConnectionSlot;
+use crate::app::{App, ConnectionSlot};
 use crate::cluster::{ChannelEvent, ChannelMessage, JoinError};
 use crate::extend::{run_chain, ConnectionContext, CustomEvent};
 use crate::metrics::Limit;
@@ -88,6 +88,14 @@ impl Session {
     }
 
     /// This connection as extensions see it.
+    /// The current version of this connection's app, for its secrets: a rotated secret (and
+    /// the one before it, during its grace) signs authorizations at once. The limits stay
+    /// those of the version the connection was admitted with.
+    fn secrets(&self) -> Arc<App> {
+        let current = self.cx.apps.by_id(self.app.id.as_str());
+        current.unwrap_or_else(|| Arc::clone(&self.app))
+    }
+
     fn context(&self, remote_addr: Option<SocketAddr>) -> ConnectionContext<'_> {
         ConnectionContext {
             app: &self.app,
@@ -290,29 +298,25 @@ impl Session {
                     400,
                 ));
             };
-            verify_channel_auth(
-                auth,
-                self.app.key.as_str(),
-                &self.app.secret,
-                &self.socket_id.to_string(),
-                channel.as_str(),
-                None,
-            )
-            .map_err(|e| auth_error(e, auth))?;
+            let socket_id = self.socket_id.to_string();
+            self.secrets()
+                .verify_with(|secret| {
+                    let key = self.app.key.as_str();
+                    verify_channel_auth(auth, key, secret, &socket_id, channel.as_str(), None)
+                })
+                .map_err(|e| auth_error(e, auth))?;
             return Ok(Some(PresenceMember {
                 user_id: user.data.user.user().clone(),
                 user_info: user.data.user_info.clone(),
             }));
         }
-        verify_channel_auth(
-            auth,
-            self.app.key.as_str(),
-            &self.app.secret,
-            &self.socket_id.to_string(),
-            channel.as_str(),
-            sub.channel_data.as_deref(),
-        )
-        .map_err(|e| auth_error(e, auth))?;
+        let (socket_id, data) = (self.socket_id.to_string(), sub.channel_data.as_deref());
+        self.secrets()
+            .verify_with(|secret| {
+                let key = self.app.key.as_str();
+                verify_channel_auth(auth, key, secret, &socket_id, channel.as_str(), data)
+            })
+            .map_err(|e| auth_error(e, auth))?;
         if kind != ChannelKind::Presence {
             return Ok(None);
         }
@@ -405,7 +409,8 @@ impl Session {
     /// second sign-in as the same user is confirmed again and changes nothing, one as another
     /// user is refused.
     async fn signin(&mut self, auth: &str, user_data: &str) {
-        let data = match signin::check(&self.app, self.socket_id, auth, user_data) {
+        let secrets = self.secrets();
+        let data = match signin::check(&self.app, &secrets, self.socket_id, auth, user_data) {
             Ok(data) => data,
             Err(message) => {
                 return self

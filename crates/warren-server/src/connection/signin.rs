@@ -18,21 +18,20 @@ pub(super) struct SignedIn {
 }
 
 /// Checks the signature over `<socket_id>::user::<user_data>` (the exact text sent), then the
-/// user data. The error is the `pusher:error` message; the connection is closed with 4009.
+/// user data, with each secret of `secrets` (the app's current version). The error is the `pusher:error` message; the connection is closed with 4009.
 pub(super) fn check(
     app: &App,
+    secrets: &App,
     socket_id: SocketId,
     auth: &str,
     user_data: &str,
 ) -> Result<UserData, String> {
-    verify_user_auth(
-        auth,
-        app.key.as_str(),
-        &app.secret,
-        &socket_id.to_string(),
-        user_data,
-    )
-    .map_err(|e| format!("Sign-in refused: {}", e.client_message(auth)))?;
+    let socket_id = socket_id.to_string();
+    secrets
+        .verify_with(|secret| {
+            verify_user_auth(auth, app.key.as_str(), secret, &socket_id, user_data)
+        })
+        .map_err(|e| format!("Sign-in refused: {}", e.client_message(auth)))?;
     parse_user_data(user_data, app.member_limits)
         .map_err(|e| format!("Sign-in refused: invalid user_data: {e}"))
 }

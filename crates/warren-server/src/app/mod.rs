@@ -1,10 +1,19 @@
 //! Applications: credentials, feature flags and limits, looked up by key (WebSocket) or id (API).
+//!
+//! An [`App`] never changes once built: a change makes a new one, swapped in by [`LiveApps`]
+//! (`live.rs`), which carries over what belongs to the app rather than to its settings (the
+//! count of its connections on this node) and marks the replaced value retired when the app
+//! was disabled or removed, so that a connection admitted with it during the swap closes.
+
+mod live;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+pub use live::{AppsChange, LiveApps};
 
 use warren_protocol::presence::MemberLimits;
 use warren_protocol::{AppId, AppKey};
@@ -43,8 +52,33 @@ pub struct App {
     pub api_request_rate: Option<NonZeroU32>,
     /// Events published through the API per second, cluster-wide; `None`: no limit.
     pub api_event_rate: Option<NonZeroU32>,
-    /// Connections currently open on this node.
-    connections: AtomicU64,
+    /// What it was built from, to tell a change of settings from none.
+    settings: AppConfig,
+    /// The secret before the last rotation, accepted until its grace period ends.
+    pub previous_secret: Option<PreviousSecret>,
+    /// Connections currently open on this node: shared by every version of the app, so a
+    /// change of its settings does not reset the count its quota is checked against.
+    connections: Arc<AtomicU64>,
+    /// [`Retired`] as a number: set when this version was replaced by a disabled one or removed.
+    retired: AtomicU8,
+}
+
+/// A rotated-out secret and the end of its grace period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousSecret {
+    pub secret: Arc<str>,
+    pub until: SystemTime,
+}
+
+/// Why a version of an app no longer admits connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retired {
+    /// Still current (or replaced by an enabled version).
+    No = 0,
+    /// Replaced by a disabled version: its connections close with 4003.
+    Disabled = 1,
+    /// Removed (or its key changed): its connections close with 4001.
+    Removed = 2,
 }
 
 impl App {
@@ -74,8 +108,59 @@ impl App {
             allowed_origins: c.allowed_origins.clone(),
             api_request_rate: NonZeroU32::new(c.api_request_rate_per_sec),
             api_event_rate: NonZeroU32::new(c.api_event_rate_per_sec),
-            connections: AtomicU64::new(0),
+            previous_secret: None,
+            settings: c.clone(),
+            connections: Arc::default(),
+            retired: AtomicU8::new(Retired::No as u8),
         }
+    }
+
+    /// The configuration this app was built from.
+    pub fn settings(&self) -> &AppConfig {
+        &self.settings
+    }
+
+    /// Accepts `previous` as a second secret until its grace period ends.
+    pub fn with_previous_secret(mut self, previous: Option<PreviousSecret>) -> Self {
+        self.previous_secret = previous;
+        self
+    }
+
+    /// The secrets a signature may be made with now: the current one, then the previous one
+    /// while its grace period lasts.
+    pub fn secrets(&self) -> impl Iterator<Item = &str> {
+        let previous = self
+            .previous_secret
+            .as_ref()
+            .filter(|p| SystemTime::now() < p.until)
+            .map(|p| &*p.secret);
+        std::iter::once(&*self.secret).chain(previous)
+    }
+
+    /// Tries `verify` with each secret of [`App::secrets`]; the first success, else the
+    /// error the current secret got.
+    pub fn verify_with<T, E>(&self, mut verify: impl FnMut(&str) -> Result<T, E>) -> Result<T, E> {
+        let mut secrets = self.secrets();
+        let current = secrets.next().unwrap_or_default();
+        let first = verify(current);
+        if first.is_ok() {
+            return first;
+        }
+        secrets.map(verify).find(Result::is_ok).unwrap_or(first)
+    }
+
+    /// Whether this version was disabled or removed since it was looked up; read after the
+    /// connection is in the registry (see `live.rs`).
+    pub fn retired(&self) -> Retired {
+        match self.retired.load(Ordering::SeqCst) {
+            1 => Retired::Disabled,
+            2 => Retired::Removed,
+            _ => Retired::No,
+        }
+    }
+
+    fn retire(&self, why: Retired) {
+        self.retired.store(why as u8, Ordering::SeqCst);
     }
 
     /// Reserves a connection slot; `None` when the app is at its quota. The slot is released
@@ -114,8 +199,9 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// Where apps come from. Static configuration today; a database-backed registry can implement
-/// the same lookups later.
+/// Where apps come from: [`LiveApps`] (the configuration file, reloaded on `SIGHUP`, or
+/// PostgreSQL), [`StaticApps`], or an embedding program's own. Lookups are synchronous: a
+/// registry that reads a database keeps a copy in memory and refreshes it in the background.
 pub trait AppRegistry: Send + Sync + 'static {
     fn by_key(&self, key: &str) -> Option<Arc<App>>;
     fn by_id(&self, id: &str) -> Option<Arc<App>>;
@@ -128,7 +214,8 @@ pub trait AppRegistry: Send + Sync + 'static {
     }
 }
 
-/// Apps fixed at start-up from the configuration file.
+/// Apps fixed for the server's life (for embedding programs; the server itself uses
+/// [`LiveApps`]).
 #[derive(Debug, Default)]
 pub struct StaticApps {
     by_key: HashMap<String, Arc<App>>,
