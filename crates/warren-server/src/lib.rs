@@ -24,6 +24,7 @@
 
 mod api;
 mod app;
+pub mod apps_source;
 pub mod cluster;
 pub mod config;
 mod connection;
@@ -42,6 +43,7 @@ pub mod monitor;
 mod node;
 mod outbox;
 mod readiness;
+mod reload;
 mod scrape;
 mod server;
 mod tls;
@@ -49,7 +51,8 @@ mod transport;
 mod webhooks;
 mod ws;
 
-pub use app::{App, AppRegistry, StaticApps};
+pub use app::{App, AppRegistry, AppsChange, LiveApps, StaticApps};
+pub use reload::{ReloadReport, Reloader};
 pub use config::Config;
 pub use server::{RunningServer, Server, ServerBuilder, ShutdownHandle};
 pub use tls::{TlsError, TlsReloader};

@@ -9,11 +9,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::Api;
-use crate::app::{App, AppRegistry, StaticApps};
+use crate::app::{App, AppRegistry, LiveApps};
+use crate::apps_source::PostgresSource;
 use crate::cluster::local::LocalBackend;
 use crate::cluster::redis::RedisOptions;
 use crate::cluster::{ClusterBackend, EventSink, Seams};
-use crate::config::{Backend, Config};
+use crate::config::{AppsBackend, Backend, Config};
 use crate::connection;
 use crate::connection_errors;
 use crate::connections::{self, Connections};
@@ -32,6 +33,7 @@ use crate::metrics::Metrics;
 use crate::monitor::{self, Monitor};
 use crate::node::{LocalDelivery, LocalUsers, Node};
 use crate::readiness::{self, Readiness};
+use crate::reload::{AppsUpdater, Reloader};
 use crate::scrape::{MetricsListener, Scrape};
 use crate::tls::{Tls, TlsReloader};
 use crate::webhooks::{self, Webhooks};
@@ -102,9 +104,16 @@ impl ServerBuilder {
         config.validate()?;
         connection_errors::configure(&config.log);
         let mut extensions = extensions.compose()?;
-        let apps: Arc<dyn AppRegistry> = match apps {
-            Some(registry) => registry,
-            None => Arc::new(StaticApps::new(config.apps.iter().map(App::from_config))),
+        // The server's own registry, unless the embedding program brought one.
+        let (apps, live): (Arc<dyn AppRegistry>, _) = match apps {
+            Some(registry) => (registry, None),
+            None => {
+                let live = Arc::new(match config.apps_source.backend {
+                    AppsBackend::Config => LiveApps::new(config.apps.iter().map(App::from_config)),
+                    AppsBackend::Postgres => LiveApps::empty(),
+                });
+                (live.clone(), Some(live))
+            }
         };
         let server = &config.server;
         // Before binding: a certificate that does not load stops start-up.
@@ -166,13 +175,44 @@ impl ServerBuilder {
                 tracing::warn!(error = %e, "the monitor shows this node only");
             }
         }
+        let connections = Arc::new(Connections::new(
+            server.activity_timeout,
+            server.pong_timeout,
+            Duration::from_millis(server.write_timeout_ms),
+            metrics.delivery_latency(),
+        ));
+        let updater = live.map(|live| {
+            Arc::new(AppsUpdater {
+                apps: live,
+                connections: connections.clone(),
+            })
+        });
+        let from_file = config.apps_source.backend == AppsBackend::Config;
+        let reloader = Reloader::new(config.clone(), updater.clone().filter(|_| from_file));
+        let apps_source = match updater.as_ref().filter(|_| !from_file) {
+            Some(updater) => {
+                let source = PostgresSource::new(&config.apps_source, updater.clone(), &metrics);
+                let run = source.map(PostgresSource::run);
+                run.map(|run| match ingress.handle() {
+                    Some(h) => h.spawn(run),
+                    None => tokio::spawn(run),
+                })
+            }
+            None => None,
+        };
+        let webhook_apps = webhook_apps(&config, apps.as_ref()).await;
+        let current_secret: webhooks::CurrentSecret = {
+            let apps = apps.clone();
+            Arc::new(move |id: &str| apps.by_id(id).map(|app| app.secret.clone()))
+        };
         let sent = webhook_observer(monitor.clone());
         let webhooks = Webhooks::start(
-            &config,
+            &webhook_apps,
             &node_id,
             state.clone(),
             ingress.handle(),
             Some(sent),
+            Some(current_secret),
         )
         .await?;
         local.report_to(webhooks.clone());
@@ -184,12 +224,6 @@ impl ServerBuilder {
             node_id.clone(),
             extensions.broadcasts.clone(),
         );
-        let connections = Arc::new(Connections::new(
-            server.activity_timeout,
-            server.pong_timeout,
-            Duration::from_millis(server.write_timeout_ms),
-            metrics.delivery_latency(),
-        ));
         let websocket = server.role.serves_websocket().then(|| {
             Arc::new(connection::Context {
                 apps: apps.clone(),
@@ -271,6 +305,8 @@ impl ServerBuilder {
             handle,
             shutdown_grace: Duration::from_millis(server.shutdown_grace_ms),
             metrics_listener,
+            reloader,
+            apps_source,
         })
     }
 
@@ -283,6 +319,7 @@ impl ServerBuilder {
         let monitor = server.monitor();
         let metrics_addr = server.metrics_addr()?;
         let tls = server.tls_reloader();
+        let reloader = server.reloader();
         tokio::spawn(server.run());
         Ok(RunningServer {
             addr,
@@ -291,8 +328,31 @@ impl ServerBuilder {
             server: server_handle,
             monitor,
             tls,
+            reloader,
         })
     }
+}
+
+/// How long a node whose apps come from PostgreSQL waits at start for the first read before it
+/// builds its webhook endpoints (the apps read by then are the ones that get endpoints).
+const FIRST_READ_FOR_WEBHOOKS: Duration = Duration::from_secs(5);
+
+/// The configuration whose apps' webhook endpoints the node builds: the file's, or (apps from
+/// PostgreSQL) those of the first read, waited for a little.
+async fn webhook_apps(config: &Config, apps: &dyn AppRegistry) -> Config {
+    if config.apps_source.backend == AppsBackend::Config {
+        return config.clone();
+    }
+    let deadline = tokio::time::Instant::now() + FIRST_READ_FOR_WEBHOOKS;
+    while !apps.is_ready() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if !apps.is_ready() {
+        tracing::warn!("apps not read yet: this node sends no webhooks until it restarts");
+    }
+    let mut config = config.clone();
+    config.apps = apps.all().iter().map(|app| app.settings().clone()).collect();
+    config
 }
 
 /// Reports every webhook request to the monitor (built only while somebody watches).
@@ -328,6 +388,9 @@ pub struct Server {
     shutdown_grace: Duration,
     /// `[metrics]`, when enabled.
     metrics_listener: Option<MetricsListener>,
+    reloader: Reloader,
+    /// The task reading apps from PostgreSQL, when they come from there.
+    apps_source: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// A server running in the background on the current tokio runtime (see [`Server::start`]);
@@ -341,9 +404,15 @@ pub struct RunningServer {
     server: ServerHandle,
     monitor: Arc<Monitor>,
     tls: Option<TlsReloader>,
+    reloader: Reloader,
 }
 
 impl RunningServer {
+    /// Applies a re-read configuration: see [`Reloader`].
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
     /// Reloads the TLS certificate (`None` without `[server.tls]`): see [`TlsReloader`].
     pub fn tls_reloader(&self) -> Option<TlsReloader> {
         self.tls.clone()
@@ -421,6 +490,12 @@ impl Server {
         self.monitor.clone()
     }
 
+    /// Applies a re-read configuration file (the apps, when they come from it): see
+    /// [`Reloader`]. The `warren` binary calls it on `SIGHUP`.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
     /// Reloads the TLS certificate (`None` without `[server.tls]`): see [`TlsReloader`]. The
     /// `warren` binary calls it on `SIGHUP`.
     pub fn tls_reloader(&self) -> Option<TlsReloader> {
@@ -476,6 +551,8 @@ impl Server {
             handle: _,
             shutdown_grace,
             metrics_listener,
+            reloader: _,
+            apps_source,
         } = self;
         let metrics = metrics_listener.map(|l| tokio::spawn(l.serve(shutdown_tx.subscribe())));
         let sweeper = tokio::spawn(connections::sweep_forever(connections.clone()));
@@ -508,6 +585,9 @@ impl Server {
         connection_errors::report_suppressed_now();
         if let Some(metrics) = metrics {
             metrics.abort();
+        }
+        if let Some(source) = apps_source {
+            source.abort();
         }
         drop(ingress);
     }

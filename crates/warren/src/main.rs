@@ -137,7 +137,7 @@ fn config_check(file: &std::path::Path) -> ExitCode {
 }
 
 /// The environment as UTF-8 pairs; a variable that is not valid UTF-8 cannot be a WARREN_ key.
-fn env_vars() -> Vec<(String, String)> {
+pub(crate) fn env_vars() -> Vec<(String, String)> {
     std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect()
@@ -165,7 +165,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot read the open-files limit"),
     }
-    if let Some(host) = args.host {
+    if let Some(host) = args.host.clone() {
         config.server.host = host;
     }
     if let Some(port) = args.port {
@@ -201,9 +201,20 @@ fn serve(args: ServeArgs) -> ExitCode {
             LogFormat::Json => logging::json_banner(&config, addr, server.node_id(), VERSION),
         }
         let handle = server.shutdown_handle();
-        if let Some(tls) = server.tls_reloader() {
-            reload::on_sighup(tls);
-        }
+        let (host, port) = (args.host.clone(), args.port);
+        reload::on_sighup(reload::OnHangup {
+            tls: server.tls_reloader(),
+            config: server.reloader(),
+            file: args.config.clone(),
+            overrides: Box::new(move |config| {
+                if let Some(host) = &host {
+                    config.server.host = host.clone();
+                }
+                if let Some(port) = port {
+                    config.server.port = port;
+                }
+            }),
+        });
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down: closing connections with 4200");

@@ -83,10 +83,24 @@ impl LiveApps {
     /// count from the version it replaces; versions disabled, removed or re-keyed are marked
     /// retired (the caller closes their connections: `Connections::close_retired`).
     pub fn replace(&self, apps: impl IntoIterator<Item = App>) -> AppsChange {
+        self.replace_keeping(apps, &[])
+    }
+
+    /// As [`LiveApps::replace`], but the apps of `keep` (ids) that `apps` lacks stay as they
+    /// are: a source that could not read them (a bad database row) does not remove them.
+    pub fn replace_keeping(
+        &self,
+        apps: impl IntoIterator<Item = App>,
+        keep: &[String],
+    ) -> AppsChange {
         let _one_writer = self.writer.lock();
         let old = self.current.load_full();
         let mut next = Snapshot::default();
         let mut change = AppsChange::default();
+        for kept in keep.iter().filter_map(|id| old.by_id.get(id)) {
+            next.by_key.insert(kept.key.to_string(), kept.clone());
+            next.by_id.insert(kept.id.to_string(), kept.clone());
+        }
         for mut app in apps {
             let before = old.by_id.get(app.id.as_str());
             match before {
@@ -206,6 +220,16 @@ mod tests {
         assert!(new_a.try_connect().is_none());
         drop(slot);
         assert!(new_a.try_connect().is_some());
+    }
+
+    #[test]
+    fn kept_apps_stay_as_they_were() {
+        let live = LiveApps::new(build(&[app("a", "ka", "s"), app("b", "kb", "s")]));
+        let old = live.by_id("a").unwrap();
+        let change = live.replace_keeping(build(&[app("b", "kb", "s2")]), &["a".into()]);
+        assert!(change.removed.is_empty());
+        assert!(Arc::ptr_eq(&old, &live.by_id("a").unwrap()));
+        assert_eq!(old.retired(), Retired::No);
     }
 
     #[test]

@@ -88,6 +88,10 @@ catalogue! {
         "Webhook events by outcome: delivered, given_up (failed for retry_for_secs), queue_full.";
     WEBHOOK_INTAKE_DROPPED: Counter "warren_webhook_intake_dropped_total" []
         "Webhook events dropped before routing because the node's intake was full.";
+    APPS_SOURCE_UP: Gauge "warren_apps_source_up" ["backend"]
+        "1 while the apps source (PostgreSQL) answers, else 0: the node serves the apps it read last.";
+    APPS_SOURCE_FAILURES: Counter "warren_apps_source_failures_total" ["backend"]
+        "Failed connections to, or reads of, the apps source.";
 }
 
 #[cfg(test)]

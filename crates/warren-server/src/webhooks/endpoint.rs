@@ -45,10 +45,15 @@ pub(crate) struct Attempt<'a> {
     pub error: Option<&'a str>,
 }
 
+/// The current secret of an app, by id: a rotated secret signs the next request (the server
+/// passes its registry's lookup; `None` from it keeps the secret the endpoint started with).
+pub(crate) type CurrentSecret = Arc<dyn Fn(&str) -> Option<Arc<str>> + Send + Sync>;
+
 /// What an endpoint's task needs to send.
 pub(crate) struct Endpoint {
     pub app: String,
     pub observer: Option<Observer>,
+    pub current_secret: Option<CurrentSecret>,
     pub url: reqwest::Url,
     pub key: String,
     pub secret: String,
@@ -79,6 +84,7 @@ impl Endpoint {
         Ok(Endpoint {
             app: String::new(),
             observer: None,
+            current_secret: None,
             url: reqwest::Url::parse(&config.url)?,
             key: key.to_owned(),
             secret: secret.to_owned(),
@@ -165,7 +171,9 @@ impl Endpoint {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let body = body(time_ms, batch.iter().map(|p| &*p.json));
-        let signature = warren_protocol::auth::sign_webhook(&self.secret, body.as_bytes());
+        let current = self.current_secret.as_ref().and_then(|f| f(&self.app));
+        let secret = current.as_deref().unwrap_or(&self.secret);
+        let signature = warren_protocol::auth::sign_webhook(secret, body.as_bytes());
         let ids = batch.iter().map(|p| &*p.id).collect::<Vec<_>>().join(",");
         let answer = self
             .client

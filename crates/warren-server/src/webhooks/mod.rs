@@ -34,7 +34,7 @@ use crate::cluster::{ChannelEvent, ChannelMessage, ClusterState};
 use crate::config::{Backend, Config, WebhookConfig, WebhookEventType};
 use dispatch::{Dispatch, Route};
 use endpoint::Endpoint;
-pub(crate) use endpoint::{Attempt, Observer};
+pub(crate) use endpoint::{Attempt, CurrentSecret, Observer};
 pub(crate) use event::{Hook, Record};
 use queue::{MemoryQueue, Queue};
 use removal::{Markers, MemoryMarkers};
@@ -129,11 +129,18 @@ impl Webhooks {
         state: Arc<dyn ClusterState>,
         runtime: Option<Handle>,
         observer: Option<endpoint::Observer>,
+        current_secret: Option<CurrentSecret>,
     ) -> anyhow::Result<Self> {
         if config.apps.iter().all(|app| app.webhooks.is_empty()) {
             return Ok(Webhooks(None));
         }
-        let build = Self::build(config.clone(), node_id.to_owned(), state, observer);
+        let build = Self::build(
+            config.clone(),
+            node_id.to_owned(),
+            state,
+            observer,
+            current_secret,
+        );
         match runtime {
             Some(h) => h.spawn(build).await?,
             None => build.await,
@@ -145,6 +152,7 @@ impl Webhooks {
         node_id: String,
         state: Arc<dyn ClusterState>,
         observer: Option<endpoint::Observer>,
+        current_secret: Option<CurrentSecret>,
     ) -> anyhow::Result<Self> {
         let settings = &config.webhooks;
         let client = reqwest::Client::builder()
@@ -171,6 +179,7 @@ impl Webhooks {
                 let mut endpoint = Endpoint::new(hook, settings, key, secret, client.clone())?;
                 endpoint.app = app.id.to_string();
                 endpoint.observer = observer.clone();
+                endpoint.current_secret = current_secret.clone();
                 let name = queue_name(app.id.as_str(), n, &hook.url);
                 let capacity = settings.max_pending;
                 let queue: Arc<dyn Queue> = match (&redis_client, &spool) {
