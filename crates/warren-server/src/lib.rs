@@ -52,8 +52,8 @@ mod webhooks;
 mod ws;
 
 pub use app::{App, AppRegistry, AppsChange, LiveApps, StaticApps};
-pub use reload::{ReloadReport, Reloader};
 pub use config::Config;
+pub use reload::{ReloadReport, Reloader};
 pub use server::{RunningServer, Server, ServerBuilder, ShutdownHandle};
 pub use tls::{TlsError, TlsReloader};
 

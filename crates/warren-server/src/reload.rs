@@ -29,7 +29,12 @@ impl AppsUpdater {
     }
 
     /// As [`AppsUpdater::apply`]; the apps of `keep` (ids) missing from `apps` stay as they are.
-    pub(crate) fn apply_keeping(&self, apps: Vec<App>, keep: &[String], source: &str) -> AppsChange {
+    pub(crate) fn apply_keeping(
+        &self,
+        apps: Vec<App>,
+        keep: &[String],
+        source: &str,
+    ) -> AppsChange {
         let change = self.apps.replace_keeping(apps, keep);
         let closed = if change.retired() {
             self.connections.close_retired()
@@ -38,7 +43,10 @@ impl AppsUpdater {
         };
         if !change.is_empty() {
             let ids = |ids: &[warren_protocol::AppId]| {
-                ids.iter().map(|id| id.as_str()).collect::<Vec<_>>().join(",")
+                ids.iter()
+                    .map(|id| id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
             };
             tracing::info!(
                 source,
@@ -103,7 +111,9 @@ impl Reloader {
                 Some((old, a))
             }) {
                 if old.webhooks != app.webhooks {
-                    report.needs_restart.push(format!("apps.{}.webhooks", app.id));
+                    report
+                        .needs_restart
+                        .push(format!("apps.{}.webhooks", app.id));
                 }
             }
             let apps = new.apps.iter().map(App::from_config).collect();
@@ -158,6 +168,9 @@ mod tests {
         new.server.activity_timeout = 5;
         new.metrics.port = 1;
         new.apps[0].max_connections = 3;
-        assert_eq!(restart_keys(&old, &new), ["server.activity_timeout", "metrics"]);
+        assert_eq!(
+            restart_keys(&old, &new),
+            ["server.activity_timeout", "metrics"]
+        );
     }
 }

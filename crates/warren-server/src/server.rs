@@ -351,7 +351,11 @@ async fn webhook_apps(config: &Config, apps: &dyn AppRegistry) -> Config {
         tracing::warn!("apps not read yet: this node sends no webhooks until it restarts");
     }
     let mut config = config.clone();
-    config.apps = apps.all().iter().map(|app| app.settings().clone()).collect();
+    config.apps = apps
+        .all()
+        .iter()
+        .map(|app| app.settings().clone())
+        .collect();
     config
 }
 

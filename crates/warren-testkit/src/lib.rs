@@ -15,6 +15,7 @@
 //! | [`fake`] | a scripted Pusher server, for behaviour the real one does not show on demand |
 //! | [`proxy`] | a TCP proxy that counts connections |
 //! | [`net`] | free ports and waiting for a port to open |
+//! | [`postgres`] | a database of the test's own on the shared PostgreSQL, or a PostgreSQL server of its own |
 //! | [`webhooks`] | a webhook receiver: a real HTTP server that records requests and answers as scripted |
 //! | [`tls`] | a certificate authority made by the test, the certificates it issues, and clients that trust it |
 //!
@@ -41,6 +42,7 @@ pub mod fake;
 pub mod http;
 pub mod monitor;
 pub mod net;
+pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod raw;

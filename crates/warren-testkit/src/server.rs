@@ -41,6 +41,11 @@ impl TestServer {
         self._running.tls_reloader()
     }
 
+    /// Applies a re-read configuration, as `SIGHUP` does (see `warren_server::Reloader`).
+    pub fn reloader(&self) -> warren_server::Reloader {
+        self._running.reloader()
+    }
+
     /// The server's tap (see `warren_server::monitor`).
     pub fn monitor(&self) -> std::sync::Arc<warren_server::monitor::Monitor> {
         self._running.monitor()

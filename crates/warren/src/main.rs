@@ -1,6 +1,7 @@
 //! `warren`: the push server and its tools. Thin by design: parse arguments, call the libraries.
 
 mod api_commands;
+mod apps_command;
 mod bench;
 mod logging;
 mod monitor;
@@ -45,6 +46,10 @@ enum Command {
     /// Webhook load: presence joins and leaves at a fixed rate, the webhooks they cause
     /// received here, and a report of their throughput, loss and latency.
     BenchWebhooks(Box<bench::webhooks::WebhookBenchArgs>),
+    /// Manage the apps in PostgreSQL ([apps_source] url): list, add, set, remove,
+    /// rotate-secret, migrate.
+    #[command(subcommand)]
+    Apps(apps_command::AppsCommand),
     /// Show what happens on the server (or the cluster) live: connections, subscriptions,
     /// publishes, client events, presence changes.
     Monitor(monitor::MonitorArgs),
@@ -102,6 +107,7 @@ fn main() -> ExitCode {
             },
         ),
         Some(Command::BenchWebhooks(args)) => bench::webhooks::run(*args),
+        Some(Command::Apps(command)) => apps_command::run(command, cli.serve.config),
         None => serve(cli.serve),
     }
 }

@@ -62,21 +62,22 @@ pub async fn authenticate(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let tolerance = i64::try_from(api.timestamp_tolerance_secs).unwrap_or(i64::MAX);
-    let params = app.verify_with(|secret| {
-        verify_rest_request(
-        parts.method.as_str(),
-        parts.uri.path(),
-        query,
-        &body,
-        |key| (key == app.key.as_str()).then(|| secret.to_owned()),
-        now,
-        tolerance,
-    )
-    })
-    .map_err(|e| {
-        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
-        ApiError::new(status, e.to_string())
-    })?;
+    let params = app
+        .verify_with(|secret| {
+            verify_rest_request(
+                parts.method.as_str(),
+                parts.uri.path(),
+                query,
+                &body,
+                |key| (key == app.key.as_str()).then(|| secret.to_owned()),
+                now,
+                tolerance,
+            )
+        })
+        .map_err(|e| {
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+            ApiError::new(status, e.to_string())
+        })?;
     if !app.enabled {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

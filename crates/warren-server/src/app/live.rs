@@ -5,11 +5,12 @@
 //! snapshot aside and swaps it in; every source goes through [`LiveApps::replace`], so the
 //! rules of a change are written once.
 //!
-//! INVARIANT(retired-app-closes): when an app is disabled, removed or re-keyed, the version it
-//! replaced is marked retired after the swap, and the caller then closes the registered
-//! connections of retired versions. A connection checks its version's mark after it entered
-//! the registry, so one admitted with the old version during the swap is either seen by that
-//! walk or sees the mark itself (both sides use sequentially consistent operations).
+//! INVARIANT(retired-app-closes): when an app is disabled, removed or re-keyed, the lifecycle
+//! every version of it shares is marked retired after the swap, and the caller then closes the
+//! registered connections of retired apps. A connection checks the mark after it entered the
+//! registry, so one admitted with an older version during the swap is either seen by that
+//! walk or sees the mark itself (both sides use sequentially consistent operations). A
+//! re-enabled app is unmarked; a re-keyed one starts a new lifecycle.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,6 +98,7 @@ impl LiveApps {
         let old = self.current.load_full();
         let mut next = Snapshot::default();
         let mut change = AppsChange::default();
+        let mut enabled = Vec::new();
         for kept in keep.iter().filter_map(|id| old.by_id.get(id)) {
             next.by_key.insert(kept.key.to_string(), kept.clone());
             next.by_id.insert(kept.id.to_string(), kept.clone());
@@ -105,16 +107,19 @@ impl LiveApps {
             let before = old.by_id.get(app.id.as_str());
             match before {
                 None => change.added.push(app.id.clone()),
+                // A new key is a new app to clients: the old key's connections close.
+                Some(before) if before.key != app.key => change.removed.push(app.id.clone()),
                 Some(before) => {
-                    app.connections = before.connections.clone();
-                    if before.key != app.key {
-                        change.removed.push(app.id.clone());
-                    } else if before.enabled && !app.enabled {
+                    app.lifecycle = before.lifecycle.clone();
+                    if before.enabled && !app.enabled {
                         change.disabled.push(app.id.clone());
                     } else if before.settings != app.settings
                         || before.previous_secret != app.previous_secret
                     {
                         change.changed.push(app.id.clone());
+                        if app.enabled && !before.enabled {
+                            enabled.push(app.id.clone());
+                        }
                     }
                 }
             }
@@ -124,16 +129,19 @@ impl LiveApps {
         }
         for id in old.by_id.keys() {
             if !next.by_id.contains_key(id) {
-                change.removed.extend(old.by_id.get(id).map(|a| a.id.clone()));
+                change
+                    .removed
+                    .extend(old.by_id.get(id).map(|a| a.id.clone()));
             }
         }
         self.current.store(Arc::new(next));
         self.ready.store(true, Ordering::SeqCst);
-        // After the swap: a connection that then finds its version unmarked was registered
+        // After the swap: a connection that then finds its app unmarked was registered
         // before this mark, so the caller's walk of the registry sees it.
         for (ids, why) in [
             (&change.disabled, Retired::Disabled),
             (&change.removed, Retired::Removed),
+            (&enabled, Retired::No),
         ] {
             for id in ids {
                 if let Some(app) = old.by_id.get(id.as_str()) {
@@ -192,13 +200,21 @@ mod tests {
 
     #[test]
     fn a_replacement_reports_and_retires_what_changed() {
-        let (a, b, c) = (app("a", "ka", "s"), app("b", "kb", "s"), app("c", "kc", "s"));
+        let (a, b, c) = (
+            app("a", "ka", "s"),
+            app("b", "kb", "s"),
+            app("c", "kc", "s"),
+        );
         let live = LiveApps::new(build(&[a.clone(), b.clone(), c.clone()]));
         let (old_a, old_b, old_c) = (
             live.by_id("a").unwrap(),
             live.by_id("b").unwrap(),
             live.by_id("c").unwrap(),
         );
+        // An unchanged replacement first: the marks reach versions older than the current one.
+        assert!(live
+            .replace(build(&[a.clone(), b.clone(), c.clone()]))
+            .is_empty());
         let slot = old_a.try_connect().unwrap();
         let mut a2 = a.clone();
         a2.max_connections = 1;
@@ -220,6 +236,9 @@ mod tests {
         assert!(new_a.try_connect().is_none());
         drop(slot);
         assert!(new_a.try_connect().is_some());
+        // Enabled again: unmarked, so its new connections stay.
+        live.replace(build(&[a.clone(), b.clone()]));
+        assert_eq!(old_b.retired(), Retired::No);
     }
 
     #[test]
@@ -258,7 +277,13 @@ mod tests {
             until: earlier,
         }));
         assert_eq!(over.secrets().collect::<Vec<_>>(), ["new"]);
-        let check = |s: &str| if s == "old" { Ok(()) } else { Err(s.to_owned()) };
+        let check = |s: &str| {
+            if s == "old" {
+                Ok(())
+            } else {
+                Err(s.to_owned())
+            }
+        };
         assert_eq!(graced.verify_with(check), Ok(()));
         assert_eq!(over.verify_with(check), Err("new".to_owned()));
     }

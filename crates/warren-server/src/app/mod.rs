@@ -1,9 +1,9 @@
 //! Applications: credentials, feature flags and limits, looked up by key (WebSocket) or id (API).
 //!
 //! An [`App`] never changes once built: a change makes a new one, swapped in by [`LiveApps`]
-//! (`live.rs`), which carries over what belongs to the app rather than to its settings (the
-//! count of its connections on this node) and marks the replaced value retired when the app
-//! was disabled or removed, so that a connection admitted with it during the swap closes.
+//! (`live.rs`). What belongs to the app rather than to one version of its settings is shared
+//! by all its versions ([`Lifecycle`]): the count of its connections on this node, and whether
+//! it was disabled or removed, which every connection of any version checks.
 
 mod live;
 
@@ -56,10 +56,17 @@ pub struct App {
     settings: AppConfig,
     /// The secret before the last rotation, accepted until its grace period ends.
     pub previous_secret: Option<PreviousSecret>,
-    /// Connections currently open on this node: shared by every version of the app, so a
-    /// change of its settings does not reset the count its quota is checked against.
-    connections: Arc<AtomicU64>,
-    /// [`Retired`] as a number: set when this version was replaced by a disabled one or removed.
+    /// Shared by every version of the app (under one key).
+    lifecycle: Arc<Lifecycle>,
+}
+
+/// What every version of an app shares, so that a change of settings neither resets the count
+/// its quota is checked against nor hides a connection admitted with an older version.
+#[derive(Debug, Default)]
+struct Lifecycle {
+    /// Connections currently open on this node.
+    connections: AtomicU64,
+    /// [`Retired`] as a number.
     retired: AtomicU8,
 }
 
@@ -75,7 +82,7 @@ pub struct PreviousSecret {
 pub enum Retired {
     /// Still current (or replaced by an enabled version).
     No = 0,
-    /// Replaced by a disabled version: its connections close with 4003.
+    /// Disabled: its connections close with 4003.
     Disabled = 1,
     /// Removed (or its key changed): its connections close with 4001.
     Removed = 2,
@@ -110,8 +117,7 @@ impl App {
             api_event_rate: NonZeroU32::new(c.api_event_rate_per_sec),
             previous_secret: None,
             settings: c.clone(),
-            connections: Arc::default(),
-            retired: AtomicU8::new(Retired::No as u8),
+            lifecycle: Arc::default(),
         }
     }
 
@@ -149,10 +155,10 @@ impl App {
         secrets.map(verify).find(Result::is_ok).unwrap_or(first)
     }
 
-    /// Whether this version was disabled or removed since it was looked up; read after the
-    /// connection is in the registry (see `live.rs`).
+    /// Whether the app was disabled or removed since this version was looked up; read after
+    /// the connection is in the registry (see `live.rs`).
     pub fn retired(&self) -> Retired {
-        match self.retired.load(Ordering::SeqCst) {
+        match self.lifecycle.retired.load(Ordering::SeqCst) {
             1 => Retired::Disabled,
             2 => Retired::Removed,
             _ => Retired::No,
@@ -160,23 +166,24 @@ impl App {
     }
 
     fn retire(&self, why: Retired) {
-        self.retired.store(why as u8, Ordering::SeqCst);
+        self.lifecycle.retired.store(why as u8, Ordering::SeqCst);
     }
 
     /// Reserves a connection slot; `None` when the app is at its quota. The slot is released
     /// when the returned guard drops, so every exit path of a connection gives it back.
     pub fn try_connect(self: &Arc<Self>) -> Option<ConnectionSlot> {
         let limit = self.max_connections;
-        let taken = self
-            .connections
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (limit == 0 || n < limit).then_some(n + 1)
-            });
+        let taken =
+            self.lifecycle
+                .connections
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (limit == 0 || n < limit).then_some(n + 1)
+                });
         taken.ok().map(|_| ConnectionSlot(self.clone()))
     }
 
     pub fn connection_count(&self) -> u64 {
-        self.connections.load(Ordering::Acquire)
+        self.lifecycle.connections.load(Ordering::Acquire)
     }
 }
 
@@ -195,7 +202,7 @@ impl std::ops::Deref for ConnectionSlot {
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+        self.0.lifecycle.connections.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

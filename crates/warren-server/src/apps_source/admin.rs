@@ -14,6 +14,15 @@ use super::rows::{self, Read};
 use super::schema::{self, APP_COLUMNS};
 use crate::config::PostgresUrl;
 
+pub use super::schema::VERSION;
+
+/// A new secret: 32 random bytes as hex.
+pub fn generate_secret() -> String {
+    (0..32)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
+}
+
 /// What went wrong, in one line for the command's user.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -168,12 +177,17 @@ async fn set_fields(
     let mut assignments = vec!["updated_at = now()".to_owned()];
     for name in fields.keys() {
         if !APP_COLUMNS.contains(&name.as_str()) || name == "id" {
-            return Err(AdminError::Refused(format!("{name:?} is not a column of an app")));
+            return Err(AdminError::Refused(format!(
+                "{name:?} is not a column of an app"
+            )));
         }
-        assignments.push(format!("{name} = (jsonb_populate_record(t, $2::jsonb)).{name}"));
+        assignments.push(format!(
+            "{name} = (jsonb_populate_record(t, $2::jsonb)).{name}"
+        ));
     }
     let sql = format!(
-        "UPDATE {table} AS t SET {} WHERE t.id = $1",
+        // `$2` is named even when no field is set, so that the statement takes both.
+        "UPDATE {table} AS t SET {} WHERE t.id = $1 AND $2::jsonb IS NOT NULL",
         assignments.join(", ")
     );
     let json = Value::Object(fields.clone());
@@ -183,7 +197,9 @@ async fn set_fields(
 /// Commits when the row of `id` passes the servers' rules; otherwise rolls back and says why.
 async fn checked_commit(tx: Transaction<'_>, table: &str, id: &str) -> Result<(), AdminError> {
     match rows::read_one(&tx, table, id).await? {
-        Some(Read { app: Err(problem), .. }) => Err(AdminError::Refused(problem.to_string())),
+        Some(Read {
+            app: Err(problem), ..
+        }) => Err(AdminError::Refused(problem.to_string())),
         Some(Read { app: Ok(_), .. }) => Ok(tx.commit().await?),
         None => Err(AdminError::NotFound(id.to_owned())),
     }

@@ -32,7 +32,7 @@ pub use rows::RowProblem;
 /// How long connecting, and one read, may take.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reconnection backoff: from the first to the last.
-const BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(5));
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(2));
 /// At most one warning about the outage in this time.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 

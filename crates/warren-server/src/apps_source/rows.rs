@@ -69,7 +69,9 @@ fn read(row: &Row) -> Result<Read, tokio_postgres::Error> {
     let previous: Option<String> = row.try_get(2)?;
     let until: Option<f64> = row.try_get(3)?;
     let app = AppConfig::from_json(json)
-        .map(|config| App::from_config(&config).with_previous_secret(previous_secret(previous, until)))
+        .map(|config| {
+            App::from_config(&config).with_previous_secret(previous_secret(previous, until))
+        })
         .map_err(|(column, what)| RowProblem { column, what });
     Ok(Read { id, app })
 }
@@ -79,6 +81,8 @@ fn previous_secret(secret: Option<String>, until: Option<f64>) -> Option<Previou
     let since_epoch = Duration::try_from_secs_f64(until?).ok()?;
     Some(PreviousSecret {
         secret: secret.filter(|s| !s.is_empty())?.into(),
-        until: UNIX_EPOCH.checked_add(since_epoch).unwrap_or(SystemTime::UNIX_EPOCH),
+        until: UNIX_EPOCH
+            .checked_add(since_epoch)
+            .unwrap_or(SystemTime::UNIX_EPOCH),
     })
 }

@@ -102,11 +102,15 @@ impl AppsSourceConfig {
             && t.chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !ok {
-            let what = format!("must be 1 to 48 of a-z 0-9 _ (not starting with a digit), got {t:?}");
+            let what =
+                format!("must be 1 to 48 of a-z 0-9 _ (not starting with a digit), got {t:?}");
             return Err(("table", what));
         }
         if !(1..=86_400).contains(&self.refresh_interval_secs) {
-            let what = format!("must be from 1 to 86400, got {}", self.refresh_interval_secs);
+            let what = format!(
+                "must be from 1 to 86400, got {}",
+                self.refresh_interval_secs
+            );
             return Err(("refresh_interval_secs", what));
         }
         Ok(())

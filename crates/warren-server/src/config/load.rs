@@ -104,7 +104,11 @@ impl AppConfig {
         let app: AppConfig = figment.extract().map_err(|e| {
             let mut key = e.path.join(".");
             if let Kind::MissingField(field) = &e.kind {
-                key = if key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
+                key = if key.is_empty() {
+                    field.to_string()
+                } else {
+                    format!("{key}.{field}")
+                };
             }
             (key, e.kind.to_string())
         })?;

@@ -1230,7 +1230,10 @@ mod app_rows {
             bad(json!({"id": "a1", "key": "k1", "secret": "s", "colour": "blue"})),
             "colour"
         );
-        assert_eq!(bad(json!({"id": "a1", "key": "k1", "secret": ""})), "secret");
+        assert_eq!(
+            bad(json!({"id": "a1", "key": "k1", "secret": ""})),
+            "secret"
+        );
     }
 }
 
@@ -1247,8 +1250,12 @@ mod apps_source {
         let e = load("[apps_source]\nbackend = \"postgres\"\n").unwrap_err();
         assert!(e.contains("apps_source.url"), "{e}");
         let e = load("[apps_source]\nbackend = \"postgres\"\nurl = \"http://x\"\n").unwrap_err();
-        assert!(e.contains("apps_source.url") && e.contains("postgres://"), "{e}");
-        let ok = "[apps_source]\nbackend = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1/w\"\n";
+        assert!(
+            e.contains("apps_source.url") && e.contains("postgres://"),
+            "{e}"
+        );
+        let ok =
+            "[apps_source]\nbackend = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1/w\"\n";
         let config = load(ok).unwrap();
         assert_eq!(config.apps_source.backend, AppsBackend::Postgres);
         assert_eq!(config.apps_source.table, "warren_apps");

@@ -121,18 +121,19 @@ pub(super) fn authorize(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let tolerance = i64::try_from(console.timestamp_tolerance_secs).unwrap_or(i64::MAX);
-    let params = app.verify_with(|secret| {
-        verify_rest_request(
-        parts.method.as_str(),
-        parts.uri.path(),
-        query,
-        b"",
-        |k| (k == app.key.as_str()).then(|| secret.to_owned()),
-        now,
-        tolerance,
-    )
-    })
-    .map_err(bad)?;
+    let params = app
+        .verify_with(|secret| {
+            verify_rest_request(
+                parts.method.as_str(),
+                parts.uri.path(),
+                query,
+                b"",
+                |k| (k == app.key.as_str()).then(|| secret.to_owned()),
+                now,
+                tolerance,
+            )
+        })
+        .map_err(bad)?;
     if !app.enabled {
         return Err(Refusal::new(
             StatusCode::FORBIDDEN,

@@ -3,6 +3,8 @@
 //! every byte the protocol promises. The server, the client and the requests come from
 //! `warren-testkit`.
 
+mod apps_postgres;
+mod apps_reload;
 mod bad_input;
 mod cache_channels;
 mod channel_listing;
