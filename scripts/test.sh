@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: formatting, lints, every Rust test, and the
 # end-to-end suite that drives a real server with the official Pusher clients from npm.
-# Installs what it needs (npm and pip packages, a local redis-server when none answers) itself. Usage: scripts/test.sh
+# Installs what it needs (npm and pip packages, a local redis-server and PostgreSQL when none answers) itself. Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +22,9 @@ bash scripts/check-packaging.sh
 step "Redis for the cluster tests"
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 bash scripts/ensure-redis.sh
+
+step "PostgreSQL for the tests of apps from a database"
+bash scripts/ensure-postgres.sh
 
 step "cargo test"
 cargo test --workspace

@@ -59,6 +59,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("cluster", &["config"]),
     ("ws", &[]),
     ("app", &["config"]),
+    ("reload", &["app", "connections", "config"]),
+    ("apps_source", &["app", "config", "metrics", "reload"]),
     ("config", &[]),
     ("readiness", &["node", "app"]),
     ("connection_errors", &["config"]),

@@ -7,8 +7,10 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Instant;
 
-use crate::Endpoint;
+use crate::{Endpoint, WAIT};
 
 /// The `warren` binary under test.
 pub struct Warren {
@@ -88,5 +90,67 @@ impl Endpoint for Served {
 impl Drop for Served {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// Sends `SIGHUP` to the server.
+pub fn hangup(served: &Served) {
+    let pid = libc::pid_t::try_from(served.child.id()).expect("a pid");
+    // SAFETY: kill only sends a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0, "SIGHUP sent");
+}
+
+impl Warren {
+    /// `warren serve --port 0 EXTRA...` with `envs`; its log lines (level info) come out of the
+    /// receiver.
+    pub fn serve_logged(
+        &self,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> (Served, mpsc::Receiver<String>) {
+        let mut command = self.command();
+        command
+            .args(["serve", "--port", "0"])
+            .args(extra)
+            .env("WARREN_LOG", "info")
+            .envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("warren starts");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut banner = String::new();
+        stdout.read_line(&mut banner).expect("the banner");
+        let port = banner
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in the banner: {banner:?}"));
+        // Log lines go to stdout or stderr, depending on the log set-up: both are read.
+        let (lines, log) = mpsc::channel();
+        let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let forward = |lines: mpsc::Sender<String>, from: Box<dyn BufRead + Send>| {
+            std::thread::spawn(move || {
+                for line in from.lines().map_while(Result::ok) {
+                    let _ = lines.send(line);
+                }
+            })
+        };
+        forward(lines.clone(), Box::new(stdout));
+        forward(lines, Box::new(stderr));
+        (Served { child, port }, log)
+    }
+}
+
+/// Waits (at most [`WAIT`]) for a log line containing `text`, and returns it.
+pub fn logged(log: &mpsc::Receiver<String>, text: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match log.recv_timeout(left) {
+            Ok(line) if line.contains(text) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("no log line with {text:?}"),
+        }
     }
 }
