@@ -75,7 +75,15 @@ pub fn json_banner(config: &Config, addr: SocketAddr, node_id: &str, version: &s
         backend = %config.cluster.backend,
         "Warren listening"
     );
-    for app in &config.apps {
+    if let Some(url) = config
+        .apps_source
+        .url
+        .as_ref()
+        .filter(|_| !crate::apps_from_file(config))
+    {
+        tracing::info!(target: START, %url, table = %config.apps_source.table, "apps from PostgreSQL");
+    }
+    for app in config.apps.iter().filter(|_| crate::apps_from_file(config)) {
         tracing::info!(
             target: START,
             app_id = %app.id,

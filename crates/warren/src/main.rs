@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use warren_server::config::LogFormat;
+use warren_server::config::{AppsBackend, LogFormat};
 use warren_server::{Config, Server};
 
 /// The version and the commit it was built from (`build.rs`), as `--version` prints them.
@@ -245,7 +245,15 @@ fn print_banner(config: &Config, addr: std::net::SocketAddr, node_id: &str) {
             warren_server::config::Backend::Local => String::new(),
         }
     );
-    for app in &config.apps {
+    if let (AppsBackend::Postgres, Some(url)) =
+        (config.apps_source.backend, &config.apps_source.url)
+    {
+        println!(
+            "  apps from PostgreSQL at {url}, table {}",
+            config.apps_source.table
+        );
+    }
+    for app in config.apps.iter().filter(|_| apps_from_file(config)) {
         // The demo secret is public knowledge; a real one is never written to logs.
         let secret = if app.secret == warren_server::config::DEMO_APP_SECRET {
             app.secret.as_str()
@@ -263,6 +271,11 @@ fn print_banner(config: &Config, addr: std::net::SocketAddr, node_id: &str) {
              set real credentials in a config file (--config) or WARREN_APPS__0__SECRET before exposing this server."
         );
     }
+}
+
+/// Whether the apps are the file's `[[apps]]` (else they come from PostgreSQL).
+pub(crate) fn apps_from_file(config: &Config) -> bool {
+    config.apps_source.backend == AppsBackend::Config
 }
 
 async fn wait_for_signal() {

@@ -346,8 +346,10 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Whether an app uses the demo secret (the server warns loudly).
+    /// Whether an app uses the demo secret (the server warns loudly); never when the apps come
+    /// from PostgreSQL (the file's are not read).
     pub fn uses_demo_secret(&self) -> bool {
-        self.apps.iter().any(|app| app.secret == DEMO_APP_SECRET)
+        self.apps_source.backend == AppsBackend::Config
+            && self.apps.iter().any(|app| app.secret == DEMO_APP_SECRET)
     }
 }

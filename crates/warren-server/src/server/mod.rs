@@ -38,6 +38,11 @@ use crate::scrape::{MetricsListener, Scrape};
 use crate::tls::{Tls, TlsReloader};
 use crate::webhooks::{self, Webhooks};
 
+mod parts;
+mod running;
+
+pub use running::{RunningServer, ShutdownHandle};
+
 /// How long a stopping server waits for its connections to leave their channels.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
@@ -200,12 +205,12 @@ impl ServerBuilder {
             }
             None => None,
         };
-        let webhook_apps = webhook_apps(&config, apps.as_ref()).await;
+        let webhook_apps = parts::webhook_apps(&config, apps.as_ref()).await;
         let current_secret: webhooks::CurrentSecret = {
             let apps = apps.clone();
             Arc::new(move |id: &str| apps.by_id(id).map(|app| app.secret.clone()))
         };
-        let sent = webhook_observer(monitor.clone());
+        let sent = parts::webhook_observer(monitor.clone());
         let webhooks = Webhooks::start(
             &webhook_apps,
             &node_id,
@@ -333,49 +338,6 @@ impl ServerBuilder {
     }
 }
 
-/// How long a node whose apps come from PostgreSQL waits at start for the first read before it
-/// builds its webhook endpoints (the apps read by then are the ones that get endpoints).
-const FIRST_READ_FOR_WEBHOOKS: Duration = Duration::from_secs(5);
-
-/// The configuration whose apps' webhook endpoints the node builds: the file's, or (apps from
-/// PostgreSQL) those of the first read, waited for a little.
-async fn webhook_apps(config: &Config, apps: &dyn AppRegistry) -> Config {
-    if config.apps_source.backend == AppsBackend::Config {
-        return config.clone();
-    }
-    let deadline = tokio::time::Instant::now() + FIRST_READ_FOR_WEBHOOKS;
-    while !apps.is_ready() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    if !apps.is_ready() {
-        tracing::warn!("apps not read yet: this node sends no webhooks until it restarts");
-    }
-    let mut config = config.clone();
-    config.apps = apps
-        .all()
-        .iter()
-        .map(|app| app.settings().clone())
-        .collect();
-    config
-}
-
-/// Reports every webhook request to the monitor (built only while somebody watches).
-fn webhook_observer(monitor: Arc<Monitor>) -> webhooks::Observer {
-    Arc::new(move |attempt: &webhooks::Attempt<'_>| {
-        monitor.emit(attempt.app, || monitor::EventKind::WebhookSent {
-            url: attempt.url.to_owned(),
-            events: attempt
-                .batch
-                .iter()
-                .filter_map(|p| serde_json::from_str::<serde_json::Value>(&p.json).ok())
-                .filter_map(|v| v["name"].as_str().map(str::to_owned))
-                .collect(),
-            status: attempt.status,
-            error: attempt.error.map(str::to_owned),
-        })
-    })
-}
-
 /// A bound, ready-to-run Warren server.
 pub struct Server {
     listener: TcpListener,
@@ -395,71 +357,6 @@ pub struct Server {
     reloader: Reloader,
     /// The task reading apps from PostgreSQL, when they come from there.
     apps_source: Option<tokio::task::JoinHandle<()>>,
-}
-
-/// A server running in the background on the current tokio runtime (see [`Server::start`]);
-/// it shuts down, closing its connections with 4200, when dropped.
-pub struct RunningServer {
-    /// The address it listens on (useful with port 0).
-    pub addr: SocketAddr,
-    /// Where it serves `/metrics`, when `[metrics]` is enabled.
-    pub metrics_addr: Option<SocketAddr>,
-    handle: ShutdownHandle,
-    server: ServerHandle,
-    monitor: Arc<Monitor>,
-    tls: Option<TlsReloader>,
-    reloader: Reloader,
-}
-
-impl RunningServer {
-    /// Applies a re-read configuration: see [`Reloader`].
-    pub fn reloader(&self) -> Reloader {
-        self.reloader.clone()
-    }
-
-    /// Reloads the TLS certificate (`None` without `[server.tls]`): see [`TlsReloader`].
-    pub fn tls_reloader(&self) -> Option<TlsReloader> {
-        self.tls.clone()
-    }
-
-    pub fn shutdown_handle(&self) -> ShutdownHandle {
-        self.handle.clone()
-    }
-
-    /// Publishes and broadcasts on behalf of the embedding program (see [`crate::extend`]).
-    pub fn handle(&self) -> ServerHandle {
-        self.server.clone()
-    }
-
-    /// Runs the handler of `kind` on every node (see [`ServerHandle::broadcast`]).
-    pub async fn broadcast(
-        &self,
-        kind: &str,
-        payload: impl Into<bytes::Bytes>,
-    ) -> Result<(), extend::ExtensionError> {
-        self.server.broadcast(kind, payload).await
-    }
-
-    /// The tap on this node (cluster-wide with the Redis backend): see [`Monitor::attach`].
-    pub fn monitor(&self) -> Arc<Monitor> {
-        self.monitor.clone()
-    }
-}
-
-impl Drop for RunningServer {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-    }
-}
-
-/// Stops a running server: connections are closed with 4200 so clients reconnect elsewhere.
-#[derive(Clone)]
-pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
-
-impl ShutdownHandle {
-    pub fn shutdown(&self) {
-        let _ = self.0.send(true);
-    }
 }
 
 impl Server {
@@ -519,7 +416,7 @@ impl Server {
     }
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle(Arc::new(self.shutdown_tx.clone()))
+        ShutdownHandle::new(self.shutdown_tx.clone())
     }
 
     /// Publishes and broadcasts on behalf of the embedding program (see [`crate::extend`]).
