@@ -125,11 +125,15 @@ fn merge(a: ServeArgs, b: ServeArgs) -> ServeArgs {
 fn config_check(file: &std::path::Path) -> ExitCode {
     match Config::load(Some(file), env_vars()) {
         Ok(cfg) => {
+            let apps = if apps_from_file(&cfg) {
+                let s = if cfg.apps.len() == 1 { "" } else { "s" };
+                format!("{} app{s}", cfg.apps.len())
+            } else {
+                "apps from PostgreSQL".to_owned()
+            };
             println!(
-                "{}: ok ({} app{}, listening on {}:{})",
+                "{}: ok ({apps}, listening on {}:{})",
                 file.display(),
-                cfg.apps.len(),
-                if cfg.apps.len() == 1 { "" } else { "s" },
                 cfg.server.host,
                 cfg.server.port
             );

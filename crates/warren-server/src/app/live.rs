@@ -109,13 +109,20 @@ impl LiveApps {
                 None => change.added.push(app.id.clone()),
                 // A new key is a new app to clients: the old key's connections close.
                 Some(before) if before.key != app.key => change.removed.push(app.id.clone()),
+                // Unchanged: the version in use stays (nothing to allocate, nothing to report).
+                Some(before)
+                    if before.settings == app.settings
+                        && before.previous_secret == app.previous_secret =>
+                {
+                    next.by_key.insert(before.key.to_string(), before.clone());
+                    next.by_id.insert(before.id.to_string(), before.clone());
+                    continue;
+                }
                 Some(before) => {
                     app.lifecycle = before.lifecycle.clone();
                     if before.enabled && !app.enabled {
                         change.disabled.push(app.id.clone());
-                    } else if before.settings != app.settings
-                        || before.previous_secret != app.previous_secret
-                    {
+                    } else {
                         change.changed.push(app.id.clone());
                         if app.enabled && !before.enabled {
                             enabled.push(app.id.clone());

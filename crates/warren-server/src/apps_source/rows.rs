@@ -33,7 +33,7 @@ impl std::fmt::Display for RowProblem {
 }
 
 /// The select every reader uses: the `[[apps]]` keys as one JSON object, and the rotation
-/// columns apart. `{t}` stands for the table; `{where}` for an optional condition.
+/// columns apart; `condition` is empty or a `WHERE` clause.
 fn select(table: &str, condition: &str) -> String {
     format!(
         "SELECT t.id, to_jsonb(t) - 'previous_secret' - 'previous_secret_until' - 'updated_at', \

@@ -76,8 +76,8 @@ pub const APP_COLUMNS: &[&str] = &[
 pub const VERSION: i32 = MIGRATIONS.len() as i32;
 
 /// Brings the table `table` (a name `config` checked: no quoting needed) to [`VERSION`].
-/// Returns the version found before. A database at a later version (a newer Warren) is left
-/// alone and refused.
+/// Returns the version found before. A database at a later version (migrated by a newer
+/// Warren) is left alone; migrations only add, so this version's columns are still there.
 pub async fn migrate(client: &mut Client, table: &str) -> Result<i32, tokio_postgres::Error> {
     let tx = client.transaction().await?;
     // One migrating node at a time; the lock ends with the transaction.
