@@ -154,7 +154,8 @@ impl Webhooks {
             .build()?;
         let redis_client = match config.cluster.backend {
             Backend::Redis => Some(redis::connect(&config.cluster.redis_url).await?),
-            Backend::Local => None,
+            // TODO(issue 15): a durable JetStream queue; until then each node's queue is its own.
+            Backend::Local | Backend::Nats => None,
         };
         let spool = match (&redis_client, &settings.spool_dir) {
             (None, Some(dir)) => Some(spool::open(dir)?),

@@ -1,0 +1,544 @@
+//! The NATS backend: many nodes behave as one, through a NATS server with JetStream.
+//!
+//! * Fan-out: each Pusher channel has a core NATS subject; a node subscribes to it while it
+//!   has local subscribers (and `listen` returns once the server confirmed, by a flush).
+//!   Envelopes are those of `cluster::envelope`; presence announcements carry the version of
+//!   the change that decided them in a header, and receivers order them
+//!   (`cluster::ordering`).
+//! * State: JetStream key-value buckets changed by compare-and-set (`kv`). A node writes its
+//!   own contribution to a channel (subscriptions and presence connections per instance) as
+//!   a whole, from its mirror of its local state (`channels`, `users`), so changes are
+//!   idempotent and a node never races itself (one change per channel at a time here).
+//! * Liveness: instances heartbeat into a bucket by compare-and-set; any node claims an
+//!   instance whose heartbeat stopped, exactly once, and removes what the instance recorded
+//!   in its ledger (`registry`). A node that lost its registration registers a new instance
+//!   and records its local state again.
+
+mod channels;
+mod features;
+mod keys;
+mod kv;
+mod registry;
+mod state;
+mod users;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::{Client, HeaderMap};
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use warren_protocol::presence::PresenceMember;
+use warren_protocol::{AppId, ChannelName, SocketId, UserId};
+
+use super::envelope::{self, Relayed};
+use super::ordering::PresenceOrder;
+use super::{
+    BackendError, Broadcast, Broker, ChannelEvent, ChannelMessage, ClusterBackend, EventSink, Seams,
+};
+use crate::config::{NatsAuth, NatsTarget};
+use keys::Keys;
+
+/// How the node connects and identifies itself.
+#[derive(Debug, Clone)]
+pub struct NatsOptions {
+    pub target: NatsTarget,
+    pub auth: NatsAuth,
+    pub prefix: String,
+    pub node_id: String,
+    /// A node silent this long is declared dead and cleaned up.
+    pub node_timeout: Duration,
+}
+
+#[async_trait]
+impl ClusterBackend for NatsOptions {
+    async fn connect(&self, sink: Arc<dyn EventSink>) -> Result<Seams, BackendError> {
+        let cluster = NatsCluster::connect(self.clone(), sink).await?;
+        Ok(Seams {
+            broker: Arc::new(cluster.clone()),
+            state: Arc::new(cluster),
+        })
+    }
+}
+
+/// Longest wait for one NATS request; past it the operation fails (the API answers 503).
+pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// Names read back from NATS are checked against the protocol's absolute maximum.
+const ANY_NAME_LENGTH: usize = 1000;
+/// The header carrying a presence announcement's version (see `cluster::ordering`).
+const ORDER_HEADER: &str = "Warren-Order";
+/// Local changes of different channels run at once up to this many stripes; changes of one
+/// channel on one node never overlap (so a node never conflicts with itself).
+const STRIPES: usize = 256;
+/// Relayed messages buffered per listened channel before NATS reports a slow consumer
+/// (which closes the channel's connections with 4200: no silent loss).
+const SUBSCRIPTION_BUFFER: usize = 1 << 14;
+
+/// The NATS implementation of both seams. Cheap to clone.
+#[derive(Clone)]
+pub struct NatsCluster {
+    inner: Arc<Inner>,
+}
+
+/// The instance state is recorded under, and its ledger (see `registry`).
+struct Instance {
+    id: String,
+    ledger: kv::Bucket,
+    /// Ledger keys written under this instance.
+    written: Mutex<HashSet<String>>,
+}
+
+/// The buckets of one cluster.
+struct Buckets {
+    /// `<app>.<channel>` -> `channels::ChannelEntry`.
+    channels: kv::Bucket,
+    /// `<app>.<user>` -> `users::UserEntry`.
+    users: kv::Bucket,
+    /// `hb.<instance>` -> `registry::Beat`, `own.<node id>` -> the instance holding it.
+    nodes: kv::Bucket,
+    /// `<app>.<channel>` -> `features::Cached`.
+    cache: kv::Bucket,
+    /// `<app>.<channel>` -> `features::Window`.
+    windows: kv::Bucket,
+    /// `<app>` -> `features::Held` (connections per instance).
+    connections: kv::Bucket,
+    /// `<app>.<counter>.<second>` -> `features::Taken`, expiring.
+    rates: kv::Bucket,
+}
+
+/// A channel's sockets on this node, each with its presence member.
+type LocalChannel = HashMap<SocketId, Option<PresenceMember>>;
+
+struct Inner {
+    client: Client,
+    js: async_nats::jetstream::Context,
+    buckets: Buckets,
+    keys: Keys,
+    options: NatsOptions,
+    /// Unique to this process: relayed messages carrying it are our own and are skipped.
+    origin: String,
+    sink: Arc<dyn EventSink>,
+    order: PresenceOrder,
+    /// Replaced (write lock) on re-registration, read-locked by every state change so none
+    /// straddles a re-registration.
+    instance: tokio::sync::RwLock<Arc<Instance>>,
+    /// What this node's connections hold per channel: the truth a node's contribution is
+    /// written from, and recorded again from after a lost registration.
+    mirror: Mutex<HashMap<(AppId, ChannelName), LocalChannel>>,
+    /// This node's signed-in sockets per user.
+    signed_in: Mutex<HashMap<(AppId, UserId), HashSet<SocketId>>>,
+    /// Connections this node holds per app with a cluster-wide limit.
+    connections: Mutex<HashMap<AppId, u64>>,
+    stripes: Vec<tokio::sync::Mutex<()>>,
+    /// The receiving task of each listened channel.
+    listening: Mutex<HashMap<(AppId, ChannelName), tokio::task::JoinHandle<()>>>,
+    broadcasts: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    dirty: AtomicBool,
+    lost: AtomicBool,
+    stopping: AtomicBool,
+    /// The heartbeat key's revision of the live instance (its compare-and-set).
+    live: Mutex<(String, u64)>,
+    started: std::time::Instant,
+    last_beat: AtomicU64,
+    reconnects: AtomicU64,
+}
+
+fn backend(e: impl std::fmt::Display) -> BackendError {
+    BackendError(e.to_string())
+}
+
+impl NatsCluster {
+    /// Connects, opens the buckets, registers this node and starts the heartbeat and cleanup.
+    pub async fn connect(
+        options: NatsOptions,
+        sink: Arc<dyn EventSink>,
+    ) -> Result<Self, BackendError> {
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let connect_options = options
+            .auth
+            .connect_options(&options.target)
+            .await
+            .map_err(BackendError)?
+            .no_echo()
+            .subscription_capacity(SUBSCRIPTION_BUFFER)
+            .connection_timeout(COMMAND_TIMEOUT)
+            .request_timeout(Some(COMMAND_TIMEOUT))
+            .retry_on_initial_connect()
+            .event_callback(move |event| {
+                let tx = events_tx.clone();
+                async move {
+                    let _ = tx.send(event);
+                }
+            });
+        let shown = options.target.to_string();
+        let client = tokio::time::timeout(
+            COMMAND_TIMEOUT * 3,
+            connect_options.connect(options.target.addrs()),
+        )
+        .await
+        .map_err(|_| BackendError(format!("cannot reach NATS at {shown}: timed out")))?
+        .map_err(|e| BackendError(format!("cannot reach NATS at {shown}: {e}")))?;
+        tokio::time::timeout(COMMAND_TIMEOUT * 3, client.flush())
+            .await
+            .map_err(|_| BackendError(format!("cannot reach NATS at {shown}: timed out")))?
+            .map_err(|e| BackendError(format!("cannot reach NATS at {shown}: {e}")))?;
+        let js = async_nats::jetstream::new(client.clone());
+        let keys = Keys::new(&options.prefix);
+        let open = |what: &'static str, max_age: Duration| {
+            let (js, client, name) = (js.clone(), client.clone(), keys.bucket(what));
+            async move { kv::open(&js, &client, &name, max_age).await }
+        };
+        let buckets = Buckets {
+            channels: open("ch", Duration::ZERO).await?,
+            users: open("us", Duration::ZERO).await?,
+            nodes: open("nodes", Duration::ZERO).await?,
+            cache: open("cache", Duration::ZERO).await?,
+            windows: open("win", Duration::from_secs(24 * 3600)).await?,
+            connections: open("conn", Duration::ZERO).await?,
+            rates: open("rate", Duration::from_secs(10)).await?,
+        };
+        let origin = format!("{}~{:08x}", options.node_id, rand::random::<u32>());
+        let placeholder = Instance {
+            id: String::new(),
+            ledger: buckets.nodes.clone(),
+            written: Mutex::default(),
+        };
+        let inner = Arc::new(Inner {
+            client,
+            js,
+            buckets,
+            keys,
+            options,
+            origin,
+            sink,
+            order: PresenceOrder::default(),
+            instance: tokio::sync::RwLock::new(Arc::new(placeholder)),
+            mirror: Mutex::default(),
+            signed_in: Mutex::default(),
+            connections: Mutex::default(),
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            listening: Mutex::default(),
+            broadcasts: Mutex::default(),
+            dirty: AtomicBool::new(false),
+            lost: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            live: Mutex::default(),
+            started: std::time::Instant::now(),
+            last_beat: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+        });
+        registry::register_at_start(&inner).await?;
+        spawn_connection_events(&inner, events_rx);
+        listen_to_broadcasts(&inner).await?;
+        tokio::spawn(registry::heartbeats(inner.clone()));
+        tokio::spawn(registry::maintenance(inner.clone()));
+        tracing::info!(nats = %shown, node = %inner.options.node_id, "cluster backend: NATS");
+        Ok(Self { inner })
+    }
+
+    /// This process's id in relayed messages and logs.
+    pub fn origin(&self) -> &str {
+        &self.inner.origin
+    }
+
+    /// Stops heartbeating and receiving without leaving the cluster: to the other nodes this
+    /// looks like a crash, and they clean up after it. For tests of that cleanup.
+    #[doc(hidden)]
+    pub async fn halt(&self) {
+        self.inner.stop_tasks();
+    }
+}
+
+impl Inner {
+    /// Milliseconds since this backend connected: the clock of its heartbeat's freshness.
+    fn clock_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    fn unavailable(&self) -> Option<BackendError> {
+        (!self.connected()).then(|| BackendError("NATS is unreachable".into()))
+    }
+
+    /// The lock that keeps this node's changes of one channel (or user, or app) apart.
+    async fn stripe(&self, what: &[&str]) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        what.hash(&mut h);
+        let i = usize::try_from(h.finish() % STRIPES as u64).unwrap_or(0);
+        self.stripes[i].lock().await
+    }
+
+    /// A failed change leaves the buckets possibly out of step with this node: write it all
+    /// again soon.
+    fn note_failure<T, E>(&self, r: Result<T, E>) -> Result<T, E> {
+        if r.is_err() {
+            self.dirty.store(true, Ordering::Release);
+        }
+        r
+    }
+
+    fn stop_tasks(&self) {
+        self.stopping.store(true, Ordering::Release);
+        for (_, task) in self.listening.lock().drain() {
+            task.abort();
+        }
+        if let Some(task) = self.broadcasts.lock().take() {
+            task.abort();
+        }
+    }
+
+    /// Sends one envelope to the other nodes on `subject`, with `headers` when given.
+    async fn send(
+        &self,
+        subject: String,
+        envelope: bytes::Bytes,
+        headers: Option<HeaderMap>,
+    ) -> Result<(), BackendError> {
+        if let Some(e) = self.unavailable() {
+            return Err(e);
+        }
+        let sent = match headers {
+            Some(h) => {
+                tokio::time::timeout(
+                    COMMAND_TIMEOUT,
+                    self.client.publish_with_headers(subject, h, envelope),
+                )
+                .await
+            }
+            None => {
+                tokio::time::timeout(COMMAND_TIMEOUT, self.client.publish(subject, envelope)).await
+            }
+        };
+        sent.map_err(|_| BackendError("NATS publish timed out".into()))?
+            .map_err(backend)
+    }
+
+    /// Tells the other nodes of a presence change decided at `version`, and notes it as
+    /// applied here (this node's own subscribers get it from the caller).
+    async fn announce(&self, event: ChannelEvent, version: u64) {
+        let user = match &event.message {
+            ChannelMessage::MemberAdded(m) => &m.user_id,
+            ChannelMessage::MemberRemoved { user_id } => user_id,
+            _ => return,
+        };
+        self.order.admit(&event.app, &event.channel, user, version);
+        let mut headers = HeaderMap::new();
+        headers.insert(ORDER_HEADER, version.to_string().as_str());
+        let subject = self.keys.events(&event.app, &event.channel);
+        let sent = match envelope::encode(&self.origin, &event) {
+            Ok(bytes) => self.send(subject, bytes, Some(headers)).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            // The change stands; nodes that missed its announcement are out of step until
+            // their subscribers resubscribe.
+            tracing::warn!(error = %e, channel = %event.channel, "presence announcement not sent");
+        }
+    }
+}
+
+#[async_trait]
+impl Broker for NatsCluster {
+    async fn publish(&self, event: &ChannelEvent) -> Result<(), BackendError> {
+        let inner = &self.inner;
+        let envelope = envelope::encode(&inner.origin, event)?;
+        inner
+            .send(
+                inner.keys.events(&event.app, &event.channel),
+                envelope,
+                None,
+            )
+            .await
+    }
+
+    async fn listen(&self, app: &AppId, channel: &ChannelName) -> Result<(), BackendError> {
+        let inner = &self.inner;
+        if let Some(e) = inner.unavailable() {
+            return Err(e);
+        }
+        let subject = inner.keys.events(app, channel);
+        let mut subscriber = tokio::time::timeout(COMMAND_TIMEOUT, inner.client.subscribe(subject))
+            .await
+            .map_err(|_| BackendError("NATS subscribe timed out".into()))?
+            .map_err(backend)?;
+        // The server handles a connection's commands in order: once it answered the flush's
+        // PING, the subscription is in place.
+        tokio::time::timeout(COMMAND_TIMEOUT, inner.client.flush())
+            .await
+            .map_err(|_| BackendError("NATS subscribe timed out".into()))?
+            .map_err(backend)?;
+        inner.order.listen(app, channel);
+        let weak = Arc::downgrade(inner);
+        let task = tokio::spawn(async move {
+            while let Some(message) = subscriber.next().await {
+                match weak.upgrade() {
+                    Some(inner) => dispatch(&inner, &message),
+                    None => return,
+                }
+            }
+        });
+        if let Some(old) = inner
+            .listening
+            .lock()
+            .insert((app.clone(), channel.clone()), task)
+        {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    async fn unlisten(&self, app: &AppId, channel: &ChannelName) {
+        let inner = &self.inner;
+        // Dropping the subscriber (with its task) unsubscribes.
+        if let Some(task) = inner
+            .listening
+            .lock()
+            .remove(&(app.clone(), channel.clone()))
+        {
+            task.abort();
+        }
+        inner.order.forget(app, channel);
+    }
+
+    fn check_receiving(&self) -> Result<(), BackendError> {
+        match self.inner.unavailable() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    async fn broadcast(&self, broadcast: &Broadcast) -> Result<(), BackendError> {
+        let inner = &self.inner;
+        let envelope = envelope::encode_broadcast(&inner.origin, broadcast)?;
+        inner.send(inner.keys.broadcasts(), envelope, None).await
+    }
+}
+
+/// Hands one relayed message to this node.
+fn dispatch(inner: &Inner, message: &async_nats::Message) {
+    let Some(envelope) = envelope::decode(&message.payload) else {
+        tracing::warn!(subject = %message.subject, "ignoring a malformed relayed message");
+        return;
+    };
+    // INVARIANT(others-then-here): the publisher delivered to its own subscribers already
+    // (the connection is `no_echo` too; this also drops another connection of ours).
+    if envelope.origin == inner.origin {
+        return;
+    }
+    match &envelope.relayed {
+        Relayed::Broadcast(broadcast) => inner.sink.deliver_broadcast(broadcast),
+        Relayed::Event(event) => {
+            let user = match &event.message {
+                ChannelMessage::MemberAdded(m) => Some(&m.user_id),
+                ChannelMessage::MemberRemoved { user_id } => Some(user_id),
+                _ => None,
+            };
+            if let Some(user) = user {
+                let version = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(ORDER_HEADER))
+                    .and_then(|v| v.as_str().parse::<u64>().ok());
+                let Some(version) = version else {
+                    tracing::warn!(channel = %event.channel, "presence announcement without a version");
+                    return;
+                };
+                if !inner.order.admit(&event.app, &event.channel, user, version) {
+                    return;
+                }
+            }
+            inner.sink.deliver(event);
+        }
+    }
+}
+
+/// Every node hears broadcasts for its whole life (async-nats subscribes again after a
+/// reconnect; what is broadcast meanwhile is lost: broadcasts are at most once).
+async fn listen_to_broadcasts(inner: &Arc<Inner>) -> Result<(), BackendError> {
+    let mut subscriber = inner
+        .client
+        .subscribe(inner.keys.broadcasts())
+        .await
+        .map_err(backend)?;
+    tokio::time::timeout(COMMAND_TIMEOUT, inner.client.flush())
+        .await
+        .map_err(|_| BackendError("NATS subscribe timed out".into()))?
+        .map_err(backend)?;
+    let weak = Arc::downgrade(inner);
+    let task = tokio::spawn(async move {
+        while let Some(message) = subscriber.next().await {
+            match weak.upgrade() {
+                Some(inner) => dispatch(&inner, &message),
+                None => return,
+            }
+        }
+    });
+    *inner.broadcasts.lock() = Some(task);
+    Ok(())
+}
+
+/// Connection events: a reconnect may have lost relayed events (resync) and state changes
+/// (record it all again); a slow consumer lost events.
+fn spawn_connection_events(
+    inner: &Arc<Inner>,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<async_nats::Event>,
+) {
+    let weak = Arc::downgrade(inner);
+    tokio::spawn(async move {
+        // The first `Connected` is the initial connection.
+        let mut connected_before = false;
+        while let Some(event) = events.recv().await {
+            let Some(inner) = weak.upgrade() else { return };
+            if inner.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            match event {
+                async_nats::Event::Connected if connected_before => {
+                    tracing::warn!("NATS reconnected");
+                    inner.reconnects.fetch_add(1, Ordering::Relaxed);
+                    inner.dirty.store(true, Ordering::Release);
+                    inner.sink.resync("the NATS connection was re-established");
+                }
+                async_nats::Event::Connected => connected_before = true,
+                async_nats::Event::Disconnected => {
+                    connected_before = true;
+                    tracing::warn!("NATS connection lost; reconnecting");
+                }
+                async_nats::Event::SlowConsumer(sid) => {
+                    tracing::error!(sid, "relayed messages were dropped (slow consumer)");
+                    inner
+                        .sink
+                        .resync("the NATS subscription fell behind and dropped messages");
+                }
+                other => tracing::debug!(event = %other, "NATS event"),
+            }
+        }
+    });
+}
+
+/// The presence change event of `user` on a channel.
+fn member_event(
+    app: &AppId,
+    channel: &ChannelName,
+    except: Option<SocketId>,
+    message: ChannelMessage,
+) -> ChannelEvent {
+    ChannelEvent {
+        app: app.clone(),
+        channel: channel.clone(),
+        except,
+        message,
+    }
+}
+
+/// A user id read back from a bucket, when it still parses.
+fn user_id(text: &str) -> Option<UserId> {
+    UserId::parse(text, ANY_NAME_LENGTH).ok()
+}
