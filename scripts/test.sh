@@ -23,6 +23,10 @@ step "Redis for the cluster tests"
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 bash scripts/ensure-redis.sh
 
+step "NATS (JetStream) for the cluster tests"
+export NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
+bash scripts/ensure-nats.sh
+
 step "cargo test"
 cargo test --workspace
 

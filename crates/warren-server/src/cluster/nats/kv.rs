@@ -9,13 +9,11 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::push::OrderedConfig;
-use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy};
 use async_nats::jetstream::kv::{self, Operation, Store};
 use async_nats::jetstream::stream::{self, DiscardPolicy};
 use async_nats::jetstream::Context;
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -25,6 +23,8 @@ use crate::cluster::BackendError;
 /// Conflicting writers a change survives before it gives up with an error (the API answers
 /// 503): with backoff between tries, reached only by a key hammered from many nodes at once.
 const MAX_CONFLICTS: u32 = 40;
+/// Entries a scan reads at once.
+const SCAN_IN_FLIGHT: usize = 32;
 /// The longest pause between two tries of a conflicting change.
 const MAX_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -52,17 +52,10 @@ pub struct Modified<T, R> {
 pub struct Bucket {
     store: Store,
     name: String,
-    /// For the inboxes of scans.
-    client: async_nats::Client,
 }
 
 /// Opens a bucket, creating it when missing. `max_age`: how long entries live (zero: ever).
-pub async fn open(
-    js: &Context,
-    client: &async_nats::Client,
-    name: &str,
-    max_age: Duration,
-) -> Result<Bucket, BackendError> {
+pub async fn open(js: &Context, name: &str, max_age: Duration) -> Result<Bucket, BackendError> {
     let timed = |what: &str| BackendError(format!("opening bucket {name}: {what}"));
     let found = tokio::time::timeout(COMMAND_TIMEOUT, js.get_key_value(name))
         .await
@@ -100,7 +93,6 @@ pub async fn open(
     Ok(Bucket {
         store,
         name: name.to_owned(),
-        client: client.clone(),
     })
 }
 
@@ -243,63 +235,52 @@ impl Bucket {
         Ok(found.into_iter().map(|(k, _, v)| (k, v)).collect())
     }
 
-    /// As [`Bucket::scan`], with each key's revision.
+    /// As [`Bucket::scan`], with each key's revision. The keys come from the stream's
+    /// subject list (one request per page), then each key's last entry (a direct get each,
+    /// some at once): plain requests, no consumer whose first messages could go missing.
     pub async fn scan_revisions(
         &self,
         prefix: &str,
     ) -> Result<Vec<(String, u64, Bytes)>, BackendError> {
+        let failed =
+            |e: &dyn std::fmt::Display| BackendError(format!("NATS scan of {}: {e}", self.name));
         let filter = format!("{}{prefix}>", self.store.prefix);
-        let consumer = timeout(
-            tokio::time::timeout(
-                COMMAND_TIMEOUT,
-                self.store.stream.create_consumer(OrderedConfig {
-                    deliver_subject: self.client.new_inbox(),
-                    filter_subject: filter,
-                    replay_policy: ReplayPolicy::Instant,
-                    deliver_policy: DeliverPolicy::LastPerSubject,
-                    ..Default::default()
-                }),
-            )
-            .await,
-            "scan",
+        let listed = tokio::time::timeout(COMMAND_TIMEOUT * 2, async {
+            let subjects = self.store.stream.info_with_subjects(filter).await?;
+            subjects
+                .map(|s| s.map(|(subject, _)| subject))
+                .try_collect::<Vec<_>>()
+                .await
+        })
+        .await
+        .map_err(|_| failed(&"timed out"))?
+        .map_err(|e| failed(&e))?;
+        let mut keys = Vec::with_capacity(listed.len());
+        for subject in &listed {
+            if let Some(key) = subject.strip_prefix(self.store.prefix.as_str()) {
+                keys.push(key.to_owned());
+            }
+        }
+        let mut reads = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(SCAN_IN_FLIGHT) {
+            let entries = futures_util::future::join_all(chunk.iter().map(|k| self.last(k))).await;
+            for entry in entries {
+                reads.push(entry?);
+            }
+        }
+        Ok(reads.into_iter().flatten().collect())
+    }
+
+    /// A key's last value with its revision; `None` when deleted.
+    async fn last(&self, key: &str) -> Result<Option<(String, u64, Bytes)>, BackendError> {
+        let entry = timeout(
+            tokio::time::timeout(COMMAND_TIMEOUT, self.store.entry(key)).await,
+            "read",
         )?
-        .map_err(|e| BackendError(format!("NATS scan of {}: {e}", self.name)))?;
-        let mut out = Vec::new();
-        if consumer.cached_info().num_pending == 0 {
-            return Ok(out);
-        }
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| BackendError(format!("NATS scan of {}: {e}", self.name)))?;
-        loop {
-            let next = timeout(
-                tokio::time::timeout(COMMAND_TIMEOUT, messages.next()).await,
-                "scan",
-            )?;
-            let Some(message) = next else {
-                return Err(BackendError(format!("scan of {} ended early", self.name)));
-            };
-            let message =
-                message.map_err(|e| BackendError(format!("NATS scan of {}: {e}", self.name)))?;
-            let info = message
-                .info()
-                .map_err(|e| BackendError(format!("NATS scan of {}: {e}", self.name)))?;
-            let (pending, revision) = (info.pending, info.stream_sequence);
-            let deleted = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("KV-Operation"))
-                .is_some_and(|op| op.as_str() != "PUT");
-            if !deleted {
-                if let Some(key) = message.subject.as_str().strip_prefix(&self.store.prefix) {
-                    out.push((key.to_owned(), revision, message.payload.clone()));
-                }
-            }
-            if pending == 0 {
-                return Ok(out);
-            }
-        }
+        .map_err(|e| BackendError(format!("NATS read of {key}: {e}")))?;
+        Ok(entry
+            .filter(|e| e.operation == Operation::Put)
+            .map(|e| (key.to_owned(), e.revision, e.value)))
     }
 }
 

@@ -188,8 +188,8 @@ impl NatsCluster {
         let js = async_nats::jetstream::new(client.clone());
         let keys = Keys::new(&options.prefix);
         let open = |what: &'static str, max_age: Duration| {
-            let (js, client, name) = (js.clone(), client.clone(), keys.bucket(what));
-            async move { kv::open(&js, &client, &name, max_age).await }
+            let (js, name) = (js.clone(), keys.bucket(what));
+            async move { kv::open(&js, &name, max_age).await }
         };
         let buckets = Buckets {
             channels: open("ch", Duration::ZERO).await?,

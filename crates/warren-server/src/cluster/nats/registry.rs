@@ -99,13 +99,7 @@ fn encoded<T: Serialize>(value: &T) -> Result<bytes::Bytes, BackendError> {
 /// A new instance with its ledger and first heartbeat; not yet holding the node id.
 async fn start_instance(inner: &Inner) -> Result<(Instance, u64), BackendError> {
     let id = new_instance(&inner.options.node_id);
-    let ledger = kv::open(
-        &inner.js,
-        &inner.client,
-        &inner.keys.ledger_bucket(&id),
-        Duration::ZERO,
-    )
-    .await?;
+    let ledger = kv::open(&inner.js, &inner.keys.ledger_bucket(&id), Duration::ZERO).await?;
     let revision = inner
         .buckets
         .nodes
@@ -294,7 +288,6 @@ async fn reap_overdue(
 async fn reap_instance(inner: &Inner, instance: &str) -> Result<(), BackendError> {
     let ledger = kv::open(
         &inner.js,
-        &inner.client,
         &inner.keys.ledger_bucket(instance),
         Duration::ZERO,
     )
