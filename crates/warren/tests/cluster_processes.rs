@@ -121,9 +121,19 @@ fn user_ids(v: &[String]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_a_node_takes_its_users_offline_for_watchers_elsewhere() {
+    kill_9_takes_users_offline_for_watchers_elsewhere(Shared::Redis(shared_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_kill_9_of_a_node_takes_its_users_offline_for_watchers_elsewhere() {
+    let nats = warren_testkit::nats::shared();
+    kill_9_takes_users_offline_for_watchers_elsewhere(Shared::Nats(nats.url())).await;
+}
+
+async fn kill_9_takes_users_offline_for_watchers_elsewhere(shared: Shared) {
     let prefix = unique_prefix("k9w");
-    let a = Node::with_watchlists(&shared_url(), &prefix, "node-a");
-    let mut b = Node::with_watchlists(&shared_url(), &prefix, "node-b");
+    let a = Node::with_watchlists(&shared, &prefix, "node-a");
+    let mut b = Node::with_watchlists(&shared, &prefix, "node-b");
     let mut watcher = connect(&a).await;
     watcher
         .signed_in(&json!({"id": "w", "watchlist": ["u", "v"]}))
@@ -617,9 +627,9 @@ fn signal_and_wait(node: &mut Node, signal: libc::c_int) -> std::process::ExitSt
 
 /// Nodes `node-a` and `node-b` on `prefix`; a watcher `w` on node a and the member
 /// `user` on node b in `presence-room`, the watcher told of its arrival.
-async fn watched_member(prefix: &str, user: &str) -> (Node, Node, Socket, Socket) {
-    let a = Node::start(&shared_url(), prefix, "node-a");
-    let b = Node::start(&shared_url(), prefix, "node-b");
+async fn watched_member(shared: &Shared, prefix: &str, user: &str) -> (Node, Node, Socket, Socket) {
+    let a = Node::start(shared, prefix, "node-a");
+    let b = Node::start(shared, prefix, "node-b");
     let mut watcher = connect(&a).await;
     watcher
         .subscribed("presence-room", Some(&presence_data(json!("w"), None)))
@@ -639,9 +649,19 @@ async fn watched_member(prefix: &str, user: &str) -> (Node, Node, Socket, Socket
 /// the node timeout (the other node announces it well within it), and the process exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_and_sigint_stop_a_node_gracefully() {
+    signals_stop_a_node_gracefully(Shared::Redis(shared_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_sigterm_and_sigint_stop_a_node_gracefully() {
+    let nats = warren_testkit::nats::shared();
+    signals_stop_a_node_gracefully(Shared::Nats(nats.url())).await;
+}
+
+async fn signals_stop_a_node_gracefully(shared: Shared) {
     for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT")] {
         let prefix = unique_prefix("signals");
-        let (a, mut b, mut watcher, mut leaving) = watched_member(&prefix, "l").await;
+        let (a, mut b, mut watcher, mut leaving) = watched_member(&shared, &prefix, "l").await;
 
         let sent = Instant::now();
         let status = signal_and_wait(&mut b, signal);
@@ -678,12 +698,22 @@ async fn sigterm_and_sigint_stop_a_node_gracefully() {
 /// nothing of what the new one registers is lost in that cleanup.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_restarted_under_its_node_id_after_kill_9_keeps_no_ghosts() {
+    restarted_under_its_node_id_keeps_no_ghosts(Shared::Redis(shared_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_a_node_restarted_under_its_node_id_after_kill_9_keeps_no_ghosts() {
+    let nats = warren_testkit::nats::shared();
+    restarted_under_its_node_id_keeps_no_ghosts(Shared::Nats(nats.url())).await;
+}
+
+async fn restarted_under_its_node_id_keeps_no_ghosts(shared: Shared) {
     let prefix = unique_prefix("restart-id");
-    let (a, mut b, mut watcher, _ghost) = watched_member(&prefix, "ghost").await;
+    let (a, mut b, mut watcher, _ghost) = watched_member(&shared, &prefix, "ghost").await;
 
     b.kill9();
     let killed_at = Instant::now();
-    let b = Node::start(&shared_url(), &prefix, "node-b");
+    let b = Node::start(&shared, &prefix, "node-b");
     let mut back = connect(&b).await;
     back.subscribed("presence-room", Some(&presence_data(json!("back"), None)))
         .await;

@@ -2,10 +2,10 @@
 //! instance's subscription count and each member's connections per instance.
 //!
 //! A node writes its whole contribution to a channel at once, from its mirror of its local
-//! state ([`Inner::sync_channel`]): its current instance gets the mirror's counts, and any
-//! earlier instance of the same node gets nothing. Writing is idempotent (a leave repeated
-//! changes nothing), heals what a failed write left behind, and moves a re-registered node's
-//! contribution to its new instance in one step.
+//! state ([`Inner::sync_channel`]): its current instance gets the mirror's counts. Writing is
+//! idempotent (a leave repeated changes nothing) and heals what a failed write left behind; a
+//! re-registration's write also drops what earlier instances of the same node recorded, so
+//! the contribution moves to the new instance in one step.
 //!
 //! INVARIANT(transition-once): every transition (occupied, vacated, member added, member
 //! removed) is found by comparing the entry before and after one compare-and-set write
@@ -19,8 +19,8 @@ use warren_protocol::presence::PresenceMember;
 use warren_protocol::{AppId, ChannelName, SocketId};
 
 use super::kv::{Modified, Value};
-use super::{keys::Keys, user_id, Inner, Instance};
-use crate::cluster::{BackendError, JoinError};
+use super::{keys::Keys, member_event, user_id, Inner, Instance};
+use crate::cluster::{BackendError, ChannelMessage, JoinError, Reaped};
 
 /// One channel, cluster-wide.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -204,6 +204,7 @@ impl Inner {
             self.ledger_write(instance, &ledger_key).await?;
         }
         let joining_user = joining.as_ref().and_then(|(_, u)| u.clone());
+        let takeover = matches!(local, Local::Again);
         let written = self
             .buckets
             .channels
@@ -213,8 +214,10 @@ impl Inner {
                         return Err(JoinError::MemberLimit { max: max_members });
                     }
                 }
+                // Only a re-registration takes over what earlier instances of this node
+                // recorded; otherwise their cleanup removes (and announces) it.
                 entry.set_contribution(&instance.id, &counts, |i| {
-                    self.earlier_instance(i, &instance.id)
+                    takeover && self.earlier_instance(i, &instance.id)
                 });
                 Ok(())
             })
@@ -260,6 +263,67 @@ impl Inner {
         if instance.written.lock().remove(key) {
             instance.ledger.remove(key).await;
         }
+    }
+
+    /// Tells the other nodes and this one's subscribers of every member change `written`
+    /// made, but `skip`'s (the caller's own, which the node delivers itself): changes a
+    /// write found to make besides the caller's, such as the members of an earlier instance
+    /// of this node that it dropped. With `reaped`, removals are reported to the sink as
+    /// cleanup (for webhooks). Returns how many members were removed.
+    pub(super) async fn announce_changes(
+        &self,
+        app: &AppId,
+        channel: &ChannelName,
+        written: &Modified<ChannelEntry, ()>,
+        skip: Option<&str>,
+        reaped: bool,
+    ) -> usize {
+        let t = transitions(&written.before, &written.after);
+        for user in t.added.iter().filter(|u| Some(u.as_str()) != skip) {
+            let (Some(user_id), Some(member)) = (user_id(user), written.after.members.get(user))
+            else {
+                continue;
+            };
+            let except = self
+                .mirror
+                .lock()
+                .get(&(app.clone(), channel.clone()))
+                .and_then(|s| {
+                    s.iter()
+                        .find(|(_, m)| m.as_ref().is_some_and(|m| m.user_id == user_id))
+                        .map(|(socket, _)| *socket)
+                });
+            let added = ChannelMessage::MemberAdded(PresenceMember {
+                user_id,
+                user_info: member.info.as_deref().map(Arc::from),
+            });
+            let event = member_event(app, channel, except, added);
+            self.announce(event.clone(), written.version).await;
+            self.sink.deliver(&event);
+        }
+        let mut removed = 0;
+        for user in t.removed.iter().filter(|u| Some(u.as_str()) != skip) {
+            let Some(user_id) = user_id(user) else {
+                continue;
+            };
+            if reaped {
+                let gone = Reaped::MemberRemoved(user_id.clone());
+                self.sink.reaped(app, channel, gone);
+            }
+            let event = member_event(
+                app,
+                channel,
+                None,
+                ChannelMessage::MemberRemoved { user_id },
+            );
+            self.announce(event.clone(), written.version).await;
+            self.sink.deliver(&event);
+            removed += 1;
+        }
+        if reaped && t.vacated {
+            self.sink.reaped(app, channel, Reaped::Vacated);
+        }
+        removed
     }
 
     /// The channel's entry now, with its revision.

@@ -161,8 +161,11 @@ pub(super) async fn sync_connections(
         .buckets
         .connections
         .modify(&key, |held: &mut Held| {
-            held.refs
-                .retain(|i, _| *i != instance.id && !inner.earlier_instance(i, &instance.id));
+            // A re-registration (delta 0) takes over earlier instances' counts.
+            let takeover = delta == 0;
+            held.refs.retain(|i, _| {
+                *i != instance.id && !(takeover && inner.earlier_instance(i, &instance.id))
+            });
             let others: u64 = held.refs.values().sum();
             if delta > 0 && others + wanted > limit {
                 return Ok(false);

@@ -74,6 +74,11 @@ impl Keys {
         format!("warren.{}.bc", self.prefix)
     }
 
+    /// A subject nobody listens to: requests to it confirm a round trip (see `Inner::confirm`).
+    pub fn probe(&self) -> String {
+        format!("warren.{}.probe", self.prefix)
+    }
+
     /// A bucket of this cluster: `warren_<prefix>_<what>`.
     pub fn bucket(&self, what: &str) -> String {
         format!("warren_{}_{what}", self.prefix)

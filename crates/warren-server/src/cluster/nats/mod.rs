@@ -294,6 +294,19 @@ impl Inner {
         }
     }
 
+    /// Returns once the server handled everything this connection sent before (a flush only
+    /// writes it out): a request nobody answers, whose "no responders" reply the server
+    /// sends after the commands ahead of it, SUBs included.
+    async fn confirm(&self) -> Result<(), BackendError> {
+        let probe = self.client.request(self.keys.probe(), bytes::Bytes::new());
+        match tokio::time::timeout(COMMAND_TIMEOUT, probe).await {
+            Err(_) => Err(BackendError("NATS did not confirm in time".into())),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => Ok(()),
+            Ok(Err(e)) => Err(backend(e)),
+        }
+    }
+
     /// Sends one envelope to the other nodes on `subject`, with `headers` when given.
     async fn send(
         &self,
@@ -368,12 +381,7 @@ impl Broker for NatsCluster {
             .await
             .map_err(|_| BackendError("NATS subscribe timed out".into()))?
             .map_err(backend)?;
-        // The server handles a connection's commands in order: once it answered the flush's
-        // PING, the subscription is in place.
-        tokio::time::timeout(COMMAND_TIMEOUT, inner.client.flush())
-            .await
-            .map_err(|_| BackendError("NATS subscribe timed out".into()))?
-            .map_err(backend)?;
+        inner.confirm().await?;
         inner.order.listen(app, channel);
         let weak = Arc::downgrade(inner);
         let task = tokio::spawn(async move {
@@ -467,10 +475,7 @@ async fn listen_to_broadcasts(inner: &Arc<Inner>) -> Result<(), BackendError> {
         .subscribe(inner.keys.broadcasts())
         .await
         .map_err(backend)?;
-    tokio::time::timeout(COMMAND_TIMEOUT, inner.client.flush())
-        .await
-        .map_err(|_| BackendError("NATS subscribe timed out".into()))?
-        .map_err(backend)?;
+    inner.confirm().await?;
     let weak = Arc::downgrade(inner);
     let task = tokio::spawn(async move {
         while let Some(message) = subscriber.next().await {

@@ -25,13 +25,13 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use warren_protocol::{AppId, ChannelName, UserId};
 
-use super::channels::{transitions, ChannelEntry, Local, LocalCounts};
+use super::channels::{ChannelEntry, Local, LocalCounts};
 use super::features::{sync_connections, Held};
 use super::keys::{decode, encode};
 use super::kv::{self, Value};
 use super::users::{deliver_status, status_change, sync_user, UserEntry};
-use super::{member_event, user_id, Inner, Instance, ANY_NAME_LENGTH};
-use crate::cluster::{BackendError, ChannelMessage, Reaped};
+use super::{Inner, Instance, ANY_NAME_LENGTH};
+use crate::cluster::BackendError;
 
 /// A heartbeat's value.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -341,25 +341,9 @@ async fn reap_channel(
             Ok::<_, BackendError>(())
         })
         .await?;
-    let t = transitions(&written.before, &written.after);
-    for user in &t.removed {
-        let Some(user) = user_id(user) else { continue };
-        inner
-            .sink
-            .reaped(&app, &channel, Reaped::MemberRemoved(user.clone()));
-        let event = member_event(
-            &app,
-            &channel,
-            None,
-            ChannelMessage::MemberRemoved { user_id: user },
-        );
-        inner.announce(event.clone(), written.version).await;
-        inner.sink.deliver(&event);
-    }
-    if t.vacated {
-        inner.sink.reaped(&app, &channel, Reaped::Vacated);
-    }
-    Ok(t.removed.len())
+    Ok(inner
+        .announce_changes(&app, &channel, &written, None, true)
+        .await)
 }
 
 async fn reap_user(
@@ -447,41 +431,14 @@ async fn reregister(inner: &Inner, why: &str) -> Result<(), BackendError> {
             .sync_channel(&instance, &app, &channel, Local::Again, usize::MAX)
             .await
             .map_err(|e| BackendError(e.to_string()))?;
-        let t = transitions(&written.before, &written.after);
-        let sockets = inner
-            .mirror
-            .lock()
-            .get(&(app.clone(), channel.clone()))
-            .cloned();
-        for user in t.added {
-            let member = sockets
-                .iter()
-                .flat_map(|s| s.iter())
-                .find_map(|(socket, m)| {
-                    m.as_ref()
-                        .filter(|m| m.user_id.as_str() == user)
-                        .map(|m| (*socket, m.clone()))
-                });
-            if let Some((socket, m)) = member {
-                let event =
-                    member_event(&app, &channel, Some(socket), ChannelMessage::MemberAdded(m));
-                inner.announce(event.clone(), written.version).await;
-                inner.sink.deliver(&event);
-            }
-        }
-        for user in t.removed {
-            if let Some(user) = user_id(&user) {
-                let removed = ChannelMessage::MemberRemoved { user_id: user };
-                let event = member_event(&app, &channel, None, removed);
-                inner.announce(event.clone(), written.version).await;
-                inner.sink.deliver(&event);
-            }
-        }
+        inner
+            .announce_changes(&app, &channel, &written, None, false)
+            .await;
     }
     let users: Vec<(AppId, UserId)> = inner.signed_in.lock().keys().cloned().collect();
     for (app, user) in users {
         let _local = inner.stripe(&["#user", app.as_str(), user.as_str()]).await;
-        let written = sync_user(inner, &instance, &app, &user).await?;
+        let written = sync_user(inner, &instance, &app, &user, true).await?;
         if let Some(status) = status_change(&written) {
             super::users::announce_status(inner, &app, &user, &written).await;
             deliver_status(inner, &app, user, status);

@@ -12,7 +12,7 @@ use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
 use super::channels::{transitions, ChannelEntry, Local};
 use super::keys::{decode, Keys};
 use super::kv::Modified;
-use super::{features, member_event, users, NatsCluster, ANY_NAME_LENGTH, COMMAND_TIMEOUT};
+use super::{features, member_event, users, NatsCluster, ANY_NAME_LENGTH};
 use crate::cluster::{
     BackendError, BackendHealth, CachedEvent, ChannelMessage, ChannelStats, ClusterState,
     CountVersion, JoinError, PresenceJoin, PresenceLeave, RateCounter, SubscriptionChange,
@@ -55,6 +55,10 @@ impl NatsCluster {
                 inner.announce(event, written.version).await;
             }
         }
+        let own = member.map(|m| m.user_id.as_str());
+        inner
+            .announce_changes(app, channel, &written, own, false)
+            .await;
         Ok(written)
     }
 
@@ -84,6 +88,10 @@ impl NatsCluster {
                 inner.announce(event, written.version).await;
             }
         }
+        let own = user.map(UserId::as_str);
+        inner
+            .announce_changes(app, channel, &written, own, false)
+            .await;
         Ok(written)
     }
 }
@@ -298,14 +306,11 @@ impl ClusterState for NatsCluster {
         features::take_rate(&self.inner, app, counter, window, (need, want, limit)).await
     }
 
-    /// A flush (PING/PONG) on the connection, timed.
+    /// One round trip to the server on the connection, timed.
     async fn check_health(&self) -> BackendHealth {
         let inner = &self.inner;
         let started = std::time::Instant::now();
-        let answered = matches!(
-            tokio::time::timeout(COMMAND_TIMEOUT, inner.client.flush()).await,
-            Ok(Ok(()))
-        );
+        let answered = inner.confirm().await.is_ok();
         BackendHealth {
             backend: "nats",
             up: answered && inner.connected(),

@@ -56,17 +56,19 @@ pub(super) async fn sign(
             }
         }
     }
-    let written = sync_user(inner, &instance, app, user).await;
+    let written = sync_user(inner, &instance, app, user, false).await;
     let written = inner.note_failure(written)?;
     Ok(announce_status(inner, app, user, &written).await)
 }
 
-/// Writes this node's signed-in connections of `user` under `instance`.
+/// Writes this node's signed-in connections of `user` under `instance`; with `takeover` (a
+/// re-registration), drops what earlier instances of this node recorded.
 pub(super) async fn sync_user(
     inner: &Inner,
     instance: &Instance,
     app: &AppId,
     user: &UserId,
+    takeover: bool,
 ) -> Result<Modified<UserEntry, ()>, BackendError> {
     let local = inner
         .signed_in
@@ -82,9 +84,9 @@ pub(super) async fn sync_user(
         .buckets
         .users
         .modify(&key, |entry: &mut UserEntry| {
-            entry
-                .refs
-                .retain(|i, _| *i != instance.id && !inner.earlier_instance(i, &instance.id));
+            entry.refs.retain(|i, _| {
+                *i != instance.id && !(takeover && inner.earlier_instance(i, &instance.id))
+            });
             if local > 0 {
                 entry.refs.insert(instance.id.clone(), local);
             }
