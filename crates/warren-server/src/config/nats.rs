@@ -201,3 +201,81 @@ impl NatsAuth {
         Ok(options)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use figment::Source;
+
+    use crate::config::{Backend, Config, ConfigError};
+
+    const ONE_APP: &str = "[[apps]]\nid = \"a1\"\nkey = \"k1\"\nsecret = \"s1\"\n";
+
+    fn parse(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let text = format!("{text}{ONE_APP}");
+        Config::parse(&text, Source::Custom(String::new()), vars)
+    }
+
+    fn refused(text: &str, vars: &[(&str, &str)]) -> String {
+        let message = parse(text, vars).expect_err("refused").to_string();
+        assert!(!message.contains('\n'), "multi-line message: {message}");
+        message
+    }
+
+    #[test]
+    fn one_url_a_list_or_the_environment() {
+        let text = "[cluster]\nbackend = \"nats\"\nnats_url = \"nats://u:pw@h1:4222\"\n";
+        let config = parse(text, &[]).expect("valid");
+        assert_eq!(config.cluster.backend, Backend::Nats);
+        assert_eq!(config.cluster.nats_url.to_string(), "nats://***@h1:4222");
+        assert_eq!(config.cluster.nats_url.addrs().len(), 1);
+        let text = "[cluster]\nnats_url = [\"nats://h1:4222\", \"tls://h2:4443\"]\n";
+        let target = parse(text, &[]).expect("valid").cluster.nats_url;
+        assert_eq!(target.addrs().len(), 2);
+        assert!(target.wants_tls());
+        let vars = [("WARREN_CLUSTER__NATS_URL", "nats://a:1,nats://b:2")];
+        let target = parse("", &vars).expect("valid").cluster.nats_url;
+        assert_eq!(target.to_string(), "nats://a:1,nats://b:2");
+        let vars = [("WARREN_CLUSTER__NATS__TOKEN", "s3cret")];
+        let auth = parse("", &vars).expect("valid").cluster.nats;
+        assert_eq!(auth.token.as_deref(), Some("s3cret"));
+        assert!(!format!("{auth:?}").contains("s3cret"), "the token is shown");
+    }
+
+    #[test]
+    fn bad_urls_name_the_key_and_hide_credentials() {
+        for (value, gist) in [
+            ("\"redis://h:1\"", "expected nats:// or tls://"),
+            ("\"nats://u:hunter2@h:x\"", "invalid NATS URL \"nats://***@h:x\""),
+            ("[\"nats://h:1\", \"ws://h:2\"]", "[1]: unsupported URL"),
+            ("[]", "expected at least one URL"),
+            ("3", "expected a NATS URL"),
+        ] {
+            let message = refused(&format!("[cluster]\nnats_url = {value}\n"), &[]);
+            assert!(message.contains("cluster.nats_url"), "{message}");
+            assert!(message.contains(gist), "{message} lacks {gist}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+    }
+
+    #[test]
+    fn credentials_and_tls_are_checked_at_load() {
+        let both = "[cluster.nats]\ntoken = \"t\"\ncreds_file = \"Cargo.toml\"\n";
+        let message = refused(both, &[]);
+        assert!(message.contains("cluster.nats.token"), "{message}");
+        let missing = "[cluster.nats]\ntls_ca_file = \"/no/such/ca.pem\"\n";
+        let message = refused(missing, &[]);
+        assert!(message.contains("cluster.nats.tls_ca_file"), "{message}");
+        assert!(message.contains("no such file"), "{message}");
+        let half = "[cluster.nats]\ntls_cert_file = \"Cargo.toml\"\n";
+        let message = refused(half, &[]);
+        assert!(message.contains("cluster.nats.tls_cert_file"), "{message}");
+        let unknown = "[cluster.nats]\npassword = \"x\"\n";
+        assert!(refused(unknown, &[]).contains("password"));
+        let fine = "[cluster.nats]\ntls_required = true\ntls_ca_file = \"Cargo.toml\"\n";
+        assert!(parse(fine, &[]).expect("valid").cluster.nats.tls_required);
+    }
+}
