@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use async_nats::{ConnectOptions, ServerAddr};
-use figment::value::Value;
 use serde::{de, Deserialize, Deserializer};
+
+use super::redis::{redact, url_list};
 
 /// The NATS servers to connect to. `Display` and `Debug` hide credentials.
 #[derive(Clone)]
@@ -62,14 +63,6 @@ impl NatsTarget {
     }
 }
 
-fn redact(url: &str) -> String {
-    let start = url.find("://").map_or(0, |i| i + 3);
-    match url[start..].rfind('@') {
-        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
-        None => url.to_owned(),
-    }
-}
-
 impl Default for NatsTarget {
     fn default() -> Self {
         NatsTarget::parse_list(&["nats://127.0.0.1:4222"]).expect("the default URL is valid")
@@ -79,16 +72,8 @@ impl Default for NatsTarget {
 impl<'de> Deserialize<'de> for NatsTarget {
     /// A URL, a comma-separated list of them, or an array of them.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let urls: Option<Vec<String>> = match <Value as Deserialize>::deserialize(deserializer)? {
-            Value::String(_, text) => Some(text.split(',').map(|u| u.trim().to_owned()).collect()),
-            Value::Array(_, items) => items
-                .iter()
-                .map(|url| url.as_str().map(Into::into))
-                .collect(),
-            _ => None,
-        };
-        let urls =
-            urls.ok_or_else(|| de::Error::custom("expected a NATS URL or an array of them"))?;
+        let split = |text: &str| text.split(',').map(|u| u.trim().to_owned()).collect();
+        let urls = url_list(deserializer, "a NATS URL", split)?;
         NatsTarget::parse_list(&urls).map_err(de::Error::custom)
     }
 }
@@ -242,14 +227,20 @@ mod tests {
         let vars = [("WARREN_CLUSTER__NATS__TOKEN", "s3cret")];
         let auth = parse("", &vars).expect("valid").cluster.nats;
         assert_eq!(auth.token.as_deref(), Some("s3cret"));
-        assert!(!format!("{auth:?}").contains("s3cret"), "the token is shown");
+        assert!(
+            !format!("{auth:?}").contains("s3cret"),
+            "the token is shown"
+        );
     }
 
     #[test]
     fn bad_urls_name_the_key_and_hide_credentials() {
         for (value, gist) in [
             ("\"redis://h:1\"", "expected nats:// or tls://"),
-            ("\"nats://u:hunter2@h:x\"", "invalid NATS URL \"nats://***@h:x\""),
+            (
+                "\"nats://u:hunter2@h:x\"",
+                "invalid NATS URL \"nats://***@h:x\"",
+            ),
             ("[\"nats://h:1\", \"ws://h:2\"]", "[1]: unsupported URL"),
             ("[]", "expected at least one URL"),
             ("3", "expected a NATS URL"),

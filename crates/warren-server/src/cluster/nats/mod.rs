@@ -336,10 +336,8 @@ impl Inner {
     /// Tells the other nodes of a presence change decided at `version`, and notes it as
     /// applied here (this node's own subscribers get it from the caller).
     async fn announce(&self, event: ChannelEvent, version: u64) {
-        let user = match &event.message {
-            ChannelMessage::MemberAdded(m) => &m.user_id,
-            ChannelMessage::MemberRemoved { user_id } => user_id,
-            _ => return,
+        let Some(user) = member_of(&event.message) else {
+            return;
         };
         self.order.admit(&event.app, &event.channel, user, version);
         let mut headers = HeaderMap::new();
@@ -376,22 +374,8 @@ impl Broker for NatsCluster {
         if let Some(e) = inner.unavailable() {
             return Err(e);
         }
-        let subject = inner.keys.events(app, channel);
-        let mut subscriber = tokio::time::timeout(COMMAND_TIMEOUT, inner.client.subscribe(subject))
-            .await
-            .map_err(|_| BackendError("NATS subscribe timed out".into()))?
-            .map_err(backend)?;
-        inner.confirm().await?;
+        let task = receive(inner, inner.keys.events(app, channel)).await?;
         inner.order.listen(app, channel);
-        let weak = Arc::downgrade(inner);
-        let task = tokio::spawn(async move {
-            while let Some(message) = subscriber.next().await {
-                match weak.upgrade() {
-                    Some(inner) => dispatch(&inner, &message),
-                    None => return,
-                }
-            }
-        });
         if let Some(old) = inner
             .listening
             .lock()
@@ -443,12 +427,7 @@ fn dispatch(inner: &Inner, message: &async_nats::Message) {
     match &envelope.relayed {
         Relayed::Broadcast(broadcast) => inner.sink.deliver_broadcast(broadcast),
         Relayed::Event(event) => {
-            let user = match &event.message {
-                ChannelMessage::MemberAdded(m) => Some(&m.user_id),
-                ChannelMessage::MemberRemoved { user_id } => Some(user_id),
-                _ => None,
-            };
-            if let Some(user) = user {
+            if let Some(user) = member_of(&event.message) {
                 let version = message
                     .headers
                     .as_ref()
@@ -470,23 +449,40 @@ fn dispatch(inner: &Inner, message: &async_nats::Message) {
 /// Every node hears broadcasts for its whole life (async-nats subscribes again after a
 /// reconnect; what is broadcast meanwhile is lost: broadcasts are at most once).
 async fn listen_to_broadcasts(inner: &Arc<Inner>) -> Result<(), BackendError> {
-    let mut subscriber = inner
-        .client
-        .subscribe(inner.keys.broadcasts())
+    let task = receive(inner, inner.keys.broadcasts()).await?;
+    *inner.broadcasts.lock() = Some(task);
+    Ok(())
+}
+
+/// Subscribes to `subject`, confirmed by the server, and dispatches what arrives on it until
+/// the returned task is aborted (dropping the subscriber unsubscribes).
+async fn receive(
+    inner: &Arc<Inner>,
+    subject: String,
+) -> Result<tokio::task::JoinHandle<()>, BackendError> {
+    let mut subscriber = tokio::time::timeout(COMMAND_TIMEOUT, inner.client.subscribe(subject))
         .await
+        .map_err(|_| BackendError("NATS subscribe timed out".into()))?
         .map_err(backend)?;
     inner.confirm().await?;
     let weak = Arc::downgrade(inner);
-    let task = tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         while let Some(message) = subscriber.next().await {
             match weak.upgrade() {
                 Some(inner) => dispatch(&inner, &message),
                 None => return,
             }
         }
-    });
-    *inner.broadcasts.lock() = Some(task);
-    Ok(())
+    }))
+}
+
+/// The member a presence announcement is about.
+fn member_of(message: &ChannelMessage) -> Option<&UserId> {
+    match message {
+        ChannelMessage::MemberAdded(m) => Some(&m.user_id),
+        ChannelMessage::MemberRemoved { user_id } => Some(user_id),
+        _ => None,
+    }
 }
 
 /// Connection events: a reconnect may have lost relayed events (resync) and state changes
