@@ -141,7 +141,7 @@ impl Bucket {
     }
 
     /// Deletes the key if it is still at `revision`; false when another writer came first.
-    async fn delete_at(&self, key: &str, revision: u64) -> Result<bool, BackendError> {
+    pub async fn delete_at(&self, key: &str, revision: u64) -> Result<bool, BackendError> {
         let deleted = timeout(
             tokio::time::timeout(
                 COMMAND_TIMEOUT,

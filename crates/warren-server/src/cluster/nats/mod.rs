@@ -16,8 +16,8 @@
 
 mod channels;
 mod features;
-mod keys;
-mod kv;
+pub(crate) mod keys;
+pub(crate) mod kv;
 mod registry;
 mod state;
 mod users;
