@@ -163,13 +163,18 @@ pub(super) async fn sync_connections(
         .modify(&key, |held: &mut Held| {
             // A re-registration (delta 0) takes over earlier instances' counts.
             let takeover = delta == 0;
-            held.refs.retain(|i, _| {
+            let others = |i: &String| {
                 *i != instance.id && !(takeover && inner.earlier_instance(i, &instance.id))
-            });
-            let others: u64 = held.refs.values().sum();
-            if delta > 0 && others + wanted > limit {
+            };
+            let total: u64 = (held.refs.iter())
+                .filter(|(i, _)| others(i))
+                .map(|(_, n)| n)
+                .sum();
+            // Refused: nothing is written.
+            if delta > 0 && total + wanted > limit {
                 return Ok(false);
             }
+            held.refs.retain(|i, _| others(i));
             if wanted > 0 {
                 held.refs.insert(instance.id.clone(), wanted);
             }
