@@ -303,6 +303,27 @@ impl OwnServer for NatsServer {
     }
 }
 
+/// A NATS that comes back without its store (no buckets, no streams).
+struct EmptiedNats(NatsServer);
+
+impl OwnServer for EmptiedNats {
+    fn shared(&self) -> Shared {
+        self.0.shared()
+    }
+    fn kill(&mut self) {
+        self.0.kill();
+    }
+    fn restart(&mut self) {
+        self.0.restart_empty();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_restart_without_its_store_is_survived() {
+    let nats = EmptiedNats(NatsServer::start());
+    a_restart_is_survived_and_state_is_registered_again(nats).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_is_survived_and_state_is_registered_again() {
     a_restart_is_survived_and_state_is_registered_again(RedisServer::start()).await;

@@ -60,6 +60,15 @@ impl NatsServer {
         }
     }
 
+    /// Starts NATS again on the same port with an empty store, as a server that kept nothing
+    /// (JetStream in memory, or a new machine).
+    pub fn restart_empty(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::create_dir_all(&self.dir);
+        self.restart();
+    }
+
     /// Starts NATS again on the same port and store, as after a crash and restart.
     pub fn restart(&mut self) {
         self.kill();

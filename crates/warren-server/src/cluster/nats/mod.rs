@@ -144,10 +144,39 @@ struct Inner {
     started: std::time::Instant,
     last_beat: AtomicU64,
     reconnects: AtomicU64,
+    /// The runtime the backend was connected on (the ingress one): receiving tasks run
+    /// there, whichever runtime `listen` is called from
+    /// (INVARIANT(ingress-apart-from-connections)).
+    runtime: tokio::runtime::Handle,
 }
 
 fn backend(e: impl std::fmt::Display) -> BackendError {
     BackendError(e.to_string())
+}
+
+/// Each bucket's name and how long its entries live (zero: ever), in the order of `Buckets`.
+const BUCKETS: [(&str, Duration); 7] = [
+    ("ch", Duration::ZERO),
+    ("us", Duration::ZERO),
+    ("nodes", Duration::ZERO),
+    ("cache", Duration::ZERO),
+    ("win", Duration::from_secs(24 * 3600)),
+    ("conn", Duration::ZERO),
+    ("rate", Duration::from_secs(10)),
+];
+
+/// Opens every bucket, creating those missing (at start, and again after NATS lost them).
+async fn open_buckets(
+    js: &async_nats::jetstream::Context,
+    keys: &Keys,
+) -> Result<[kv::Bucket; 7], BackendError> {
+    let mut opened = Vec::with_capacity(BUCKETS.len());
+    for (what, max_age) in BUCKETS {
+        opened.push(kv::open(js, &keys.bucket(what), max_age).await?);
+    }
+    opened
+        .try_into()
+        .map_err(|_| BackendError("a bucket is missing".into()))
 }
 
 impl NatsCluster {
@@ -187,18 +216,16 @@ impl NatsCluster {
             .map_err(|e| BackendError(format!("cannot reach NATS at {shown}: {e}")))?;
         let js = async_nats::jetstream::new(client.clone());
         let keys = Keys::new(&options.prefix);
-        let open = |what: &'static str, max_age: Duration| {
-            let (js, name) = (js.clone(), keys.bucket(what));
-            async move { kv::open(&js, &name, max_age).await }
-        };
+        let [channels, users, nodes, cache, windows, connections, rates] =
+            open_buckets(&js, &keys).await?;
         let buckets = Buckets {
-            channels: open("ch", Duration::ZERO).await?,
-            users: open("us", Duration::ZERO).await?,
-            nodes: open("nodes", Duration::ZERO).await?,
-            cache: open("cache", Duration::ZERO).await?,
-            windows: open("win", Duration::from_secs(24 * 3600)).await?,
-            connections: open("conn", Duration::ZERO).await?,
-            rates: open("rate", Duration::from_secs(10)).await?,
+            channels,
+            users,
+            nodes,
+            cache,
+            windows,
+            connections,
+            rates,
         };
         let origin = format!("{}~{:08x}", options.node_id, rand::random::<u32>());
         let placeholder = Instance {
@@ -229,6 +256,7 @@ impl NatsCluster {
             started: std::time::Instant::now(),
             last_beat: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
+            runtime: tokio::runtime::Handle::current(),
         });
         registry::register_at_start(&inner).await?;
         spawn_connection_events(&inner, events_rx);
@@ -466,7 +494,7 @@ async fn receive(
         .map_err(backend)?;
     inner.confirm().await?;
     let weak = Arc::downgrade(inner);
-    Ok(tokio::spawn(async move {
+    Ok(inner.runtime.spawn(async move {
         while let Some(message) = subscriber.next().await {
             match weak.upgrade() {
                 Some(inner) => dispatch(&inner, &message),

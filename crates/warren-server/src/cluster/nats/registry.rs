@@ -398,6 +398,8 @@ async fn forget(inner: &Inner, instance: &str) {
 /// changes go on under the new instance while the rebuild runs (each channel under this
 /// node's lock of it, so the rebuild and a change never interleave on one channel).
 async fn reregister(inner: &Inner, why: &str) -> Result<(), BackendError> {
+    // A NATS that lost its store (restarted without persistence) lost the buckets too.
+    super::open_buckets(&inner.js, &inner.keys).await?;
     let (instance, revision) = start_instance(inner).await?;
     let instance = Arc::new(instance);
     {
