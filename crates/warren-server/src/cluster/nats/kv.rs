@@ -152,7 +152,7 @@ impl Bucket {
         )?;
         match deleted {
             Ok(()) => Ok(true),
-            Err(e) if e.to_string().contains("wrong last sequence") => Ok(false),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
             Err(e) => Err(BackendError(format!("NATS delete of {key}: {e}"))),
         }
     }
