@@ -26,6 +26,10 @@ bash scripts/ensure-redis.sh
 step "PostgreSQL for the tests of apps from a database"
 bash scripts/ensure-postgres.sh
 
+step "NATS (JetStream) for the cluster tests"
+export NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
+bash scripts/ensure-nats.sh
+
 step "cargo test"
 cargo test --workspace
 

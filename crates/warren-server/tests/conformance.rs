@@ -16,12 +16,13 @@ use warren_protocol::presence::PresenceMember;
 use warren_protocol::user::UserChannel;
 use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
 use warren_server::cluster::local::LocalBackend;
+use warren_server::cluster::nats::{NatsCluster, NatsOptions};
 use warren_server::cluster::redis::{RedisCluster, RedisOptions};
 use warren_server::cluster::{
     Broadcast, BroadcastType, ChannelEvent, ChannelMessage, ChannelStats, ClusterBackend,
     CountVersion, EventSink, JoinError, Seams, UserNotice, UserStatus,
 };
-use warren_server::config::RedisTarget;
+use warren_server::config::{NatsTarget, RedisTarget};
 use warren_testkit::WAIT;
 
 /// How long to watch for something that must not arrive.
@@ -78,7 +79,22 @@ struct TestNode {
     seams: Seams,
     sink: Arc<Recorder>,
     /// Stops the node as a crash would (see [`Fixture::kill`]).
-    halt: Option<RedisCluster>,
+    halt: Option<Halt>,
+}
+
+/// A node of a backend with a crash to simulate.
+enum Halt {
+    Redis(RedisCluster),
+    Nats(NatsCluster),
+}
+
+impl Halt {
+    async fn halt(self) {
+        match self {
+            Halt::Redis(cluster) => cluster.halt().await,
+            Halt::Nats(cluster) => cluster.halt().await,
+        }
+    }
 }
 
 /// A backend under test: connects nodes of one cluster.
@@ -166,7 +182,7 @@ impl Fixture for Redis {
                 state: Arc::new(cluster.clone()),
             },
             sink,
-            halt: Some(cluster),
+            halt: Some(Halt::Redis(cluster)),
         }
     }
 
@@ -175,13 +191,67 @@ impl Fixture for Redis {
     }
 
     async fn kill(&self, node: TestNode) -> bool {
-        match node.halt {
-            Some(cluster) => {
-                cluster.halt().await;
-                true
-            }
-            None => false,
+        halt(node).await
+    }
+}
+
+/// Crashes a node of a backend that has nodes to lose.
+async fn halt(node: TestNode) -> bool {
+    match node.halt {
+        Some(cluster) => {
+            cluster.halt().await;
+            true
         }
+        None => false,
+    }
+}
+
+/// Nodes sharing one NATS under a prefix of their own.
+struct Nats {
+    nats: warren_testkit::nats::SharedNats,
+    prefix: String,
+}
+
+impl Nats {
+    fn new() -> Self {
+        Self {
+            nats: warren_testkit::nats::shared(),
+            prefix: warren_testkit::redis::unique_prefix("conformance"),
+        }
+    }
+}
+
+#[async_trait]
+impl Fixture for Nats {
+    async fn node(&self, id: &str) -> TestNode {
+        let sink = Arc::new(Recorder::default());
+        let options = NatsOptions {
+            target: NatsTarget::parse_list(&[self.nats.url()]).expect("a valid NATS URL"),
+            auth: Default::default(),
+            prefix: self.prefix.clone(),
+            node_id: id.to_owned(),
+            // As for Redis: short, but not so short that a stall reaps a live node.
+            node_timeout: Duration::from_millis(2000),
+        };
+        let cluster = NatsCluster::connect(options, sink.clone())
+            .await
+            .expect("NATS answers (scripts/ensure-nats.sh starts one)");
+        TestNode {
+            seams: Seams {
+                broker: Arc::new(cluster.clone()),
+                state: Arc::new(cluster.clone()),
+            },
+            sink,
+            halt: Some(Halt::Nats(cluster)),
+        }
+    }
+
+    fn separate_nodes(&self) -> bool {
+        true
+    }
+
+    async fn kill(&self, node: TestNode) -> bool {
+        halt(node).await
     }
 }
 
@@ -908,3 +978,4 @@ macro_rules! conformance {
 
 conformance!(local, Local::new().await);
 conformance!(redis, Redis::new());
+conformance!(nats, Nats::new());

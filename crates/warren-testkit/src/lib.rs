@@ -6,6 +6,7 @@
 //! | [`server`] | a Warren server in the test process, on a free port |
 //! | [`process`] | `warren serve` as a child process, for tests of the binary |
 //! | [`redis`] | the shared Redis at `REDIS_URL`, or `redis-server` processes of the test's own |
+//! | [`nats`] | the shared NATS (`NATS_URL`, or 127.0.0.1:4222), or a `nats-server` of the test's own |
 //! | [`ws`] | a small Pusher WebSocket client that checks every frame it reads |
 //! | [`raw`] | bytes no client library would send, and close codes read from raw bytes |
 //! | [`http`] | raw HTTP/1.1 requests and their responses |
@@ -41,6 +42,7 @@ pub mod endpoint;
 pub mod fake;
 pub mod http;
 pub mod monitor;
+pub mod nats;
 pub mod net;
 pub mod postgres;
 pub mod process;

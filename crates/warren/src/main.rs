@@ -246,6 +246,7 @@ fn print_banner(config: &Config, addr: std::net::SocketAddr, node_id: &str) {
         config.cluster.backend,
         match config.cluster.backend {
             warren_server::config::Backend::Redis => format!(" at {}", config.cluster.redis_url),
+            warren_server::config::Backend::Nats => format!(" at {}", config.cluster.nats_url),
             warren_server::config::Backend::Local => String::new(),
         }
     );

@@ -1,8 +1,10 @@
-//! Several `warren` processes sharing Redis, as operators run them: delivery across nodes,
-//! presence and watchlists across nodes, `kill -9` of a node, and a Redis restart.
+//! Several `warren` processes sharing Redis or NATS, as operators run them: delivery across
+//! nodes, presence and watchlists across nodes, `kill -9` of a node, and a restart of Redis
+//! or NATS under the nodes.
 //!
-//! The shared Redis comes from `REDIS_URL` (default redis://127.0.0.1:6379, with a unique key
-//! prefix per test); the Redis-restart test starts its own `redis-server` on a free port.
+//! The shared Redis comes from `REDIS_URL` (default redis://127.0.0.1:6379), the shared NATS
+//! from `warren_testkit::nats::shared`, each test under a unique prefix; the restart tests
+//! start their own `redis-server` or `nats-server` on a free port.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -10,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use warren_client::Client;
 use warren_testkit::api::api_client;
+use warren_testkit::nats::NatsServer;
 use warren_testkit::process::{Served, Warren};
 use warren_testkit::redis::{cli, cli_ok, shared_url, unique_prefix, RedisServer};
 use warren_testkit::ws::{connect, decode_data, handshake, presence_data, Socket, SILENCE};
@@ -18,33 +21,79 @@ use warren_testkit::{Endpoint, WAIT};
 /// The node timeout these tests run with; the bound a dead node is cleaned up within.
 const NODE_TIMEOUT_MS: u64 = 2000;
 
-/// A cluster node: `warren serve` with the Redis backend.
+/// The backend the nodes of a test share: Redis (a URL, as most tests pass it) or NATS.
+#[derive(Clone)]
+enum Shared {
+    Redis(String),
+    Nats(String),
+}
+
+impl From<&str> for Shared {
+    fn from(redis_url: &str) -> Shared {
+        Shared::Redis(redis_url.to_owned())
+    }
+}
+
+impl From<&String> for Shared {
+    fn from(redis_url: &String) -> Shared {
+        Shared::Redis(redis_url.clone())
+    }
+}
+
+impl From<&Shared> for Shared {
+    fn from(shared: &Shared) -> Shared {
+        shared.clone()
+    }
+}
+
+impl Shared {
+    /// `cluster.backend` and the URL's variable.
+    fn env(&self) -> [(&'static str, &str); 2] {
+        match self {
+            Shared::Redis(url) => [
+                ("WARREN_CLUSTER__BACKEND", "redis"),
+                ("WARREN_CLUSTER__REDIS_URL", url),
+            ],
+            Shared::Nats(url) => [
+                ("WARREN_CLUSTER__BACKEND", "nats"),
+                ("WARREN_CLUSTER__NATS_URL", url),
+            ],
+        }
+    }
+}
+
+/// A cluster node: `warren serve` with the Redis or NATS backend.
 struct Node(Served);
 
 impl Node {
-    fn start(redis_url: &str, prefix: &str, node_id: &str) -> Node {
-        Self::with_role(redis_url, prefix, node_id, "all")
+    fn start(shared: impl Into<Shared>, prefix: &str, node_id: &str) -> Node {
+        Self::with_role(shared, prefix, node_id, "all")
     }
 
-    fn with_role(redis_url: &str, prefix: &str, node_id: &str, role: &str) -> Node {
-        Self::with_env(redis_url, prefix, node_id, &[("WARREN_SERVER__ROLE", role)])
+    fn with_role(shared: impl Into<Shared>, prefix: &str, node_id: &str, role: &str) -> Node {
+        Self::with_env(shared, prefix, node_id, &[("WARREN_SERVER__ROLE", role)])
     }
 
     /// A node whose demo app sends watchlist events.
-    fn with_watchlists(redis_url: &str, prefix: &str, node_id: &str) -> Node {
+    fn with_watchlists(shared: impl Into<Shared>, prefix: &str, node_id: &str) -> Node {
         let env = [("WARREN_APPS__0__WATCHLIST_EVENTS", "true")];
-        Self::with_env(redis_url, prefix, node_id, &env)
+        Self::with_env(shared, prefix, node_id, &env)
     }
 
-    fn with_env(redis_url: &str, prefix: &str, node_id: &str, extra: &[(&str, &str)]) -> Node {
+    fn with_env(
+        shared: impl Into<Shared>,
+        prefix: &str,
+        node_id: &str,
+        extra: &[(&str, &str)],
+    ) -> Node {
         let timeout = NODE_TIMEOUT_MS.to_string();
-        let mut env = vec![
-            ("WARREN_CLUSTER__BACKEND", "redis"),
-            ("WARREN_CLUSTER__REDIS_URL", redis_url),
+        let shared = shared.into();
+        let mut env = shared.env().to_vec();
+        env.extend([
             ("WARREN_CLUSTER__PREFIX", prefix),
             ("WARREN_CLUSTER__NODE_TIMEOUT_MS", &timeout),
             ("WARREN_SERVER__NODE_ID", node_id),
-        ];
+        ]);
         env.extend_from_slice(extra);
         Node(Warren::at(env!("CARGO_BIN_EXE_warren")).serve(&[], &env))
     }
@@ -72,9 +121,19 @@ fn user_ids(v: &[String]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_a_node_takes_its_users_offline_for_watchers_elsewhere() {
+    kill_9_takes_users_offline_for_watchers_elsewhere(Shared::Redis(shared_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_kill_9_of_a_node_takes_its_users_offline_for_watchers_elsewhere() {
+    let nats = warren_testkit::nats::shared();
+    kill_9_takes_users_offline_for_watchers_elsewhere(Shared::Nats(nats.url())).await;
+}
+
+async fn kill_9_takes_users_offline_for_watchers_elsewhere(shared: Shared) {
     let prefix = unique_prefix("k9w");
-    let a = Node::with_watchlists(&shared_url(), &prefix, "node-a");
-    let mut b = Node::with_watchlists(&shared_url(), &prefix, "node-b");
+    let a = Node::with_watchlists(&shared, &prefix, "node-a");
+    let mut b = Node::with_watchlists(&shared, &prefix, "node-b");
     let mut watcher = connect(&a).await;
     watcher
         .signed_in(&json!({"id": "w", "watchlist": ["u", "v"]}))
@@ -133,9 +192,19 @@ fn strings(values: &[serde_json::Value]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_a_node_removes_its_members_within_the_bound() {
+    kill_9_removes_members_within_the_bound(Shared::Redis(shared_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_kill_9_of_a_node_removes_its_members_within_the_bound() {
+    let nats = warren_testkit::nats::shared();
+    kill_9_removes_members_within_the_bound(Shared::Nats(nats.url())).await;
+}
+
+async fn kill_9_removes_members_within_the_bound(shared: Shared) {
     let prefix = unique_prefix("k9");
-    let a = Node::start(&shared_url(), &prefix, "node-a");
-    let mut b = Node::start(&shared_url(), &prefix, "node-b");
+    let a = Node::start(&shared, &prefix, "node-a");
+    let mut b = Node::start(&shared, &prefix, "node-b");
 
     let mut alice = connect(&a).await;
     alice
@@ -203,12 +272,74 @@ async fn kill_9_of_a_node_removes_its_members_within_the_bound() {
     );
 }
 
+/// A backend server of the test's own, to kill and restart under the nodes.
+trait OwnServer {
+    fn shared(&self) -> Shared;
+    fn kill(&mut self);
+    fn restart(&mut self);
+}
+
+impl OwnServer for RedisServer {
+    fn shared(&self) -> Shared {
+        Shared::Redis(self.url())
+    }
+    fn kill(&mut self) {
+        RedisServer::kill(self);
+    }
+    fn restart(&mut self) {
+        RedisServer::restart(self);
+    }
+}
+
+impl OwnServer for NatsServer {
+    fn shared(&self) -> Shared {
+        Shared::Nats(self.url())
+    }
+    fn kill(&mut self) {
+        NatsServer::kill(self);
+    }
+    fn restart(&mut self) {
+        NatsServer::restart(self);
+    }
+}
+
+/// A NATS that comes back without its store (no buckets, no streams).
+struct EmptiedNats(NatsServer);
+
+impl OwnServer for EmptiedNats {
+    fn shared(&self) -> Shared {
+        self.0.shared()
+    }
+    fn kill(&mut self) {
+        self.0.kill();
+    }
+    fn restart(&mut self) {
+        self.0.restart_empty();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_restart_without_its_store_is_survived() {
+    let nats = EmptiedNats(NatsServer::start());
+    a_restart_is_survived_and_state_is_registered_again(nats).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_is_survived_and_state_is_registered_again() {
-    let mut redis = RedisServer::start();
+    a_restart_is_survived_and_state_is_registered_again(RedisServer::start()).await;
+}
+
+/// NATS keeps its JetStream store across the restart; what was published while it was away
+/// is lost all the same, so the clients get 4200 as with Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_restart_is_survived_and_state_is_registered_again() {
+    a_restart_is_survived_and_state_is_registered_again(NatsServer::start()).await;
+}
+
+async fn a_restart_is_survived_and_state_is_registered_again(mut redis: impl OwnServer) {
     let prefix = unique_prefix("rr");
-    let a = Node::start(&redis.url(), &prefix, "node-a");
-    let b = Node::start(&redis.url(), &prefix, "node-b");
+    let a = Node::start(redis.shared(), &prefix, "node-a");
+    let b = Node::start(redis.shared(), &prefix, "node-b");
     let mut alice = connect(&a).await;
     alice
         .subscribed("presence-r", Some(&presence_data(json!("alice"), None)))
@@ -219,13 +350,13 @@ async fn a_redis_restart_is_survived_and_state_is_registered_again() {
     alice.next_event("pusher_internal:member_added", WAIT).await;
 
     redis.kill();
-    // Publishing fails fast while Redis is away.
+    // Publishing fails fast while the backend is away.
     let started = Instant::now();
     let err = a
         .api()
         .trigger(["presence-r"], "e", &json!("lost"), Default::default())
         .await
-        .expect_err("no Redis, no publish");
+        .expect_err("no backend, no publish");
     assert_eq!(err.status(), Some(503), "{err}");
     assert!(
         started.elapsed() < Duration::from_secs(4),
@@ -233,7 +364,7 @@ async fn a_redis_restart_is_survived_and_state_is_registered_again() {
         started.elapsed()
     );
 
-    // Redis comes back empty and the nodes reconnect. What was published until their
+    // The backend comes back (Redis empty) and the nodes reconnect. What was published until their
     // subscribers were back may be lost, so every subscribed client is closed with 4200, and
     // reconnects (as pusher-js does at once) to find the cluster whole again.
     redis.restart();
@@ -275,7 +406,7 @@ async fn a_redis_restart_is_survived_and_state_is_registered_again() {
             .unwrap_or_default();
         if sent.is_ok() && members == ["alice", "bob"] {
             eprintln!(
-                "publishing and presence state back {:?} after Redis restarted",
+                "publishing and presence state back {:?} after the backend restarted",
                 restarted.elapsed()
             );
             break;
@@ -358,10 +489,20 @@ async fn a_redis_restart_keeps_signed_in_users_online_and_terminable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_client_events_and_counts_across_processes() {
+    roles_client_events_and_counts(Shared::Redis(shared_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_roles_client_events_and_counts_across_processes() {
+    let nats = warren_testkit::nats::shared();
+    roles_client_events_and_counts(Shared::Nats(nats.url())).await;
+}
+
+async fn roles_client_events_and_counts(shared: Shared) {
     let prefix = unique_prefix("ro");
-    let push = Node::with_role(&shared_url(), &prefix, "push-1", "push");
-    let all = Node::with_role(&shared_url(), &prefix, "all-1", "all");
-    let api = Node::with_role(&shared_url(), &prefix, "api-1", "api");
+    let push = Node::with_role(&shared, &prefix, "push-1", "push");
+    let all = Node::with_role(&shared, &prefix, "all-1", "all");
+    let api = Node::with_role(&shared, &prefix, "api-1", "api");
 
     // The api node takes no WebSocket clients; the push node serves no API.
     let refused = handshake(&api, "/app/app-key?protocol=7").await;
@@ -507,9 +648,9 @@ fn signal_and_wait(node: &mut Node, signal: libc::c_int) -> std::process::ExitSt
 
 /// Nodes `node-a` and `node-b` on `prefix`; a watcher `w` on node a and the member
 /// `user` on node b in `presence-room`, the watcher told of its arrival.
-async fn watched_member(prefix: &str, user: &str) -> (Node, Node, Socket, Socket) {
-    let a = Node::start(&shared_url(), prefix, "node-a");
-    let b = Node::start(&shared_url(), prefix, "node-b");
+async fn watched_member(shared: &Shared, prefix: &str, user: &str) -> (Node, Node, Socket, Socket) {
+    let a = Node::start(shared, prefix, "node-a");
+    let b = Node::start(shared, prefix, "node-b");
     let mut watcher = connect(&a).await;
     watcher
         .subscribed("presence-room", Some(&presence_data(json!("w"), None)))
@@ -529,9 +670,19 @@ async fn watched_member(prefix: &str, user: &str) -> (Node, Node, Socket, Socket
 /// the node timeout (the other node announces it well within it), and the process exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_and_sigint_stop_a_node_gracefully() {
+    signals_stop_a_node_gracefully(Shared::Redis(shared_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_sigterm_and_sigint_stop_a_node_gracefully() {
+    let nats = warren_testkit::nats::shared();
+    signals_stop_a_node_gracefully(Shared::Nats(nats.url())).await;
+}
+
+async fn signals_stop_a_node_gracefully(shared: Shared) {
     for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT")] {
         let prefix = unique_prefix("signals");
-        let (a, mut b, mut watcher, mut leaving) = watched_member(&prefix, "l").await;
+        let (a, mut b, mut watcher, mut leaving) = watched_member(&shared, &prefix, "l").await;
 
         let sent = Instant::now();
         let status = signal_and_wait(&mut b, signal);
@@ -568,12 +719,22 @@ async fn sigterm_and_sigint_stop_a_node_gracefully() {
 /// nothing of what the new one registers is lost in that cleanup.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_restarted_under_its_node_id_after_kill_9_keeps_no_ghosts() {
+    restarted_under_its_node_id_keeps_no_ghosts(Shared::Redis(shared_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_a_node_restarted_under_its_node_id_after_kill_9_keeps_no_ghosts() {
+    let nats = warren_testkit::nats::shared();
+    restarted_under_its_node_id_keeps_no_ghosts(Shared::Nats(nats.url())).await;
+}
+
+async fn restarted_under_its_node_id_keeps_no_ghosts(shared: Shared) {
     let prefix = unique_prefix("restart-id");
-    let (a, mut b, mut watcher, _ghost) = watched_member(&prefix, "ghost").await;
+    let (a, mut b, mut watcher, _ghost) = watched_member(&shared, &prefix, "ghost").await;
 
     b.kill9();
     let killed_at = Instant::now();
-    let b = Node::start(&shared_url(), &prefix, "node-b");
+    let b = Node::start(&shared, &prefix, "node-b");
     let mut back = connect(&b).await;
     back.subscribed("presence-room", Some(&presence_data(json!("back"), None)))
         .await;

@@ -1,6 +1,6 @@
 //! Webhooks survive the death of the node that was sending them: `warren` processes on a
-//! shared Redis, one killed with SIGKILL while it retries, and a real HTTP receiver in the
-//! test process.
+//! shared Redis (or NATS), one killed with SIGKILL while it retries, and a real HTTP receiver
+//! in the test process.
 
 use std::time::Duration;
 
@@ -13,27 +13,53 @@ use warren_testkit::ws::{connect, presence_data};
 /// A node's silence before others clean up after it and take over its webhooks.
 const NODE_TIMEOUT_MS: &str = "1000";
 
-fn node(prefix: &str, id: &str, hook_url: &str) -> Served {
-    let redis = shared_url();
-    let env = [
+/// `cluster.backend` and the variable of its URL.
+type Backend<'a> = [(&'static str, &'a str); 2];
+
+fn redis(url: &str) -> Backend<'_> {
+    [
         ("WARREN_CLUSTER__BACKEND", "redis"),
-        ("WARREN_CLUSTER__REDIS_URL", redis.as_str()),
+        ("WARREN_CLUSTER__REDIS_URL", url),
+    ]
+}
+
+fn nats(url: &str) -> Backend<'_> {
+    [
+        ("WARREN_CLUSTER__BACKEND", "nats"),
+        ("WARREN_CLUSTER__NATS_URL", url),
+    ]
+}
+
+fn node(backend: Backend, prefix: &str, id: &str, hook_url: &str) -> Served {
+    let mut env = backend.to_vec();
+    env.extend([
         ("WARREN_CLUSTER__PREFIX", prefix),
         ("WARREN_CLUSTER__NODE_TIMEOUT_MS", NODE_TIMEOUT_MS),
         ("WARREN_SERVER__NODE_ID", id),
         ("WARREN_APPS__0__WEBHOOKS__0__URL", hook_url),
         ("WARREN_WEBHOOKS__DELAY_REMOVAL_MS", "200"),
         ("WARREN_WEBHOOKS__BATCH_WINDOW_MS", "20"),
-    ];
+    ]);
     Warren::at(env!("CARGO_BIN_EXE_warren")).serve(&[], &env)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_pending_on_a_killed_node_are_delivered_by_another() {
+    pending_on_a_killed_node_are_delivered_by_another(redis(&shared_url())).await;
+}
+
+/// On NATS, JetStream delivers the killed node's unacknowledged batch again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_webhooks_pending_on_a_killed_node_are_delivered_by_another() {
+    let shared = warren_testkit::nats::shared();
+    pending_on_a_killed_node_are_delivered_by_another(nats(&shared.url())).await;
+}
+
+async fn pending_on_a_killed_node_are_delivered_by_another(backend: Backend<'_>) {
     let prefix = unique_prefix("whk9");
     let mut r = Receiver::start().await;
     r.answer_all(Answer::Status(500));
-    let mut a = node(&prefix, "node-a", &r.url);
+    let mut a = node(backend, &prefix, "node-a", &r.url);
     let mut ws = connect(&a).await;
     ws.subscribed("presence-k9", Some(&presence_data(json!("u1"), None)))
         .await;
@@ -44,7 +70,7 @@ async fn webhooks_pending_on_a_killed_node_are_delivered_by_another() {
     a.kill9();
     drop(ws);
 
-    let _b = node(&prefix, "node-b", &r.url);
+    let _b = node(backend, &prefix, "node-b", &r.url);
     r.answer_all(Answer::Status(200));
     let mut delivered: Vec<Value> = Vec::new();
     let mut delivered_ids = Vec::new();

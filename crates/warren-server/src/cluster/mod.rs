@@ -16,12 +16,16 @@
 //! Only `crate::node::Node` calls the seams; the order in which it calls them is where the
 //! protocol's guarantees come from, and it is written down there. Backends never see a
 //! WebSocket frame or Pusher JSON. The single-node implementations live in [`local`], the
-//! Redis ones in [`redis`]; `tests/conformance.rs` runs the same cases against each.
+//! Redis ones in [`redis`], the NATS ones in [`nats`]; `tests/conformance.rs` runs the same
+//! cases against each. [`ordering`] orders presence announcements for a backend whose
+//! announcements can overtake each other.
 
 mod broadcast;
 pub(crate) mod envelope;
 mod event;
 pub mod local;
+pub mod nats;
+pub mod ordering;
 pub mod redis;
 
 use std::sync::Arc;
@@ -369,7 +373,7 @@ impl RateCounter {
 /// A cluster backend's health as the metrics report it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendHealth {
-    /// The backend's name (`local`, `redis`).
+    /// The backend's name (`local`, `redis`, `nats`).
     pub backend: &'static str,
     /// It answered the check.
     pub up: bool,

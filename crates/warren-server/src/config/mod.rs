@@ -2,14 +2,15 @@
 //!
 //! The keys, their defaults and their meaning are README's configuration table (and
 //! `warren.example.toml`); they are not repeated here. Values are checked once, where they
-//! become typed: app ids and keys are the protocol's names, the Redis URL is parsed by the
-//! Redis client itself ([`RedisTarget`]), and [`Config::validate`] checks the rest, so a
+//! become typed: app ids and keys are the protocol's names, the Redis and NATS URLs are parsed by
+//! their clients' own types ([`RedisTarget`], [`NatsTarget`]), and [`Config::validate`] checks the rest, so a
 //! configuration built in code is held to the same rules as one loaded from a file.
 
 mod load;
 mod log;
 mod metrics;
 mod monitor;
+mod nats;
 mod net;
 mod origins;
 mod redis;
@@ -29,6 +30,7 @@ pub use load::ConfigError;
 pub use log::{LogConfig, LogFormat, LogLevel};
 pub use metrics::MetricsConfig;
 pub use monitor::{ConsoleConfig, MonitorConfig};
+pub use nats::{NatsAuth, NatsTarget};
 pub use net::Networks;
 pub use origins::AllowedOrigins;
 pub use redis::RedisTarget;
@@ -162,8 +164,8 @@ names! {
 }
 
 names! {
-    /// How nodes share state: in this process only, or through Redis.
-    Backend { Local = "local", Redis = "redis" }
+    /// How nodes share state: in this process only, or through Redis or NATS.
+    Backend { Local = "local", Redis = "redis", Nats = "nats" }
 }
 
 names! {
@@ -195,6 +197,9 @@ impl Role {
 pub struct ClusterConfig {
     pub backend: Backend,
     pub redis_url: RedisTarget,
+    pub nats_url: NatsTarget,
+    /// Credentials and TLS for NATS (`[cluster.nats]`).
+    pub nats: NatsAuth,
     pub prefix: String,
     pub node_timeout_ms: u64,
 }
@@ -204,6 +209,8 @@ impl Default for ClusterConfig {
         ClusterConfig {
             backend: Backend::Local,
             redis_url: RedisTarget::default(),
+            nats_url: NatsTarget::default(),
+            nats: NatsAuth::default(),
             prefix: "warren".into(),
             node_timeout_ms: 5000,
         }

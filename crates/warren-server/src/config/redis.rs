@@ -97,7 +97,7 @@ fn sentinel_form(url: &str) -> Option<String> {
 }
 
 /// What lies between the scheme and the last `@` shown as `***`.
-fn redact(url: &str) -> String {
+pub(super) fn redact(url: &str) -> String {
     let start = url.find("://").map_or(0, |i| i + 3);
     match url[start..].rfind('@') {
         Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
@@ -127,18 +127,27 @@ impl Default for RedisTarget {
 impl<'de> Deserialize<'de> for RedisTarget {
     /// A URL, a comma-separated list of them, or an array of them.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let urls: Option<Vec<String>> = match <Value as Deserialize>::deserialize(deserializer)? {
-            Value::String(_, text) => Some(split_list(&text)),
-            Value::Array(_, items) => items
-                .iter()
-                .map(|url| url.as_str().map(Into::into))
-                .collect(),
-            _ => None,
-        };
-        let urls =
-            urls.ok_or_else(|| de::Error::custom("expected a Redis URL or an array of them"))?;
+        let urls = url_list(deserializer, "a Redis URL", split_list)?;
         RedisTarget::parse_list(&urls).map_err(de::Error::custom)
     }
+}
+
+/// A URL or several: a string (cut into URLs by `split`) or an array of strings; `what` names
+/// one URL in the error.
+pub(super) fn url_list<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    what: &str,
+    split: fn(&str) -> Vec<String>,
+) -> Result<Vec<String>, D::Error> {
+    let urls: Option<Vec<String>> = match <Value as Deserialize>::deserialize(deserializer)? {
+        Value::String(_, text) => Some(split(&text)),
+        Value::Array(_, items) => items
+            .iter()
+            .map(|url| url.as_str().map(Into::into))
+            .collect(),
+        _ => None,
+    };
+    urls.ok_or_else(|| de::Error::custom(format!("expected {what} or an array of them")))
 }
 
 impl PartialEq for RedisTarget {

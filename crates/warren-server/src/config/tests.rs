@@ -195,6 +195,7 @@ fn full_file() {
             redis_url: redis("rediss://:p4ss@redis.internal:6380/0"),
             prefix: "warren:prod".to_owned(),
             node_timeout_ms: 2500,
+            ..Default::default()
         },
         apps: vec![
             AppConfig {
@@ -267,6 +268,7 @@ fn env_overrides_keys_of_the_file() {
         redis_url: redis("rediss://c:3"),
         prefix: "f".to_owned(),
         node_timeout_ms: 3000,
+        ..Default::default()
     };
     assert_eq!(config.cluster, cluster);
 }

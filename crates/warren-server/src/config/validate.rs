@@ -80,6 +80,9 @@ impl Config {
         if let Some(node_id) = &s.node_id {
             name("server.node_id", node_id, &['_', '.', '-'], "")?;
         }
+        if let Err((key, what)) = self.cluster.nats.check() {
+            return Err((format!("cluster.nats.{key}"), what));
+        }
         let braces = " (no braces: Redis hash tags)";
         name(
             "cluster.prefix",

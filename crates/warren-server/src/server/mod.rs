@@ -12,6 +12,7 @@ use crate::api::Api;
 use crate::app::{App, AppRegistry, LiveApps};
 use crate::apps_source::PostgresSource;
 use crate::cluster::local::LocalBackend;
+use crate::cluster::nats::NatsOptions;
 use crate::cluster::redis::RedisOptions;
 use crate::cluster::{ClusterBackend, EventSink, Seams};
 use crate::config::{AppsBackend, Backend, Config};
@@ -152,6 +153,13 @@ impl ServerBuilder {
                 Backend::Local => Box::new(LocalBackend),
                 Backend::Redis => Box::new(RedisOptions {
                     target: config.cluster.redis_url.clone(),
+                    prefix: config.cluster.prefix.clone(),
+                    node_id: node_id.clone(),
+                    node_timeout: Duration::from_millis(config.cluster.node_timeout_ms),
+                }),
+                Backend::Nats => Box::new(NatsOptions {
+                    target: config.cluster.nats_url.clone(),
+                    auth: config.cluster.nats.clone(),
                     prefix: config.cluster.prefix.clone(),
                     node_id: node_id.clone(),
                     node_timeout: Duration::from_millis(config.cluster.node_timeout_ms),

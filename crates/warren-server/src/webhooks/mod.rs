@@ -16,6 +16,7 @@
 mod dispatch;
 mod endpoint;
 mod event;
+mod nats;
 mod queue;
 mod redis;
 mod removal;
@@ -160,12 +161,20 @@ impl Webhooks {
             // Some SDKs (PHP) read `X-Pusher-Key` case-sensitively.
             .http1_title_case_headers()
             .build()?;
+        let any_endpoint = config.apps.iter().any(|a| !a.webhooks.is_empty());
         let redis_client = match config.cluster.backend {
             Backend::Redis => Some(redis::connect(&config.cluster.redis_url).await?),
-            Backend::Local => None,
+            Backend::Local | Backend::Nats => None,
         };
-        let spool = match (&redis_client, &settings.spool_dir) {
-            (None, Some(dir)) => Some(spool::open(dir)?),
+        let nats_js = match config.cluster.backend {
+            Backend::Nats if any_endpoint => {
+                let cluster = &config.cluster;
+                Some(nats::connect(&cluster.nats_url, &cluster.nats).await?)
+            }
+            _ => None,
+        };
+        let spool = match (&redis_client, &nats_js, &settings.spool_dir) {
+            (None, None, Some(dir)) => Some(spool::open(dir)?),
             _ => None,
         };
         let consumer = format!("{node_id}~{:08x}", rand::random::<u32>());
@@ -182,14 +191,20 @@ impl Webhooks {
                 endpoint.current_secret = current_secret.clone();
                 let name = queue_name(app.id.as_str(), n, &hook.url);
                 let capacity = settings.max_pending;
-                let queue: Arc<dyn Queue> = match (&redis_client, &spool) {
-                    (Some(redis_client), _) => {
+                let queue: Arc<dyn Queue> = match (&redis_client, &nats_js, &spool) {
+                    (Some(redis_client), _, _) => {
                         let stream = format!("{}:wh:{name}", config.cluster.prefix);
                         let c = redis_client.clone();
                         redis::RedisQueue::start(c, stream, consumer.clone(), capacity, min_idle)
                     }
-                    (None, Some(db)) => Arc::new(SpoolQueue::start(db.clone(), name, capacity)),
-                    (None, None) => Arc::new(MemoryQueue::new(capacity)),
+                    (None, Some(js), _) => {
+                        let prefix = &config.cluster.prefix;
+                        nats::NatsQueue::start(js, prefix, &name, capacity, min_idle).await?
+                    }
+                    (None, None, Some(db)) => {
+                        Arc::new(SpoolQueue::start(db.clone(), name, capacity))
+                    }
+                    (None, None, None) => Arc::new(MemoryQueue::new(capacity)),
                 };
                 let route = Route {
                     wants: KindSet::of(hook),
@@ -210,15 +225,19 @@ impl Webhooks {
             }
             routes.insert(app.id.clone(), app_routes);
         }
-        let (markers, return_settle): (Arc<dyn Markers>, _) = match redis_client {
-            Some(client) => (
+        let (markers, return_settle): (Arc<dyn Markers>, _) = match (redis_client, nats_js) {
+            (None, Some(js)) => (
+                Arc::new(nats::NatsMarkers::open(&js, &config.cluster.prefix).await?),
+                RETURN_SETTLE,
+            ),
+            (Some(client), _) => (
                 Arc::new(redis::RedisMarkers::new(
                     client,
                     config.cluster.prefix.clone(),
                 )),
                 RETURN_SETTLE,
             ),
-            None => (Arc::new(MemoryMarkers::default()), Duration::ZERO),
+            (None, None) => (Arc::new(MemoryMarkers::default()), Duration::ZERO),
         };
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)

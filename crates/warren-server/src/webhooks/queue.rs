@@ -60,6 +60,42 @@ pub(crate) trait Queue: Send + Sync + 'static {
     }
 }
 
+/// [`Queue::take`] of a queue the nodes share (a Redis or JetStream stream): `read` takes
+/// what is there now, at most the count it is given; with fewer than `max`, waits `window` and
+/// reads once more. With nothing there, waits for a write by this node (`written`) or `poll`
+/// (other nodes' writes), and tries again. Read errors are logged (`store` names it).
+pub(crate) async fn take_shared<F, Fut>(
+    read: F,
+    written: &tokio::sync::Notify,
+    poll: Duration,
+    (max, window): (usize, Duration),
+    store: &str,
+) -> Option<Vec<Pending>>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Vec<Pending>>>,
+{
+    loop {
+        match read(max).await {
+            Ok(mut batch) if !batch.is_empty() => {
+                if batch.len() < max && !window.is_zero() {
+                    tokio::time::sleep(window).await;
+                    if let Ok(more) = read(max - batch.len()).await {
+                        batch.extend(more);
+                    }
+                }
+                return Some(batch);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, store, "webhook queue not read"),
+        }
+        tokio::select! {
+            _ = written.notified() => {}
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
 /// Events waiting in a bounded channel.
 pub(crate) fn waiting<T>(tx: &mpsc::Sender<T>) -> u64 {
     (tx.max_capacity() - tx.capacity()) as u64

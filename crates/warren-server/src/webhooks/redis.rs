@@ -19,7 +19,7 @@ use fred::types::scripts::Script;
 use fred::types::{Expiration, Value};
 use tokio::sync::{mpsc, Notify};
 
-use super::queue::{waiting, Pending, Queue};
+use super::queue::{take_shared, waiting, Pending, Queue};
 use super::removal::Markers;
 use crate::config::RedisTarget;
 
@@ -278,25 +278,8 @@ impl Queue for RedisQueue {
 
     async fn take(&self, max: usize, window: Duration) -> Option<Vec<Pending>> {
         let s = &self.stream;
-        loop {
-            match s.read(max).await {
-                Ok(mut batch) if !batch.is_empty() => {
-                    if batch.len() < max && !window.is_zero() {
-                        tokio::time::sleep(window).await;
-                        if let Ok(more) = s.read(max - batch.len()).await {
-                            batch.extend(more);
-                        }
-                    }
-                    return Some(batch);
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "webhook queue not read from Redis"),
-            }
-            tokio::select! {
-                _ = s.written.notified() => {}
-                _ = tokio::time::sleep(POLL) => {}
-            }
-        }
+        let read = |n| s.read(n);
+        take_shared(read, &s.written, POLL, (max, window), "Redis").await
     }
 
     fn keep_every(&self) -> Option<Duration> {

@@ -9,7 +9,7 @@ use warren_testkit::api::{api_get, api_post};
 use warren_testkit::server::{demo_app, start, start_with, TestServer};
 use warren_testkit::ws::{connect, presence_data, Socket};
 
-use crate::two_nodes::two_nodes;
+use crate::two_nodes::{two_nats_nodes, two_nodes};
 
 async fn trigger(via: &TestServer, channel: &str, name: &str, data: &str) {
     let r = api_post(
@@ -165,6 +165,12 @@ async fn the_cache_is_shared_by_the_nodes_of_a_cluster() {
     check_the_cache(&a, &b, "cache-clustered").await;
 }
 
+#[tokio::test]
+async fn the_cache_is_shared_by_the_nodes_of_a_nats_cluster() {
+    let (a, b, _nats) = two_nats_nodes(|_| {}).await;
+    check_the_cache(&a, &b, "cache-nats").await;
+}
+
 /// Subscribers join while events are published one after another: each sees the cached event
 /// (or a miss) first, then every later event live, none twice or out of order and none
 /// missing, up to the last event.
@@ -225,5 +231,11 @@ async fn subscribing_while_publishing_never_goes_back_in_time() {
 #[tokio::test]
 async fn subscribing_while_publishing_never_goes_back_in_time_across_nodes() {
     let (a, b) = two_nodes(|_| {}).await;
+    check_publishing_while_subscribing(&a, &b).await;
+}
+
+#[tokio::test]
+async fn subscribing_while_publishing_never_goes_back_in_time_across_nats_nodes() {
+    let (a, b, _nats) = two_nats_nodes(|_| {}).await;
     check_publishing_while_subscribing(&a, &b).await;
 }

@@ -1,6 +1,7 @@
-//! Several nodes in one process sharing a real Redis: they must behave as one server.
-//! Redis comes from `REDIS_URL` (default redis://127.0.0.1:6379); every test uses its own
-//! key prefix, so tests never see each other's state.
+//! Several nodes in one process sharing a real Redis (or NATS, the `nats` tests): they must
+//! behave as one server. Redis comes from `REDIS_URL` (default redis://127.0.0.1:6379), NATS
+//! from `warren_testkit::nats::shared`; every test uses its own prefix, so tests never see
+//! each other's state.
 
 use serde_json::json;
 use warren_server::config::{Backend, RedisTarget, Role};
@@ -107,11 +108,40 @@ async fn client_events_cross_nodes_and_are_not_echoed() {
 #[tokio::test]
 async fn presence_is_one_truth_across_nodes() {
     let (a, b) = pair().await;
-    let mut alice = connect(&a).await;
+    check_presence_is_one_truth(&a, &b).await;
+}
+
+#[tokio::test]
+async fn presence_is_one_truth_across_nats_nodes() {
+    let (a, b, _nats) = crate::two_nodes::two_nats_nodes(|_| {}).await;
+    check_presence_is_one_truth(&a, &b).await;
+}
+
+#[tokio::test]
+async fn events_cross_nats_nodes_once_and_in_order() {
+    let (a, b, _nats) = crate::two_nodes::two_nats_nodes(|_| {}).await;
+    let mut on_a = connect(&a).await;
+    let mut on_b = connect(&b).await;
+    on_a.subscribed("news", None).await;
+    on_b.subscribed("news", None).await;
+    for i in 0..5 {
+        let via = if i % 2 == 0 { &a } else { &b };
+        let body = json!({"name":"e","channel":"news","data":i.to_string()});
+        let r = api_post(via, "/apps/app-id/events", body).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(on_a.recv().await["data"], i.to_string());
+        assert_eq!(on_b.recv().await["data"], i.to_string());
+    }
+    on_a.assert_silent().await;
+    on_b.assert_silent().await;
+}
+
+async fn check_presence_is_one_truth(a: &TestServer, b: &TestServer) {
+    let mut alice = connect(a).await;
     alice
         .subscribed("presence-room", Some(&presence_data(json!("alice"), None)))
         .await;
-    let mut bob = connect(&b).await;
+    let mut bob = connect(b).await;
     let data = bob
         .subscribed(
             "presence-room",
@@ -126,7 +156,7 @@ async fn presence_is_one_truth_across_nodes() {
         json!({"user_id":"bob","user_info":{"n":"B"}})
     );
 
-    for via in [&a, &b] {
+    for via in [a, b] {
         let users = api_get(via, "/apps/app-id/channels/presence-room/users", &[])
             .await
             .json();
@@ -152,7 +182,7 @@ async fn presence_is_one_truth_across_nodes() {
     }
 
     // bob's second socket, on the other node: no second member_added.
-    let mut bob2 = connect(&a).await;
+    let mut bob2 = connect(a).await;
     bob2.subscribed(
         "presence-room",
         Some(&presence_data(json!("bob"), Some(json!({"n":"B"})))),

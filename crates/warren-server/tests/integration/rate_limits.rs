@@ -114,12 +114,34 @@ async fn api_events_count_each_event_of_a_batch() {
     );
 }
 
+/// Points a node at a shared backend under a prefix.
+type OnBackend = fn(&mut Config, String, &str);
+
+fn on_redis(c: &mut Config, prefix: String, _: &str) {
+    use_shared_redis(c, prefix, 2000);
+}
+
+fn on_nats(c: &mut Config, prefix: String, url: &str) {
+    warren_testkit::nats::use_nats(c, url, prefix, 2000);
+}
+
 #[tokio::test]
 async fn api_rates_are_cluster_wide_on_redis() {
+    api_rates_are_cluster_wide(on_redis, "").await;
+}
+
+#[tokio::test]
+async fn api_rates_are_cluster_wide_on_nats() {
+    let nats = warren_testkit::nats::shared();
+    api_rates_are_cluster_wide(on_nats, &nats.url()).await;
+}
+
+async fn api_rates_are_cluster_wide(on: OnBackend, url: &str) {
     let prefix = unique_prefix("rates");
     let node = |prefix: String| {
+        let url = url.to_owned();
         start_with(move |c| {
-            use_shared_redis(c, prefix, 2000);
+            on(c, prefix, &url);
             demo_app(c).api_event_rate_per_sec = 10;
         })
     };
@@ -168,10 +190,21 @@ async fn admitted_eventually(to: &TestServer) {
 
 #[tokio::test]
 async fn max_connections_is_cluster_wide_on_redis() {
+    max_connections_is_cluster_wide(on_redis, "").await;
+}
+
+#[tokio::test]
+async fn max_connections_is_cluster_wide_on_nats() {
+    let nats = warren_testkit::nats::shared();
+    max_connections_is_cluster_wide(on_nats, &nats.url()).await;
+}
+
+async fn max_connections_is_cluster_wide(on: OnBackend, url: &str) {
     let prefix = unique_prefix("conns");
     let node = |prefix: String| {
+        let url = url.to_owned();
         start_with(move |c: &mut Config| {
-            use_shared_redis(c, prefix, 2000);
+            on(c, prefix, &url);
             demo_app(c).max_connections = 3;
         })
     };

@@ -12,7 +12,7 @@ use warren_testkit::webhooks::{Answer, Delivery, Receiver};
 use warren_testkit::ws::{connect, presence_data, Socket};
 use warren_testkit::{KEY, SECRET};
 
-use crate::two_nodes::two_nodes;
+use crate::two_nodes::{two_nats_nodes, two_nodes};
 
 /// The demo app sending every kind of event to `url`, with removals delayed by `delay_ms`.
 fn hooked(c: &mut Config, urls: &[&str], delay_ms: u64) {
@@ -386,9 +386,21 @@ async fn all_events(r: &mut Receiver, silence: Duration) -> Vec<Value> {
 async fn two_nodes_send_each_event_once() {
     let mut r = Receiver::start().await;
     let (a, b) = two_nodes(|c| hooked(c, &[&r.url], 200)).await;
+    each_event_once(&mut r, &a, &b).await;
+}
+
+/// On NATS the endpoint's queue is a JetStream stream the nodes share.
+#[tokio::test]
+async fn two_nats_nodes_send_each_event_once() {
+    let mut r = Receiver::start().await;
+    let (a, b, _nats) = two_nats_nodes(|c| hooked(c, &[&r.url], 200)).await;
+    each_event_once(&mut r, &a, &b).await;
+}
+
+async fn each_event_once(r: &mut Receiver, a: &TestServer, b: &TestServer) {
     let c = "presence-both";
-    let mut on_a = member(&a, c, "u1").await;
-    let mut on_b = member(&b, c, "u2").await;
+    let mut on_a = member(a, c, "u1").await;
+    let mut on_b = member(b, c, "u2").await;
     assert_eq!(on_a.recv().await["event"], "pusher_internal:member_added");
     on_b.send(json!({"event":"client-x","channel":c,"data":"d"}))
         .await;
@@ -407,23 +419,35 @@ async fn two_nodes_send_each_event_once() {
         json!({"name":"channel_vacated","channel":c}),
     ];
     want.sort_by_key(|e| e.to_string());
-    assert_eq!(all_events(&mut r, Duration::from_millis(1500)).await, want);
+    assert_eq!(all_events(r, Duration::from_millis(1500)).await, want);
 }
 
 #[tokio::test]
 async fn leaving_node_a_and_returning_on_node_b_within_the_delay_sends_nothing() {
     let mut r = Receiver::start().await;
     let (a, b) = two_nodes(|c| hooked(c, &[&r.url], 800)).await;
+    moving_within_the_delay_sends_nothing(&mut r, &a, &b).await;
+}
+
+/// On NATS the removal markers are in a bucket the nodes share.
+#[tokio::test]
+async fn moving_between_nats_nodes_within_the_delay_sends_nothing() {
+    let mut r = Receiver::start().await;
+    let (a, b, _nats) = two_nats_nodes(|c| hooked(c, &[&r.url], 800)).await;
+    moving_within_the_delay_sends_nothing(&mut r, &a, &b).await;
+}
+
+async fn moving_within_the_delay_sends_nothing(r: &mut Receiver, a: &TestServer, b: &TestServer) {
     let c = "presence-move";
-    let first = member(&a, c, "u1").await;
-    assert_eq!(events(&mut r, 2).await.len(), 2);
+    let first = member(a, c, "u1").await;
+    assert_eq!(events(r, 2).await.len(), 2);
     first.close().await;
-    let back = member(&b, c, "u1").await;
+    let back = member(b, c, "u1").await;
     r.assert_silent(Duration::from_millis(1500)).await;
     back.close().await;
     let want = vec![
         json!({"name":"channel_vacated","channel":c}),
         json!({"name":"member_removed","channel":c,"user_id":"u1"}),
     ];
-    assert_eq!(all_events(&mut r, Duration::from_millis(1500)).await, want);
+    assert_eq!(all_events(r, Duration::from_millis(1500)).await, want);
 }
