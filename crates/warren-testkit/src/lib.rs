@@ -13,7 +13,7 @@
 //! | [`signing`] | API request signatures built by hand, as the official SDKs build them |
 //! | [`api`] | signed requests to the demo app, by hand or through `warren-client` |
 //! | [`fake`] | a scripted Pusher server, for behaviour the real one does not show on demand |
-//! | [`proxy`] | a TCP proxy that counts connections |
+//! | [`proxy`] | TCP proxies: one that counts connections, one that delays every byte |
 //! | [`net`] | free ports and waiting for a port to open |
 //! | [`webhooks`] | a webhook receiver: a real HTTP server that records requests and answers as scripted |
 //! | [`tls`] | a certificate authority made by the test, the certificates it issues, and clients that trust it |
