@@ -265,7 +265,7 @@ async fn rejoin(inner: &Inner, instance: &str, entry: Subscription) -> Result<()
     let (app, channel, socket) = key;
     match &member {
         Some(m) if value::flag_at(&reply, 0, "join")? => {
-            announce_member_added(inner, &app, &channel, socket, m);
+            announce_member_added(inner, &app, &channel, m);
         }
         _ => {}
     }
