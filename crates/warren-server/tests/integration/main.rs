@@ -15,6 +15,7 @@ mod connect;
 mod encrypted;
 mod extensions;
 mod extensions_cluster;
+mod failovers;
 mod hostile;
 mod http_api;
 mod http_auth;

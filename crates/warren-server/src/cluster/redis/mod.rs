@@ -11,12 +11,15 @@
 //!   stopped (`registry`). A node that lost its registration (cut off too long, Redis
 //!   restarted, a state change it could not record) registers as a new instance and records
 //!   its local state again from its mirror of it.
+//! * Topology (Redis Cluster): a slot moved to another master drops the sharded
+//!   subscriptions of its channels; `topology` notices and resyncs.
 
 mod features;
 mod keys;
 mod quotas;
 mod registry;
 mod scripts;
+mod topology;
 mod users;
 mod value;
 
@@ -199,6 +202,7 @@ impl RedisCluster {
         listen_to_broadcasts(&inner).await?;
         tokio::spawn(registry::heartbeats(inner.clone()));
         tokio::spawn(registry::maintenance(inner.clone()));
+        tokio::spawn(topology::watch(inner.clone()));
         tracing::info!(
             redis = %shown,
             sharded,

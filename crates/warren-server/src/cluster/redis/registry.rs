@@ -52,7 +52,7 @@ fn beat(inner: &Inner) {
 }
 
 /// How often heartbeats and cleanup scans run: ten times per node timeout.
-fn tick(inner: &Inner) -> Duration {
+pub(super) fn tick(inner: &Inner) -> Duration {
     (inner.options.node_timeout / 10).max(Duration::from_millis(100))
 }
 
