@@ -91,6 +91,10 @@ impl Config {
             &['_', '.', ':', '-'],
             braces,
         )?;
+        if self.cluster.redis_tls_ca_file.is_some() {
+            let key = "cluster.redis_tls_ca_file";
+            self.cluster.redis_target().map_err(|e| (key.into(), e))?;
+        }
         if self.apps.is_empty() {
             let what = "at least one app is required (an [[apps]] section)";
             return Err(("apps".into(), what.into()));

@@ -153,7 +153,13 @@ impl Webhooks {
             .http1_title_case_headers()
             .build()?;
         let redis_client = match config.cluster.backend {
-            Backend::Redis => Some(redis::connect(&config.cluster.redis_url).await?),
+            Backend::Redis => {
+                let target = config
+                    .cluster
+                    .redis_target()
+                    .map_err(|e| anyhow::anyhow!("cluster.redis_tls_ca_file: {e}"))?;
+                Some(redis::connect(&target).await?)
+            }
             Backend::Local => None,
         };
         let spool = match (&redis_client, &settings.spool_dir) {

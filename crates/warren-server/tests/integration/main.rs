@@ -27,6 +27,7 @@ mod presence;
 mod rate_limits;
 mod readiness;
 mod redis_away;
+mod redis_tls;
 mod rfc6455;
 mod subscribe;
 mod subscription_counts;

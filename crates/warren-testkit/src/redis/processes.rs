@@ -73,6 +73,18 @@ impl RedisProcesses {
         wait_port(port);
     }
 
+    /// Runs Redis with `args` that open `port` for TLS only (and no plain port), and waits
+    /// until it accepts connections there.
+    pub fn start_tls_on(&mut self, port: u16, args: &[String]) {
+        let mut all: Vec<String> = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        all.extend_from_slice(args);
+        self.spawn_on(Some(port), &all);
+        wait_port(port);
+    }
+
     /// Kills every process of the group (the directory stays).
     pub fn kill_all(&mut self) {
         for (c, _) in &mut self.children {
