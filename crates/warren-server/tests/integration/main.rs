@@ -17,6 +17,7 @@ mod extensions;
 mod extensions_cluster;
 mod failovers;
 mod hostile;
+mod hostile_volume;
 mod http_api;
 mod http_auth;
 mod liveness;

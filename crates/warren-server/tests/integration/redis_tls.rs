@@ -48,7 +48,10 @@ async fn rediss_with_a_password_and_a_private_authority() {
     let (untrusted, unauthorized) = (format!("{untrusted:#}"), format!("{unauthorized:#}"));
     assert!(untrusted.contains("UnknownIssuer"), "{untrusted}");
     assert!(unauthorized.contains("WRONGPASS"), "{unauthorized}");
-    assert!(!unauthorized.contains("wrong@"), "the password is not shown: {unauthorized}");
+    assert!(
+        !unauthorized.contains("wrong@"),
+        "the password is not shown: {unauthorized}"
+    );
 
     let a = try_start(config(&url, &prefix, Some(ca_file.clone())))
         .await
