@@ -21,22 +21,25 @@ use warren_testkit::server::{start_with, TestServer};
 use warren_testkit::ws::{connect, Socket};
 use warren_testkit::{KEY, SECRET, WAIT};
 
-/// The bounds of this server: heads and bodies within 1 s, idle keep-alive 1 s, a client
-/// silent for 1 s is pinged and must answer within 2 s.
+/// The bounds of this server: heads and bodies within 2 s (more would cut off the
+/// well-behaved publisher's own requests on a machine this test overloads), idle
+/// keep-alive 1 s, a client
+/// silent for 1 s is pinged and must answer within 5 s (generous: the test's own tasks
+/// answer for 1,000 connections on a loaded machine).
 async fn bounded_server() -> TestServer {
     start_with(|c| {
-        c.server.handshake_timeout_ms = 1000;
-        c.server.request_timeout_ms = 1000;
+        c.server.handshake_timeout_ms = 2000;
+        c.server.request_timeout_ms = 2000;
         c.server.http_idle_timeout_secs = 1;
         c.server.activity_timeout = 1;
-        c.server.pong_timeout = 2;
+        c.server.pong_timeout = 5;
     })
     .await
 }
 
-/// The longest any bound here allows (3 s: the ping, then the pong) with room for a machine
+/// The longest any bound here allows (6 s: the ping, then the pong) with room for a machine
 /// loaded by this very test: a correctness bound, not a performance figure.
-const CLOSED_WITHIN: Duration = Duration::from_secs(12);
+const CLOSED_WITHIN: Duration = Duration::from_secs(20);
 
 const FLOODERS: usize = 1000;
 const SUBSCRIBES_EACH: usize = 120;

@@ -30,6 +30,7 @@ mod readiness;
 mod redis_away;
 mod redis_tls;
 mod rfc6455;
+mod slow_consumer;
 mod subscribe;
 mod subscription_counts;
 mod tls;
