@@ -42,23 +42,29 @@ async fn joined(on: &TestServer, channel: &str, user: Option<&str>) -> Socket {
     }
 }
 
-async fn users(on: &TestServer, channel: &str) -> BTreeSet<String> {
+/// The channel's users as `on` answers, `None` while it answers 503 (reconnecting).
+async fn users(on: &TestServer, channel: &str) -> Option<BTreeSet<String>> {
     let r = api_get(on, &format!("/apps/app-id/channels/{channel}/users"), &[]).await;
+    if r.status == 503 {
+        return None;
+    }
     assert_eq!(r.status, 200, "{}", r.body);
-    r.json()["users"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|u| u["id"].as_str().map(str::to_owned))
-        .collect()
+    Some(
+        r.json()["users"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u["id"].as_str().map(str::to_owned))
+            .collect(),
+    )
 }
 
 /// Waits until `check` holds of what `on` answers for `channel`'s users.
 async fn users_become(on: &TestServer, channel: &str, check: impl Fn(&BTreeSet<String>) -> bool) {
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + WAIT * 2;
     loop {
         let now = users(on, channel).await;
-        if check(&now) {
+        if now.as_ref().is_some_and(&check) {
             return;
         }
         assert!(Instant::now() < deadline, "users of {channel}: {now:?}");
@@ -71,6 +77,32 @@ async fn publish(on: &TestServer, channel: &str, data: &str) -> u16 {
     api_post(on, "/apps/app-id/events", body).await.status
 }
 
+/// Resyncs so far (`/health`), or `None` while the node answers something else.
+async fn resyncs(on: &TestServer) -> Option<u64> {
+    let r = api_get(on, "/health", &[]).await;
+    (r.status == 200)
+        .then(|| r.json()["event_loss_resyncs"].as_u64())
+        .flatten()
+}
+
+/// Waits until both nodes resynced after the failover (their subscriber reconnected, or the
+/// slot map changed: clients closed with 4200) and no further resync came for a second, so
+/// that the writes checked next are not undone by a late 4200.
+async fn settled(a: &TestServer, b: &TestServer) {
+    let deadline = Instant::now() + FAILOVER;
+    loop {
+        let before = (resyncs(a).await, resyncs(b).await);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let after = (resyncs(a).await, resyncs(b).await);
+        if let (Some(x), Some(y)) = after {
+            if x >= 1 && y >= 1 && before == after {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "resyncs: {after:?}");
+    }
+}
+
 /// The writes every failover test ends with, through `a` and checked from `b` and back:
 /// a presence join and leave, an occupied channel, a publish.
 async fn writes_cross_nodes(a: &TestServer, b: &TestServer, tag: &str) {
@@ -79,9 +111,21 @@ async fn writes_cross_nodes(a: &TestServer, b: &TestServer, tag: &str) {
     users_become(b, &presence, |u| u.contains("carol")).await;
     let counted = format!("counted-{tag}");
     let mut dave = joined(b, &counted, None).await;
-    let info = api_get(a, &format!("/apps/app-id/channels/{counted}"), &[]).await;
-    assert_eq!(info.json()["occupied"], true, "{}", info.body);
-    assert_eq!(publish(a, &counted, "across").await, 200);
+    // Right after a failover a node may answer 503 for a moment (its client reconnecting).
+    let deadline = Instant::now() + WAIT * 2;
+    loop {
+        let info = api_get(a, &format!("/apps/app-id/channels/{counted}"), &[]).await;
+        if info.status == 200 {
+            assert_eq!(info.json()["occupied"], true, "{}", info.body);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{} {}", info.status, info.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    while publish(a, &counted, "across").await != 200 {
+        assert!(Instant::now() < deadline, "publishing did not come back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(dave.next_event("e", WAIT).await["data"], "across");
     carol.close().await;
     users_become(b, &presence, |u| !u.contains("carol")).await;
@@ -105,6 +149,7 @@ async fn sentinel_primary_killed_then_writes_cross_nodes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eprintln!("replica promoted {:?} after the kill", killed.elapsed());
+    settled(&a, &b).await;
     writes_cross_nodes(&a, &b, "k").await;
 }
 
@@ -136,6 +181,7 @@ async fn cluster_master_killed_then_writes_cross_nodes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eprintln!("replica took over {:?} after the kill", killed.elapsed());
+    settled(&a, &b).await;
     writes_cross_nodes(&a, &b, "m").await;
 }
 
