@@ -70,5 +70,10 @@ if ! WARREN_HOST=127.0.0.1 WARREN_PORT=$port tests/e2e-python/.venv/bin/python -
   echo "--- server log"; cat "$log"; exit 1
 fi
 
+step "end-to-end: pusher-js reconnecting after 4200, 4201 and 4100 (servers of its own)"
+bin="${CARGO_TARGET_DIR:-target}/debug/warren"
+case "$bin" in /*) ;; *) bin="$PWD/$bin" ;; esac
+(cd tests/e2e && WARREN_BIN="$bin" npm run --silent test:reconnect)
+
 step "end-to-end over TLS: pusher-js (forceTLS), the Node SDK (useTLS), the Python SDK (ssl=True), a SIGHUP reload"
 bash scripts/e2e-tls.sh

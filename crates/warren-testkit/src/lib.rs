@@ -14,7 +14,7 @@
 //! | [`signing`] | API request signatures built by hand, as the official SDKs build them |
 //! | [`api`] | signed requests to the demo app, by hand or through `warren-client` |
 //! | [`fake`] | a scripted Pusher server, for behaviour the real one does not show on demand |
-//! | [`proxy`] | a TCP proxy that counts connections |
+//! | [`proxy`] | TCP proxies: one that counts connections, one that delays every byte |
 //! | [`net`] | free ports and waiting for a port to open |
 //! | [`postgres`] | a database of the test's own on the shared PostgreSQL, or a PostgreSQL server of its own |
 //! | [`webhooks`] | a webhook receiver: a real HTTP server that records requests and answers as scripted |

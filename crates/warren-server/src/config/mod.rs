@@ -200,8 +200,30 @@ pub struct ClusterConfig {
     pub nats_url: NatsTarget,
     /// Credentials and TLS for NATS (`[cluster.nats]`).
     pub nats: NatsAuth,
+    /// PEM certificate authorities a `rediss://` Redis's certificate is checked against,
+    /// instead of the system's.
+    pub redis_tls_ca_file: Option<std::path::PathBuf>,
     pub prefix: String,
     pub node_timeout_ms: u64,
+}
+
+impl ClusterConfig {
+    /// `redis_url`, trusting `redis_tls_ca_file` when one is set; what every Redis client of
+    /// the node connects with. An error is about `redis_tls_ca_file` and names the file.
+    pub fn redis_target(&self) -> Result<RedisTarget, String> {
+        let Some(path) = &self.redis_tls_ca_file else {
+            return Ok(self.redis_url.clone());
+        };
+        if !self.redis_url.uses_tls() {
+            return Err(format!("{} is not a rediss:// URL", self.redis_url));
+        }
+        let shown = path.display();
+        let pem = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+        self.redis_url
+            .clone()
+            .trusting(&pem)
+            .map_err(|e| format!("{shown}: {e}"))
+    }
 }
 
 impl Default for ClusterConfig {
@@ -211,6 +233,7 @@ impl Default for ClusterConfig {
             redis_url: RedisTarget::default(),
             nats_url: NatsTarget::default(),
             nats: NatsAuth::default(),
+            redis_tls_ca_file: None,
             prefix: "warren".into(),
             node_timeout_ms: 5000,
         }

@@ -6,7 +6,7 @@
 use std::fmt;
 
 use figment::value::Value;
-use fred::types::config::{Config as ClientConfig, ServerConfig};
+use fred::types::config::{Config as ClientConfig, ServerConfig, TlsConnector};
 use serde::{de, Deserialize, Deserializer};
 
 /// Where Redis is and how to reach it. `Display` and `Debug` hide credentials.
@@ -74,6 +74,40 @@ impl RedisTarget {
     /// The Redis client's settings.
     pub fn client_config(&self) -> &ClientConfig {
         &self.client
+    }
+
+    /// Whether the connection is TLS (`rediss`).
+    pub fn uses_tls(&self) -> bool {
+        self.client.tls.is_some()
+    }
+
+    /// The same target, its TLS connections trusting the certificate authorities of `ca_pem`
+    /// (one or more PEM certificates) and no others: for a Redis whose certificate a private
+    /// authority issued. Refused for a target without TLS, where it would be silently unused.
+    pub fn trusting(mut self, ca_pem: &[u8]) -> Result<Self, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::CertificateDer;
+        if !self.uses_tls() {
+            return Err(format!("{:?} is not a rediss:// URL", self.shown));
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem) {
+            let cert = cert.map_err(|e| format!("not a PEM certificate: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("not a usable CA certificate: {e}"))?;
+        }
+        if roots.is_empty() {
+            return Err("no certificate in it".into());
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        self.client.tls = Some(TlsConnector::from(config).into());
+        Ok(self)
     }
 }
 

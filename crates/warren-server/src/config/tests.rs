@@ -193,6 +193,7 @@ fn full_file() {
         cluster: ClusterConfig {
             backend: Backend::Redis,
             redis_url: redis("rediss://:p4ss@redis.internal:6380/0"),
+            redis_tls_ca_file: None,
             prefix: "warren:prod".to_owned(),
             node_timeout_ms: 2500,
             ..Default::default()
@@ -266,6 +267,7 @@ fn env_overrides_keys_of_the_file() {
     let cluster = ClusterConfig {
         backend: Backend::Redis,
         redis_url: redis("rediss://c:3"),
+        redis_tls_ca_file: None,
         prefix: "f".to_owned(),
         node_timeout_ms: 3000,
         ..Default::default()
@@ -1266,4 +1268,34 @@ mod apps_source {
         let e = load(&format!("{ok}refresh_interval_secs = 0\n")).unwrap_err();
         assert!(e.contains("apps_source.refresh_interval_secs"), "{e}");
     }
+}
+
+#[test]
+fn a_redis_ca_file_needs_tls_and_a_readable_certificate() {
+    let dir = TempDir::new();
+    let missing = dir.0.join("missing.pem");
+    let text = |url: &str, path: &std::path::Path| {
+        format!(
+            "[cluster]\nredis_url = \"{url}\"\nredis_tls_ca_file = \"{}\"\n",
+            path.display()
+        )
+    };
+    let message = error(&text("redis://r:6379", &missing), &[]);
+    assert_refused(
+        &message,
+        "cluster.redis_tls_ca_file",
+        "is not a rediss:// URL",
+    );
+    let message = error(&text("rediss://r:6379", &missing), &[]);
+    assert_refused(&message, "cluster.redis_tls_ca_file", "cannot read");
+    let junk = dir.0.join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let message = error(&text("rediss://r:6379", &junk), &[]);
+    assert_refused(&message, "cluster.redis_tls_ca_file", "no certificate");
+    let mut config = Config::default();
+    config.cluster.redis_url = redis("rediss://:pw@r:6379");
+    assert!(
+        config.cluster.redis_target().is_ok(),
+        "no CA file: the system's roots"
+    );
 }

@@ -93,6 +93,10 @@ impl Config {
         self.apps_source
             .check()
             .map_err(|(field, what)| (format!("apps_source.{field}"), what))?;
+        if self.cluster.redis_tls_ca_file.is_some() {
+            let key = "cluster.redis_tls_ca_file";
+            self.cluster.redis_target().map_err(|e| (key.into(), e))?;
+        }
         if self.apps.is_empty() && self.apps_source.backend == AppsBackend::Config {
             let what = "at least one app is required (an [[apps]] section)";
             return Err(("apps".into(), what.into()));

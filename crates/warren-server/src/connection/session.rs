@@ -530,7 +530,13 @@ impl Session {
                 self.cx.node.webhooks().client_event(&event);
             }
             Err(e) => {
-                tracing::warn!(channel = %event.channel, error = %e, "client event not published")
+                // The sender learns of it: a client event lost without a word would be a
+                // silent loss (Redis away or too slow).
+                tracing::warn!(channel = %event.channel, error = %e, "client event not published");
+                self.send_error(
+                    None,
+                    &format!("Client event not published: the cluster is unavailable ({e})"),
+                );
             }
         }
     }

@@ -145,6 +145,11 @@ impl ServerBuilder {
             }),
             None => local.clone(),
         };
+        // Every Redis client of the node connects with it (the CA file read once, here).
+        let redis_target = config
+            .cluster
+            .redis_target()
+            .map_err(|e| anyhow::anyhow!("cluster.redis_tls_ca_file: {e}"))?;
         // The monitor relays over Redis when the node runs on the configured Redis backend.
         let relays_monitor = cluster.is_none() && config.cluster.backend == Backend::Redis;
         let backend: Box<dyn ClusterBackend> = match cluster {
@@ -152,7 +157,7 @@ impl ServerBuilder {
             None => match config.cluster.backend {
                 Backend::Local => Box::new(LocalBackend),
                 Backend::Redis => Box::new(RedisOptions {
-                    target: config.cluster.redis_url.clone(),
+                    target: redis_target.clone(),
                     prefix: config.cluster.prefix.clone(),
                     node_id: node_id.clone(),
                     node_timeout: Duration::from_millis(config.cluster.node_timeout_ms),
@@ -177,7 +182,7 @@ impl ServerBuilder {
         };
         let monitor = Arc::new(Monitor::new(node_id.clone(), config.monitor.tap_queue));
         if relays_monitor {
-            let (monitor, target) = (monitor.clone(), config.cluster.redis_url.clone());
+            let (monitor, target) = (monitor.clone(), redis_target.clone());
             let prefix = config.cluster.prefix.clone();
             let started = async move { monitor::relay::start(&monitor, &target, &prefix).await };
             let started = match ingress.handle() {

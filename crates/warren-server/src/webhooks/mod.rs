@@ -163,7 +163,13 @@ impl Webhooks {
             .build()?;
         let any_endpoint = config.apps.iter().any(|a| !a.webhooks.is_empty());
         let redis_client = match config.cluster.backend {
-            Backend::Redis => Some(redis::connect(&config.cluster.redis_url).await?),
+            Backend::Redis => {
+                let target = config
+                    .cluster
+                    .redis_target()
+                    .map_err(|e| anyhow::anyhow!("cluster.redis_tls_ca_file: {e}"))?;
+                Some(redis::connect(&target).await?)
+            }
             Backend::Local | Backend::Nats => None,
         };
         let nats_js = match config.cluster.backend {

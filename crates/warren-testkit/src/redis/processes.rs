@@ -10,7 +10,8 @@ use crate::net::wait_port;
 
 /// A group of `redis-server` processes; killed on drop.
 pub struct RedisProcesses {
-    children: Vec<Child>,
+    /// With the port of each one started by [`RedisProcesses::start_on`].
+    children: Vec<(Child, Option<u16>)>,
     dir: PathBuf,
 }
 
@@ -37,6 +38,10 @@ impl RedisProcesses {
 
     /// Runs `redis-server ARGS` in the directory.
     pub fn spawn(&mut self, args: &[String]) {
+        self.spawn_on(None, args);
+    }
+
+    fn spawn_on(&mut self, port: Option<u16>, args: &[String]) {
         let child = Command::new("redis-server")
             .args(args)
             .current_dir(&self.dir)
@@ -44,7 +49,7 @@ impl RedisProcesses {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server runs (the test command installs it)");
-        self.children.push(child);
+        self.children.push((child, port));
     }
 
     /// Runs a plain Redis on `port` (no persistence) with `extra` arguments, and waits until
@@ -64,17 +69,39 @@ impl RedisProcesses {
         .map(|s| s.to_string())
         .collect();
         args.extend_from_slice(extra);
-        self.spawn(&args);
+        self.spawn_on(Some(port), &args);
+        wait_port(port);
+    }
+
+    /// Runs Redis with `args` that open `port` for TLS only (and no plain port), and waits
+    /// until it accepts connections there.
+    pub fn start_tls_on(&mut self, port: u16, args: &[String]) {
+        let mut all: Vec<String> = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        all.extend_from_slice(args);
+        self.spawn_on(Some(port), &all);
         wait_port(port);
     }
 
     /// Kills every process of the group (the directory stays).
     pub fn kill_all(&mut self) {
-        for c in &mut self.children {
+        for (c, _) in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
         }
         self.children.clear();
+    }
+
+    /// Kills (SIGKILL) the Redis started on `port`, as a crash would.
+    pub fn kill_port(&mut self, port: u16) {
+        let at = self.children.iter().position(|(_, p)| *p == Some(port));
+        let (mut child, _) = self
+            .children
+            .remove(at.expect("a Redis of this group on the port"));
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 

@@ -11,7 +11,7 @@ pub const SENTINEL_MASTER: &str = "mymaster";
 
 /// A primary, a replica and a Sentinel; killed on drop.
 pub struct RedisSentinel {
-    _processes: RedisProcesses,
+    processes: RedisProcesses,
     pub primary: u16,
     pub replica: u16,
     pub sentinel: u16,
@@ -53,11 +53,16 @@ impl RedisSentinel {
             std::thread::sleep(Duration::from_millis(100));
         }
         RedisSentinel {
-            _processes: processes,
+            processes,
             primary,
             replica,
             sentinel,
         }
+    }
+
+    /// Kills the primary (SIGKILL): the Sentinel must notice and promote the replica.
+    pub fn kill_primary(&mut self) {
+        self.processes.kill_port(self.primary);
     }
 
     /// The URL a server's configuration takes to find the primary through the Sentinel.

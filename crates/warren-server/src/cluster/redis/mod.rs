@@ -11,12 +11,15 @@
 //!   stopped (`registry`). A node that lost its registration (cut off too long, Redis
 //!   restarted, a state change it could not record) registers as a new instance and records
 //!   its local state again from its mirror of it.
+//! * Topology (Redis Cluster): a slot moved to another master drops the sharded
+//!   subscriptions of its channels; `topology` notices and resyncs.
 
 mod features;
 mod keys;
 mod quotas;
 mod registry;
 mod scripts;
+mod topology;
 mod users;
 mod value;
 
@@ -199,6 +202,7 @@ impl RedisCluster {
         listen_to_broadcasts(&inner).await?;
         tokio::spawn(registry::heartbeats(inner.clone()));
         tokio::spawn(registry::maintenance(inner.clone()));
+        tokio::spawn(topology::watch(inner.clone()));
         tracing::info!(
             redis = %shown,
             sharded,
@@ -954,18 +958,22 @@ fn announce_user(inner: &Inner, app: &AppId, user: UserId, status: UserStatus) {
 }
 
 /// Delivers a presence arrival found by re-registration to this node's subscribers (the join
-/// script already told the other nodes).
+/// script already told the other nodes), the member's own connections included.
+///
+/// INVARIANT(reaped-member-restored): a node declared dead while alive (paused past the node
+/// timeout) had its members removed by another node, and that `member_removed` reached its
+/// own connections too, the member's among them; the arrival recorded again must reach the
+/// same connections, or a member's own list would lack it for as long as it stays.
 fn announce_member_added(
     inner: &Inner,
     app: &AppId,
     channel: &ChannelName,
-    socket: SocketId,
     member: &PresenceMember,
 ) {
     inner.sink.deliver(&ChannelEvent {
         app: app.clone(),
         channel: channel.clone(),
-        except: Some(socket),
+        except: None,
         message: ChannelMessage::MemberAdded(member.clone()),
     });
 }

@@ -52,7 +52,7 @@ fn beat(inner: &Inner) {
 }
 
 /// How often heartbeats and cleanup scans run: ten times per node timeout.
-fn tick(inner: &Inner) -> Duration {
+pub(super) fn tick(inner: &Inner) -> Duration {
     (inner.options.node_timeout / 10).max(Duration::from_millis(100))
 }
 
@@ -265,7 +265,7 @@ async fn rejoin(inner: &Inner, instance: &str, entry: Subscription) -> Result<()
     let (app, channel, socket) = key;
     match &member {
         Some(m) if value::flag_at(&reply, 0, "join")? => {
-            announce_member_added(inner, &app, &channel, socket, m);
+            announce_member_added(inner, &app, &channel, m);
         }
         _ => {}
     }
