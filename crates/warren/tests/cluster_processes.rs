@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use warren_client::Client;
 use warren_testkit::api::api_client;
+use warren_testkit::http::http;
 use warren_testkit::nats::NatsServer;
 use warren_testkit::process::{Served, Warren};
 use warren_testkit::redis::{cli, cli_ok, shared_url, unique_prefix, RedisServer};
@@ -350,7 +351,14 @@ async fn a_restart_is_survived_and_state_is_registered_again(mut redis: impl Own
     alice.next_event("pusher_internal:member_added", WAIT).await;
 
     redis.kill();
-    // Publishing fails fast while the backend is away.
+    // Publishing fails fast once the node knows the backend is away (a NATS client may take a
+    // moment to notice a dead server; until then a core publish is buffered, and the 4200s
+    // below tell the subscribers what it may have cost).
+    let deadline = Instant::now() + WAIT;
+    while http(&a, "GET", "/ready", "").await.status != 503 {
+        assert!(Instant::now() < deadline, "/ready never said the backend is away");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let started = Instant::now();
     let err = a
         .api()
