@@ -356,7 +356,10 @@ async fn a_restart_is_survived_and_state_is_registered_again(mut redis: impl Own
     // below tell the subscribers what it may have cost).
     let deadline = Instant::now() + WAIT;
     while http(&a, "GET", "/ready", "").await.status != 503 {
-        assert!(Instant::now() < deadline, "/ready never said the backend is away");
+        assert!(
+            Instant::now() < deadline,
+            "/ready never said the backend is away"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let started = Instant::now();
