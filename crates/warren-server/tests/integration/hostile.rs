@@ -29,8 +29,13 @@ async fn short_timeouts() -> TestServer {
 
 /// Whether the server closes `s` within [`CLOSED_WITHIN`] (reading and dropping what comes).
 async fn closed_by_server(s: &mut TcpStream) -> bool {
+    closed_within(s, CLOSED_WITHIN).await
+}
+
+/// Whether the server closes `s` within `bound` (reading and dropping what comes).
+pub(crate) async fn closed_within(s: &mut TcpStream, bound: Duration) -> bool {
     let mut buf = vec![0u8; 1 << 16];
-    tokio::time::timeout(CLOSED_WITHIN, async {
+    tokio::time::timeout(bound, async {
         loop {
             match s.read(&mut buf).await {
                 Ok(0) | Err(_) => return,

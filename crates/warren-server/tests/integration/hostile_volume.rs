@@ -134,18 +134,9 @@ async fn flood(
 
 /// Reads and drops until the server closes `s`; how long that took, `None` past the bound.
 async fn time_to_close(mut s: TcpStream, started: Instant) -> Option<Duration> {
-    let mut buf = vec![0u8; 1 << 14];
-    tokio::time::timeout(CLOSED_WITHIN, async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await
-    .ok()
-    .map(|()| started.elapsed())
+    crate::hostile::closed_within(&mut s, CLOSED_WITHIN)
+        .await
+        .then(|| started.elapsed())
 }
 
 /// The kinds of sockets that only hold resources, `each` of every kind, started now; each
