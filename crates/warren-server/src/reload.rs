@@ -106,16 +106,7 @@ impl Reloader {
         let from_file = new.apps_source.backend == AppsBackend::Config
             && running.apps_source.backend == AppsBackend::Config;
         if let (Some(updater), true) = (&self.0.apps, from_file) {
-            for (old, app) in new.apps.iter().filter_map(|a| {
-                let old = running.apps.iter().find(|o| o.id == a.id)?;
-                Some((old, a))
-            }) {
-                if old.webhooks != app.webhooks {
-                    report
-                        .needs_restart
-                        .push(format!("apps.{}.webhooks", app.id));
-                }
-            }
+            // The webhook endpoints follow the apps (`webhooks::fleet`).
             let apps = new.apps.iter().map(App::from_config).collect();
             report.apps = Some(updater.apply(apps, "configuration file"));
             running.apps = new.apps;

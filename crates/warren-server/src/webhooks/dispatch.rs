@@ -4,9 +4,10 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use futures_util::future::join_all;
 use tokio::sync::mpsc;
 use warren_protocol::AppId;
@@ -24,17 +25,28 @@ const INTAKE: usize = 256;
 /// whose delivery another node took over) still finds it.
 const MARKER_MARGIN: Duration = Duration::from_secs(600);
 
-/// One endpoint as the dispatcher sees it.
+/// One endpoint as the dispatcher (and the metrics) see it.
 pub(crate) struct Route {
     pub wants: KindSet,
     pub queue: Arc<dyn Queue>,
     pub stats: Arc<Stats>,
     pub url: String,
+    /// Its place among the app's endpoints in the configuration.
+    pub index: usize,
+}
+
+/// The running endpoints, replaced whole when the apps change (`fleet`).
+#[derive(Default)]
+pub(crate) struct Table {
+    /// The kinds some endpoint of each app wants; other apps and kinds stop at the intake.
+    pub wants: HashMap<AppId, KindSet>,
+    pub routes: HashMap<AppId, Vec<Route>>,
 }
 
 pub(crate) struct Dispatch {
-    pub routes: HashMap<AppId, Vec<Route>>,
-    pub markers: Arc<dyn Markers>,
+    pub table: Arc<ArcSwap<Table>>,
+    /// Set once the first endpoint's store is open (before any event can be routed).
+    pub markers: OnceLock<Arc<dyn Markers>>,
     pub state: Arc<dyn ClusterState>,
     pub delay_removal: Duration,
     /// Event ids: this prefix (unique per node start), then a number.
@@ -78,18 +90,18 @@ impl Dispatch {
     }
 
     async fn fate(&self, r: &Record) -> Fate {
-        if self.delay_removal.is_zero() {
+        let Some(markers) = self.markers.get().filter(|_| !self.delay_removal.is_zero()) else {
             return Fate::Now;
-        }
+        };
         match role(r) {
             Role::Neither => Fate::Now,
             Role::Removal(marker) => {
                 let ttl = self.delay_removal + MARKER_MARGIN;
                 let token = self.next_token();
-                self.markers.mark(&marker, token, r.at_ms, ttl).await;
+                markers.mark(&marker, token, r.at_ms, ttl).await;
                 Fate::AfterDelay(marker, token)
             }
-            Role::Return(marker) if self.markers.claim(&marker, r.at_ms).await == Some(true) => {
+            Role::Return(marker) if markers.claim(&marker, r.at_ms).await == Some(true) => {
                 Fate::Cancelled
             }
             Role::Return(_) if self.return_settle.is_zero() => Fate::Now,
@@ -105,7 +117,11 @@ impl Dispatch {
     fn return_later(self: Arc<Self>, record: Record, marker: String) {
         tokio::spawn(async move {
             tokio::time::sleep(self.return_settle).await;
-            if self.markers.claim(&marker, record.at_ms).await != Some(true) {
+            let claimed = match self.markers.get() {
+                Some(markers) => markers.claim(&marker, record.at_ms).await,
+                None => None,
+            };
+            if claimed != Some(true) {
                 self.route(&record);
             }
         });
@@ -123,7 +139,10 @@ impl Dispatch {
     fn remove_later(self: Arc<Self>, record: Record, marker: String, token: u64) {
         tokio::spawn(async move {
             tokio::time::sleep(self.delay_removal).await;
-            let claimed = self.markers.claim_own(&marker, token).await != Some(false);
+            let claimed = match self.markers.get() {
+                Some(markers) => markers.claim_own(&marker, token).await != Some(false),
+                None => true,
+            };
             if claimed && !self.returned(&record).await {
                 self.route(&record);
             }
@@ -148,8 +167,10 @@ impl Dispatch {
         }
     }
 
+    /// Hands the event to the endpoints of its app that run now and want its kind.
     fn route(&self, r: &Record) {
-        let Some(routes) = self.routes.get(&r.app) else {
+        let table = self.table.load();
+        let Some(routes) = table.routes.get(&r.app) else {
             return;
         };
         let kind = r.hook.kind();

@@ -12,8 +12,11 @@ use warren_testkit::postgres::{PostgresServer, TestDatabase};
 use warren_testkit::redis::{unique_prefix, use_shared_redis};
 use warren_testkit::server::{start_with, TestServer};
 use warren_testkit::signing::{now_secs, signed_target};
+use warren_testkit::webhooks::Receiver;
 use warren_testkit::ws::{self, close_code, connect, Socket, PUSHER_JS_QUERY};
 use warren_testkit::{APP_ID, KEY, SECRET, WAIT};
+
+use crate::apps_reload::occupy_until;
 
 /// Reads the apps from the database at `url`.
 fn from_database(config: &mut Config, url: &str, refresh_secs: u64) {
@@ -149,6 +152,44 @@ async fn apps_added_changed_disabled_and_removed_reach_both_nodes() {
     assert_eq!(close_code(&mut second.ws).await, Some(4001));
     assert_eq!(close_code(&mut on_a2.ws).await, Some(4001));
     assert!(connect_key(&a, "key-2", Duration::ZERO).await.is_none());
+}
+
+#[tokio::test]
+async fn webhook_endpoints_set_in_the_database_start_on_both_nodes() {
+    let db = TestDatabase::create();
+    let mut admin = admin(db.url()).await;
+    admin.add(APP_ID, KEY, SECRET, Map::new()).await.unwrap();
+    let prefix = unique_prefix("pg-wh");
+    let node = |c: &mut Config| {
+        use_shared_redis(c, prefix.clone(), 1000);
+        from_database(c, db.url(), 30);
+        c.webhooks.batch_window_ms = 0;
+    };
+    let (a, b) = (start_with(&node).await, start_with(&node).await);
+    ready(&a).await;
+    ready(&b).await;
+    let (mut on_a, mut on_b) = (connect(&a).await, connect(&b).await);
+
+    let mut r = Receiver::start().await;
+    let hook = json!([{"url": r.url, "event_types": ["channel_occupied"]}]);
+    admin
+        .set(APP_ID, fields(json!({ "webhooks": hook })))
+        .await
+        .unwrap();
+    let mut next = 0;
+    occupy_until(&mut on_a, &mut next, &mut r, |_| true).await;
+    occupy_until(&mut on_b, &mut next, &mut r, |_| true).await;
+
+    // Running on both: each transition is sent once, whichever node decided it.
+    on_a.subscribed("from-a", None).await;
+    on_b.subscribed("from-b", None).await;
+    let mut heard = Vec::new();
+    while let Some(d) = r.next_or_silence(Duration::from_secs(1)).await {
+        heard.extend(d.events().iter().map(|e| e["channel"].to_string()));
+    }
+    heard.retain(|c| c.starts_with("\"from-"));
+    heard.sort();
+    assert_eq!(heard, ["\"from-a\"", "\"from-b\""]);
 }
 
 #[tokio::test]
