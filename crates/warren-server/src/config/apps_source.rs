@@ -1,8 +1,10 @@
 //! `[apps_source]`: where the apps come from: the file's `[[apps]]` (the default) or a
 //! PostgreSQL table. The URL is parsed here, by the driver that uses it, so a bad one is
-//! refused with the configuration, not at the first connection.
+//! refused with the configuration, not at the first connection; so is a `tls_ca_file` that
+//! holds no certificate, or that would go unused (a URL without `sslmode=require`).
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::{de, Deserialize, Deserializer};
@@ -18,6 +20,9 @@ pub struct AppsSourceConfig {
     pub backend: AppsBackend,
     /// `postgres://user:password@host:port/database`; required with `backend = "postgres"`.
     pub url: Option<PostgresUrl>,
+    /// PEM certificate authorities the database's certificate is verified against, instead
+    /// of the system's (`sslmode=require` only).
+    pub tls_ca_file: Option<PathBuf>,
     /// The table of apps (created by the migration); a plain lower-case SQL name.
     pub table: String,
     /// Seconds between full reads of the table, the safety net under LISTEN/NOTIFY.
@@ -29,6 +34,7 @@ impl Default for AppsSourceConfig {
         AppsSourceConfig {
             backend: AppsBackend::Config,
             url: None,
+            tls_ca_file: None,
             table: "warren_apps".into(),
             refresh_interval_secs: 30,
         }
@@ -44,6 +50,12 @@ impl PostgresUrl {
     pub fn settings(&self) -> tokio_postgres::Config {
         // Parsed once already (`FromStr`); parsing the same text again cannot fail.
         tokio_postgres::Config::from_str(&self.0).unwrap_or_default()
+    }
+
+    /// Whether the URL asks for TLS (`sslmode=require`). The driver's other modes, `disable`
+    /// and `prefer` (its default), connect in plain: see `apps_source::database`.
+    pub fn requires_tls(&self) -> bool {
+        self.settings().get_ssl_mode() == tokio_postgres::config::SslMode::Require
     }
 }
 
@@ -91,10 +103,18 @@ impl fmt::Debug for PostgresUrl {
 
 impl AppsSourceConfig {
     /// What `validate` checks: a URL with the postgres backend, a table name that needs no
-    /// quoting, a refresh interval from 1 s to a day.
+    /// quoting, a refresh interval from 1 s to a day, a CA file that holds certificates and
+    /// is used.
     pub(super) fn check(&self) -> Result<(), (&'static str, String)> {
         if self.backend == AppsBackend::Postgres && self.url.is_none() {
             return Err(("url", "is required with backend = \"postgres\"".into()));
+        }
+        if let Some(path) = &self.tls_ca_file {
+            if !self.url.as_ref().is_some_and(PostgresUrl::requires_tls) {
+                let what = "is used only with sslmode=require in apps_source.url";
+                return Err(("tls_ca_file", what.into()));
+            }
+            super::roots::from_file(path).map_err(|e| ("tls_ca_file", e))?;
         }
         let t = &self.table;
         let ok = (1..=48).contains(&t.len())
