@@ -140,6 +140,75 @@ impl AppsSourceConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Config;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::parse(text, figment::Source::Custom("f.toml".into()), env)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_ca_file_needs_sslmode_require_and_a_certificate() {
+        let ca = warren_testkit::tls::TestCa::new();
+        let (good, junk) = (ca.path("ca.pem"), ca.path("junk.pem"));
+        std::fs::write(&good, ca.pem()).unwrap();
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let text = |mode: &str, file: &std::path::Path| {
+            format!(
+                "[apps_source]\nbackend = \"postgres\"\n\
+                 url = \"postgres://warren:pw@db/w?sslmode={mode}\"\n\
+                 tls_ca_file = \"{}\"\n",
+                file.display()
+            )
+        };
+        let config = load(&text("require", &good), &[]).expect("valid");
+        assert_eq!(config.apps_source.tls_ca_file.as_deref(), Some(&*good));
+        for (mode, file, gist) in [
+            ("prefer", &good, "only with sslmode=require"),
+            ("disable", &good, "only with sslmode=require"),
+            ("require", &ca.path("missing.pem"), "cannot read"),
+            ("require", &junk, "no certificate"),
+        ] {
+            let e = load(&text(mode, file), &[]).unwrap_err();
+            assert!(
+                e.contains("apps_source.tls_ca_file") && e.contains(gist),
+                "{e}"
+            );
+        }
+        // From the environment too, and checked the same way.
+        let url = "postgres://db/w?sslmode=require";
+        let env = [
+            ("WARREN_APPS_SOURCE__URL", url),
+            ("WARREN_APPS_SOURCE__TLS_CA_FILE", good.to_str().unwrap()),
+        ];
+        let config = load("", &env).expect("valid");
+        assert_eq!(config.apps_source.tls_ca_file.as_deref(), Some(&*good));
+        assert!(config.apps_source.url.is_some_and(|u| u.requires_tls()));
+        let env = [
+            env[0],
+            ("WARREN_APPS_SOURCE__TLS_CA_FILE", junk.to_str().unwrap()),
+        ];
+        let e = load("", &env).unwrap_err();
+        assert!(
+            e.contains("apps_source.tls_ca_file") && e.contains("no certificate"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn sslmode_is_the_drivers() {
+        let url = |text: &str| text.parse::<PostgresUrl>();
+        assert!(!url("postgres://db/w").unwrap().requires_tls(), "prefer");
+        assert!(!url("postgres://db/w?sslmode=disable")
+            .unwrap()
+            .requires_tls());
+        assert!(url("postgres://db/w?sslmode=require")
+            .unwrap()
+            .requires_tls());
+        // libpq's verifying modes are not the driver's: refused rather than misread.
+        assert!(url("postgres://db/w?sslmode=verify-full").is_err());
+    }
 
     #[test]
     fn the_password_is_never_shown() {
