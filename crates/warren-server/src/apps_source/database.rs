@@ -58,6 +58,8 @@ impl Database {
         };
         let mut settings = url.settings();
         settings.connect_timeout(connect_timeout);
+        // INVARIANT(database-tls-verified): the one connector that makes TLS verifies; without
+        // `require` the driver is told `disable`, never handed a connector that does not.
         let tls = if url.requires_tls() {
             let roots = match &source.tls_ca_file {
                 Some(path) => {
