@@ -407,3 +407,19 @@ async fn sighup_applies_the_log_level_and_names_a_format_change() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_warren_log_pins_the_level_through_sighup() {
+    let dir = std::env::temp_dir().join(format!("warren-log-pin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let file = dir.join("warren.toml");
+    std::fs::write(&file, "[log]\nlevel = \"info\"\n").expect("writes the configuration");
+    let config = file.display().to_string();
+    let (served, log) = Warren::at(env!("CARGO_BIN_EXE_warren"))
+        .serve_logged(&["--config", &config], &[("WARREN_LOG", "info")]);
+    std::fs::write(&file, "[log]\nlevel = \"debug\"\n").expect("writes the configuration");
+    hangup(&served);
+    let refused = logged(&log, "log.level not applied");
+    assert!(refused.contains("WARREN_LOG"), "{refused}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
