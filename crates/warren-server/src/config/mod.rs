@@ -14,6 +14,7 @@ mod nats;
 mod net;
 mod origins;
 mod redis;
+pub(crate) mod roots;
 #[cfg(test)]
 mod tests;
 mod tls;

@@ -209,7 +209,8 @@ impl ServerBuilder {
         let reloader = Reloader::new(config.clone(), updater.clone().filter(|_| from_file));
         let apps_source = match updater.as_ref().filter(|_| !from_file) {
             Some(updater) => {
-                let source = PostgresSource::new(&config.apps_source, updater.clone(), &metrics);
+                let source = PostgresSource::new(&config.apps_source, updater.clone(), &metrics)
+                    .map_err(|e| anyhow::anyhow!(e))?;
                 let run = source.map(PostgresSource::run);
                 run.map(|run| match ingress.handle() {
                     Some(h) => h.spawn(run),

@@ -19,15 +19,16 @@ use warren_testkit::{APP_ID, KEY, SECRET, WAIT};
 use crate::apps_reload::occupy_until;
 
 /// Reads the apps from the database at `url`.
-fn from_database(config: &mut Config, url: &str, refresh_secs: u64) {
+pub(crate) fn from_database(config: &mut Config, url: &str, refresh_secs: u64) {
     config.apps_source.backend = AppsBackend::Postgres;
     config.apps_source.url = Some(url.parse().expect("a postgres URL"));
     config.apps_source.refresh_interval_secs = refresh_secs;
 }
 
 async fn admin(url: &str) -> Admin {
-    let url = url.parse().expect("a postgres URL");
-    Admin::connect(&url, "warren_apps")
+    let mut config = Config::default();
+    from_database(&mut config, url, 30);
+    Admin::connect(&config.apps_source)
         .await
         .expect("admin connects")
 }
@@ -37,7 +38,7 @@ fn fields(v: Value) -> Map<String, Value> {
 }
 
 /// Waits until `/ready` answers 200.
-async fn ready(node: &TestServer) {
+pub(crate) async fn ready(node: &TestServer) {
     let deadline = Instant::now() + WAIT;
     while http(node, "GET", "/ready", "").await.status != 200 {
         assert!(Instant::now() < deadline, "the node became ready");
@@ -237,6 +238,11 @@ async fn a_rotated_secret_keeps_the_old_one_for_its_grace() {
 
 /// The metrics' `warren_apps_source_up` sample.
 async fn source_up(node: &TestServer) -> Option<f64> {
+    sample(node, "warren_apps_source_up{").await
+}
+
+/// The value of the first metrics line starting with `prefix`.
+pub(crate) async fn sample(node: &TestServer, prefix: &str) -> Option<f64> {
     let addr = node.metrics_addr()?;
     let text = reqwest::get(format!("http://{addr}/metrics"))
         .await
@@ -245,12 +251,12 @@ async fn source_up(node: &TestServer) -> Option<f64> {
         .await
         .ok()?;
     text.lines()
-        .find(|l| l.starts_with("warren_apps_source_up{"))
+        .find(|l| l.starts_with(prefix))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
 
-async fn wait_source_up(node: &TestServer, want: f64) {
+pub(crate) async fn wait_source_up(node: &TestServer, want: f64) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while source_up(node).await != Some(want) {
         assert!(
