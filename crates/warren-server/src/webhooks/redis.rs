@@ -146,11 +146,9 @@ impl RedisMarkers {
 
     /// `{prefix:app}:wh:rm:<channel>[\n<user>]` for a marker named `app\n<channel>[\n<user>]`:
     /// the app's hash tag, as its cluster state has.
-    fn key(&self, name: &str) -> (String, String) {
-        let (app, rest) = name.split_once('\n').unwrap_or(("", name));
-        let tag = format!("{{{}:{app}}}", self.prefix);
-        let key = format!("{tag}:wh:rm:{rest}");
-        (tag, key)
+    fn key(&self, name: &str) -> String {
+        let (app, rest) = app_of(name);
+        format!("{{{}:{app}}}:wh:rm:{rest}", self.prefix)
     }
 
     /// One app's operations (`ops`, by index into `all`) in one script: their results.
@@ -165,7 +163,7 @@ impl RedisMarkers {
         args.push(Value::from(ttl.as_millis().max(1) as i64));
         for &i in ops {
             let (name, op) = &all[i];
-            keys.push(self.key(name).1);
+            keys.push(self.key(name));
             let (kind, arg) = match *op {
                 Op::Mark { token, at_ms } => ("m", format!("{token}:{at_ms}")),
                 Op::Claim { at_ms } => ("c", at_ms.to_string()),
@@ -215,9 +213,9 @@ impl Markers for RedisMarkers {
 
     /// One script per app (its markers share a slot), the apps at once.
     async fn run(&self, ops: &[(String, Op)], ttl: Duration) -> Vec<Option<bool>> {
-        let mut by_app: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_app: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, (name, _)) in ops.iter().enumerate() {
-            by_app.entry(self.key(name).0).or_default().push(i);
+            by_app.entry(app_of(name).0).or_default().push(i);
         }
         let runs = by_app
             .values()
@@ -228,6 +226,11 @@ impl Markers for RedisMarkers {
         }
         results
     }
+}
+
+/// A marker's name split into its app and the rest.
+fn app_of(name: &str) -> (&str, &str) {
+    name.split_once('\n').unwrap_or(("", name))
 }
 
 /// An endpoint's queue as a stream.
