@@ -14,6 +14,7 @@ mod nats;
 mod net;
 mod origins;
 mod redis;
+mod split;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -34,6 +35,7 @@ pub use nats::{NatsAuth, NatsTarget};
 pub use net::Networks;
 pub use origins::AllowedOrigins;
 pub use redis::RedisTarget;
+pub use split::{ClusterPart, PartTarget};
 pub use tls::TlsConfig;
 pub use webhooks::{WebhookConfig, WebhooksConfig};
 
@@ -205,6 +207,10 @@ pub struct ClusterConfig {
     pub redis_tls_ca_file: Option<std::path::PathBuf>,
     pub prefix: String,
     pub node_timeout_ms: u64,
+    /// `[cluster.fanout]`: events between nodes on a backend of their own.
+    pub fanout: Option<ClusterPart>,
+    /// `[cluster.state]`: the shared state on a backend of its own.
+    pub state: Option<ClusterPart>,
 }
 
 impl ClusterConfig {
@@ -236,6 +242,8 @@ impl Default for ClusterConfig {
             redis_tls_ca_file: None,
             prefix: "warren".into(),
             node_timeout_ms: 5000,
+            fanout: None,
+            state: None,
         }
     }
 }

@@ -162,20 +162,20 @@ impl Webhooks {
             .http1_title_case_headers()
             .build()?;
         let any_endpoint = config.apps.iter().any(|a| !a.webhooks.is_empty());
-        let redis_client = match config.cluster.backend {
+        // Queues and markers are state: they live with the cluster state.
+        let kept_in = config.cluster.state_target();
+        let redis_client = match kept_in.backend {
             Backend::Redis => {
-                let target = config
-                    .cluster
+                let target = kept_in
                     .redis_target()
                     .map_err(|e| anyhow::anyhow!("cluster.redis_tls_ca_file: {e}"))?;
                 Some(redis::connect(&target).await?)
             }
             Backend::Local | Backend::Nats => None,
         };
-        let nats_js = match config.cluster.backend {
+        let nats_js = match kept_in.backend {
             Backend::Nats if any_endpoint => {
-                let cluster = &config.cluster;
-                Some(nats::connect(&cluster.nats_url, &cluster.nats).await?)
+                Some(nats::connect(&kept_in.nats_url, &kept_in.nats).await?)
             }
             _ => None,
         };

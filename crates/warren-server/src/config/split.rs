@@ -1,0 +1,153 @@
+//! `[cluster.fanout]` and `[cluster.state]`: the cluster's two jobs on servers of their own.
+//!
+//! Fan-out (events between nodes) and state (counts, presence, users, quotas) normally share
+//! one backend, named by `cluster.backend` and its URL keys. Either section moves its job to a
+//! backend (and server) of its own; a job without a section keeps the top-level backend. A
+//! section's server and its credentials go together: a section that names its own URL uses its
+//! own TLS and login keys (none unless given), one that does not inherits the top-level URL
+//! and its keys with it, so a top-level `rediss://` CA never applies to another server.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{Backend, ClusterConfig, NatsAuth, NatsTarget, RedisTarget};
+
+/// One `[cluster.fanout]` or `[cluster.state]` section, as written.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterPart {
+    /// `"redis"` or `"nats"` (a job of one node needs no section).
+    pub backend: Backend,
+    pub redis_url: Option<RedisTarget>,
+    pub redis_tls_ca_file: Option<PathBuf>,
+    pub nats_url: Option<NatsTarget>,
+    pub nats: Option<NatsAuth>,
+}
+
+/// Where one job of the cluster runs, the top-level keys filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartTarget {
+    pub backend: Backend,
+    pub redis_url: RedisTarget,
+    pub redis_tls_ca_file: Option<PathBuf>,
+    pub nats_url: NatsTarget,
+    pub nats: NatsAuth,
+}
+
+impl PartTarget {
+    /// `redis_url`, trusting `redis_tls_ca_file` when one is set (an error is about that key).
+    pub fn redis_target(&self) -> Result<RedisTarget, String> {
+        let Some(path) = &self.redis_tls_ca_file else {
+            return Ok(self.redis_url.clone());
+        };
+        if !self.redis_url.uses_tls() {
+            return Err(format!("{} is not a rediss:// URL", self.redis_url));
+        }
+        let shown = path.display();
+        let pem = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+        self.redis_url
+            .clone()
+            .trusting(&pem)
+            .map_err(|e| format!("{shown}: {e}"))
+    }
+
+    /// The server this job talks to, for logs and the banner (credentials hidden).
+    pub fn shown(&self) -> String {
+        match self.backend {
+            Backend::Redis => self.redis_url.to_string(),
+            Backend::Nats => self.nats_url.to_string(),
+            Backend::Local => String::new(),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Whether fan-out and state were given sections of their own.
+    pub fn is_split(&self) -> bool {
+        self.fanout.is_some() || self.state.is_some()
+    }
+
+    /// Where events between nodes travel.
+    pub fn fanout_target(&self) -> PartTarget {
+        self.part(self.fanout.as_ref())
+    }
+
+    /// Where the shared state lives (and, with it, webhook queues and markers).
+    pub fn state_target(&self) -> PartTarget {
+        self.part(self.state.as_ref())
+    }
+
+    fn part(&self, section: Option<&ClusterPart>) -> PartTarget {
+        let top = PartTarget {
+            backend: self.backend,
+            redis_url: self.redis_url.clone(),
+            redis_tls_ca_file: self.redis_tls_ca_file.clone(),
+            nats_url: self.nats_url.clone(),
+            nats: self.nats.clone(),
+        };
+        let Some(section) = section else {
+            return top;
+        };
+        // A server and its credentials go together (see the module doc).
+        let (redis_url, redis_tls_ca_file) = match &section.redis_url {
+            Some(url) => (url.clone(), section.redis_tls_ca_file.clone()),
+            None => (
+                top.redis_url,
+                section.redis_tls_ca_file.clone().or(top.redis_tls_ca_file),
+            ),
+        };
+        let (nats_url, nats) = match &section.nats_url {
+            Some(url) => (url.clone(), section.nats.clone().unwrap_or_default()),
+            None => (top.nats_url, section.nats.clone().unwrap_or(top.nats)),
+        };
+        PartTarget {
+            backend: section.backend,
+            redis_url,
+            redis_tls_ca_file,
+            nats_url,
+            nats,
+        }
+    }
+
+    /// The sections' rules, as (key, what is wrong).
+    pub(super) fn check_parts(&self) -> Result<(), (String, String)> {
+        for (name, section) in [("fanout", &self.fanout), ("state", &self.state)] {
+            let Some(section) = section else { continue };
+            if section.backend == Backend::Local {
+                let what = "must be \"redis\" or \"nats\" (one node needs no section)";
+                return Err((format!("cluster.{name}.backend"), what.into()));
+            }
+            if let Some(Err((key, what))) = section.nats.as_ref().map(NatsAuth::check) {
+                return Err((format!("cluster.{name}.nats.{key}"), what));
+            }
+        }
+        if self.is_split() && self.backend == Backend::Local {
+            let (given, missing) = match (&self.fanout, &self.state) {
+                (Some(_), None) => ("fanout", "state"),
+                (None, Some(_)) => ("state", "fanout"),
+                _ => ("", ""),
+            };
+            if !missing.is_empty() {
+                let what = format!(
+                    "is needed with [cluster.{given}] (or a cluster.backend for both jobs)"
+                );
+                return Err((format!("cluster.{missing}"), what));
+            }
+        }
+        for (name, target) in [
+            ("fanout", self.fanout_target()),
+            ("state", self.state_target()),
+        ] {
+            let named = match name {
+                "fanout" => self.fanout.is_some(),
+                _ => self.state.is_some(),
+            };
+            if named && target.backend == Backend::Redis && target.redis_tls_ca_file.is_some() {
+                let key = format!("cluster.{name}.redis_tls_ca_file");
+                target.redis_target().map_err(|e| (key, e))?;
+            }
+        }
+        Ok(())
+    }
+}
