@@ -151,3 +151,152 @@ impl ClusterConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use figment::Source;
+
+    use super::super::{Config, ConfigError};
+    use super::*;
+
+    const ONE_APP: &str = "[[apps]]\nid = \"a1\"\nkey = \"k1\"\nsecret = \"s1\"\n";
+
+    fn parse(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::parse(
+            &format!("{text}{ONE_APP}"),
+            Source::Custom(String::new()),
+            vars,
+        )
+    }
+
+    fn refused(text: &str, vars: &[(&str, &str)]) -> String {
+        let message = parse(text, vars).expect_err("refused").to_string();
+        assert!(!message.contains('\n'), "multi-line message: {message}");
+        message
+    }
+
+    #[test]
+    fn without_sections_both_jobs_are_the_top_level_backend() {
+        let text = "[cluster]\nbackend = \"redis\"\nredis_url = \"redis://r:6379\"\n";
+        let cluster = parse(text, &[]).expect("valid").cluster;
+        assert!(!cluster.is_split());
+        for part in [cluster.fanout_target(), cluster.state_target()] {
+            assert_eq!(part.backend, Backend::Redis);
+            assert_eq!(part.shown(), "redis://r:6379");
+        }
+    }
+
+    #[test]
+    fn state_in_redis_and_fanout_on_nats() {
+        let text = "[cluster.state]\nbackend = \"redis\"\nredis_url = \"redis://s:6379\"\n\
+                    [cluster.fanout]\nbackend = \"nats\"\nnats_url = \"nats://f:4222\"\n";
+        let cluster = parse(text, &[]).expect("valid").cluster;
+        assert!(cluster.is_split());
+        assert_eq!(
+            cluster.backend,
+            Backend::Local,
+            "the top level is only a default"
+        );
+        let (fanout, state) = (cluster.fanout_target(), cluster.state_target());
+        assert_eq!(
+            (fanout.backend, fanout.shown()),
+            (Backend::Nats, "nats://f:4222".into())
+        );
+        assert_eq!(
+            (state.backend, state.shown()),
+            (Backend::Redis, "redis://s:6379".into())
+        );
+    }
+
+    #[test]
+    fn one_section_takes_the_other_job_from_the_top_level() {
+        let text = "[cluster]\nbackend = \"redis\"\nredis_url = \"redis://s:6379\"\n\
+                    [cluster.fanout]\nbackend = \"redis\"\nredis_url = \"redis://f:6379\"\n";
+        let cluster = parse(text, &[]).expect("valid").cluster;
+        assert_eq!(cluster.state_target().shown(), "redis://s:6379");
+        assert_eq!(cluster.fanout_target().shown(), "redis://f:6379");
+        // A section without a URL uses the top-level server.
+        let text = "[cluster]\nbackend = \"redis\"\nnats_url = \"nats://n:4222\"\n\
+                    [cluster.fanout]\nbackend = \"nats\"\n";
+        let cluster = parse(text, &[]).expect("valid").cluster;
+        assert_eq!(cluster.fanout_target().shown(), "nats://n:4222");
+    }
+
+    #[test]
+    fn variables_set_the_sections() {
+        let vars = [
+            ("WARREN_CLUSTER__BACKEND", "redis"),
+            ("WARREN_CLUSTER__FANOUT__BACKEND", "nats"),
+            (
+                "WARREN_CLUSTER__FANOUT__NATS_URL",
+                "nats://a:4222,nats://b:4222",
+            ),
+        ];
+        let cluster = parse("", &vars).expect("valid").cluster;
+        let fanout = cluster.fanout_target();
+        assert_eq!(fanout.backend, Backend::Nats);
+        assert_eq!(fanout.nats_url.addrs().len(), 2);
+        assert_eq!(cluster.state_target().backend, Backend::Redis);
+    }
+
+    #[test]
+    fn a_server_and_its_credentials_go_together() {
+        let text = "[cluster]\nbackend = \"nats\"\nnats_url = \"nats://top:4222\"\n\
+                    [cluster.nats]\ntoken = \"top-secret\"\n\
+                    [cluster.state]\nbackend = \"nats\"\nnats_url = \"nats://other:4222\"\n";
+        let cluster = parse(text, &[]).expect("valid").cluster;
+        assert_eq!(
+            cluster.state_target().nats.token,
+            None,
+            "not sent to another server"
+        );
+        assert_eq!(
+            cluster.fanout_target().nats.token.as_deref(),
+            Some("top-secret")
+        );
+    }
+
+    #[test]
+    fn mistakes_name_their_key() {
+        let local = "[cluster.state]\nbackend = \"local\"\n";
+        let message = refused(local, &[]);
+        assert!(message.contains("cluster.state.backend"), "{message}");
+        let alone = "[cluster.fanout]\nbackend = \"nats\"\n";
+        let message = refused(alone, &[]);
+        assert!(message.contains("cluster.state: is needed"), "{message}");
+        let unknown = "[cluster.fanout]\nbackend = \"nats\"\nurl = \"x\"\n";
+        let message = refused(unknown, &[("WARREN_CLUSTER__BACKEND", "redis")]);
+        assert!(message.contains("cluster.fanout"), "{message}");
+        let missing =
+            "[cluster]\nbackend = \"redis\"\n[cluster.fanout]\nredis_url = \"redis://f\"\n";
+        let message = refused(missing, &[]);
+        assert!(message.contains("cluster.fanout.backend"), "{message}");
+        let auth = "[cluster]\nbackend = \"redis\"\n[cluster.fanout]\nbackend = \"nats\"\n\
+                    [cluster.fanout.nats]\ntoken = \"\"\n";
+        let message = refused(auth, &[]);
+        assert!(message.contains("cluster.fanout.nats.token"), "{message}");
+        let ca = "[cluster]\nbackend = \"nats\"\n[cluster.state]\nbackend = \"redis\"\n\
+                  redis_url = \"redis://s:6379\"\nredis_tls_ca_file = \"Cargo.toml\"\n";
+        let message = refused(ca, &[]);
+        assert!(
+            message.contains("cluster.state.redis_tls_ca_file"),
+            "{message}"
+        );
+        let url = "[cluster]\nbackend = \"nats\"\n[cluster.state]\nbackend = \"redis\"\n\
+                   redis_url = \"http://s\"\n";
+        let message = refused(url, &[]);
+        assert!(message.contains("cluster.state.redis_url"), "{message}");
+    }
+
+    #[test]
+    fn spooled_webhooks_follow_the_state() {
+        let text = "[cluster]\nbackend = \"nats\"\n[cluster.state]\nbackend = \"redis\"\n\
+                    [webhooks]\nspool_dir = \"/tmp/x\"\n";
+        let message = refused(text, &[]);
+        assert!(message.contains("webhooks.spool_dir"), "{message}");
+        let text = "[cluster]\nbackend = \"redis\"\n[cluster.state]\nbackend = \"nats\"\n\
+                    [webhooks]\nspool_dir = \"/tmp/x\"\n";
+        assert!(parse(text, &[]).is_ok(), "the state is not in Redis");
+    }
+}
