@@ -75,7 +75,7 @@ impl Broker for NatsCluster {
     }
 
     async fn announce(&self, event: &ChannelEvent, version: u64) -> Result<(), BackendError> {
-        self.inner.announce_here(event, version).await
+        self.inner.announce_on_nats(event, version).await
     }
 }
 

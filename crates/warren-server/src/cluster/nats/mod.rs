@@ -387,7 +387,7 @@ impl Inner {
         }
         let sent = match self.jobs.announcer() {
             Some(fanout) => fanout.announce(&event, version).await,
-            None => self.announce_here(&event, version).await,
+            None => self.announce_on_nats(&event, version).await,
         };
         if let Err(e) = sent {
             // The change stands; nodes that missed its announcement are out of step until
@@ -399,7 +399,11 @@ impl Inner {
 
 impl Inner {
     /// Publishes a presence announcement on this connection, its version in a header.
-    async fn announce_here(&self, event: &ChannelEvent, version: u64) -> Result<(), BackendError> {
+    async fn announce_on_nats(
+        &self,
+        event: &ChannelEvent,
+        version: u64,
+    ) -> Result<(), BackendError> {
         let mut headers = HeaderMap::new();
         headers.insert(ORDER_HEADER, version.to_string().as_str());
         let subject = self.keys.events(&event.app, &event.channel);
