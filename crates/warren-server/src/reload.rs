@@ -3,16 +3,17 @@
 //!
 //! Every source of apps goes through [`AppsUpdater::apply`]: the snapshot is replaced
 //! (`app::LiveApps`), then the connections of disabled (4003) and removed or re-keyed (4001)
-//! apps are closed. A re-read file changes the apps (when they come from it) and the TLS
-//! certificate (the caller reloads it); every other key that differs is reported as needing a
-//! restart, and the running configuration keeps its old value.
+//! apps are closed. A re-read file changes the apps (when they come from it), the TLS
+//! certificate (the caller reloads it) and `log.level` (when the program that owns the log
+//! follows it: [`Reloader::follow_log_level`]); every other key that differs is reported as
+//! needing a restart, and the running configuration keeps its old value.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
 use crate::app::{App, AppRegistry, AppsChange, LiveApps};
-use crate::config::{AppsBackend, Config};
+use crate::config::{AppsBackend, Config, LogLevel};
 use crate::connections::Connections;
 
 /// Applies sets of apps to the registry and closes what they retire.
@@ -74,7 +75,13 @@ pub struct ReloadReport {
     pub apps: Option<AppsChange>,
     /// Keys whose new value takes effect only after a restart (the old one stays).
     pub needs_restart: Vec<String>,
+    /// A changed `log.level`, when it is followed: the level now in force, or why the new one
+    /// was not applied (the old one stays).
+    pub log_level: Option<Result<LogLevel, String>>,
 }
+
+/// Puts a new `log.level` in force, or says why it cannot.
+type ApplyLogLevel = Box<dyn Fn(&LogLevel) -> Result<(), String> + Send + Sync>;
 
 /// Re-reads the configuration of a running server (the `warren` binary calls it on `SIGHUP`).
 #[derive(Clone)]
@@ -85,6 +92,8 @@ struct Inner {
     running: Mutex<Config>,
     /// `None` when the apps do not come from the file (PostgreSQL, an embedder's registry).
     apps: Option<Arc<AppsUpdater>>,
+    /// Set by the program that owns the log; unset, `log.level` needs a restart.
+    log_level: OnceLock<ApplyLogLevel>,
 }
 
 impl Reloader {
@@ -92,30 +101,42 @@ impl Reloader {
         Reloader(Arc::new(Inner {
             running: Mutex::new(running),
             apps,
+            log_level: OnceLock::new(),
         }))
     }
 
-    /// Applies what can change live from `new` (already loaded and validated): the apps.
-    /// Returns the keys that differ but need a restart; they keep their running values.
+    /// From now on a changed `log.level` is handed to `apply` on reload (the server does not
+    /// own the process's log: the program that installed it does), instead of being reported
+    /// as needing a restart. The first call wins; `false` when one came before.
+    pub fn follow_log_level(
+        &self,
+        apply: impl Fn(&LogLevel) -> Result<(), String> + Send + Sync + 'static,
+    ) -> bool {
+        self.0.log_level.set(Box::new(apply)).is_ok()
+    }
+
+    /// Applies what can change live from `new` (already loaded and validated): the apps, and
+    /// `log.level` when it is followed. Returns the keys that differ but need a restart; they
+    /// keep their running values.
     pub fn reload(&self, new: Config) -> ReloadReport {
         let mut running = self.0.running.lock();
+        let apply_level = self.0.log_level.get();
         let mut report = ReloadReport {
             apps: None,
-            needs_restart: restart_keys(&running, &new),
+            needs_restart: restart_keys(&running, &new, apply_level.is_some()),
+            log_level: None,
         };
+        if let (Some(apply), true) = (apply_level, running.log.level != new.log.level) {
+            let applied = apply(&new.log.level).map(|()| new.log.level.clone());
+            if applied.is_ok() {
+                running.log.level = new.log.level.clone();
+            }
+            report.log_level = Some(applied);
+        }
         let from_file = new.apps_source.backend == AppsBackend::Config
             && running.apps_source.backend == AppsBackend::Config;
         if let (Some(updater), true) = (&self.0.apps, from_file) {
-            for (old, app) in new.apps.iter().filter_map(|a| {
-                let old = running.apps.iter().find(|o| o.id == a.id)?;
-                Some((old, a))
-            }) {
-                if old.webhooks != app.webhooks {
-                    report
-                        .needs_restart
-                        .push(format!("apps.{}.webhooks", app.id));
-                }
-            }
+            // The webhook endpoints follow the apps (`webhooks::fleet`).
             let apps = new.apps.iter().map(App::from_config).collect();
             report.apps = Some(updater.apply(apps, "configuration file"));
             running.apps = new.apps;
@@ -133,9 +154,10 @@ macro_rules! differing {
     )+};
 }
 
-/// The keys outside the apps whose values differ; none of them changes live. (The TLS files are
-/// re-read by the caller; changing their paths needs a restart.)
-fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
+/// The keys outside the apps whose values differ; none of them changes live (`log.level` does
+/// when `level_live`). The TLS files are re-read by the caller; changing their paths needs a
+/// restart.
+fn restart_keys(old: &Config, new: &Config, level_live: bool) -> Vec<String> {
     let mut keys = Vec::new();
     let (s, n) = (&old.server, &new.server);
     differing!(keys, s, n, "server"; host, port, activity_timeout, pong_timeout,
@@ -143,8 +165,13 @@ fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
         ingress_threads, node_id, handshake_timeout_ms, request_timeout_ms,
         http_idle_timeout_secs, write_timeout_ms, max_connections, max_connections_per_ip,
         new_connections_per_ip_per_sec, trusted_proxies, shutdown_grace_ms, tls);
-    differing!(keys, old, new, ""; cluster, apps_source, monitor, console, webhooks, log,
-        metrics);
+    differing!(keys, old, new, ""; cluster, apps_source, monitor, console, webhooks);
+    let (l, n) = (&old.log, &new.log);
+    differing!(keys, l, n, "log"; format, connection_error_lines, connection_error_window_secs);
+    if !level_live {
+        differing!(keys, l, n, "log"; level);
+    }
+    differing!(keys, old, new, ""; metrics);
     for key in &mut keys {
         // A whole section: `cluster`, not `.cluster`.
         if let Some(section) = key.strip_prefix('.') {
@@ -169,8 +196,52 @@ mod tests {
         new.metrics.port = 1;
         new.apps[0].max_connections = 3;
         assert_eq!(
-            restart_keys(&old, &new),
+            restart_keys(&old, &new, false),
             ["server.activity_timeout", "metrics"]
         );
+    }
+
+    #[test]
+    fn the_log_level_is_live_only_when_followed() {
+        let old = Config::default();
+        let mut new = Config::default();
+        new.log.level = LogLevel::parse("debug").unwrap();
+        new.log.format = crate::config::LogFormat::Json;
+        assert_eq!(restart_keys(&old, &new, false), ["log.format", "log.level"]);
+        assert_eq!(restart_keys(&old, &new, true), ["log.format"]);
+
+        let reloader = Reloader::new(old, None);
+        let report = reloader.reload(new.clone());
+        assert_eq!(report.needs_restart, ["log.format", "log.level"]);
+        assert_eq!(report.log_level, None);
+
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let into = seen.clone();
+        assert!(reloader.follow_log_level(move |level| {
+            into.lock().push(level.as_str().to_owned());
+            Ok(())
+        }));
+        assert!(!reloader.follow_log_level(|_| Ok(())), "the first one wins");
+        let report = reloader.reload(new.clone());
+        assert_eq!(report.needs_restart, ["log.format"]);
+        assert_eq!(report.log_level, Some(Ok(new.log.level.clone())));
+        // In force now: the same level again is no change.
+        assert_eq!(reloader.reload(new).log_level, None);
+        assert_eq!(*seen.lock(), ["debug"]);
+
+        // Refused (WARREN_LOG wins, say): said so, and the running level stays.
+        let pinned = Reloader::new(Config::default(), None);
+        pinned.follow_log_level(|_| Err("pinned".into()));
+        let mut debug = Config::default();
+        debug.log.level = LogLevel::parse("debug").unwrap();
+        for _ in 0..2 {
+            let report = pinned.reload(debug.clone());
+            assert_eq!(report.log_level, Some(Err("pinned".into())));
+            assert!(
+                report.needs_restart.is_empty(),
+                "{:?}",
+                report.needs_restart
+            );
+        }
     }
 }

@@ -53,7 +53,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("monitor", &["config"]),
-    ("webhooks", &["cluster", "config"]),
+    ("webhooks", &["app", "cluster", "config"]),
     ("hub", &["outbox", "metrics"]),
     ("outbox", &["metrics"]),
     ("cluster", &["config"]),

@@ -3,8 +3,10 @@
 //! [`TestDatabase`] is a fresh database on the shared server (`POSTGRES_URL`, by default
 //! `postgres://postgres@127.0.0.1:5432/postgres`, which `scripts/ensure-postgres.sh` starts),
 //! dropped when the test ends. [`PostgresServer`] is a server of the test's own (`initdb` into a
-//! temporary directory, run on a free port), for the tests that stop and start the database;
-//! run as the `postgres` user when the test runs as root, since PostgreSQL refuses root.
+//! temporary directory, run on a free port), for the tests that stop and start the database,
+//! or that need TLS ([`PostgresServer::start_tls`]: `ssl = on` with a certificate from the
+//! test's own authority); run as the `postgres` user when the test runs as root, since
+//! PostgreSQL refuses root.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::NoTls;
 
 use crate::net::{free_port, wait_port};
+use crate::tls::TestCa;
 
 /// The shared server's maintenance database.
 pub fn shared_url() -> String {
@@ -115,6 +118,8 @@ pub struct PostgresServer {
     dir: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// The addresses it listens on (`listen_addresses`).
+    listen: &'static str,
 }
 
 /// The directory of PostgreSQL's programs (`initdb`, `postgres`).
@@ -148,6 +153,18 @@ fn as_server_user(program: PathBuf) -> Command {
 impl PostgresServer {
     /// `initdb` (trust authentication, user `postgres`) and start.
     pub fn start() -> PostgresServer {
+        Self::start_with(None)
+    }
+
+    /// As [`PostgresServer::start`], with TLS offered (`ssl = on`) under a certificate `ca`
+    /// issued for `localhost` and `127.0.0.1`. It listens on 127.0.0.2 too, an address the
+    /// certificate does not name. Plain connections stay allowed until
+    /// [`PostgresServer::require_tls`].
+    pub fn start_tls(ca: &TestCa) -> PostgresServer {
+        Self::start_with(Some(ca))
+    }
+
+    fn start_with(ca: Option<&TestCa>) -> PostgresServer {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("warren-pg-{}-{n}", std::process::id()));
@@ -170,10 +187,27 @@ impl PostgresServer {
             .status()
             .expect("initdb runs");
         assert!(status.success(), "initdb into {}", dir.display());
+        let data = dir.join("data");
+        let listen = match ca {
+            Some(ca) => {
+                let issued = ca.issue("postgres");
+                // The server's default file names, in its data directory; the key must be
+                // the server user's and private.
+                write_private(&data.join("server.crt"), &issued.cert_pem);
+                write_private(&data.join("server.key"), &issued.key_pem);
+                let mut conf =
+                    std::fs::read_to_string(data.join("postgresql.conf")).expect("postgresql.conf");
+                conf += "\nssl = on\n";
+                std::fs::write(data.join("postgresql.conf"), conf).expect("postgresql.conf");
+                "127.0.0.1,127.0.0.2"
+            }
+            None => "127.0.0.1",
+        };
         let mut server = PostgresServer {
             dir,
             port: free_port(),
             child: None,
+            listen,
         };
         server.restart();
         server
@@ -182,6 +216,19 @@ impl PostgresServer {
     /// The `postgres` database of this server.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// From now on, TCP clients get in only over TLS (`hostssl` alone in `pg_hba.conf`);
+    /// returns once a plain connection is refused.
+    pub fn require_tls(&self) {
+        let hba = "local all all trust\nhostssl all all 127.0.0.0/8 trust\n";
+        write_private(&self.dir.join("data").join("pg_hba.conf"), hba);
+        run_sql(&self.url(), "SELECT pg_reload_conf()").expect("reload pg_hba.conf");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while run_sql(&self.url(), "SELECT 1").is_ok() {
+            assert!(Instant::now() < deadline, "plain connections still let in");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Stops the server (fast shutdown: clients are disconnected) and waits for it to end.
@@ -210,7 +257,7 @@ impl PostgresServer {
                 "-p",
                 &self.port.to_string(),
                 "-c",
-                "listen_addresses=127.0.0.1",
+                &format!("listen_addresses={}", self.listen),
             ])
             .arg("-k")
             .arg(&self.dir)
@@ -226,6 +273,22 @@ impl PostgresServer {
             assert!(Instant::now() < deadline, "postgres did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// Writes `text` to `path`, readable by the server's user only (as root: owned by `postgres`).
+fn write_private(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let status = Command::new("chown").arg("postgres").arg(path).status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "chown {}",
+            path.display()
+        );
     }
 }
 

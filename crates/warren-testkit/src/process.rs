@@ -118,8 +118,16 @@ impl Warren {
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("warren starts");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut banner = String::new();
-        stdout.read_line(&mut banner).expect("the banner");
+        // Log lines may come before the banner (a database refused at once, say): kept.
+        let (mut banner, mut early) = (String::new(), Vec::new());
+        loop {
+            banner.clear();
+            let n = stdout.read_line(&mut banner).expect("the banner");
+            if n == 0 || banner.contains(" listening on ") {
+                break;
+            }
+            early.push(banner.trim_end().to_owned());
+        }
         let port = banner
             .trim()
             .rsplit(':')
@@ -128,6 +136,9 @@ impl Warren {
             .unwrap_or_else(|| panic!("no port in the banner: {banner:?}"));
         // Log lines go to stdout or stderr, depending on the log set-up: both are read.
         let (lines, log) = mpsc::channel();
+        for line in early {
+            let _ = lines.send(line);
+        }
         let stderr = BufReader::new(child.stderr.take().expect("stderr"));
         let forward = |lines: mpsc::Sender<String>, from: Box<dyn BufRead + Send>| {
             std::thread::spawn(move || {

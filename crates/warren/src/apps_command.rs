@@ -153,13 +153,13 @@ pub fn run(command: AppsCommand, config: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Some(url) = config.apps_source.url.clone() else {
+    if config.apps_source.url.is_none() {
         eprintln!(
             "no database: set [apps_source] url in the configuration (--config FILE) or \
              WARREN_APPS_SOURCE__URL"
         );
         return ExitCode::from(2);
-    };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -170,9 +170,9 @@ pub fn run(command: AppsCommand, config: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let table = config.apps_source.table.clone();
+    let source = config.apps_source;
     let done = runtime.block_on(async move {
-        let mut admin = Admin::connect(&url, &table).await?;
+        let mut admin = Admin::connect(&source).await?;
         execute(&mut admin, command).await
     });
     match done {

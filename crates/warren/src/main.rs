@@ -162,10 +162,15 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     let log_format = args.log_format.unwrap_or(config.log.format);
-    if let Err(e) = logging::init(&config.log, log_format) {
-        eprintln!("{e}");
-        return ExitCode::FAILURE;
-    }
+    // What is in force: a reload compares the file's format with it, flag applied.
+    config.log.format = log_format;
+    let log_level = match logging::init(&config.log, log_format) {
+        Ok(control) => control,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Every connection is a file descriptor: use all the operating system allows.
     match system::raise_nofile_limit() {
         Ok(limit) if limit < 4096 => tracing::warn!(
@@ -211,10 +216,12 @@ fn serve(args: ServeArgs) -> ExitCode {
             LogFormat::Json => logging::json_banner(&config, addr, server.node_id(), VERSION),
         }
         let handle = server.shutdown_handle();
-        let (host, port) = (args.host.clone(), args.port);
+        let (host, port, format) = (args.host.clone(), args.port, args.log_format);
+        let reloader = server.reloader();
+        reloader.follow_log_level(move |level| log_level.apply(level));
         reload::on_sighup(reload::OnHangup {
             tls: server.tls_reloader(),
-            config: server.reloader(),
+            config: reloader,
             file: args.config.clone(),
             overrides: Box::new(move |config| {
                 if let Some(host) = &host {
@@ -222,6 +229,9 @@ fn serve(args: ServeArgs) -> ExitCode {
                 }
                 if let Some(port) = port {
                     config.server.port = port;
+                }
+                if let Some(format) = format {
+                    config.log.format = format;
                 }
             }),
         });

@@ -1,7 +1,8 @@
 //! `SIGHUP` reloads what can change without a restart: the TLS certificate and key
 //! (`[server.tls]`), and the configuration file: its apps are applied (added, changed,
-//! disabled, removed: see `warren_server::Reloader`), and every other key that changed is
-//! named in a warning, since it takes a restart. A file that does not load is refused with
+//! disabled, removed: see `warren_server::Reloader`), so is `log.level` (unless `WARREN_LOG`
+//! pins the level), and every other key that changed is named in a warning, since it takes a
+//! restart. A file that does not load is refused with
 //! the one message naming the key, and the running configuration stays.
 
 use std::path::PathBuf;
@@ -44,6 +45,11 @@ impl OnHangup {
                 c.removed.len()
             )
         });
+        match &report.log_level {
+            Some(Ok(level)) => tracing::info!(level = level.as_str(), "log level changed"),
+            Some(Err(why)) => tracing::warn!("log.level not applied, the level stays: {why}"),
+            None => {}
+        }
         tracing::info!(file = %file.display(), apps = %apps, "configuration reloaded");
         if !report.needs_restart.is_empty() {
             tracing::warn!(

@@ -1,11 +1,13 @@
 //! The binary and its apps: `SIGHUP` applies the file's apps (and refuses a bad file, keeping
-//! the running configuration), and `warren apps` manages the PostgreSQL table.
+//! the running configuration), and `warren apps` manages the PostgreSQL table, over TLS when
+//! the URL says `sslmode=require`.
 
 use std::path::Path;
 use std::process::Output;
 
-use warren_testkit::postgres::TestDatabase;
+use warren_testkit::postgres::{PostgresServer, TestDatabase};
 use warren_testkit::process::{hangup, logged, Warren};
+use warren_testkit::tls::TestCa;
 use warren_testkit::ws::{self, close_code, PUSHER_JS_QUERY};
 
 fn warren() -> Warren {
@@ -163,4 +165,67 @@ fn warren_apps_without_a_database_is_a_usage_error() {
         "{}",
         text(&output)
     );
+}
+
+/// `warren apps ARGS` (or any command) with the database at `url`, trusting `ca_file`.
+fn over_tls(args: &[&str], url: &str, ca_file: &Path) -> Output {
+    warren()
+        .command()
+        .args(args)
+        .env("WARREN_APPS_SOURCE__URL", url)
+        .env("WARREN_APPS_SOURCE__TLS_CA_FILE", ca_file)
+        .output()
+        .expect("warren runs")
+}
+
+#[tokio::test]
+async fn tls_to_the_database_from_the_environment_and_a_refusal_logged_with_its_reason() {
+    let ca = TestCa::new();
+    let pg = PostgresServer::start_tls(&ca);
+    let db = TestDatabase::create_on(&pg.url());
+    pg.require_tls();
+    let url = format!("{}?sslmode=require", db.url());
+    let ca_file = ca.path("pg-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("writes the CA");
+    let add = ["apps", "add", "--id", "a1", "--key", "k1", "--secret", "s1"];
+    let added = over_tls(&add, &url, &ca_file);
+    assert!(added.status.success(), "{}", text(&added));
+
+    // `config check` reads the CA file and names the key when it holds no certificate.
+    let junk = ca.path("junk.pem");
+    std::fs::write(&junk, "no certificate here").expect("writes");
+    let file = ca.path("warren.toml");
+    std::fs::write(&file, "[apps_source]\nbackend = \"postgres\"\n").expect("writes");
+    let file = file.display().to_string();
+    let checked = over_tls(&["config", "check", &file], &url, &junk);
+    assert_eq!(checked.status.code(), Some(1), "{}", text(&checked));
+    assert!(
+        text(&checked).contains("apps_source.tls_ca_file"),
+        "{}",
+        text(&checked)
+    );
+
+    // A node that trusts another authority is refused, and its log says why.
+    let stranger = TestCa::new();
+    let stranger_file = stranger.path("other-ca.pem");
+    std::fs::write(&stranger_file, stranger.pem()).expect("writes the other CA");
+    let source = |ca: &Path| {
+        [
+            ("WARREN_APPS_SOURCE__BACKEND", "postgres".to_owned()),
+            ("WARREN_APPS_SOURCE__URL", url.clone()),
+            ("WARREN_APPS_SOURCE__TLS_CA_FILE", ca.display().to_string()),
+        ]
+    };
+    let env = source(&stranger_file);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_refused, log) = warren().serve_logged(&[], &env);
+    let line = logged(&log, "apps source (PostgreSQL) unreachable");
+    assert!(line.contains("invalid peer certificate"), "{line}");
+
+    // The right authority: the node reads the app and serves it.
+    let env = source(&ca_file);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (served, log) = warren().serve_logged(&[], &env);
+    logged(&log, "apps source (PostgreSQL) connected");
+    ws::established(ws::raw(&served, &path("k1")).await).await;
 }

@@ -1,6 +1,6 @@
 //! The server's log as an operator's log collector reads it: `warren serve --log-format json`
 //! as a child process, connection errors caused over real sockets, and every line it prints,
-//! on standard output and standard error, parsed as JSON.
+//! on standard output and standard error, parsed as JSON; and the level changed by `SIGHUP`.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -10,7 +10,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
-use warren_testkit::process::Warren;
+use warren_testkit::process::{hangup, logged, Warren};
+use warren_testkit::ws::connect;
+use warren_testkit::WAIT;
 
 /// A `warren serve` child whose output lines are collected as they come.
 struct JsonServer {
@@ -350,4 +352,74 @@ fn a_warren_log_that_is_no_filter_stops_the_start() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("invalid WARREN_LOG"), "{err}");
+}
+
+/// Lines of `log` up to the first containing `text` (included); panics after [`WAIT`].
+fn lines_until(log: &mpsc::Receiver<String>, text: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut lines = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = log
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no line with {text:?} after {lines:#?}"));
+        lines.push(line);
+        if lines.last().is_some_and(|l| l.contains(text)) {
+            return lines;
+        }
+    }
+}
+
+#[tokio::test]
+async fn sighup_applies_the_log_level_and_names_a_format_change() {
+    let dir = std::env::temp_dir().join(format!("warren-log-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let file = dir.join("warren.toml");
+    std::fs::write(&file, "[log]\nlevel = \"info\"\n").expect("writes the configuration");
+    let config = file.display().to_string();
+    // An empty WARREN_LOG is no WARREN_LOG: the file's level is in force.
+    let (served, log) = Warren::at(env!("CARGO_BIN_EXE_warren"))
+        .serve_logged(&["--config", &config], &[("WARREN_LOG", "")]);
+
+    // At info, a connection's end (a debug line) is not written.
+    connect(&served).await.close().await;
+    let debug = "info,warren_server::connection=debug";
+    let text = format!("[log]\nlevel = \"{debug}\"\nformat = \"json\"\n");
+    std::fs::write(&file, text).expect("writes the configuration");
+    hangup(&served);
+    let before = lines_until(&log, "configuration reloaded");
+    assert!(
+        !before.iter().any(|l| l.contains("connection ended")),
+        "{before:#?}"
+    );
+    let changed = before.iter().find(|l| l.contains("log level changed"));
+    assert!(changed.is_some_and(|l| l.contains(debug)), "{before:#?}");
+    // The format needs a restart: named, and the log stays text.
+    let warned = logged(&log, "only after a restart");
+    assert!(warned.contains("log.format"), "{warned}");
+    assert!(!warned.contains("log.level"), "{warned}");
+
+    connect(&served).await.close().await;
+    let ended = logged(&log, "connection ended");
+    assert!(
+        ended.contains("DEBUG") && !ended.starts_with('{'),
+        "{ended}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_warren_log_pins_the_level_through_sighup() {
+    let dir = std::env::temp_dir().join(format!("warren-log-pin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let file = dir.join("warren.toml");
+    std::fs::write(&file, "[log]\nlevel = \"info\"\n").expect("writes the configuration");
+    let config = file.display().to_string();
+    let (served, log) = Warren::at(env!("CARGO_BIN_EXE_warren"))
+        .serve_logged(&["--config", &config], &[("WARREN_LOG", "info")]);
+    std::fs::write(&file, "[log]\nlevel = \"debug\"\n").expect("writes the configuration");
+    hangup(&served);
+    let refused = logged(&log, "log.level not applied");
+    assert!(refused.contains("WARREN_LOG"), "{refused}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

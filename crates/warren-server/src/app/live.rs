@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
+use tokio::sync::watch;
 use warren_protocol::AppId;
 
 use super::{App, AppRegistry, Retired};
@@ -61,6 +62,9 @@ pub struct LiveApps {
     ready: AtomicBool,
     /// One replacement at a time: each reads the snapshot it replaces.
     writer: Mutex<()>,
+    /// Counts the replacements that changed something, for those who follow the apps
+    /// (the webhook endpoints).
+    changes: watch::Sender<u64>,
 }
 
 impl LiveApps {
@@ -77,7 +81,13 @@ impl LiveApps {
             current: ArcSwap::from_pointee(Snapshot::default()),
             ready: AtomicBool::new(false),
             writer: Mutex::new(()),
+            changes: watch::Sender::new(0),
         }
+    }
+
+    /// Told after every replacement that changed an app (the snapshot is already swapped).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Makes `apps` the set of apps and says what changed. Each app keeps its connection
@@ -155,6 +165,9 @@ impl LiveApps {
                     app.retire(why);
                 }
             }
+        }
+        if !change.is_empty() {
+            self.changes.send_modify(|n| *n += 1);
         }
         change
     }

@@ -8,11 +8,12 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
-use tokio_postgres::{Client, NoTls, Transaction};
+use tokio_postgres::{Client, Transaction};
 
+use super::database::{explain, Database};
 use super::rows::{self, Read};
 use super::schema::{self, APP_COLUMNS};
-use crate::config::PostgresUrl;
+use crate::config::AppsSourceConfig;
 
 pub use super::schema::VERSION;
 
@@ -26,8 +27,11 @@ pub fn generate_secret() -> String {
 /// What went wrong, in one line for the command's user.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", explain(.0))]
     Db(#[from] tokio_postgres::Error),
+    /// No URL, or TLS that cannot be set up (the message names the key).
+    #[error("{0}")]
+    Setup(String),
     #[error("no app with id {0:?}")]
     NotFound(String),
     #[error("refused: {0}")]
@@ -53,11 +57,14 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// Connects and brings the table to this build's schema (creating it when absent).
-    pub async fn connect(url: &PostgresUrl, table: &str) -> Result<Admin, AdminError> {
-        let mut settings = url.settings();
-        settings.connect_timeout(Duration::from_secs(10));
-        let (mut client, connection) = settings.connect(NoTls).await?;
+    /// Connects to the database of `source` (its URL, TLS as its `sslmode` says) and brings
+    /// its table to this build's schema (creating it when absent).
+    pub async fn connect(source: &AppsSourceConfig) -> Result<Admin, AdminError> {
+        let database = Database::new(source, Duration::from_secs(10))
+            .map_err(AdminError::Setup)?
+            .ok_or_else(|| AdminError::Setup("no database: apps_source.url is not set".into()))?;
+        let table = &source.table;
+        let (mut client, connection) = database.connect().await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "apps table connection ended");

@@ -9,9 +9,11 @@
 //! and reconnects with backoff; a new connection starts with a full read, so the node catches
 //! up with every change made meanwhile.
 //!
-//! `admin.rs` is what `warren apps` uses: the same table, migration and rules.
+//! `admin.rs` is what `warren apps` uses: the same table, migration and rules; both connect
+//! through `database.rs` (plain, or TLS with the certificate verified, as the URL says).
 
 pub mod admin;
+mod database;
 mod rows;
 pub mod schema;
 
@@ -21,11 +23,12 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use metrics::{Counter, Gauge};
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
 
 use crate::config::AppsSourceConfig;
 use crate::metrics::{catalogue, Metrics};
 use crate::reload::AppsUpdater;
+use database::{explain, Database};
 
 pub use rows::RowProblem;
 
@@ -39,7 +42,7 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
 enum Lost {
-    #[error("{0}")]
+    #[error("{}", explain(.0))]
     Db(#[from] tokio_postgres::Error),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
@@ -49,9 +52,7 @@ enum Lost {
 
 /// The running source: one task on the runtime it was started on.
 pub(crate) struct PostgresSource {
-    settings: tokio_postgres::Config,
-    /// For the log (password hidden).
-    shown: String,
+    database: Database,
     table: String,
     refresh: Duration,
     updater: Arc<AppsUpdater>,
@@ -60,24 +61,24 @@ pub(crate) struct PostgresSource {
 }
 
 impl PostgresSource {
+    /// `None` without a URL; an error (naming the key) when TLS cannot be set up.
     pub(crate) fn new(
         config: &AppsSourceConfig,
         updater: Arc<AppsUpdater>,
         metrics: &Metrics,
-    ) -> Option<Self> {
-        let url = config.url.as_ref()?;
-        let mut settings = url.settings();
-        settings.connect_timeout(IO_TIMEOUT);
+    ) -> Result<Option<Self>, String> {
+        let Some(database) = Database::new(config, IO_TIMEOUT)? else {
+            return Ok(None);
+        };
         let labels = [("backend", "postgres".to_owned())];
-        Some(PostgresSource {
-            settings,
-            shown: url.to_string(),
+        Ok(Some(PostgresSource {
+            database,
             table: config.table.clone(),
             refresh: Duration::from_secs(config.refresh_interval_secs),
             updater,
             up: metrics.gauge(&catalogue::APPS_SOURCE_UP, &labels),
             failures: metrics.counter(&catalogue::APPS_SOURCE_FAILURES, &labels),
-        })
+        }))
     }
 
     /// Runs until the task is aborted (the server stops).
@@ -94,7 +95,7 @@ impl PostgresSource {
             if last_warning.is_none_or(|at| at.elapsed() >= WARN_EVERY) || was_up {
                 last_warning = Some(Instant::now());
                 tracing::warn!(
-                    url = %self.shown,
+                    url = %self.database.shown(),
                     error = %lost,
                     "apps source (PostgreSQL) unreachable: {}; retrying",
                     if ready {
@@ -124,7 +125,7 @@ impl PostgresSource {
         was_up: &mut bool,
         backoff: &mut Duration,
     ) -> Result<std::convert::Infallible, Lost> {
-        let (mut client, mut connection) = timed(self.settings.connect(NoTls)).await?;
+        let (mut client, mut connection) = timed(self.database.connect()).await?;
         // The connection's messages: notifications become wake-ups (one pending is enough:
         // a read sees every change made before it).
         let (wake, mut woken) = mpsc::channel::<()>(1);
@@ -147,7 +148,7 @@ impl PostgresSource {
             self.read(&client).await?;
             self.up.set(1.0);
             if !*was_up {
-                tracing::info!(url = %self.shown, "apps source (PostgreSQL) connected");
+                tracing::info!(url = %self.database.shown(), "apps source (PostgreSQL) connected");
             }
             *was_up = true;
             *backoff = BACKOFF.0;

@@ -14,6 +14,7 @@ mod nats;
 mod net;
 mod origins;
 mod redis;
+pub(crate) mod roots;
 mod split;
 #[cfg(test)]
 mod tests;
@@ -217,18 +218,7 @@ impl ClusterConfig {
     /// `redis_url`, trusting `redis_tls_ca_file` when one is set; what every Redis client of
     /// the node connects with. An error is about `redis_tls_ca_file` and names the file.
     pub fn redis_target(&self) -> Result<RedisTarget, String> {
-        let Some(path) = &self.redis_tls_ca_file else {
-            return Ok(self.redis_url.clone());
-        };
-        if !self.redis_url.uses_tls() {
-            return Err(format!("{} is not a rediss:// URL", self.redis_url));
-        }
-        let shown = path.display();
-        let pem = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-        self.redis_url
-            .clone()
-            .trusting(&pem)
-            .map_err(|e| format!("{shown}: {e}"))
+        self.top_level().redis_target()
     }
 }
 

@@ -85,27 +85,10 @@ impl RedisTarget {
     /// (one or more PEM certificates) and no others: for a Redis whose certificate a private
     /// authority issued. Refused for a target without TLS, where it would be silently unused.
     pub fn trusting(mut self, ca_pem: &[u8]) -> Result<Self, String> {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::CertificateDer;
         if !self.uses_tls() {
             return Err(format!("{:?} is not a rediss:// URL", self.shown));
         }
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(ca_pem) {
-            let cert = cert.map_err(|e| format!("not a PEM certificate: {e}"))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("not a usable CA certificate: {e}"))?;
-        }
-        if roots.is_empty() {
-            return Err("no certificate in it".into());
-        }
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = super::roots::client_config(super::roots::from_pem(ca_pem)?)?;
         self.client.tls = Some(TlsConnector::from(config).into());
         Ok(self)
     }

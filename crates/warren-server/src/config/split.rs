@@ -78,14 +78,19 @@ impl ClusterConfig {
         self.part(self.state.as_ref())
     }
 
-    fn part(&self, section: Option<&ClusterPart>) -> PartTarget {
-        let top = PartTarget {
+    /// The top-level keys alone.
+    pub(super) fn top_level(&self) -> PartTarget {
+        PartTarget {
             backend: self.backend,
             redis_url: self.redis_url.clone(),
             redis_tls_ca_file: self.redis_tls_ca_file.clone(),
             nats_url: self.nats_url.clone(),
             nats: self.nats.clone(),
-        };
+        }
+    }
+
+    fn part(&self, section: Option<&ClusterPart>) -> PartTarget {
+        let top = self.top_level();
         let Some(section) = section else {
             return top;
         };

@@ -215,7 +215,7 @@ impl ServerBuilder {
             Duration::from_millis(server.write_timeout_ms),
             metrics.delivery_latency(),
         ));
-        let updater = live.map(|live| {
+        let updater = live.clone().map(|live| {
             Arc::new(AppsUpdater {
                 apps: live,
                 connections: connections.clone(),
@@ -225,7 +225,8 @@ impl ServerBuilder {
         let reloader = Reloader::new(config.clone(), updater.clone().filter(|_| from_file));
         let apps_source = match updater.as_ref().filter(|_| !from_file) {
             Some(updater) => {
-                let source = PostgresSource::new(&config.apps_source, updater.clone(), &metrics);
+                let source = PostgresSource::new(&config.apps_source, updater.clone(), &metrics)
+                    .map_err(|e| anyhow::anyhow!(e))?;
                 let run = source.map(PostgresSource::run);
                 run.map(|run| match ingress.handle() {
                     Some(h) => h.spawn(run),
@@ -234,19 +235,18 @@ impl ServerBuilder {
             }
             None => None,
         };
-        let webhook_apps = parts::webhook_apps(&config, apps.as_ref()).await;
         let current_secret: webhooks::CurrentSecret = {
             let apps = apps.clone();
             Arc::new(move |id: &str| apps.by_id(id).map(|app| app.secret.clone()))
         };
         let sent = parts::webhook_observer(monitor.clone());
         let webhooks = Webhooks::start(
-            &webhook_apps,
+            &config,
+            live.clone(),
             &node_id,
             state.clone(),
             ingress.handle(),
-            Some(sent),
-            Some(current_secret),
+            (Some(sent), Some(current_secret)),
         )
         .await?;
         local.report_to(webhooks.clone());

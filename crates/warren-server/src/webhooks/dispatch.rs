@@ -4,17 +4,17 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use futures_util::future::join_all;
+use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
-use warren_protocol::AppId;
+use warren_protocol::{AppId, ChannelName, UserId};
 
 use super::endpoint::Stats;
 use super::event::{Hook, Record};
 use super::queue::{Pending, Queue};
-use super::removal::{role, Markers, Role};
+use super::removal::{role, Markers, Op, Role};
 use super::KindSet;
 use crate::cluster::ClusterState;
 
@@ -24,17 +24,28 @@ const INTAKE: usize = 256;
 /// whose delivery another node took over) still finds it.
 const MARKER_MARGIN: Duration = Duration::from_secs(600);
 
-/// One endpoint as the dispatcher sees it.
+/// One endpoint as the dispatcher (and the metrics) see it.
 pub(crate) struct Route {
     pub wants: KindSet,
     pub queue: Arc<dyn Queue>,
     pub stats: Arc<Stats>,
     pub url: String,
+    /// Its place among the app's endpoints in the configuration.
+    pub index: usize,
+}
+
+/// The running endpoints, replaced whole when the apps change (`fleet`).
+#[derive(Default)]
+pub(crate) struct Table {
+    /// The kinds some endpoint of each app wants; other apps and kinds stop at the intake.
+    pub wants: HashMap<AppId, KindSet>,
+    pub routes: HashMap<AppId, Vec<Route>>,
 }
 
 pub(crate) struct Dispatch {
-    pub routes: HashMap<AppId, Vec<Route>>,
-    pub markers: Arc<dyn Markers>,
+    pub table: Arc<ArcSwap<Table>>,
+    /// Set once the first endpoint's store is open (before any event can be routed).
+    pub markers: OnceLock<Arc<dyn Markers>>,
     pub state: Arc<dyn ClusterState>,
     pub delay_removal: Duration,
     /// Event ids: this prefix (unique per node start), then a number.
@@ -61,54 +72,92 @@ impl Dispatch {
     pub(crate) async fn run(self: Arc<Self>, mut intake: mpsc::Receiver<Record>) {
         let mut records = Vec::with_capacity(INTAKE);
         while intake.recv_many(&mut records, INTAKE).await > 0 {
-            // The markers of a whole intake at once (one round trip to Redis, pipelined), in
+            // The markers of a whole intake in one call (one script per app with Redis), in
             // order; then the records go on in the order they came.
-            let fates = join_all(records.iter().map(|r| self.fate(r))).await;
+            let fates = self.fates(&records).await;
+            let (mut removals, mut returns) = (Vec::new(), Vec::new());
             for (record, fate) in records.drain(..).zip(fates) {
                 match fate {
                     Fate::Now => self.route(&record),
-                    Fate::AfterDelay(marker, token) => {
-                        self.clone().remove_later(record, marker, token)
-                    }
-                    Fate::AfterSettle(marker) => self.clone().return_later(record, marker),
+                    Fate::AfterDelay(marker, token) => removals.push((record, marker, token)),
+                    Fate::AfterSettle(marker) => returns.push((record, marker)),
                     Fate::Cancelled => {}
                 }
             }
+            if !removals.is_empty() {
+                self.clone().remove_later(removals);
+            }
+            if !returns.is_empty() {
+                self.clone().return_later(returns);
+            }
         }
     }
 
-    async fn fate(&self, r: &Record) -> Fate {
-        if self.delay_removal.is_zero() {
-            return Fate::Now;
-        }
-        match role(r) {
-            Role::Neither => Fate::Now,
-            Role::Removal(marker) => {
-                let ttl = self.delay_removal + MARKER_MARGIN;
-                let token = self.next_token();
-                self.markers.mark(&marker, token, r.at_ms, ttl).await;
-                Fate::AfterDelay(marker, token)
+    async fn fates(&self, records: &[Record]) -> Vec<Fate> {
+        let markers = self.markers.get().filter(|_| !self.delay_removal.is_zero());
+        let Some(markers) = markers else {
+            return records.iter().map(|_| Fate::Now).collect();
+        };
+        let roles: Vec<Role> = records.iter().map(role).collect();
+        let mut ops = Vec::new();
+        let mut tokens = Vec::with_capacity(records.len());
+        for (r, role) in records.iter().zip(&roles) {
+            let token = self.next_token();
+            tokens.push(token);
+            let at_ms = r.at_ms;
+            match role {
+                Role::Neither => {}
+                Role::Removal(marker) => ops.push((marker.clone(), Op::Mark { token, at_ms })),
+                Role::Return(marker) => ops.push((marker.clone(), Op::Claim { at_ms })),
             }
-            Role::Return(marker) if self.markers.claim(&marker, r.at_ms).await == Some(true) => {
-                Fate::Cancelled
-            }
-            Role::Return(_) if self.return_settle.is_zero() => Fate::Now,
-            Role::Return(marker) => Fate::AfterSettle(marker),
         }
+        let ttl = self.delay_removal + MARKER_MARGIN;
+        let mut results = markers.run(&ops, ttl).await.into_iter();
+        roles
+            .into_iter()
+            .zip(tokens)
+            .map(|(role, token)| match role {
+                Role::Neither => Fate::Now,
+                Role::Removal(marker) => {
+                    results.next();
+                    Fate::AfterDelay(marker, token)
+                }
+                Role::Return(marker) => match results.next().flatten() {
+                    Some(true) => Fate::Cancelled,
+                    _ if self.return_settle.is_zero() => Fate::Now,
+                    _ => Fate::AfterSettle(marker),
+                },
+            })
+            .collect()
     }
 
-    /// A return that found no marker, when the markers are shared between nodes: the
-    /// removal it may cancel can have happened on another node just before it, its marker
-    /// not yet written (each node writes its markers from its own dispatcher, a little after
-    /// the transition). So it looks once more after `return_settle`, and cancels both if the
-    /// marker is there by then.
-    fn return_later(self: Arc<Self>, record: Record, marker: String) {
+    /// Returns that found no marker, when the markers are shared between nodes: the removal
+    /// one may cancel can have happened on another node just before it, its marker not yet
+    /// written (each node writes its markers from its own dispatcher, a little after the
+    /// transition). So they look once more after `return_settle`, together, and each cancels
+    /// itself and its removal if the marker is there by then.
+    fn return_later(self: Arc<Self>, returns: Vec<(Record, String)>) {
         tokio::spawn(async move {
             tokio::time::sleep(self.return_settle).await;
-            if self.markers.claim(&marker, record.at_ms).await != Some(true) {
-                self.route(&record);
+            let ops: Vec<_> = returns
+                .iter()
+                .map(|(r, marker)| (marker.clone(), Op::Claim { at_ms: r.at_ms }))
+                .collect();
+            let claimed = self.run_markers(&ops).await;
+            for ((record, _), claimed) in returns.iter().zip(claimed) {
+                if claimed != Some(true) {
+                    self.route(record);
+                }
             }
         });
+    }
+
+    /// The markers' answers to `ops`; `None` each when there is no store yet.
+    async fn run_markers(&self, ops: &[(String, Op)]) -> Vec<Option<bool>> {
+        match self.markers.get() {
+            Some(markers) => markers.run(ops, Duration::ZERO).await,
+            None => vec![None; ops.len()],
+        }
     }
 
     /// A token no other removal on any node holds: this node's start, then a count.
@@ -120,36 +169,73 @@ impl Dispatch {
     /// INVARIANT(removal-claimed-once): a removal is sent only if its marker is still its own
     /// (no return claimed it, no later removal replaced it), and the cluster state shows no
     /// return after the delay. A store that cannot answer counts as unclaimed: at least once.
-    fn remove_later(self: Arc<Self>, record: Record, marker: String, token: u64) {
+    /// The removals of one intake wait together and are claimed in one call.
+    fn remove_later(self: Arc<Self>, removals: Vec<(Record, String, u64)>) {
         tokio::spawn(async move {
             tokio::time::sleep(self.delay_removal).await;
-            let claimed = self.markers.claim_own(&marker, token).await != Some(false);
-            if claimed && !self.returned(&record).await {
-                self.route(&record);
+            let ops: Vec<_> = removals
+                .iter()
+                .map(|(_, marker, token)| (marker.clone(), Op::ClaimOwn { token: *token }))
+                .collect();
+            let claimed = self.run_markers(&ops).await;
+            let held: Vec<Record> = removals
+                .into_iter()
+                .zip(claimed)
+                .filter(|(_, claimed)| *claimed != Some(false))
+                .map(|((record, _, _), _)| record)
+                .collect();
+            let returned = self.returned(&held).await;
+            for (record, returned) in held.iter().zip(returned) {
+                if !returned {
+                    self.route(record);
+                }
             }
         });
     }
 
-    /// Whether the channel is occupied again, or the member back, cluster-wide. On a backend
-    /// error the removal is sent: at least once.
-    async fn returned(&self, r: &Record) -> bool {
-        match &r.hook {
-            Hook::Vacated => self
-                .state
-                .channel(&r.app, &r.channel)
-                .await
-                .is_ok_and(|s| s.subscription_count > 0),
-            Hook::MemberRemoved(user) => self
-                .state
-                .presence_members(&r.app, &r.channel)
-                .await
-                .is_ok_and(|members| members.iter().any(|m| &m.user_id == user)),
-            _ => false,
+    /// For each removal, whether the channel is occupied again, or the member back,
+    /// cluster-wide: one read per channel. On a backend error the removal is sent: at least
+    /// once.
+    async fn returned(&self, removals: &[Record]) -> Vec<bool> {
+        let mut channels: HashMap<(&AppId, &ChannelName), Option<Vec<UserId>>> = HashMap::new();
+        let mut occupied: HashMap<(&AppId, &ChannelName), bool> = HashMap::new();
+        for r in removals {
+            let at = (&r.app, &r.channel);
+            match &r.hook {
+                Hook::Vacated if !occupied.contains_key(&at) => {
+                    let now = self.state.channel(&r.app, &r.channel).await;
+                    occupied.insert(at, now.is_ok_and(|s| s.subscription_count > 0));
+                }
+                Hook::MemberRemoved(_) if !channels.contains_key(&at) => {
+                    let members = self.state.presence_members(&r.app, &r.channel).await;
+                    let users = members
+                        .ok()
+                        .map(|m| m.into_iter().map(|m| m.user_id).collect());
+                    channels.insert(at, users);
+                }
+                _ => {}
+            }
         }
+        removals
+            .iter()
+            .map(|r| {
+                let at = (&r.app, &r.channel);
+                match &r.hook {
+                    Hook::Vacated => occupied.get(&at).copied().unwrap_or(false),
+                    Hook::MemberRemoved(user) => channels
+                        .get(&at)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|users| users.contains(user)),
+                    _ => false,
+                }
+            })
+            .collect()
     }
 
+    /// Hands the event to the endpoints of its app that run now and want its kind.
     fn route(&self, r: &Record) {
-        let Some(routes) = self.routes.get(&r.app) else {
+        let table = self.table.load();
+        let Some(routes) = table.routes.get(&r.app) else {
             return;
         };
         let kind = r.hook.kind();

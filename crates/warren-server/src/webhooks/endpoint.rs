@@ -9,8 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::event::body;
@@ -49,15 +51,40 @@ pub(crate) struct Attempt<'a> {
 /// passes its registry's lookup; `None` from it keeps the secret the endpoint started with).
 pub(crate) type CurrentSecret = Arc<dyn Fn(&str) -> Option<Arc<str>> + Send + Sync>;
 
+/// Who the requests say they come from and what they carry besides the events: the app's key
+/// and secret and the endpoint's own headers. Replaced whole when the app changes, while the
+/// endpoint's task and queue go on (`fleet`).
+pub(crate) struct Signing {
+    pub key: String,
+    pub secret: String,
+    pub headers: HeaderMap,
+}
+
+impl Signing {
+    /// `config` was validated: its headers parse.
+    pub(crate) fn new(config: &WebhookConfig, key: &str, secret: &str) -> anyhow::Result<Self> {
+        let mut headers = HeaderMap::new();
+        for (name, value) in &config.headers {
+            headers.insert(
+                HeaderName::from_bytes(name.as_bytes())?,
+                HeaderValue::from_str(value)?,
+            );
+        }
+        Ok(Signing {
+            key: key.to_owned(),
+            secret: secret.to_owned(),
+            headers,
+        })
+    }
+}
+
 /// What an endpoint's task needs to send.
 pub(crate) struct Endpoint {
     pub app: String,
     pub observer: Option<Observer>,
     pub current_secret: Option<CurrentSecret>,
     pub url: reqwest::Url,
-    pub key: String,
-    pub secret: String,
-    pub headers: HeaderMap,
+    pub signing: Arc<ArcSwap<Signing>>,
     pub client: reqwest::Client,
     pub batch_max: usize,
     pub batch_window: Duration,
@@ -66,29 +93,19 @@ pub(crate) struct Endpoint {
 }
 
 impl Endpoint {
-    /// `config` was validated: its URL and headers parse.
+    /// `config` was validated: its URL parses.
     pub(crate) fn new(
         config: &WebhookConfig,
         settings: &WebhooksConfig,
-        key: &str,
-        secret: &str,
+        signing: Arc<ArcSwap<Signing>>,
         client: reqwest::Client,
     ) -> anyhow::Result<Self> {
-        let mut headers = HeaderMap::new();
-        for (name, value) in &config.headers {
-            headers.insert(
-                HeaderName::from_bytes(name.as_bytes())?,
-                HeaderValue::from_str(value)?,
-            );
-        }
         Ok(Endpoint {
             app: String::new(),
             observer: None,
             current_secret: None,
             url: reqwest::Url::parse(&config.url)?,
-            key: key.to_owned(),
-            secret: secret.to_owned(),
-            headers,
+            signing,
             client,
             batch_max: settings.batch_max.max(1),
             batch_window: Duration::from_millis(settings.batch_window_ms),
@@ -97,22 +114,31 @@ impl Endpoint {
         })
     }
 
-    /// Sends what `queue` holds, batch after batch, until it closes.
-    pub(crate) async fn run(self, queue: Arc<dyn Queue>) {
-        while let Some(batch) = queue.take(self.batch_max, self.batch_window).await {
+    /// Sends what `queue` holds, batch after batch, until it closes or `stop`'s sender is
+    /// dropped (the endpoint was removed). A batch being sent then is left to its queue: a
+    /// shared or spooled queue keeps it (and sends it if the endpoint comes back), memory
+    /// forgets it.
+    pub(crate) async fn run(self, queue: Arc<dyn Queue>, mut stop: watch::Receiver<()>) {
+        let stopped = async move { while stop.changed().await.is_ok() {} };
+        tokio::pin!(stopped);
+        loop {
+            let batch = tokio::select! {
+                batch = queue.take(self.batch_max, self.batch_window) => batch,
+                _ = &mut stopped => return,
+            };
+            let Some(batch) = batch else { return };
             let delivery = self.deliver(&batch);
-            match queue.keep_every() {
-                None => delivery.await,
-                Some(every) => {
-                    tokio::pin!(delivery);
-                    let mut ticks = tokio::time::interval(every);
-                    ticks.tick().await;
-                    loop {
-                        tokio::select! {
-                            _ = &mut delivery => break,
-                            _ = ticks.tick() => queue.keep(&batch).await,
-                        }
-                    }
+            tokio::pin!(delivery);
+            // A shared queue must be told, while the batch is worked on, that this node is
+            // still at it; the others never are (an hour's tick that never fires).
+            let keep_every = queue.keep_every();
+            let mut ticks = tokio::time::interval(keep_every.unwrap_or(Duration::from_secs(3600)));
+            ticks.tick().await;
+            loop {
+                tokio::select! {
+                    _ = &mut delivery => break,
+                    _ = &mut stopped => return,
+                    _ = ticks.tick(), if keep_every.is_some() => queue.keep(&batch).await,
                 }
             }
             queue.done(&batch).await;
@@ -171,18 +197,19 @@ impl Endpoint {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let body = body(time_ms, batch.iter().map(|p| &*p.json));
+        let signing = self.signing.load_full();
         let current = self.current_secret.as_ref().and_then(|f| f(&self.app));
-        let secret = current.as_deref().unwrap_or(&self.secret);
+        let secret = current.as_deref().unwrap_or(&signing.secret);
         let signature = warren_protocol::auth::sign_webhook(secret, body.as_bytes());
         let ids = batch.iter().map(|p| &*p.id).collect::<Vec<_>>().join(",");
         let answer = self
             .client
             .post(self.url.clone())
-            .header("X-Pusher-Key", &self.key)
+            .header("X-Pusher-Key", &signing.key)
             .header("X-Pusher-Signature", signature)
             .header(CONTENT_TYPE, "application/json")
             .header("X-Warren-Webhook-Id", ids)
-            .headers(self.headers.clone())
+            .headers(signing.headers.clone())
             .body(body)
             .send()
             .await

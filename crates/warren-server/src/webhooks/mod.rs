@@ -7,39 +7,40 @@
 //! message delivery. Everything else runs in tasks on the ingress runtime: the
 //! [`dispatch`] task holds removals for the delay ([`removal`]) and hands each event to the
 //! queue of every endpoint that wants it; each [`endpoint`] has a task of its own that
-//! batches, signs, posts and retries, so one slow endpoint delays no other.
+//! batches, signs, posts and retries, so one slow endpoint delays no other. The [`fleet`]
+//! keeps the endpoints in step with the apps as they change.
 //!
 //! Transitions come from the cluster state, which decides each one once cluster-wide, and
 //! only the node whose call decided it reports it: a cluster of N nodes sends each once.
-//! With no endpoint configured, [`Webhooks`] is empty and every report is one branch.
+//! With no endpoint configured and apps that cannot change, [`Webhooks`] is empty and every
+//! report is one branch; otherwise a report of an app without endpoints reads one map.
 
 mod dispatch;
 mod endpoint;
 mod event;
+mod fleet;
 mod nats;
 mod queue;
 mod redis;
 mod removal;
 mod spool;
 
-use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use warren_protocol::{AppId, ChannelKind, ChannelName, UserId};
 
+use crate::app::{AppRegistry, LiveApps};
 use crate::cluster::{ChannelEvent, ChannelMessage, ClusterState};
-use crate::config::{Backend, Config, WebhookConfig, WebhookEventType};
-use dispatch::{Dispatch, Route};
-use endpoint::Endpoint;
+use crate::config::{AppConfig, Backend, Config, WebhookConfig, WebhookEventType};
+use dispatch::{Dispatch, Table};
 pub(crate) use endpoint::{Attempt, CurrentSecret, Observer};
 pub(crate) use event::{Hook, Record};
-use queue::{MemoryQueue, Queue};
-use removal::{Markers, MemoryMarkers};
-use spool::SpoolQueue;
+use fleet::Fleet;
 
 /// A set of event kinds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -58,6 +59,10 @@ impl KindSet {
 
     pub(crate) fn contains(self, kind: WebhookEventType) -> bool {
         self.0 & (1 << kind as u8) != 0
+    }
+
+    fn union(self, other: KindSet) -> KindSet {
+        KindSet(self.0 | other.0)
     }
 }
 
@@ -86,26 +91,17 @@ fn queue_name(app: &str, n: usize, url: &str) -> String {
 }
 
 /// Where the node reports webhook events. Cheap to clone; empty (and free) when no app has
-/// an endpoint.
+/// an endpoint and the apps cannot change.
 #[derive(Clone, Default)]
 pub(crate) struct Webhooks(Option<Arc<Intake>>);
 
 struct Intake {
-    /// The kinds some endpoint of each app wants; other apps and kinds stop here.
-    wants: HashMap<AppId, KindSet>,
+    /// The running endpoints: which kinds each app wants, and where they go.
+    table: Arc<ArcSwap<Table>>,
     queue: mpsc::Sender<Record>,
     dropped: AtomicU64,
-    /// Every endpoint, for metrics.
-    endpoints: Vec<Watched>,
-}
-
-/// An endpoint as the metrics see it.
-struct Watched {
-    app: AppId,
-    /// Its place among the app's endpoints in the configuration.
-    index: usize,
-    stats: Arc<endpoint::Stats>,
-    queue: Arc<dyn Queue>,
+    /// Keeps the endpoints running.
+    _fleet: Arc<Fleet>,
 }
 
 /// One endpoint's counts and queue, for metrics.
@@ -122,149 +118,73 @@ pub(crate) struct EndpointReport {
 
 impl Webhooks {
     /// Starts the dispatcher and one task per endpoint on `runtime` (the ingress runtime;
-    /// `None`: the current one), unless no app has an endpoint. With the Redis backend the
-    /// markers and queues are in Redis, through a client of their own.
+    /// `None`: the current one). The endpoints are those of `apps`, followed as they change,
+    /// or (`None`: apps that never change) those of `config`; with neither, nothing starts.
+    /// With a cluster backend the markers and queues are in it, through a client of their own.
     pub(crate) async fn start(
         config: &Config,
+        apps: Option<Arc<LiveApps>>,
         node_id: &str,
         state: Arc<dyn ClusterState>,
         runtime: Option<Handle>,
-        observer: Option<endpoint::Observer>,
-        current_secret: Option<CurrentSecret>,
+        (observer, current_secret): (Option<Observer>, Option<CurrentSecret>),
     ) -> anyhow::Result<Self> {
-        if config.apps.iter().all(|app| app.webhooks.is_empty()) {
+        let first: Vec<AppConfig> = match &apps {
+            Some(live) => live.all().iter().map(|a| a.settings().clone()).collect(),
+            None => config.apps.clone(),
+        };
+        if apps.is_none() && first.iter().all(|app| app.webhooks.is_empty()) {
             return Ok(Webhooks(None));
         }
-        let build = Self::build(
-            config.clone(),
-            node_id.to_owned(),
-            state,
-            observer,
-            current_secret,
-        );
-        match runtime {
-            Some(h) => h.spawn(build).await?,
-            None => build.await,
-        }
-    }
-
-    async fn build(
-        config: Config,
-        node_id: String,
-        state: Arc<dyn ClusterState>,
-        observer: Option<endpoint::Observer>,
-        current_secret: Option<CurrentSecret>,
-    ) -> anyhow::Result<Self> {
         let settings = &config.webhooks;
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(settings.timeout_ms))
-            // Some SDKs (PHP) read `X-Pusher-Key` case-sensitively.
-            .http1_title_case_headers()
-            .build()?;
-        let any_endpoint = config.apps.iter().any(|a| !a.webhooks.is_empty());
-        // Queues and markers are state: they live with the cluster state.
-        let kept_in = config.cluster.state_target();
-        let redis_client = match kept_in.backend {
-            Backend::Redis => {
-                let target = kept_in
-                    .redis_target()
-                    .map_err(|e| anyhow::anyhow!("cluster.redis_tls_ca_file: {e}"))?;
-                Some(redis::connect(&target).await?)
-            }
-            Backend::Local | Backend::Nats => None,
-        };
-        let nats_js = match kept_in.backend {
-            Backend::Nats if any_endpoint => {
-                Some(nats::connect(&kept_in.nats_url, &kept_in.nats).await?)
-            }
-            _ => None,
-        };
-        let spool = match (&redis_client, &nats_js, &settings.spool_dir) {
-            (None, None, Some(dir)) => Some(spool::open(dir)?),
-            _ => None,
-        };
-        let consumer = format!("{node_id}~{:08x}", rand::random::<u32>());
-        let min_idle = Duration::from_millis(config.cluster.node_timeout_ms);
-        let (mut routes, mut wants) = (HashMap::new(), HashMap::new());
-        let mut watched = Vec::new();
-        for app in &config.apps {
-            let mut app_routes = Vec::new();
-            for (n, hook) in app.webhooks.iter().enumerate() {
-                let (key, secret) = (app.key.as_str(), &app.secret);
-                let mut endpoint = Endpoint::new(hook, settings, key, secret, client.clone())?;
-                endpoint.app = app.id.to_string();
-                endpoint.observer = observer.clone();
-                endpoint.current_secret = current_secret.clone();
-                let name = queue_name(app.id.as_str(), n, &hook.url);
-                let capacity = settings.max_pending;
-                let queue: Arc<dyn Queue> = match (&redis_client, &nats_js, &spool) {
-                    (Some(redis_client), _, _) => {
-                        let stream = format!("{}:wh:{name}", config.cluster.prefix);
-                        let c = redis_client.clone();
-                        redis::RedisQueue::start(c, stream, consumer.clone(), capacity, min_idle)
-                    }
-                    (None, Some(js), _) => {
-                        let prefix = &config.cluster.prefix;
-                        nats::NatsQueue::start(js, prefix, &name, capacity, min_idle).await?
-                    }
-                    (None, None, Some(db)) => {
-                        Arc::new(SpoolQueue::start(db.clone(), name, capacity))
-                    }
-                    (None, None, None) => Arc::new(MemoryQueue::new(capacity)),
-                };
-                let route = Route {
-                    wants: KindSet::of(hook),
-                    queue: queue.clone(),
-                    stats: endpoint.stats.clone(),
-                    url: hook.url.clone(),
-                };
-                watched.push(Watched {
-                    app: app.id.clone(),
-                    index: n,
-                    stats: endpoint.stats.clone(),
-                    queue: queue.clone(),
-                });
-                tokio::spawn(endpoint.run(queue));
-                let all: &mut KindSet = wants.entry(app.id.clone()).or_default();
-                all.0 |= route.wants.0;
-                app_routes.push(route);
-            }
-            routes.insert(app.id.clone(), app_routes);
-        }
-        let (markers, return_settle): (Arc<dyn Markers>, _) = match (redis_client, nats_js) {
-            (None, Some(js)) => (
-                Arc::new(nats::NatsMarkers::open(&js, &config.cluster.prefix).await?),
-                RETURN_SETTLE,
-            ),
-            (Some(client), _) => (
-                Arc::new(redis::RedisMarkers::new(
-                    client,
-                    config.cluster.prefix.clone(),
-                )),
-                RETURN_SETTLE,
-            ),
-            (None, None) => (Arc::new(MemoryMarkers::default()), Duration::ZERO),
-        };
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         let dispatch = Arc::new(Dispatch {
-            routes,
-            markers,
+            table: Arc::default(),
+            markers: OnceLock::new(),
             state,
             delay_removal: Duration::from_millis(settings.delay_removal_ms),
             id_prefix: format!("{node_id}-{started:x}"),
             next_id: AtomicU64::new(0),
             token_base: rand::random(),
-            return_settle,
+            // On one node markers are written in the order of the transitions.
+            return_settle: match config.cluster.state_target().backend {
+                Backend::Local => Duration::ZERO,
+                Backend::Redis | Backend::Nats => RETURN_SETTLE,
+            },
         });
+        let fleet = Arc::new(Fleet::new(
+            config.clone(),
+            node_id,
+            dispatch.clone(),
+            observer,
+            current_secret,
+        )?);
         let (queue, intake) = mpsc::channel(settings.max_pending);
-        tokio::spawn(dispatch.run(intake));
+        let table = dispatch.table.clone();
+        let run = {
+            let fleet = fleet.clone();
+            async move {
+                // A store that cannot be reached at start fails the start, as the cluster
+                // backend does; later changes are retried.
+                fleet.apply(&first).await?;
+                if let Some(apps) = &apps {
+                    tokio::spawn(fleet.clone().follow(apps, false));
+                }
+                tokio::spawn(dispatch.run(intake));
+                anyhow::Ok(())
+            }
+        };
+        match runtime {
+            Some(h) => h.spawn(run).await??,
+            None => run.await?,
+        }
         Ok(Webhooks(Some(Arc::new(Intake {
-            wants,
+            table,
             queue,
             dropped: AtomicU64::new(0),
-            endpoints: watched,
+            _fleet: fleet,
         }))))
     }
 
@@ -274,18 +194,22 @@ impl Webhooks {
         let Some(intake) = &self.0 else {
             return (Vec::new(), 0);
         };
-        let mut reports = Vec::with_capacity(intake.endpoints.len());
-        for e in &intake.endpoints {
-            let load = |n: &AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
-            reports.push(EndpointReport {
-                app: e.app.clone(),
-                index: e.index,
-                delivered: load(&e.stats.delivered),
-                given_up: load(&e.stats.given_up),
-                queue_full: load(&e.stats.queue_full),
-                depth: e.queue.depth().await,
-            });
+        let table = intake.table.load_full();
+        let load = |n: &AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        let mut reports = Vec::new();
+        for (app, routes) in &table.routes {
+            for e in routes {
+                reports.push(EndpointReport {
+                    app: app.clone(),
+                    index: e.index,
+                    delivered: load(&e.stats.delivered),
+                    given_up: load(&e.stats.given_up),
+                    queue_full: load(&e.stats.queue_full),
+                    depth: e.queue.depth().await,
+                });
+            }
         }
+        reports.sort_by(|a, b| (a.app.as_str(), a.index).cmp(&(b.app.as_str(), b.index)));
         let dropped = intake.dropped.load(std::sync::atomic::Ordering::Relaxed);
         (reports, dropped)
     }
@@ -302,7 +226,13 @@ impl Webhooks {
         hook: impl FnOnce() -> Hook,
     ) {
         let Some(intake) = &self.0 else { return };
-        if !intake.wants.get(app).is_some_and(|k| k.contains(kind)) {
+        if !intake
+            .table
+            .load()
+            .wants
+            .get(app)
+            .is_some_and(|k| k.contains(kind))
+        {
             return;
         }
         let record = Record {

@@ -8,19 +8,21 @@
 //! and a dead node's is, by whichever node reads next. An entry is acknowledged and deleted
 //! once delivered or given up on.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use fred::clients::Client;
-use fred::interfaces::{ClientLike, KeysInterface};
+use fred::interfaces::ClientLike;
 use fred::types::config::ReconnectPolicy;
 use fred::types::scripts::Script;
-use fred::types::{Expiration, Value};
+use fred::types::Value;
+use futures_util::future::join_all;
 use tokio::sync::{mpsc, Notify};
 
 use super::queue::{take_shared, waiting, Pending, Queue};
-use super::removal::Markers;
+use super::removal::{Markers, Op};
 use crate::config::RedisTarget;
 
 /// Every Redis command's time limit.
@@ -99,28 +101,38 @@ pub(crate) async fn connect(target: &RedisTarget) -> anyhow::Result<Client> {
 }
 
 /// A marker's value: `<token>:<reported at, Unix ms>`.
-/// KEYS marker; ARGV token: removes the marker only if it holds this token.
-const CLAIM_OWN: &str = r"
-local v = redis.call('GET', KEYS[1])
-if v and string.match(v, '^(%d+):') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0";
-
-/// KEYS marker; ARGV the return's time: removes the marker only if its removal was reported
-/// no later.
-const CLAIM_BEFORE: &str = r"
-local v = redis.call('GET', KEYS[1])
-if not v then return 0 end
-local at = tonumber(string.match(v, ':(%d+)$'))
-if at and at <= tonumber(ARGV[1]) then return redis.call('DEL', KEYS[1]) end
-return 0";
+/// KEYS one marker per operation (repeats allowed); ARGV the marks' TTL in ms, then per
+/// operation its kind and argument: `m` and the value (mark), `c` and the return's time
+/// (remove the marker of a removal reported no later), `o` and a token (remove the marker
+/// only if it holds this token). Returns 1 or 0 per operation: marked, or whether it removed.
+const RUN: &str = r"
+local out = {}
+for i = 1, #KEYS do
+  local k, kind, arg = KEYS[i], ARGV[2 * i], ARGV[2 * i + 1]
+  if kind == 'm' then
+    redis.call('SET', k, arg, 'PX', ARGV[1])
+    out[i] = 1
+  else
+    local v = redis.call('GET', k)
+    local hit = false
+    if v and kind == 'c' then
+      local at = tonumber(string.match(v, ':(%d+)$'))
+      hit = at ~= nil and at <= tonumber(arg)
+    elseif v then
+      hit = string.match(v, '^(%d+):') == arg
+    end
+    if hit then out[i] = redis.call('DEL', k) else out[i] = 0 end
+  end
+end
+return out";
 
 /// Removal markers shared by the nodes: `SET` with the removal's token, `DEL` by a return,
-/// compare-and-delete by the removal itself.
+/// compare-and-delete by the removal itself. An app's markers share its hash tag, so one
+/// script does a whole batch of them, in order, in one round trip (also on a Redis Cluster).
 pub(crate) struct RedisMarkers {
     pub client: Client,
     pub prefix: String,
-    claim_own: Script,
-    claim_before: Script,
+    run: Script,
 }
 
 impl RedisMarkers {
@@ -128,49 +140,93 @@ impl RedisMarkers {
         RedisMarkers {
             client,
             prefix,
-            claim_own: Script::from_lua(CLAIM_OWN),
-            claim_before: Script::from_lua(CLAIM_BEFORE),
+            run: Script::from_lua(RUN),
         }
     }
 
-    fn key(&self, name: &str) -> String {
-        format!("{}:wh:rm:{name}", self.prefix)
+    /// `{prefix:app}:wh:rm:<channel>[\n<user>]` for a marker named `app\n<channel>[\n<user>]`:
+    /// the app's hash tag, as its cluster state has.
+    fn key(&self, name: &str) -> (String, String) {
+        let (app, rest) = name.split_once('\n').unwrap_or(("", name));
+        let tag = format!("{{{}:{app}}}", self.prefix);
+        let key = format!("{tag}:wh:rm:{rest}");
+        (tag, key)
+    }
+
+    /// One app's operations (`ops`, by index into `all`) in one script: their results.
+    async fn run_tagged(
+        &self,
+        all: &[(String, Op)],
+        ops: &[usize],
+        ttl: Duration,
+    ) -> Vec<(usize, Option<bool>)> {
+        let mut keys = Vec::with_capacity(ops.len());
+        let mut args = Vec::with_capacity(1 + 2 * ops.len());
+        args.push(Value::from(ttl.as_millis().max(1) as i64));
+        for &i in ops {
+            let (name, op) = &all[i];
+            keys.push(self.key(name).1);
+            let (kind, arg) = match *op {
+                Op::Mark { token, at_ms } => ("m", format!("{token}:{at_ms}")),
+                Op::Claim { at_ms } => ("c", at_ms.to_string()),
+                Op::ClaimOwn { token } => ("o", token.to_string()),
+            };
+            args.push(Value::from(kind));
+            args.push(Value::from(arg));
+        }
+        let run = self.run.evalsha_with_reload(&self.client, keys, args);
+        let answer: Option<Vec<i64>> = match tokio::time::timeout(COMMAND_TIMEOUT, run).await {
+            Ok(Ok(answer)) => Some(answer),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "webhook removal markers not updated in Redis");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("webhook removal markers not updated in Redis: timed out");
+                None
+            }
+        };
+        ops.iter()
+            .enumerate()
+            .map(|(n, &i)| {
+                let result = answer.as_ref().and_then(|a| a.get(n)).map(|&r| r == 1);
+                (i, result)
+            })
+            .collect()
     }
 }
 
 #[async_trait]
 impl Markers for RedisMarkers {
     async fn mark(&self, name: &str, token: u64, at_ms: u64, ttl: Duration) {
-        let ttl = Expiration::PX(ttl.as_millis() as i64);
-        let set: Result<(), _> = self
-            .client
-            .set(
-                self.key(name),
-                format!("{token}:{at_ms}"),
-                Some(ttl),
-                None,
-                false,
-            )
-            .await;
-        if let Err(e) = set {
-            tracing::warn!(error = %e, "webhook removal marker not set");
-        }
+        let op = [(name.to_owned(), Op::Mark { token, at_ms })];
+        self.run(&op, ttl).await;
     }
 
     async fn claim(&self, name: &str, at_ms: u64) -> Option<bool> {
-        let removed: Result<i64, _> = self
-            .claim_before
-            .evalsha_with_reload(&self.client, vec![self.key(name)], vec![at_ms.to_string()])
-            .await;
-        removed.ok().map(|n| n == 1)
+        let op = [(name.to_owned(), Op::Claim { at_ms })];
+        self.run(&op, Duration::ZERO).await.pop().flatten()
     }
 
     async fn claim_own(&self, name: &str, token: u64) -> Option<bool> {
-        let removed: Result<i64, _> = self
-            .claim_own
-            .evalsha_with_reload(&self.client, vec![self.key(name)], vec![token.to_string()])
-            .await;
-        removed.ok().map(|n| n == 1)
+        let op = [(name.to_owned(), Op::ClaimOwn { token })];
+        self.run(&op, Duration::ZERO).await.pop().flatten()
+    }
+
+    /// One script per app (its markers share a slot), the apps at once.
+    async fn run(&self, ops: &[(String, Op)], ttl: Duration) -> Vec<Option<bool>> {
+        let mut by_app: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, (name, _)) in ops.iter().enumerate() {
+            by_app.entry(self.key(name).0).or_default().push(i);
+        }
+        let runs = by_app
+            .values()
+            .map(|indices| self.run_tagged(ops, indices, ttl));
+        let mut results = vec![None; ops.len()];
+        for (i, result) in join_all(runs).await.into_iter().flatten() {
+            results[i] = result;
+        }
+        results
     }
 }
 

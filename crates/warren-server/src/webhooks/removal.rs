@@ -28,6 +28,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::future::join_all;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
@@ -57,6 +58,10 @@ pub(crate) fn role(r: &Record) -> Role {
 }
 
 /// Where pending removals are marked: shared by every node that sends webhooks for an app.
+///
+/// The dispatcher calls [`Markers::run`] once per intake of records (and per batch of due
+/// removals or returns to look at again): a store that can do many in one round trip (Redis:
+/// one script per app) does.
 #[async_trait]
 pub(crate) trait Markers: Send + Sync + 'static {
     /// Marks the removal holding `token`, reported at `at_ms` (Unix ms), as pending for at
@@ -68,6 +73,48 @@ pub(crate) trait Markers: Send + Sync + 'static {
     async fn claim(&self, name: &str, at_ms: u64) -> Option<bool>;
     /// A removal removes the marker only if it is still its own (`token`): whether it was.
     async fn claim_own(&self, name: &str, token: u64) -> Option<bool>;
+
+    /// Carries out `ops` as if one after the other (`ttl` for the marks): what each returned,
+    /// `Some(true)` for a mark. The default runs the ops of one name in order, and different
+    /// names at once.
+    async fn run(&self, ops: &[(String, Op)], ttl: Duration) -> Vec<Option<bool>> {
+        let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, (name, _)) in ops.iter().enumerate() {
+            by_name.entry(name).or_default().push(i);
+        }
+        let runs = by_name.into_values().map(|indices| async move {
+            let mut done = Vec::with_capacity(indices.len());
+            for i in indices {
+                let (name, op) = &ops[i];
+                let result = match *op {
+                    Op::Mark { token, at_ms } => {
+                        self.mark(name, token, at_ms, ttl).await;
+                        Some(true)
+                    }
+                    Op::Claim { at_ms } => self.claim(name, at_ms).await,
+                    Op::ClaimOwn { token } => self.claim_own(name, token).await,
+                };
+                done.push((i, result));
+            }
+            done
+        });
+        let mut results = vec![None; ops.len()];
+        for (i, result) in join_all(runs).await.into_iter().flatten() {
+            results[i] = result;
+        }
+        results
+    }
+}
+
+/// One operation on a marker, for [`Markers::run`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// [`Markers::mark`].
+    Mark { token: u64, at_ms: u64 },
+    /// [`Markers::claim`].
+    Claim { at_ms: u64 },
+    /// [`Markers::claim_own`].
+    ClaimOwn { token: u64 },
 }
 
 /// The markers of a single node.
@@ -173,6 +220,24 @@ mod tests {
             "replaced by a newer one"
         );
         assert_eq!(m.claim("a", 0).await, Some(true));
+    }
+
+    #[tokio::test]
+    async fn a_batch_runs_in_order_for_each_name() {
+        let m = MemoryMarkers::default();
+        let op = |name: &str, op| (name.to_owned(), op);
+        let ops = [
+            op("a", Op::Mark { token: 1, at_ms: 5 }),
+            op("b", Op::Claim { at_ms: 5 }),
+            op("a", Op::Claim { at_ms: 4 }),
+            op("a", Op::Claim { at_ms: 5 }),
+            op("a", Op::Mark { token: 2, at_ms: 6 }),
+            op("a", Op::ClaimOwn { token: 1 }),
+        ];
+        let results = m.run(&ops, Duration::from_secs(60)).await;
+        let expected = [true, false, false, true, true, false].map(Some);
+        assert_eq!(results, expected, "each op saw the ones before it");
+        assert_eq!(m.claim_own("a", 2).await, Some(true), "the last mark stays");
     }
 
     #[test]

@@ -12,19 +12,23 @@ use warren_testkit::postgres::{PostgresServer, TestDatabase};
 use warren_testkit::redis::{unique_prefix, use_shared_redis};
 use warren_testkit::server::{start_with, TestServer};
 use warren_testkit::signing::{now_secs, signed_target};
+use warren_testkit::webhooks::Receiver;
 use warren_testkit::ws::{self, close_code, connect, Socket, PUSHER_JS_QUERY};
 use warren_testkit::{APP_ID, KEY, SECRET, WAIT};
 
+use crate::apps_reload::occupy_until;
+
 /// Reads the apps from the database at `url`.
-fn from_database(config: &mut Config, url: &str, refresh_secs: u64) {
+pub(crate) fn from_database(config: &mut Config, url: &str, refresh_secs: u64) {
     config.apps_source.backend = AppsBackend::Postgres;
     config.apps_source.url = Some(url.parse().expect("a postgres URL"));
     config.apps_source.refresh_interval_secs = refresh_secs;
 }
 
 async fn admin(url: &str) -> Admin {
-    let url = url.parse().expect("a postgres URL");
-    Admin::connect(&url, "warren_apps")
+    let mut config = Config::default();
+    from_database(&mut config, url, 30);
+    Admin::connect(&config.apps_source)
         .await
         .expect("admin connects")
 }
@@ -34,7 +38,7 @@ fn fields(v: Value) -> Map<String, Value> {
 }
 
 /// Waits until `/ready` answers 200.
-async fn ready(node: &TestServer) {
+pub(crate) async fn ready(node: &TestServer) {
     let deadline = Instant::now() + WAIT;
     while http(node, "GET", "/ready", "").await.status != 200 {
         assert!(Instant::now() < deadline, "the node became ready");
@@ -152,6 +156,44 @@ async fn apps_added_changed_disabled_and_removed_reach_both_nodes() {
 }
 
 #[tokio::test]
+async fn webhook_endpoints_set_in_the_database_start_on_both_nodes() {
+    let db = TestDatabase::create();
+    let mut admin = admin(db.url()).await;
+    admin.add(APP_ID, KEY, SECRET, Map::new()).await.unwrap();
+    let prefix = unique_prefix("pg-wh");
+    let node = |c: &mut Config| {
+        use_shared_redis(c, prefix.clone(), 1000);
+        from_database(c, db.url(), 30);
+        c.webhooks.batch_window_ms = 0;
+    };
+    let (a, b) = (start_with(&node).await, start_with(&node).await);
+    ready(&a).await;
+    ready(&b).await;
+    let (mut on_a, mut on_b) = (connect(&a).await, connect(&b).await);
+
+    let mut r = Receiver::start().await;
+    let hook = json!([{"url": r.url, "event_types": ["channel_occupied"]}]);
+    admin
+        .set(APP_ID, fields(json!({ "webhooks": hook })))
+        .await
+        .unwrap();
+    let mut next = 0;
+    occupy_until(&mut on_a, &mut next, &mut r, |_| true).await;
+    occupy_until(&mut on_b, &mut next, &mut r, |_| true).await;
+
+    // Running on both: each transition is sent once, whichever node decided it.
+    on_a.subscribed("from-a", None).await;
+    on_b.subscribed("from-b", None).await;
+    let mut heard = Vec::new();
+    while let Some(d) = r.next_or_silence(Duration::from_secs(1)).await {
+        heard.extend(d.events().iter().map(|e| e["channel"].to_string()));
+    }
+    heard.retain(|c| c.starts_with("\"from-"));
+    heard.sort();
+    assert_eq!(heard, ["\"from-a\"", "\"from-b\""]);
+}
+
+#[tokio::test]
 async fn a_rotated_secret_keeps_the_old_one_for_its_grace() {
     let db = TestDatabase::create();
     let mut admin = admin(db.url()).await;
@@ -196,6 +238,11 @@ async fn a_rotated_secret_keeps_the_old_one_for_its_grace() {
 
 /// The metrics' `warren_apps_source_up` sample.
 async fn source_up(node: &TestServer) -> Option<f64> {
+    sample(node, "warren_apps_source_up{").await
+}
+
+/// The value of the first metrics line starting with `prefix`.
+pub(crate) async fn sample(node: &TestServer, prefix: &str) -> Option<f64> {
     let addr = node.metrics_addr()?;
     let text = reqwest::get(format!("http://{addr}/metrics"))
         .await
@@ -204,12 +251,12 @@ async fn source_up(node: &TestServer) -> Option<f64> {
         .await
         .ok()?;
     text.lines()
-        .find(|l| l.starts_with("warren_apps_source_up{"))
+        .find(|l| l.starts_with(prefix))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
 
-async fn wait_source_up(node: &TestServer, want: f64) {
+pub(crate) async fn wait_source_up(node: &TestServer, want: f64) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while source_up(node).await != Some(want) {
         assert!(

@@ -4,6 +4,7 @@
 //! `warren-testkit`.
 
 mod apps_postgres;
+mod apps_postgres_tls;
 mod apps_reload;
 mod bad_input;
 mod cache_channels;
