@@ -7,9 +7,10 @@
 # Usage: bench/cluster-scale.sh [--rounds 2] [--backends redis,nats] [connections per node=15000] [channels=100] [rate=100] [seconds=10]
 #
 # --backends lists the cluster backends to run the two-node set-up on, each in every round
-# (default: redis). CPU is read from /proc: the nodes' CPU per delivery (every delivery, the
-# second process's included) and the backend server's (redis-server or nats-server found on
-# the port of $REDIS_URL / $NATS_URL) per delivery beside it.
+# (default: redis): redis, nats, or split (state in Redis, fan-out on NATS: [cluster.state] and
+# [cluster.fanout]). CPU is read from /proc: the nodes' CPU per delivery (every delivery, the
+# second process's included) and the backend servers' (redis-server and/or nats-server found on
+# the port of $REDIS_URL / $NATS_URL) per delivery beside it, split by server for split.
 #
 # One process may open at most ~20,000 sockets here, so the measuring `warren bench` holds N
 # connections (spread over both nodes in the cluster case) and a second `warren bench` holds
@@ -19,7 +20,7 @@
 # the publish request's round trip (p50, p99) and what was lost.
 # Needs: redis at $REDIS_URL (scripts/ensure-redis.sh starts one), NATS with JetStream at
 # $NATS_URL for --backends nats (scripts/ensure-nats.sh), python3, curl, ss.
-# WARREN_BIN: the server binary (default: the release build).
+# WARREN_BIN: the server binary (default: the release build, in $CARGO_TARGET_DIR when set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=2
@@ -38,18 +39,23 @@ secs=${4:-10}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 bash scripts/ensure-redis.sh >/dev/null
 export NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
-case ",$backends," in *,nats,*) bash scripts/ensure-nats.sh >/dev/null ;; esac
-[ -x target/release/warren ] || cargo build --release -q -p warren
-bench=target/release/warren
-server_bin=${WARREN_BIN:-target/release/warren}
+case ",$backends," in *,nats,*|*,split,*) bash scripts/ensure-nats.sh >/dev/null ;; esac
+release=${CARGO_TARGET_DIR:-target}/release/warren
+[ -x "$release" ] || cargo build --release -q -p warren
+bench=$release
+server_bin=${WARREN_BIN:-$release}
 ulimit -n 20000 2>/dev/null || true
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; pids=(); }
 trap cleanup EXIT
 node_pids=()
-node() { # node NAME PORT PREFIX BACKEND
-  WARREN_LOG=warn WARREN_CLUSTER__BACKEND="$4" WARREN_CLUSTER__REDIS_URL="$REDIS_URL" \
+node() { # node NAME PORT PREFIX BACKEND (split: state in Redis, fan-out on NATS)
+  local jobs=(WARREN_CLUSTER__BACKEND="$4")
+  if [ "$4" = split ]; then
+    jobs=(WARREN_CLUSTER__STATE__BACKEND=redis WARREN_CLUSTER__FANOUT__BACKEND=nats)
+  fi
+  env WARREN_LOG=warn "${jobs[@]}" WARREN_CLUSTER__REDIS_URL="$REDIS_URL" \
     WARREN_CLUSTER__NATS_URL="$NATS_URL" \
     WARREN_CLUSTER__PREFIX="$3" WARREN_SERVER__NODE_ID="$1" "$server_bin" serve --port "$2" >/dev/null 2>&1 &
   pids+=($!)
@@ -65,8 +71,8 @@ pid_on_port() {
 }
 # CPU time (ns) a process has used, from /proc.
 cpu_ns() { python3 -c 'import os,sys; f=open(f"/proc/{sys.argv[1]}/stat").read().rsplit(")",1)[1].split(); print((int(f[11])+int(f[12]))*10**9//os.sysconf("SC_CLK_TCK"))' "$1" 2>/dev/null || echo 0; }
-run() { # run single|redis|nats
-  local prefix="scale$$-$RANDOM" p1 p2 urls backend_pid="" share=1
+run() { # run single|redis|nats|split
+  local prefix="scale$$-$RANDOM" p1 p2 urls share=1 backend_pids=()
   p1=$(free_port); p2=$(free_port)
   node_pids=()
   if [ "$1" = single ]; then
@@ -74,7 +80,11 @@ run() { # run single|redis|nats
     urls=(--url "http://127.0.0.1:$p1")
   else
     node scale-1 "$p1" "$prefix" "$1"; node scale-2 "$p2" "$prefix" "$1"
-    if [ "$1" = nats ]; then backend_pid=$(pid_on_port "$NATS_URL"); else backend_pid=$(pid_on_port "$REDIS_URL"); fi
+    case "$1" in
+      nats) backend_pids=("nats=$(pid_on_port "$NATS_URL")") ;;
+      redis) backend_pids=("redis=$(pid_on_port "$REDIS_URL")") ;;
+      split) backend_pids=("redis=$(pid_on_port "$REDIS_URL")" "nats=$(pid_on_port "$NATS_URL")") ;;
+    esac
     # The nodes deliver to the second process's connections too: twice what is measured.
     share=2
     urls=(--url "http://127.0.0.1:$p1" --url "http://127.0.0.1:$p2")
@@ -85,16 +95,22 @@ run() { # run single|redis|nats
     pids+=($holder)
     until [ "$(curl -fs "http://127.0.0.1:$p2/health" | python3 -c 'import json,sys; print(json.load(sys.stdin)["connections"])')" -ge $((conns / 2)) ]; do sleep 0.5; done
   fi
-  local backend_before=0 backend_after=0
-  [ -n "$backend_pid" ] && backend_before=$(cpu_ns "$backend_pid")
+  # name=before for each backend server, then name=used after the run.
+  local before=() used=() b
+  for b in "${backend_pids[@]}"; do before+=("$(cpu_ns "${b#*=}")"); done
   local report
   report=$("$bench" bench "${urls[@]}" "${common[@]}" "${node_pids[@]}" --connections "$conns" --rate "$rate" \
     --duration "$secs" --threads 1 --allow-loss --json --quiet)
-  [ -n "$backend_pid" ] && backend_after=$(cpu_ns "$backend_pid")
+  local i=0
+  for b in "${backend_pids[@]}"; do
+    used+=("${b%%=*}=$(($(cpu_ns "${b#*=}") - before[i]))"); i=$((i + 1))
+  done
   echo "$report" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
-share, backend_ns = int(sys.argv[2]), int(sys.argv[3])
+share = int(sys.argv[2])
+servers = [(n, int(v)) for n, v in (a.split("=") for a in sys.argv[3:])]
+backend_ns = sum(v for _, v in servers)
 d, rt = r["latency_from_publish"], r["publish"]["request_time"]
 received = r["deliveries"]["received"] * share
 cpu = r["server"].get("cpu_ns_per_delivery")
@@ -102,10 +118,11 @@ cols = [sys.argv[1].ljust(8),
         "delivery p50 %7.2f ms  p99 %7.2f ms" % (d["p50_ns"] / 1e6, d["p99_ns"] / 1e6),
         "publish round trip p50 %6.2f ms  p99 %7.2f ms" % (rt["p50_ns"] / 1e6, rt["p99_ns"] / 1e6),
         "nodes CPU/delivery %s" % ("%.2f us" % (cpu / share / 1e3) if cpu else "-"),
-        "backend CPU/delivery %s" % ("%.2f us" % (backend_ns / received / 1e3) if backend_ns and received else "-"),
+        "backend CPU/delivery %s" % ("%.2f us" % (backend_ns / received / 1e3) if backend_ns and received else "-")
+        + (" (%s)" % " + ".join("%s %.2f" % (n, v / received / 1e3) for n, v in servers) if len(servers) > 1 and received else ""),
         "lost %d  deliveries/s %.0f" % (r["deliveries"]["lost"], r["deliveries"]["per_second"] * share)]
 print("   ".join(cols))
-' "$1" "$share" $((backend_after - backend_before))
+' "$1" "$share" "${used[@]}"
   cleanup
 }
 echo "cluster-scale: $(date -u +%FT%RZ), $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $server_bin, $conns connections per node, $channels channels, $rate events/s, ${secs}s"

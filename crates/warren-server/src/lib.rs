@@ -63,6 +63,7 @@ pub use tls::{TlsError, TlsReloader};
 pub mod fuzz_internals {
     pub use crate::cluster::envelope::{
         decode as decode_envelope, encode as encode_envelope,
+        encode_announcement as encode_announcement_envelope,
         encode_broadcast as encode_broadcast_envelope, Relayed,
     };
     pub use crate::ws::handshake::{parse_head, Head};

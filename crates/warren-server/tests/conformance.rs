@@ -25,6 +25,10 @@ use warren_server::cluster::{
 use warren_server::config::{NatsTarget, RedisTarget};
 use warren_testkit::WAIT;
 
+#[path = "conformance/split.rs"]
+mod split;
+use split::Split;
+
 /// How long to watch for something that must not arrive.
 const QUIET: Duration = Duration::from_millis(300);
 
@@ -86,6 +90,8 @@ struct TestNode {
 enum Halt {
     Redis(RedisCluster),
     Nats(NatsCluster),
+    /// A node of a split setup: its fan-out and its state backend.
+    Split(Vec<Halt>),
 }
 
 impl Halt {
@@ -93,6 +99,11 @@ impl Halt {
         match self {
             Halt::Redis(cluster) => cluster.halt().await,
             Halt::Nats(cluster) => cluster.halt().await,
+            Halt::Split(parts) => {
+                for part in parts {
+                    Box::pin(part.halt()).await;
+                }
+            }
         }
     }
 }
@@ -979,3 +990,6 @@ macro_rules! conformance {
 conformance!(local, Local::new().await);
 conformance!(redis, Redis::new());
 conformance!(nats, Nats::new());
+conformance!(split_redis_nats, Split::redis_state_nats_fanout());
+conformance!(split_two_redis, Split::two_redis_servers());
+conformance!(split_nats_redis, Split::nats_state_redis_fanout());

@@ -7,6 +7,7 @@
 //! | [`process`] | `warren serve` as a child process, for tests of the binary |
 //! | [`redis`] | the shared Redis at `REDIS_URL`, or `redis-server` processes of the test's own |
 //! | [`nats`] | the shared NATS (`NATS_URL`, or 127.0.0.1:4222), or a `nats-server` of the test's own |
+//! | [`split`] | a configuration with fan-out and state on servers of their own |
 //! | [`ws`] | a small Pusher WebSocket client that checks every frame it reads |
 //! | [`raw`] | bytes no client library would send, and close codes read from raw bytes |
 //! | [`http`] | raw HTTP/1.1 requests and their responses |
@@ -51,6 +52,7 @@ pub mod raw;
 pub mod redis;
 pub mod server;
 pub mod signing;
+pub mod split;
 pub mod tls;
 pub mod webhooks;
 pub mod ws;

@@ -112,7 +112,8 @@ pub fn json_banner(config: &Config, addr: SocketAddr, node_id: &str, version: &s
         %addr,
         node_id,
         role = %config.server.role,
-        backend = %config.cluster.backend,
+        backend = %config.cluster.state_target().backend,
+        fanout = %config.cluster.fanout_target().backend,
         "Warren listening"
     );
     if let Some(url) = config

@@ -250,15 +250,20 @@ fn print_banner(config: &Config, addr: std::net::SocketAddr, node_id: &str) {
     println!("Warren {VERSION} listening on {addr}");
     let s = if config.server.tls.is_some() { "s" } else { "" };
     println!("  WebSocket: ws{s}://{addr}/app/<key>?protocol=7    HTTP: http{s}://{addr}/");
+    let cluster = &config.cluster;
+    let at = |part: &warren_server::config::PartTarget| match part.shown() {
+        shown if shown.is_empty() => part.backend.to_string(),
+        shown => format!("{} at {shown}", part.backend),
+    };
+    let backend = if cluster.is_split() {
+        let (fanout, state) = (cluster.fanout_target(), cluster.state_target());
+        format!("fan-out {}, state {}", at(&fanout), at(&state))
+    } else {
+        at(&cluster.state_target())
+    };
     println!(
-        "  node {node_id}, role {}, cluster backend {}{}",
+        "  node {node_id}, role {}, cluster backend {backend}",
         config.server.role,
-        config.cluster.backend,
-        match config.cluster.backend {
-            warren_server::config::Backend::Redis => format!(" at {}", config.cluster.redis_url),
-            warren_server::config::Backend::Nats => format!(" at {}", config.cluster.nats_url),
-            warren_server::config::Backend::Local => String::new(),
-        }
     );
     if let (AppsBackend::Postgres, Some(url)) =
         (config.apps_source.backend, &config.apps_source.url)

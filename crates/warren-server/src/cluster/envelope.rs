@@ -9,6 +9,7 @@
 //! str channel
 //! u8  kind        1 event | 2 member added | 3 member removed | 4 cache event | 5 count
 //!                 | 6 user online | 7 user offline | 8 terminate user | 9 broadcast
+//!                 | 10 member added, ordered | 11 member removed, ordered
 //! kind 1: str name, str user id ("" for none), then the data to the end
 //! kind 2: str user id, then the user_info JSON to the end ("" for none)
 //! kind 3: the user id to the end
@@ -17,12 +18,17 @@
 //! kinds 6-7: u64 version (the user is the one whose `#server-to-user-` channel it is)
 //! kind 8: nothing more
 //! kind 9: except, app and channel are "": str type, then the payload to the end
+//! kinds 10-11: u64 version, then as kinds 2-3
 //! ```
 //! `u64` is big-endian.
 //! `str` is a big-endian `u16` length and that many UTF-8 bytes. The fixed order lets a Redis
 //! script that announces a presence change atomically append its own fields to a header
 //! made here ([`header`]), without writing any Pusher JSON: the receiving node builds the
 //! frame. Anything malformed decodes to `None` and is never trusted.
+//!
+//! Kinds 10 and 11 are presence announcements sent after the state change they announce,
+//! with its version (a split of fan-out and state, `Broker::announce`): receivers order them
+//! (`cluster::ordering`). Kinds 2 and 3 stay for announcements published with the change.
 //!
 //! Kinds 6 and 7 gained their version without a new format version on purpose: between nodes
 //! of a rolling upgrade only user status notices fail to decode (and are dropped), not every
@@ -51,6 +57,9 @@ const KIND_USER_OFFLINE: u8 = 7;
 const KIND_TERMINATE: u8 = 8;
 /// A custom broadcast: for every node, not a channel (see `cluster::broadcast`).
 const KIND_BROADCAST: u8 = 9;
+/// Presence announcements carrying the version of their change.
+const KIND_ORDERED_ADDED: u8 = 10;
+const KIND_ORDERED_REMOVED: u8 = 11;
 /// Names and ids read from an envelope are checked against the protocol's absolute maximum;
 /// the sending node already applied the app's own limits.
 const ANY_LENGTH: usize = 1000;
@@ -105,6 +114,32 @@ pub fn encode(origin: &str, event: &ChannelEvent) -> Result<Bytes, BackendError>
     Ok(out.freeze())
 }
 
+/// Encodes a presence announcement decided at `version` as sent by `origin` (kinds 10, 11);
+/// anything but `member_added` / `member_removed` is refused.
+pub fn encode_announcement(
+    origin: &str,
+    event: &ChannelEvent,
+    version: u64,
+) -> Result<Bytes, BackendError> {
+    let mut out = header(origin, event.except, &event.app)?;
+    put_str(&mut out, event.channel.as_str())?;
+    match &event.message {
+        ChannelMessage::MemberAdded(member) => {
+            out.put_u8(KIND_ORDERED_ADDED);
+            out.put_u64(version);
+            put_str(&mut out, member.user_id.as_str())?;
+            out.put_slice(member.user_info.as_deref().unwrap_or("").as_bytes());
+        }
+        ChannelMessage::MemberRemoved { user_id } => {
+            out.put_u8(KIND_ORDERED_REMOVED);
+            out.put_u64(version);
+            out.put_slice(user_id.as_str().as_bytes());
+        }
+        _ => return Err(BackendError("only presence changes are announced".into())),
+    }
+    Ok(out.freeze())
+}
+
 /// Encodes a custom broadcast as sent by `origin`.
 pub fn encode_broadcast(origin: &str, broadcast: &Broadcast) -> Result<Bytes, BackendError> {
     let mut out = BytesMut::with_capacity(16 + origin.len() + broadcast.payload.len());
@@ -145,6 +180,8 @@ pub struct Envelope<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Relayed {
     Event(ChannelEvent),
+    /// A presence announcement and the version of the change it announces.
+    Announcement(ChannelEvent, u64),
     Broadcast(Broadcast),
 }
 
@@ -174,6 +211,14 @@ pub fn decode(msg: &[u8]) -> Option<Envelope<'_>> {
         });
     }
     let user = |s: &str| UserId::parse(s, ANY_LENGTH).ok();
+    // The ordered kinds are the plain ones after a version.
+    let (kind, version, rest) = match kind {
+        KIND_ORDERED_ADDED | KIND_ORDERED_REMOVED => {
+            let (version, rest) = take_u64(rest)?;
+            (kind - 8, Some(version), rest)
+        }
+        _ => (kind, None, rest),
+    };
     let message = match kind {
         KIND_EVENT => {
             let (name, rest) = take_str(rest)?;
@@ -229,19 +274,21 @@ pub fn decode(msg: &[u8]) -> Option<Envelope<'_>> {
         KIND_TERMINATE if rest.is_empty() => ChannelMessage::User(UserNotice::Terminate),
         _ => return None,
     };
-    Some(Envelope {
-        origin,
-        relayed: Relayed::Event(ChannelEvent {
-            app: AppId::parse(app).ok()?,
-            channel: ChannelName::parse(channel, ANY_LENGTH).ok()?,
-            except: if except.is_empty() {
-                None
-            } else {
-                Some(SocketId::parse(except).ok()?)
-            },
-            message,
-        }),
-    })
+    let event = ChannelEvent {
+        app: AppId::parse(app).ok()?,
+        channel: ChannelName::parse(channel, ANY_LENGTH).ok()?,
+        except: if except.is_empty() {
+            None
+        } else {
+            Some(SocketId::parse(except).ok()?)
+        },
+        message,
+    };
+    let relayed = match version {
+        Some(version) => Relayed::Announcement(event, version),
+        None => Relayed::Event(event),
+    };
+    Some(Envelope { origin, relayed })
 }
 
 fn put_str(out: &mut BytesMut, s: &str) -> Result<(), BackendError> {
@@ -283,7 +330,7 @@ mod tests {
     fn event_of<'a>(envelope: &'a Envelope<'_>) -> &'a ChannelEvent {
         match &envelope.relayed {
             Relayed::Event(e) => e,
-            Relayed::Broadcast(b) => panic!("a broadcast: {b:?}"),
+            other => panic!("not a plain event: {other:?}"),
         }
     }
 
@@ -386,6 +433,42 @@ mod tests {
                 ..event(ChannelMessage::User(notice), None)
             });
         }
+    }
+
+    #[test]
+    fn announcements_carry_their_version() {
+        let user = UserId::parse("u-1", 128).unwrap();
+        for (message, except) in [
+            (
+                ChannelMessage::MemberAdded(PresenceMember {
+                    user_id: user.clone(),
+                    user_info: Some(Arc::from("{\"n\":1}")),
+                }),
+                Some(SocketId::new(3, 4)),
+            ),
+            (ChannelMessage::MemberRemoved { user_id: user }, None),
+        ] {
+            let e = event(message, except);
+            let bytes = encode_announcement("n~1", &e, 1_700_000_000_000_007).unwrap();
+            let relayed = Relayed::Announcement(e, 1_700_000_000_000_007);
+            assert_eq!(decode(&bytes).map(|d| d.relayed), Some(relayed));
+        }
+        let count = event(
+            ChannelMessage::SubscriptionCount {
+                count: 1,
+                version: 1,
+            },
+            None,
+        );
+        assert!(encode_announcement("n~1", &count, 1).is_err());
+        let app = AppId::parse("a").unwrap();
+        let mut short = header("n~1", None, &app).unwrap().to_vec();
+        short.extend_from_slice(&[0, 1, b'c', 11, 0, 0, 0, 1]);
+        assert_eq!(
+            decode(&short),
+            None,
+            "an announcement needs its whole version"
+        );
     }
 
     /// What the Redis sign-in and sign-out scripts append to [`header`]: `u16 len, channel,

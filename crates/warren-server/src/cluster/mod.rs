@@ -27,6 +27,7 @@ pub mod local;
 pub mod nats;
 pub mod ordering;
 pub mod redis;
+pub mod split;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,12 +71,29 @@ pub trait Broker: Send + Sync + 'static {
     async fn broadcast(&self, _broadcast: &Broadcast) -> Result<(), BackendError> {
         Ok(())
     }
+
+    /// Sends a presence announcement (`member_added` / `member_removed`) that the cluster
+    /// state decided at `version` to every *other* node listening to its channel; they apply
+    /// it only when it is newer than the last they applied for that member
+    /// ([`EventSink::deliver_announcement`]). For a state backend whose announcements do not
+    /// travel in the same atomic step as the change (another backend's fan-out). The default
+    /// publishes it without its version, which is right for a backend of one node only.
+    async fn announce(&self, event: &ChannelEvent, _version: u64) -> Result<(), BackendError> {
+        self.publish(event).await
+    }
 }
 
 /// Where a backend hands what reaches this node from elsewhere, for delivery to its local
 /// subscribers.
 pub trait EventSink: Send + Sync + 'static {
     fn deliver(&self, event: &ChannelEvent);
+
+    /// A presence announcement the cluster state decided at `version` (see
+    /// [`Broker::announce`]): delivered only when newer than the last one applied here for
+    /// its member (INVARIANT(presence-ordered)). The default delivers it as it comes.
+    fn deliver_announcement(&self, event: &ChannelEvent, _version: u64) {
+        self.deliver(event);
+    }
 
     /// Events of any listened channel may have been lost (`why`: a reconnect of the
     /// subscription, a relay that fell behind). The node forgets what it listens to, so every
@@ -97,6 +115,47 @@ pub trait EventSink: Send + Sync + 'static {
 pub enum Reaped {
     Vacated,
     MemberRemoved(UserId),
+}
+
+/// What a node uses a backend for: both jobs, or one of them while another backend does the
+/// other (`[cluster.fanout]`, `[cluster.state]`; see [`split`]).
+#[derive(Clone)]
+pub enum Jobs {
+    /// Fan-out and state; the state's announcements travel on this backend's own fan-out.
+    Both,
+    /// Fan-out only: no state, no registry of nodes.
+    Fanout,
+    /// State only: no subscriptions; presence and user announcements go out through
+    /// `announcer`, the other backend's fan-out, carrying their versions.
+    State { announcer: Arc<dyn Broker> },
+}
+
+impl Jobs {
+    pub fn fans_out(&self) -> bool {
+        !matches!(self, Jobs::State { .. })
+    }
+
+    pub fn keeps_state(&self) -> bool {
+        !matches!(self, Jobs::Fanout)
+    }
+
+    /// The other backend's fan-out, when announcements go there.
+    pub fn announcer(&self) -> Option<&Arc<dyn Broker>> {
+        match self {
+            Jobs::State { announcer } => Some(announcer),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Jobs::Both => "Both",
+            Jobs::Fanout => "Fanout",
+            Jobs::State { .. } => "State",
+        })
+    }
 }
 
 /// Both seams of one node, as a backend connected them.

@@ -15,6 +15,7 @@ mod net;
 mod origins;
 mod redis;
 pub(crate) mod roots;
+mod split;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -35,6 +36,7 @@ pub use nats::{NatsAuth, NatsTarget};
 pub use net::Networks;
 pub use origins::AllowedOrigins;
 pub use redis::RedisTarget;
+pub use split::{ClusterPart, PartTarget};
 pub use tls::TlsConfig;
 pub use webhooks::{WebhookConfig, WebhooksConfig};
 
@@ -206,24 +208,17 @@ pub struct ClusterConfig {
     pub redis_tls_ca_file: Option<std::path::PathBuf>,
     pub prefix: String,
     pub node_timeout_ms: u64,
+    /// `[cluster.fanout]`: events between nodes on a backend of their own.
+    pub fanout: Option<ClusterPart>,
+    /// `[cluster.state]`: the shared state on a backend of its own.
+    pub state: Option<ClusterPart>,
 }
 
 impl ClusterConfig {
     /// `redis_url`, trusting `redis_tls_ca_file` when one is set; what every Redis client of
     /// the node connects with. An error is about `redis_tls_ca_file` and names the file.
     pub fn redis_target(&self) -> Result<RedisTarget, String> {
-        let Some(path) = &self.redis_tls_ca_file else {
-            return Ok(self.redis_url.clone());
-        };
-        if !self.redis_url.uses_tls() {
-            return Err(format!("{} is not a rediss:// URL", self.redis_url));
-        }
-        let shown = path.display();
-        let pem = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-        self.redis_url
-            .clone()
-            .trusting(&pem)
-            .map_err(|e| format!("{shown}: {e}"))
+        self.top_level().redis_target()
     }
 }
 
@@ -237,6 +232,8 @@ impl Default for ClusterConfig {
             redis_tls_ca_file: None,
             prefix: "warren".into(),
             node_timeout_ms: 5000,
+            fanout: None,
+            state: None,
         }
     }
 }

@@ -83,6 +83,7 @@ impl Config {
         if let Err((key, what)) = self.cluster.nats.check() {
             return Err((format!("cluster.nats.{key}"), what));
         }
+        self.cluster.check_parts()?;
         let braces = " (no braces: Redis hash tags)";
         name(
             "cluster.prefix",
@@ -116,8 +117,8 @@ impl Config {
         }
         let w = &self.webhooks;
         at_least!(w, "webhooks", 1; batch_max, timeout_ms, max_pending);
-        if w.spool_dir.is_some() && self.cluster.backend == super::Backend::Redis {
-            let what = "is for a single node: with cluster.backend = \"redis\" pending \
+        if w.spool_dir.is_some() && self.cluster.state_target().backend == super::Backend::Redis {
+            let what = "is for a single node: with the cluster state in Redis pending \
                 webhooks are kept in Redis";
             return Err(("webhooks.spool_dir".into(), what.into()));
         }

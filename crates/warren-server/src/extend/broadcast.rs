@@ -79,6 +79,10 @@ impl<S: EventSink> EventSink for WithBroadcasts<S> {
         self.events.deliver(event);
     }
 
+    fn deliver_announcement(&self, event: &ChannelEvent, version: u64) {
+        self.events.deliver_announcement(event, version);
+    }
+
     fn resync(&self, why: &str) {
         self.events.resync(why);
     }

@@ -76,11 +76,34 @@ impl LocalDelivery {
     }
 }
 
+impl LocalDelivery {
+    /// Delivers a presence announcement decided at `version`, unless a newer one of the same
+    /// member was delivered here already, whichever path either took: this node's own
+    /// changes and other nodes' announcements pass the same filter.
+    ///
+    /// INVARIANT(presence-ordered): see `cluster::ordering`.
+    pub(super) fn deliver_ordered(&self, event: &ChannelEvent, version: u64, published: Stamp) {
+        let user = match &event.message {
+            ChannelMessage::MemberAdded(m) => &m.user_id,
+            ChannelMessage::MemberRemoved { user_id } => user_id,
+            _ => return deliver(&self.hub, &self.users, &self.metrics, event, published),
+        };
+        let order = &self.listening.order;
+        if order.admit(&event.app, &event.channel, user, version) {
+            deliver(&self.hub, &self.users, &self.metrics, event, published);
+        }
+    }
+}
+
 impl EventSink for LocalDelivery {
     fn deliver(&self, event: &ChannelEvent) {
         // Relayed: published on another node; measured from its arrival here.
         let arrived = self.metrics.stamp();
         deliver(&self.hub, &self.users, &self.metrics, event, arrived);
+    }
+
+    fn deliver_announcement(&self, event: &ChannelEvent, version: u64) {
+        self.deliver_ordered(event, version, self.metrics.stamp());
     }
 
     // INVARIANT(no-silent-loss): when events may have been lost, every channel is listened

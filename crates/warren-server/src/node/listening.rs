@@ -7,6 +7,9 @@
 //! the two, so every backend gets [`Broker::listen`] and [`Broker::unlisten`] in turn for a
 //! channel, never concurrently.
 //!
+//! The presence ordering filter ([`PresenceOrder`]) follows what is listened to: a channel's
+//! announcements are ordered from just before the broker listens until it stops.
+//!
 //! When the backend may have lost events or subscriptions ([`Listening::forget_all`]), every
 //! channel counts as not listened to: the next joiner listens again and waits for the
 //! confirmation, however long the channel was listened to before.
@@ -18,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dashmap::DashMap;
 use warren_protocol::{AppId, ChannelName};
 
+use crate::cluster::ordering::PresenceOrder;
 use crate::cluster::{BackendError, Broker};
 
 #[derive(Default)]
@@ -25,6 +29,8 @@ pub(crate) struct Listening {
     channels: DashMap<(AppId, ChannelName), Arc<Entry>>,
     /// Raised by `forget_all`: a channel listened to in an older epoch is listened to again.
     epoch: AtomicU64,
+    /// The last presence announcement applied per member of the listened channels.
+    pub(super) order: PresenceOrder,
 }
 
 #[derive(Default)]
@@ -65,6 +71,8 @@ impl Listening {
             let epoch = self.epoch.load(Ordering::Acquire);
             if !state.listening || state.epoch != epoch {
                 state.attempted = true;
+                // Before the broker listens: the first announcement to arrive is remembered.
+                self.order.listen(app, channel);
                 broker.listen(app, channel).await?;
                 state.listening = true;
                 state.epoch = epoch;
@@ -98,6 +106,7 @@ impl Listening {
         if state.listening || state.attempted {
             broker.unlisten(app, channel).await;
         }
+        self.order.forget(app, channel);
         state.retired = true;
         self.channels.remove_if(&key, |_, e| Arc::ptr_eq(e, &entry));
     }

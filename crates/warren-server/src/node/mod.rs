@@ -14,10 +14,12 @@
 //!   it is subscribed, nor sees one before. If the broker or the state fails, the local join
 //!   is undone and nothing was announced.
 //! * **Each transition once.** The cluster state decides every transition (occupied, vacated,
-//!   member added, member removed) atomically, exactly once cluster-wide, and tells the other
-//!   nodes of presence changes in the same step. The node delivers those announcements to its
-//!   own subscribers only: `member_added` to everyone but the joining connection (which learns
-//!   the members from its `subscription_succeeded`), `member_removed` to everyone.
+//!   member added, member removed) atomically, exactly once cluster-wide, with a version, and
+//!   tells the other nodes of presence changes (in the same step, or after it carrying the
+//!   version). The node delivers those announcements to its own subscribers only, through
+//!   the same ordering filter as the other nodes' (`cluster::ordering`): `member_added` to
+//!   everyone but the joining connection (which learns the members from its
+//!   `subscription_succeeded`), `member_removed` to everyone.
 //! * **Publish to others, then here.** An event goes to the broker first (the other nodes),
 //!   then to local subscribers, framed once ([`delivery`]); a backend failure is the caller's
 //!   error and nothing is delivered.
@@ -203,12 +205,13 @@ impl Node {
                 (self.webhooks).subscribed(j.app, j.channel, join.change.transition, added);
                 if join.member_added {
                     watched::member_added(&self.monitor, j.app, j.channel, &member.user_id);
-                    self.deliver_here(&ChannelEvent {
+                    let arrival = ChannelEvent {
                         app: j.app.clone(),
                         channel: j.channel.clone(),
                         except: Some(j.socket),
                         message: ChannelMessage::MemberAdded(member.clone()),
-                    });
+                    };
+                    self.announce_here(&arrival, join.change.version);
                 }
                 (presence_succeeded(j.channel, &join.members), join.change)
             }
@@ -266,14 +269,15 @@ impl Node {
                     (self.webhooks).unsubscribed(app, channel, left.change.transition, removed);
                     if left.member_removed {
                         watched::member_removed(&self.monitor, app, channel, &m.user_id);
-                        self.deliver_here(&ChannelEvent {
+                        let departure = ChannelEvent {
                             app: app.clone(),
                             channel: channel.clone(),
                             except: None,
                             message: ChannelMessage::MemberRemoved {
                                 user_id: m.user_id.clone(),
                             },
-                        });
+                        };
+                        self.announce_here(&departure, left.change.version);
                     }
                 }
                 Err(e) => tracing::warn!(%channel, error = %e, "could not record presence leave"),
@@ -421,9 +425,17 @@ impl Node {
         self.state.shutdown().await;
     }
 
-    /// Delivers what this node itself announces (presence changes): no publish to time.
+    /// Delivers what this node itself announces (user notices): no publish to time.
     fn deliver_here(&self, event: &ChannelEvent) {
         delivery::deliver(&self.hub, &self.users, &self.metrics, event, Stamp::NONE);
+    }
+
+    /// Delivers a presence change this node itself made, decided at `version`, through the
+    /// same ordering as other nodes' announcements: a newer change of the member that reached
+    /// this node first (in the round trip before the state answered) wins, whatever the
+    /// backend. No publish to time.
+    fn announce_here(&self, event: &ChannelEvent, version: u64) {
+        self.local.deliver_ordered(event, version, Stamp::NONE);
     }
 
     /// Per app: channels with a subscriber here, and this node's subscriptions.

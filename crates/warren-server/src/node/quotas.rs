@@ -84,7 +84,9 @@ impl Rates {
 impl Node {
     /// Whether the cluster backend can serve this node now (no round trip).
     pub(crate) fn backend_health(&self) -> Result<(), BackendError> {
-        self.state.health()
+        self.state.health()?;
+        // The fan-out too: on a backend of its own (`[cluster.fanout]`) it can be down alone.
+        self.broker.check_receiving()
     }
 
     /// Whether the backend counts connections and rates for the whole cluster; when it does

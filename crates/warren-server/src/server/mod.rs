@@ -14,8 +14,9 @@ use crate::apps_source::PostgresSource;
 use crate::cluster::local::LocalBackend;
 use crate::cluster::nats::NatsOptions;
 use crate::cluster::redis::RedisOptions;
+use crate::cluster::split::{Part, SplitOptions};
 use crate::cluster::{ClusterBackend, EventSink, Seams};
-use crate::config::{AppsBackend, Backend, Config};
+use crate::config::{AppsBackend, Backend, Config, PartTarget};
 use crate::connection;
 use crate::connection_errors;
 use crate::connections::{self, Connections};
@@ -145,30 +146,45 @@ impl ServerBuilder {
             }),
             None => local.clone(),
         };
-        // Every Redis client of the node connects with it (the CA file read once, here).
-        let redis_target = config
-            .cluster
-            .redis_target()
-            .map_err(|e| anyhow::anyhow!("cluster.redis_tls_ca_file: {e}"))?;
-        // The monitor relays over Redis when the node runs on the configured Redis backend.
-        let relays_monitor = cluster.is_none() && config.cluster.backend == Backend::Redis;
+        let node_timeout = Duration::from_millis(config.cluster.node_timeout_ms);
+        let (fanout, state_part) = (
+            config.cluster.fanout_target(),
+            config.cluster.state_target(),
+        );
+        // Every Redis client of a job connects with its target (the CA file read once, here).
+        let redis_of = |part: &PartTarget| {
+            part.redis_target()
+                .map_err(|e| anyhow::anyhow!("cluster.redis_tls_ca_file: {e}"))
+        };
+        let part_of = |part: &PartTarget| -> anyhow::Result<Option<Part>> {
+            Ok(match part.backend {
+                Backend::Local => None,
+                Backend::Redis => Some(Part::Redis(RedisOptions {
+                    target: redis_of(part)?,
+                    prefix: config.cluster.prefix.clone(),
+                    node_id: node_id.clone(),
+                    node_timeout,
+                })),
+                Backend::Nats => Some(Part::Nats(NatsOptions {
+                    target: part.nats_url.clone(),
+                    auth: part.nats.clone(),
+                    prefix: config.cluster.prefix.clone(),
+                    node_id: node_id.clone(),
+                    node_timeout,
+                })),
+            })
+        };
+        // The monitor relays over Redis when the node's events travel through Redis.
+        let relays_monitor = cluster.is_none() && fanout.backend == Backend::Redis;
         let backend: Box<dyn ClusterBackend> = match cluster {
             Some(backend) => backend,
-            None => match config.cluster.backend {
-                Backend::Local => Box::new(LocalBackend),
-                Backend::Redis => Box::new(RedisOptions {
-                    target: redis_target.clone(),
-                    prefix: config.cluster.prefix.clone(),
-                    node_id: node_id.clone(),
-                    node_timeout: Duration::from_millis(config.cluster.node_timeout_ms),
-                }),
-                Backend::Nats => Box::new(NatsOptions {
-                    target: config.cluster.nats_url.clone(),
-                    auth: config.cluster.nats.clone(),
-                    prefix: config.cluster.prefix.clone(),
-                    node_id: node_id.clone(),
-                    node_timeout: Duration::from_millis(config.cluster.node_timeout_ms),
-                }),
+            None => match (part_of(&fanout)?, part_of(&state_part)?) {
+                (Some(fanout), Some(state)) if config.cluster.is_split() => {
+                    Box::new(SplitOptions { fanout, state })
+                }
+                (Some(Part::Redis(options)), _) => Box::new(options),
+                (Some(Part::Nats(options)), _) => Box::new(options),
+                (None, _) => Box::new(LocalBackend),
             },
         };
         // INVARIANT(ingress-apart-from-connections): the backend's connections (and the tasks
@@ -182,7 +198,7 @@ impl ServerBuilder {
         };
         let monitor = Arc::new(Monitor::new(node_id.clone(), config.monitor.tap_queue));
         if relays_monitor {
-            let (monitor, target) = (monitor.clone(), redis_target.clone());
+            let (monitor, target) = (monitor.clone(), redis_of(&fanout)?);
             let prefix = config.cluster.prefix.clone();
             let started = async move { monitor::relay::start(&monitor, &target, &prefix).await };
             let started = match ingress.handle() {

@@ -197,9 +197,11 @@ impl Fleet {
     /// Opens the store for the cluster backend, and sets the dispatcher's markers in it.
     async fn open_store(&self) -> anyhow::Result<Store> {
         let cluster = &self.config.cluster;
-        let (store, markers): (Store, Arc<dyn Markers>) = match cluster.backend {
+        // Queues and markers are state: they live with the cluster state (`[cluster.state]`).
+        let kept_in = cluster.state_target();
+        let (store, markers): (Store, Arc<dyn Markers>) = match kept_in.backend {
             Backend::Redis => {
-                let target = cluster
+                let target = kept_in
                     .redis_target()
                     .map_err(|e| anyhow::anyhow!("cluster.redis_tls_ca_file: {e}"))?;
                 let client = redis::connect(&target).await?;
@@ -208,7 +210,7 @@ impl Fleet {
                 (Store::Redis(client), markers)
             }
             Backend::Nats => {
-                let js = nats::connect(&cluster.nats_url, &cluster.nats).await?;
+                let js = nats::connect(&kept_in.nats_url, &kept_in.nats).await?;
                 let markers = Arc::new(nats::NatsMarkers::open(&js, &cluster.prefix).await?);
                 (Store::Nats(Box::new(js)), markers)
             }

@@ -149,7 +149,7 @@ impl Webhooks {
             next_id: AtomicU64::new(0),
             token_base: rand::random(),
             // On one node markers are written in the order of the transitions.
-            return_settle: match config.cluster.backend {
+            return_settle: match config.cluster.state_target().backend {
                 Backend::Local => Duration::ZERO,
                 Backend::Redis | Backend::Nats => RETURN_SETTLE,
             },

@@ -9,7 +9,7 @@ use warren_testkit::api::{api_get, api_post};
 use warren_testkit::server::{demo_app, start, start_with, TestServer};
 use warren_testkit::ws::{connect, presence_data, Socket};
 
-use crate::two_nodes::{two_nats_nodes, two_nodes};
+use crate::two_nodes::{two_nats_nodes, two_nodes, two_split_nodes, Split};
 
 async fn trigger(via: &TestServer, channel: &str, name: &str, data: &str) {
     let r = api_post(
@@ -171,6 +171,12 @@ async fn the_cache_is_shared_by_the_nodes_of_a_nats_cluster() {
     check_the_cache(&a, &b, "cache-nats").await;
 }
 
+#[tokio::test]
+async fn the_cache_is_shared_by_the_nodes_of_a_split_cluster() {
+    let (a, b, _servers) = two_split_nodes(Split::RedisStateNatsFanout, |_| {}).await;
+    check_the_cache(&a, &b, "cache-split").await;
+}
+
 /// Subscribers join while events are published one after another: each sees the cached event
 /// (or a miss) first, then every later event live, none twice or out of order and none
 /// missing, up to the last event.
@@ -237,5 +243,11 @@ async fn subscribing_while_publishing_never_goes_back_in_time_across_nodes() {
 #[tokio::test]
 async fn subscribing_while_publishing_never_goes_back_in_time_across_nats_nodes() {
     let (a, b, _nats) = two_nats_nodes(|_| {}).await;
+    check_publishing_while_subscribing(&a, &b).await;
+}
+
+#[tokio::test]
+async fn subscribing_while_publishing_never_goes_back_in_time_across_split_nodes() {
+    let (a, b, _servers) = two_split_nodes(Split::RedisStateNatsFanout, |_| {}).await;
     check_publishing_while_subscribing(&a, &b).await;
 }

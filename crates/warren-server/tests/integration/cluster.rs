@@ -11,6 +11,8 @@ use warren_testkit::redis::{unique_prefix, use_redis, use_shared_redis};
 use warren_testkit::server::{demo_app, demo_config, start_with, try_start, TestServer};
 use warren_testkit::ws::{connect, decode_data, handshake, presence_data};
 
+use crate::two_nodes::{two_split_nodes, Split};
+
 /// A short node timeout, so that dead nodes are noticed quickly (tests override it where
 /// they need).
 const NODE_TIMEOUT_MS: u64 = 1000;
@@ -118,14 +120,34 @@ async fn presence_is_one_truth_across_nats_nodes() {
 }
 
 #[tokio::test]
+async fn presence_is_one_truth_across_split_nodes() {
+    for setup in [Split::RedisStateNatsFanout, Split::TwoRedis] {
+        let (a, b, _servers) = two_split_nodes(setup, |_| {}).await;
+        check_presence_is_one_truth(&a, &b).await;
+    }
+}
+
+#[tokio::test]
 async fn events_cross_nats_nodes_once_and_in_order() {
     let (a, b, _nats) = crate::two_nodes::two_nats_nodes(|_| {}).await;
-    let mut on_a = connect(&a).await;
-    let mut on_b = connect(&b).await;
+    check_events_cross_once_and_in_order(&a, &b).await;
+}
+
+#[tokio::test]
+async fn events_cross_split_nodes_once_and_in_order() {
+    for setup in [Split::RedisStateNatsFanout, Split::TwoRedis] {
+        let (a, b, _servers) = two_split_nodes(setup, |_| {}).await;
+        check_events_cross_once_and_in_order(&a, &b).await;
+    }
+}
+
+async fn check_events_cross_once_and_in_order(a: &TestServer, b: &TestServer) {
+    let mut on_a = connect(a).await;
+    let mut on_b = connect(b).await;
     on_a.subscribed("news", None).await;
     on_b.subscribed("news", None).await;
     for i in 0..5 {
-        let via = if i % 2 == 0 { &a } else { &b };
+        let via = if i % 2 == 0 { a } else { b };
         let body = json!({"name":"e","channel":"news","data":i.to_string()});
         let r = api_post(via, "/apps/app-id/events", body).await;
         assert_eq!(r.status, 200, "{}", r.body);
@@ -136,7 +158,7 @@ async fn events_cross_nats_nodes_once_and_in_order() {
     on_b.assert_silent().await;
 }
 
-async fn check_presence_is_one_truth(a: &TestServer, b: &TestServer) {
+pub(crate) async fn check_presence_is_one_truth(a: &TestServer, b: &TestServer) {
     let mut alice = connect(a).await;
     alice
         .subscribed("presence-room", Some(&presence_data(json!("alice"), None)))

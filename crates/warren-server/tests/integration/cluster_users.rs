@@ -21,6 +21,11 @@ async fn pair() -> (TestServer, TestServer) {
     (node(p.clone()).await, node(p).await)
 }
 
+/// Apps with watchlists.
+fn watchlists(c: &mut warren_server::config::Config) {
+    demo_app(c).watchlist_events = true;
+}
+
 async fn watchlist(s: &mut Socket) -> Value {
     let msg = s.recv().await;
     assert_eq!(msg["event"], "pusher_internal:watchlist_events", "{msg}");
@@ -90,7 +95,19 @@ async fn terminate_closes_the_users_connections_on_every_node() {
 #[tokio::test]
 async fn a_user_is_online_from_its_first_connection_anywhere_to_its_last() {
     let (a, b) = pair().await;
-    let mut watcher = connect(&a).await;
+    check_online_from_first_to_last(&a, &b).await;
+}
+
+/// Split, the scripts announce nothing: the node sends each status notice after the change.
+#[tokio::test]
+async fn a_user_is_online_from_first_to_last_when_split() {
+    let setup = crate::two_nodes::Split::RedisStateNatsFanout;
+    let (a, b, _servers) = crate::two_nodes::two_split_nodes(setup, watchlists).await;
+    check_online_from_first_to_last(&a, &b).await;
+}
+
+async fn check_online_from_first_to_last(a: &TestServer, b: &TestServer) {
+    let mut watcher = connect(a).await;
     watcher
         .signed_in(&json!({"id":"w","watchlist":["u"]}))
         .await;
@@ -98,18 +115,18 @@ async fn a_user_is_online_from_its_first_connection_anywhere_to_its_last() {
         watchlist(&mut watcher).await,
         json!({"events":[{"name":"offline","user_ids":["u"]}]})
     );
-    let mut u_on_b = connect(&b).await;
+    let mut u_on_b = connect(b).await;
     u_on_b.signed_in(&json!({"id":"u"})).await;
     assert_eq!(
         watchlist(&mut watcher).await,
         json!({"events":[{"name":"online","user_ids":["u"]}]})
     );
-    let mut u_on_a = connect(&a).await;
+    let mut u_on_a = connect(a).await;
     u_on_a.signed_in(&json!({"id":"u"})).await;
     u_on_b.close().await;
     watcher.assert_silent().await;
     // A watcher signing in later, on the other node, sees u online.
-    let mut late = connect(&b).await;
+    let mut late = connect(b).await;
     late.signed_in(&json!({"id":"late","watchlist":["u","w"]}))
         .await;
     assert_eq!(
@@ -191,8 +208,12 @@ fn offline_envelope(user: &str, version: u64) -> Vec<u8> {
 
 /// Sends one command to the shared Redis; its raw reply.
 async fn redis(args: &[&[u8]]) -> Vec<u8> {
+    redis_at(&warren_testkit::redis::shared_url(), args).await
+}
+
+/// Sends one command to the Redis at `url`; its raw reply.
+pub(crate) async fn redis_at(url: &str, args: &[&[u8]]) -> Vec<u8> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let url = warren_testkit::redis::shared_url();
     let addr = url
         .trim_start_matches("redis://")
         .split('/')
@@ -214,7 +235,7 @@ async fn redis(args: &[&[u8]]) -> Vec<u8> {
 }
 
 /// The text of a bulk-string reply (`$len\r\ntext\r\n`).
-fn resp_bulk(reply: &[u8]) -> String {
+pub(crate) fn resp_bulk(reply: &[u8]) -> String {
     let text = std::str::from_utf8(reply).unwrap();
     text.lines().nth(1).unwrap_or_default().to_owned()
 }

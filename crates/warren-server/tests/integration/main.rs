@@ -34,6 +34,7 @@ mod redis_away;
 mod redis_tls;
 mod rfc6455;
 mod slow_consumer;
+mod split;
 mod subscribe;
 mod subscription_counts;
 mod tls;

@@ -128,3 +128,25 @@ async fn readiness_follows_redis() {
     let back = until(&node, "/ready", 200).await;
     assert_eq!(back.status, 200, "{}", back.body);
 }
+
+/// Fan-out and state apart: a node whose fan-out server alone is gone (state still up) is not
+/// ready either, and ready again once it is back.
+#[tokio::test]
+async fn readiness_follows_the_fanout_when_it_is_apart() {
+    use warren_testkit::split::{use_split, Job};
+    let mut fanout = RedisServer::start();
+    let state = Job::Redis(warren_testkit::redis::shared_url());
+    let jobs = (Job::Redis(fanout.url()), state);
+    let prefix = unique_prefix("ready-split");
+    let node = start_with(|c| use_split(c, &jobs.0, &jobs.1, prefix, 2000)).await;
+    assert_eq!(get(&node, "/ready").await.status, 200);
+
+    fanout.kill();
+    let gone = until(&node, "/ready", 503).await;
+    assert_eq!(gone.status, 503, "{}", gone.body);
+    assert_eq!(gone.json()["status"], "unavailable");
+
+    fanout.restart();
+    let back = until(&node, "/ready", 200).await;
+    assert_eq!(back.status, 200, "{}", back.body);
+}

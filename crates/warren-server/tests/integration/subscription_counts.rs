@@ -9,7 +9,7 @@ use warren_server::config::Config;
 use warren_testkit::server::{demo_app, start, start_with, TestServer};
 use warren_testkit::ws::{connect, decode_data, presence_data, Socket};
 
-use crate::two_nodes::{two_nats_nodes, two_nodes};
+use crate::two_nodes::{two_nats_nodes, two_nodes, two_split_nodes, Split};
 
 fn counting(c: &mut Config) {
     demo_app(c).subscription_count_events = true;
@@ -73,6 +73,12 @@ async fn counts_are_cluster_wide() {
 #[tokio::test]
 async fn counts_are_cluster_wide_on_nats() {
     let (a, b, _nats) = two_nats_nodes(counting).await;
+    check_counts(&a, &b, "news").await;
+}
+
+#[tokio::test]
+async fn counts_are_cluster_wide_when_split() {
+    let (a, b, _servers) = two_split_nodes(Split::RedisStateNatsFanout, counting).await;
     check_counts(&a, &b, "news").await;
 }
 

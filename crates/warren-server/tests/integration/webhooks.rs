@@ -12,7 +12,7 @@ use warren_testkit::webhooks::{Answer, Delivery, Receiver};
 use warren_testkit::ws::{connect, presence_data, Socket};
 use warren_testkit::{KEY, SECRET};
 
-use crate::two_nodes::{two_nats_nodes, two_nodes};
+use crate::two_nodes::{two_nats_nodes, two_nodes, two_split_nodes, Split};
 
 /// The demo app sending every kind of event to `url`, with removals delayed by `delay_ms`.
 fn hooked(c: &mut Config, urls: &[&str], delay_ms: u64) {
@@ -394,6 +394,15 @@ async fn two_nodes_send_each_event_once() {
 async fn two_nats_nodes_send_each_event_once() {
     let mut r = Receiver::start().await;
     let (a, b, _nats) = two_nats_nodes(|c| hooked(c, &[&r.url], 200)).await;
+    each_event_once(&mut r, &a, &b).await;
+}
+
+/// Split, the queue and the markers are with the state (Redis), the events on NATS.
+#[tokio::test]
+async fn two_split_nodes_send_each_event_once() {
+    let mut r = Receiver::start().await;
+    let setup = Split::RedisStateNatsFanout;
+    let (a, b, _servers) = two_split_nodes(setup, |c| hooked(c, &[&r.url], 200)).await;
     each_event_once(&mut r, &a, &b).await;
 }
 

@@ -299,7 +299,7 @@ impl Inner {
             });
             let event = member_event(app, channel, except, added);
             self.announce(event.clone(), written.version).await;
-            self.sink.deliver(&event);
+            self.sink.deliver_announcement(&event, written.version);
         }
         let mut removed = 0;
         for user in t.removed.iter().filter(|u| Some(u.as_str()) != skip) {
@@ -317,7 +317,7 @@ impl Inner {
                 ChannelMessage::MemberRemoved { user_id },
             );
             self.announce(event.clone(), written.version).await;
-            self.sink.deliver(&event);
+            self.sink.deliver_announcement(&event, written.version);
             removed += 1;
         }
         if reaped && t.vacated {

@@ -5,7 +5,8 @@
 //! INVARIANT(others-then-here): this process's own envelopes are never delivered here (the
 //! connection is `no_echo`, and the dispatcher skips its origin). INVARIANT(no-silent-loss):
 //! a reconnect or a slow consumer resyncs the node. INVARIANT(presence-ordered): presence
-//! announcements pass `cluster::ordering` before delivery.
+//! announcements reach the sink with their version, which orders them
+//! (`EventSink::deliver_announcement`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -38,7 +39,6 @@ impl Broker for NatsCluster {
             return Err(e);
         }
         let task = receive(inner, inner.keys.events(app, channel)).await?;
-        inner.order.listen(app, channel);
         if let Some(old) = inner
             .listening
             .lock()
@@ -59,7 +59,6 @@ impl Broker for NatsCluster {
         {
             task.abort();
         }
-        inner.order.forget(app, channel);
     }
 
     fn check_receiving(&self) -> Result<(), BackendError> {
@@ -73,6 +72,10 @@ impl Broker for NatsCluster {
         let inner = &self.inner;
         let envelope = envelope::encode_broadcast(&inner.origin, broadcast)?;
         inner.send(inner.keys.broadcasts(), envelope, None).await
+    }
+
+    async fn announce(&self, event: &ChannelEvent, version: u64) -> Result<(), BackendError> {
+        self.inner.announce_on_nats(event, version).await
     }
 }
 
@@ -89,8 +92,9 @@ fn dispatch(inner: &Inner, message: &async_nats::Message) {
     }
     match &envelope.relayed {
         Relayed::Broadcast(broadcast) => inner.sink.deliver_broadcast(broadcast),
+        Relayed::Announcement(event, version) => inner.sink.deliver_announcement(event, *version),
         Relayed::Event(event) => {
-            if let Some(user) = member_of(&event.message) {
+            if member_of(&event.message).is_some() {
                 let version = message
                     .headers
                     .as_ref()
@@ -100,9 +104,7 @@ fn dispatch(inner: &Inner, message: &async_nats::Message) {
                     tracing::warn!(channel = %event.channel, "presence announcement without a version");
                     return;
                 };
-                if !inner.order.admit(&event.app, &event.channel, user, version) {
-                    return;
-                }
+                return inner.sink.deliver_announcement(event, version);
             }
             inner.sink.deliver(event);
         }
@@ -168,7 +170,10 @@ pub(super) fn spawn_connection_events(
                     tracing::warn!("NATS reconnected");
                     inner.reconnects.fetch_add(1, Ordering::Relaxed);
                     inner.dirty.store(true, Ordering::Release);
-                    inner.sink.resync("the NATS connection was re-established");
+                    // State alone receives nothing here: no event was lost on the way.
+                    if inner.jobs.fans_out() {
+                        inner.sink.resync("the NATS connection was re-established");
+                    }
                 }
                 async_nats::Event::Connected => connected_before = true,
                 async_nats::Event::Disconnected => {

@@ -4,7 +4,7 @@
 //!   has local subscribers (and `listen` returns once the server confirmed, by a flush).
 //!   Envelopes are those of `cluster::envelope`; presence announcements carry the version of
 //!   the change that decided them in a header, and receivers order them
-//!   (`cluster::ordering`).
+//!   (`cluster::ordering`, applied by the node's sink).
 //! * State: JetStream key-value buckets changed by compare-and-set (`kv`). A node writes its
 //!   own contribution to a channel (subscriptions and presence connections per instance) as
 //!   a whole, from its mirror of its local state (`channels`, `users`), so changes are
@@ -13,6 +13,9 @@
 //!   instance whose heartbeat stopped, exactly once, and removes what the instance recorded
 //!   in its ledger (`registry`). A node that lost its registration registers a new instance
 //!   and records its local state again.
+//! * Jobs: a node may use NATS for fan-out only (no buckets written, no registry) or for
+//!   state only (no subscriptions; announcements through the other backend's fan-out), see
+//!   `cluster::split`.
 
 mod channels;
 mod fanout;
@@ -35,8 +38,7 @@ use warren_protocol::presence::PresenceMember;
 use warren_protocol::{AppId, ChannelName, SocketId, UserId};
 
 use super::envelope;
-use super::ordering::PresenceOrder;
-use super::{BackendError, ChannelEvent, ChannelMessage, ClusterBackend, EventSink, Seams};
+use super::{BackendError, ChannelEvent, ChannelMessage, ClusterBackend, EventSink, Jobs, Seams};
 use crate::config::{NatsAuth, NatsTarget};
 use keys::Keys;
 
@@ -119,7 +121,8 @@ struct Inner {
     /// Unique to this process: relayed messages carrying it are our own and are skipped.
     origin: String,
     sink: Arc<dyn EventSink>,
-    order: PresenceOrder,
+    /// What this node uses NATS for.
+    jobs: Jobs,
     /// Replaced (write lock) on re-registration, read-locked by every state change so none
     /// straddles a re-registration.
     instance: tokio::sync::RwLock<Arc<Instance>>,
@@ -183,6 +186,16 @@ impl NatsCluster {
         options: NatsOptions,
         sink: Arc<dyn EventSink>,
     ) -> Result<Self, BackendError> {
+        Self::connect_for(options, sink, Jobs::Both).await
+    }
+
+    /// [`NatsCluster::connect`] for `jobs`: fan-out alone registers nothing and writes no
+    /// state; state alone listens to nothing and announces through the other fan-out.
+    pub async fn connect_for(
+        options: NatsOptions,
+        sink: Arc<dyn EventSink>,
+        jobs: Jobs,
+    ) -> Result<Self, BackendError> {
         let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
         let connect_options = options
             .auth
@@ -239,7 +252,7 @@ impl NatsCluster {
             options,
             origin,
             sink,
-            order: PresenceOrder::default(),
+            jobs,
             instance: tokio::sync::RwLock::new(Arc::new(placeholder)),
             mirror: Mutex::default(),
             signed_in: Mutex::default(),
@@ -256,12 +269,19 @@ impl NatsCluster {
             reconnects: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),
         });
-        registry::register_at_start(&inner).await?;
+        if inner.jobs.keeps_state() {
+            registry::register_at_start(&inner).await?;
+        }
         fanout::spawn_connection_events(&inner, events_rx);
-        fanout::listen_to_broadcasts(&inner).await?;
-        tokio::spawn(registry::heartbeats(inner.clone()));
-        tokio::spawn(registry::maintenance(inner.clone()));
-        tracing::info!(nats = %shown, node = %inner.options.node_id, "cluster backend: NATS");
+        if inner.jobs.fans_out() {
+            fanout::listen_to_broadcasts(&inner).await?;
+        }
+        if inner.jobs.keeps_state() {
+            tokio::spawn(registry::heartbeats(inner.clone()));
+            tokio::spawn(registry::maintenance(inner.clone()));
+        }
+        let jobs = &inner.jobs;
+        tracing::info!(nats = %shown, node = %inner.options.node_id, ?jobs, "cluster backend: NATS");
         Ok(Self { inner })
     }
 
@@ -359,25 +379,46 @@ impl Inner {
             .map_err(backend)
     }
 
-    /// Tells the other nodes of a presence change decided at `version`, and notes it as
-    /// applied here (this node's own subscribers get it from the caller).
+    /// Tells the other nodes of a presence change decided at `version` (this node's own
+    /// subscribers get it from the caller, through the node's ordering).
     async fn announce(&self, event: ChannelEvent, version: u64) {
-        let Some(user) = fanout::member_of(&event.message) else {
+        if fanout::member_of(&event.message).is_none() {
             return;
-        };
-        self.order.admit(&event.app, &event.channel, user, version);
-        let mut headers = HeaderMap::new();
-        headers.insert(ORDER_HEADER, version.to_string().as_str());
-        let subject = self.keys.events(&event.app, &event.channel);
-        let sent = match envelope::encode(&self.origin, &event) {
-            Ok(bytes) => self.send(subject, bytes, Some(headers)).await,
-            Err(e) => Err(e),
+        }
+        let sent = match self.jobs.announcer() {
+            Some(fanout) => fanout.announce(&event, version).await,
+            None => self.announce_on_nats(&event, version).await,
         };
         if let Err(e) = sent {
             // The change stands; nodes that missed its announcement are out of step until
             // their subscribers resubscribe.
             tracing::warn!(error = %e, channel = %event.channel, "presence announcement not sent");
         }
+    }
+}
+
+impl Inner {
+    /// Publishes a presence announcement on this connection, its version in a header.
+    async fn announce_on_nats(
+        &self,
+        event: &ChannelEvent,
+        version: u64,
+    ) -> Result<(), BackendError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(ORDER_HEADER, version.to_string().as_str());
+        let subject = self.keys.events(&event.app, &event.channel);
+        let bytes = envelope::encode(&self.origin, event)?;
+        self.send(subject, bytes, Some(headers)).await
+    }
+
+    /// Sends a user's status notice (its version is in the envelope) to the other nodes.
+    async fn notify_others(&self, event: &ChannelEvent) -> Result<(), BackendError> {
+        if let Some(fanout) = self.jobs.announcer() {
+            return fanout.publish(event).await;
+        }
+        let subject = self.keys.events(&event.app, &event.channel);
+        let bytes = envelope::encode(&self.origin, event)?;
+        self.send(subject, bytes, None).await
     }
 }
 

@@ -117,12 +117,7 @@ pub(super) async fn announce_status(
         except: None,
         message: ChannelMessage::User(UserNotice::Status(status)),
     };
-    let subject = inner.keys.events(app, channel.channel());
-    let sent = match crate::cluster::envelope::encode(&inner.origin, &event) {
-        Ok(bytes) => inner.send(subject, bytes, None).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = sent {
+    if let Err(e) = inner.notify_others(&event).await {
         tracing::warn!(error = %e, "user status notice not sent");
     }
     Some(status.version)

@@ -13,7 +13,11 @@
 //!   its local state again from its mirror of it.
 //! * Topology (Redis Cluster): a slot moved to another master drops the sharded
 //!   subscriptions of its channels; `topology` notices and resyncs.
+//! * Jobs: a node may use Redis for fan-out only (no registry, no state) or for state only
+//!   (no subscriptions; the scripts publish nothing and the node announces through the other
+//!   backend's fan-out, with versions: `announce`), see `cluster::split`.
 
+mod announce;
 mod features;
 mod keys;
 mod quotas;
@@ -38,16 +42,16 @@ use fred::types::config::ReconnectPolicy;
 use fred::types::Value;
 use parking_lot::Mutex;
 use warren_protocol::presence::PresenceMember;
-use warren_protocol::user::UserChannel;
 use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
 
 use super::envelope::{self, Relayed};
 use super::{
     BackendError, BackendHealth, Broadcast, Broker, CachedEvent, ChannelEvent, ChannelMessage,
-    ChannelStats, ClusterBackend, ClusterState, CountVersion, EventSink, JoinError, PresenceJoin,
-    PresenceLeave, RateCounter, Seams, SubscriptionChange, UserNotice, UserStatus,
+    ChannelStats, ClusterBackend, ClusterState, CountVersion, EventSink, Jobs, JoinError,
+    PresenceJoin, PresenceLeave, RateCounter, Seams, SubscriptionChange, UserStatus,
 };
 use crate::config::RedisTarget;
+use announce::member_event;
 use keys::Keys;
 use scripts::Scripts;
 
@@ -102,6 +106,8 @@ struct Inner {
     origin: String,
     /// Where events from other nodes go.
     sink: Arc<dyn EventSink>,
+    /// What this node uses Redis for.
+    jobs: Jobs,
     /// The instance id state is recorded under; replaced (write lock) on re-registration,
     /// read-locked by every state change so none straddles a re-registration.
     instance: tokio::sync::RwLock<String>,
@@ -141,6 +147,16 @@ impl RedisCluster {
     pub async fn connect(
         options: RedisOptions,
         sink: Arc<dyn EventSink>,
+    ) -> Result<Self, BackendError> {
+        Self::connect_for(options, sink, Jobs::Both).await
+    }
+
+    /// [`RedisCluster::connect`] for `jobs`: fan-out alone registers nothing and keeps no
+    /// state; state alone listens to nothing and announces through the other fan-out.
+    pub async fn connect_for(
+        options: RedisOptions,
+        sink: Arc<dyn EventSink>,
+        jobs: Jobs,
     ) -> Result<Self, BackendError> {
         let config = options.target.client_config().clone();
         let policy = ReconnectPolicy::new_exponential(0, 100, 1000, 2);
@@ -191,22 +207,30 @@ impl RedisCluster {
             reconnects: Default::default(),
             origin,
             sink,
+            jobs,
             client,
             subscriber,
             broadcasts,
             options,
         });
-        registry::register_at_start(&inner).await?;
-        spawn_dispatcher(inner.clone());
+        if inner.jobs.keeps_state() {
+            registry::register_at_start(&inner).await?;
+        }
         spawn_connection_logs(&inner);
-        listen_to_broadcasts(&inner).await?;
-        tokio::spawn(registry::heartbeats(inner.clone()));
-        tokio::spawn(registry::maintenance(inner.clone()));
-        tokio::spawn(topology::watch(inner.clone()));
+        if inner.jobs.fans_out() {
+            spawn_dispatcher(inner.clone());
+            listen_to_broadcasts(&inner).await?;
+            tokio::spawn(topology::watch(inner.clone()));
+        }
+        if inner.jobs.keeps_state() {
+            tokio::spawn(registry::heartbeats(inner.clone()));
+            tokio::spawn(registry::maintenance(inner.clone()));
+        }
         tracing::info!(
             redis = %shown,
             sharded,
             node = %inner.options.node_id,
+            jobs = ?inner.jobs,
             "cluster backend: Redis"
         );
         Ok(Self { inner })
@@ -314,8 +338,9 @@ impl Inner {
             ),
             None => (String::new(), String::new()),
         };
-        // A member's arrival is published by the script itself, atomically with the change.
-        let (relay, envelope) = match member {
+        // A member's arrival is published by the script itself, atomically with the change,
+        // unless the fan-out is another backend's (then by `announce_member`, after it).
+        let (relay, envelope) = match member.filter(|_| self.scripts_announce()) {
             Some(m) => {
                 let arrival = ChannelEvent {
                     app: app.clone(),
@@ -354,6 +379,14 @@ impl Inner {
                 "socket id {socket} is in use by another node's connection"
             )));
         }
+        if let Some(m) = member {
+            if !self.scripts_announce() && value::int(&reply[0], "join")? == 1 {
+                let version = value::count_at(&reply, JOIN_VERSION_AT, "join")?;
+                let arrival = ChannelMessage::MemberAdded(m.clone());
+                let event = member_event(app, channel, Some(socket), arrival);
+                self.announce_member(&event, version).await;
+            }
+        }
         Ok(reply)
     }
 
@@ -382,19 +415,23 @@ impl Inner {
                 ],
             )
             .await;
-        let reply = self.note_failure(reply)?;
-        value::array(reply, "leave")
+        let reply = value::array(self.note_failure(reply)?, "leave")?;
+        if !self.scripts_announce() && value::flag_at(&reply, 0, "leave")? {
+            let user = value::string(reply.get(3).unwrap_or(&Value::Null), "leave")?;
+            if let Ok(user_id) = UserId::parse(&user, ANY_NAME_LENGTH) {
+                let version = value::count_at(&reply, LEAVE_VERSION_AT, "leave")?;
+                let departure = ChannelMessage::MemberRemoved { user_id };
+                let event = member_event(app, channel, None, departure);
+                self.announce_member(&event, version).await;
+            }
+        }
+        Ok(reply)
     }
 
     /// The start of this process's `member_removed` envelopes for `app`; the leave script
     /// completes it with the channel and the user (see `envelope`).
     fn departure_header(&self, app: &AppId) -> Result<Bytes, BackendError> {
         envelope::header(&self.origin, None, app).map(bytes::BytesMut::freeze)
-    }
-
-    /// Where scripts publish presence announcements for `app`.
-    fn relay_prefix(&self, app: &AppId) -> String {
-        self.keys.presence_events_of_app(app)
     }
 
     /// How scripts publish: sharded pub/sub in Redis Cluster.
@@ -504,6 +541,17 @@ impl Broker for RedisCluster {
         }
         let envelope = envelope::encode_broadcast(&inner.origin, broadcast)?;
         inner.send(inner.keys.broadcasts(), envelope).await
+    }
+
+    async fn announce(&self, event: &ChannelEvent, version: u64) -> Result<(), BackendError> {
+        let inner = &self.inner;
+        if let Some(e) = inner.unavailable() {
+            return Err(e);
+        }
+        let envelope = envelope::encode_announcement(&inner.origin, event, version)?;
+        inner
+            .send(inner.keys.events(&event.app, &event.channel), envelope)
+            .await
     }
 
     async fn unlisten(&self, app: &AppId, channel: &ChannelName) {
@@ -710,9 +758,11 @@ impl ClusterState for RedisCluster {
             .zip(&inner.reconnects)
             .map(|(name, n)| (*name, n.load(Ordering::Relaxed)))
             .collect();
+        // State alone needs no subscriber connection.
+        let receiving = !inner.jobs.fans_out() || inner.subscriber.is_connected();
         BackendHealth {
             backend: "redis",
-            up: answered && inner.subscriber.is_connected(),
+            up: answered && receiving,
             round_trip,
             reconnects,
         }
@@ -849,6 +899,9 @@ fn dispatch(inner: &Inner, name: &str, value: &Value) {
     if envelope.origin != inner.origin {
         match &envelope.relayed {
             Relayed::Event(event) => inner.sink.deliver(event),
+            Relayed::Announcement(event, version) => {
+                inner.sink.deliver_announcement(event, *version)
+            }
             Relayed::Broadcast(broadcast) => inner.sink.deliver_broadcast(broadcast),
         }
     }
@@ -896,6 +949,8 @@ fn spawn_connection_logs(inner: &Arc<Inner>) {
         while let Ok(server) = resubscribed.recv().await {
             tracing::warn!(server = %server, "Redis subscriber reconnected");
             match weak.upgrade() {
+                // State alone receives nothing on it: no event was lost.
+                Some(inner) if !inner.jobs.fans_out() => {}
                 Some(inner) if !inner.stopping.load(Ordering::Acquire) => {
                     inner.reconnects[1].fetch_add(1, Ordering::Relaxed);
                     inner.sink.resync("the Redis subscriber reconnected")
@@ -929,51 +984,5 @@ fn spawn_connection_logs(inner: &Arc<Inner>) {
                 None => return,
             };
         }
-    });
-}
-
-/// Delivers a presence departure found by cleanup to this node's subscribers, as the
-/// departing node would have: the cleanup script already told the other nodes.
-fn announce_member_removed(inner: &Inner, app: &AppId, channel: &ChannelName, user_id: UserId) {
-    inner.sink.deliver(&ChannelEvent {
-        app: app.clone(),
-        channel: channel.clone(),
-        except: None,
-        message: ChannelMessage::MemberRemoved { user_id },
-    });
-}
-
-/// Delivers a user's going online or offline, found by re-registration or cleanup, to this
-/// node's watchers (the script already told the other nodes).
-fn announce_user(inner: &Inner, app: &AppId, user: UserId, status: UserStatus) {
-    let Ok(channel) = UserChannel::new(user) else {
-        return;
-    };
-    inner.sink.deliver(&ChannelEvent {
-        app: app.clone(),
-        channel: channel.channel().clone(),
-        except: None,
-        message: ChannelMessage::User(UserNotice::Status(status)),
-    });
-}
-
-/// Delivers a presence arrival found by re-registration to this node's subscribers (the join
-/// script already told the other nodes), the member's own connections included.
-///
-/// INVARIANT(reaped-member-restored): a node declared dead while alive (paused past the node
-/// timeout) had its members removed by another node, and that `member_removed` reached its
-/// own connections too, the member's among them; the arrival recorded again must reach the
-/// same connections, or a member's own list would lack it for as long as it stays.
-fn announce_member_added(
-    inner: &Inner,
-    app: &AppId,
-    channel: &ChannelName,
-    member: &PresenceMember,
-) {
-    inner.sink.deliver(&ChannelEvent {
-        app: app.clone(),
-        channel: channel.clone(),
-        except: None,
-        message: ChannelMessage::MemberAdded(member.clone()),
     });
 }

@@ -11,11 +11,9 @@ use futures_util::stream::{self, TryStreamExt};
 use warren_protocol::presence::PresenceMember;
 use warren_protocol::{AppId, ChannelName, SocketId, UserId};
 
-use super::{
-    announce_member_added, announce_member_removed, announce_user, backend, value, Inner,
-    COMMAND_TIMEOUT,
-};
-use crate::cluster::{BackendError, Reaped, UserStatus};
+use super::announce::{deliver_member_added, deliver_member_removed, deliver_user};
+use super::{backend, member_event, value, Inner, COMMAND_TIMEOUT};
+use crate::cluster::{BackendError, ChannelMessage, Reaped, UserStatus};
 
 /// Subscriptions a cleanup script removes per call.
 const REAP_BATCH: usize = 500;
@@ -265,7 +263,8 @@ async fn rejoin(inner: &Inner, instance: &str, entry: Subscription) -> Result<()
     let (app, channel, socket) = key;
     match &member {
         Some(m) if value::flag_at(&reply, 0, "join")? => {
-            announce_member_added(inner, &app, &channel, m);
+            let version = value::count_at(&reply, super::JOIN_VERSION_AT, "join")?;
+            deliver_member_added(inner, &app, &channel, m, version);
         }
         _ => {}
     }
@@ -273,7 +272,8 @@ async fn rejoin(inner: &Inner, instance: &str, entry: Subscription) -> Result<()
         let reply = inner.leave(&app, &channel, socket).await?;
         if let Some(m) = member {
             if value::flag_at(&reply, 0, "leave")? {
-                announce_member_removed(inner, &app, &channel, m.user_id);
+                let version = value::count_at(&reply, super::LEAVE_VERSION_AT, "leave")?;
+                deliver_member_removed(inner, &app, &channel, m.user_id, version);
             }
         }
     }
@@ -292,7 +292,7 @@ async fn sign_in_again(
             online: true,
             version,
         };
-        announce_user(inner, &app, user.clone(), online);
+        deliver_user(inner, &app, user.clone(), online);
     }
     if !inner.signed_in.lock().contains_key(&(app.clone(), socket)) {
         if let Some(version) = inner.sign_out(&app, socket).await? {
@@ -300,7 +300,7 @@ async fn sign_in_again(
                 online: false,
                 version,
             };
-            announce_user(inner, &app, user, offline);
+            deliver_user(inner, &app, user, offline);
         }
     }
     Ok(())
@@ -407,7 +407,7 @@ async fn reap_instance(inner: &Inner, instance: &str) -> Result<(), BackendError
             let items = value::array(reply, "reap")?;
             let remaining = value::count_at(&items, 0, "reap")?;
             let transitions = value::array(items.get(1).cloned().unwrap_or(Value::Null), "reap")?;
-            for t in transitions.chunks_exact(3) {
+            for t in transitions.chunks_exact(4) {
                 let kind = value::string(&t[0], "reap")?;
                 if kind == "offline" {
                     // The script puts the offline version where other kinds have a channel.
@@ -421,7 +421,8 @@ async fn reap_instance(inner: &Inner, instance: &str) -> Result<(), BackendError
                             online: false,
                             version,
                         };
-                        announce_user(inner, &app, user, offline);
+                        inner.announce_status(&app, &user, offline).await;
+                        deliver_user(inner, &app, user, offline);
                     }
                     continue;
                 }
@@ -441,7 +442,13 @@ async fn reap_instance(inner: &Inner, instance: &str) -> Result<(), BackendError
                     inner
                         .sink
                         .reaped(&app, &channel, Reaped::MemberRemoved(user.clone()));
-                    announce_member_removed(inner, &app, &channel, user);
+                    let version = value::count_at(t, 3, "reap")?;
+                    let departure = ChannelMessage::MemberRemoved {
+                        user_id: user.clone(),
+                    };
+                    let event = member_event(&app, &channel, None, departure);
+                    inner.announce_member(&event, version).await;
+                    deliver_member_removed(inner, &app, &channel, user, version);
                     removed_members += 1;
                 }
             }

@@ -235,8 +235,9 @@ const LEAVE: &str = "return leave(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], A
 /// command. Removes up
 /// to a batch of the instance's
 /// subscriptions and sign-ins, and gives back its connections (`quotas::REAP_CONNECTIONS`,
-/// before this) -> `{remaining, {kind, channel, user, ...}}` with kind
-/// `member_removed`, `vacated` or `offline` (in place of the channel, the offline version). Batches keep each script short, however much a node held.
+/// before this) -> `{remaining, {kind, channel, user, version, ...}}` with kind
+/// `member_removed` (with the version of the change), `vacated` or `offline` (in place of the
+/// channel, the offline version; 0 in place of the version). Batches keep each script short, however much a node held.
 const REAP: &str = r#"
 local set = b .. ':n:' .. ARGV[1]
 local entries = redis.call('SPOP', set, tonumber(ARGV[2]))
@@ -248,15 +249,15 @@ for _, e in ipairs(entries) do
     if ch == '#user' then
       local r = signout(sock, ARGV[1], ARGV[3], ARGV[4], ARGV[5])
       if r[1] > 0 then
-        table.insert(out, 'offline'); table.insert(out, string.format('%d', r[1])); table.insert(out, r[2])
+        table.insert(out, 'offline'); table.insert(out, string.format('%d', r[1])); table.insert(out, r[2]); table.insert(out, 0)
       end
     else
       local r = leave(ch, sock, ARGV[1], ARGV[3], ARGV[4], ARGV[5])
       if r[1] == 1 then
-        table.insert(out, 'member_removed'); table.insert(out, ch); table.insert(out, r[4])
+        table.insert(out, 'member_removed'); table.insert(out, ch); table.insert(out, r[4]); table.insert(out, r[5])
       end
       if r[2] == 1 then
-        table.insert(out, 'vacated'); table.insert(out, ch); table.insert(out, '')
+        table.insert(out, 'vacated'); table.insert(out, ch); table.insert(out, ''); table.insert(out, 0)
       end
     end
   end

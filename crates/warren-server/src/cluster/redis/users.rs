@@ -4,7 +4,8 @@
 //! cleanup of a dead node signs its users out, and a node that registers again records its
 //! sign-ins again from its mirror. Going online and offline are announced by the scripts on
 //! the user's `#server-to-user-` relay channel, in the same atomic step as the change, with
-//! a version from the app's counter of user transitions (INVARIANT(user-status-versioned)).
+//! a version from the app's counter of user transitions (INVARIANT(user-status-versioned)),
+//! or, with the fan-out elsewhere, by the node right after (`announce`).
 
 use fred::interfaces::{HashesInterface, KeysInterface};
 use fred::types::Value;
@@ -39,12 +40,22 @@ impl Inner {
                 ],
             )
             .await?;
-        match value::int(&reply, "sign-in")? {
-            -2 => Err(BackendError(format!(
-                "socket id {socket} is in use by another node's connection"
-            ))),
-            v => Ok(u64::try_from(v).ok().filter(|&v| v > 0)),
+        let online = match value::int(&reply, "sign-in")? {
+            -2 => {
+                return Err(BackendError(format!(
+                    "socket id {socket} is in use by another node's connection"
+                )))
+            }
+            v => u64::try_from(v).ok().filter(|&v| v > 0),
+        };
+        if let Some(version) = online.filter(|_| !self.scripts_announce()) {
+            let status = UserStatus {
+                online: true,
+                version,
+            };
+            self.announce_status(app, user, status).await;
         }
+        Ok(online)
     }
 
     /// Runs the sign-out script; the version of the user's going offline, when they did.
@@ -70,7 +81,18 @@ impl Inner {
             .await;
         let reply = value::array(self.note_failure(reply)?, "sign-out")?;
         let version = value::int(reply.first().unwrap_or(&Value::Null), "sign-out")?;
-        Ok(u64::try_from(version).ok().filter(|&v| v > 0))
+        let offline = u64::try_from(version).ok().filter(|&v| v > 0);
+        if let Some(version) = offline.filter(|_| !self.scripts_announce()) {
+            let user = value::string(reply.get(1).unwrap_or(&Value::Null), "sign-out")?;
+            if let Ok(user) = UserId::parse(&user, super::ANY_NAME_LENGTH) {
+                let status = UserStatus {
+                    online: false,
+                    version,
+                };
+                self.announce_status(app, &user, status).await;
+            }
+        }
+        Ok(offline)
     }
 
     /// Whether each user has a signed-in connection anywhere.
