@@ -19,6 +19,23 @@ pub struct ChannelEvent {
     pub message: ChannelMessage,
 }
 
+impl ChannelEvent {
+    /// `message` for the subscribers of `channel` (of `app`), except `except`.
+    pub fn new(
+        app: &AppId,
+        channel: &ChannelName,
+        except: Option<SocketId>,
+        message: ChannelMessage,
+    ) -> Self {
+        ChannelEvent {
+            app: app.clone(),
+            channel: channel.clone(),
+            except,
+            message,
+        }
+    }
+}
+
 /// The kinds of message a channel's subscribers receive from other nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelMessage {

@@ -19,8 +19,8 @@ use warren_protocol::presence::PresenceMember;
 use warren_protocol::{AppId, ChannelName, SocketId};
 
 use super::kv::{Modified, Value};
-use super::{keys::Keys, member_event, user_id, Inner, Instance};
-use crate::cluster::{BackendError, ChannelMessage, JoinError, Reaped};
+use super::{keys::Keys, user_id, Inner, Instance};
+use crate::cluster::{BackendError, ChannelEvent, ChannelMessage, JoinError, Reaped};
 
 /// One channel, cluster-wide.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -297,7 +297,7 @@ impl Inner {
                 user_id,
                 user_info: member.info.as_deref().map(Arc::from),
             });
-            let event = member_event(app, channel, except, added);
+            let event = ChannelEvent::new(app, channel, except, added);
             self.announce(event.clone(), written.version).await;
             self.sink.deliver_announcement(&event, written.version);
         }
@@ -310,7 +310,7 @@ impl Inner {
                 let gone = Reaped::MemberRemoved(user_id.clone());
                 self.sink.reaped(app, channel, gone);
             }
-            let event = member_event(
+            let event = ChannelEvent::new(
                 app,
                 channel,
                 None,

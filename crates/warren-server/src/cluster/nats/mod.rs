@@ -38,7 +38,7 @@ use warren_protocol::presence::PresenceMember;
 use warren_protocol::{AppId, ChannelName, SocketId, UserId};
 
 use super::envelope;
-use super::{BackendError, ChannelEvent, ChannelMessage, ClusterBackend, EventSink, Jobs, Seams};
+use super::{BackendError, ChannelEvent, ClusterBackend, EventSink, Jobs, Seams};
 use crate::config::{NatsAuth, NatsTarget};
 use keys::Keys;
 
@@ -419,21 +419,6 @@ impl Inner {
         let subject = self.keys.events(&event.app, &event.channel);
         let bytes = envelope::encode(&self.origin, event)?;
         self.send(subject, bytes, None).await
-    }
-}
-
-/// The presence change event of `user` on a channel.
-fn member_event(
-    app: &AppId,
-    channel: &ChannelName,
-    except: Option<SocketId>,
-    message: ChannelMessage,
-) -> ChannelEvent {
-    ChannelEvent {
-        app: app.clone(),
-        channel: channel.clone(),
-        except,
-        message,
     }
 }
 

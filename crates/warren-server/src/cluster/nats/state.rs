@@ -12,11 +12,11 @@ use warren_protocol::{AppId, ChannelName, EventName, SocketId, UserId};
 use super::channels::{transitions, ChannelEntry, Local};
 use super::keys::{decode, Keys};
 use super::kv::Modified;
-use super::{features, member_event, users, NatsCluster, ANY_NAME_LENGTH};
+use super::{features, users, NatsCluster, ANY_NAME_LENGTH};
 use crate::cluster::{
-    BackendError, BackendHealth, CachedEvent, ChannelMessage, ChannelStats, ClusterState,
-    CountVersion, JoinError, PresenceJoin, PresenceLeave, RateCounter, SubscriptionChange,
-    UserStatus,
+    BackendError, BackendHealth, CachedEvent, ChannelEvent, ChannelMessage, ChannelStats,
+    ClusterState, CountVersion, JoinError, PresenceJoin, PresenceLeave, RateCounter,
+    SubscriptionChange, UserStatus,
 };
 
 /// The subscription change a write made, for the caller.
@@ -51,7 +51,7 @@ impl NatsCluster {
                 && written.after.members.contains_key(user)
             {
                 let added = ChannelMessage::MemberAdded(m.clone());
-                let event = member_event(app, channel, Some(socket), added);
+                let event = ChannelEvent::new(app, channel, Some(socket), added);
                 inner.announce(event, written.version).await;
             }
         }
@@ -84,7 +84,7 @@ impl NatsCluster {
                 let removed = ChannelMessage::MemberRemoved {
                     user_id: user.clone(),
                 };
-                let event = member_event(app, channel, None, removed);
+                let event = ChannelEvent::new(app, channel, None, removed);
                 inner.announce(event, written.version).await;
             }
         }

@@ -14,7 +14,7 @@
 
 use warren_protocol::presence::PresenceMember;
 use warren_protocol::user::UserChannel;
-use warren_protocol::{AppId, ChannelName, SocketId, UserId};
+use warren_protocol::{AppId, ChannelName, UserId};
 
 use super::Inner;
 use crate::cluster::{ChannelEvent, ChannelMessage, UserNotice, UserStatus};
@@ -61,21 +61,6 @@ impl Inner {
     }
 }
 
-/// A presence change on a channel.
-pub(super) fn member_event(
-    app: &AppId,
-    channel: &ChannelName,
-    except: Option<SocketId>,
-    message: ChannelMessage,
-) -> ChannelEvent {
-    ChannelEvent {
-        app: app.clone(),
-        channel: channel.clone(),
-        except,
-        message,
-    }
-}
-
 /// A user's status notice, on the user's channel (none for an id that names no channel).
 fn status_event(app: &AppId, user: UserId, status: UserStatus) -> Option<ChannelEvent> {
     let channel = UserChannel::new(user).ok()?;
@@ -97,7 +82,7 @@ pub(super) fn deliver_member_removed(
     version: u64,
 ) {
     let departure = ChannelMessage::MemberRemoved { user_id };
-    let event = member_event(app, channel, None, departure);
+    let event = ChannelEvent::new(app, channel, None, departure);
     inner.sink.deliver_announcement(&event, version);
 }
 
@@ -124,6 +109,6 @@ pub(super) fn deliver_member_added(
     version: u64,
 ) {
     let arrival = ChannelMessage::MemberAdded(member.clone());
-    let event = member_event(app, channel, None, arrival);
+    let event = ChannelEvent::new(app, channel, None, arrival);
     inner.sink.deliver_announcement(&event, version);
 }

@@ -51,7 +51,6 @@ use super::{
     PresenceJoin, PresenceLeave, RateCounter, Seams, SubscriptionChange, UserStatus,
 };
 use crate::config::RedisTarget;
-use announce::member_event;
 use keys::Keys;
 use scripts::Scripts;
 
@@ -383,7 +382,7 @@ impl Inner {
             if !self.scripts_announce() && value::int(&reply[0], "join")? == 1 {
                 let version = value::count_at(&reply, JOIN_VERSION_AT, "join")?;
                 let arrival = ChannelMessage::MemberAdded(m.clone());
-                let event = member_event(app, channel, Some(socket), arrival);
+                let event = ChannelEvent::new(app, channel, Some(socket), arrival);
                 self.announce_member(&event, version).await;
             }
         }
@@ -421,7 +420,7 @@ impl Inner {
             if let Ok(user_id) = UserId::parse(&user, ANY_NAME_LENGTH) {
                 let version = value::count_at(&reply, LEAVE_VERSION_AT, "leave")?;
                 let departure = ChannelMessage::MemberRemoved { user_id };
-                let event = member_event(app, channel, None, departure);
+                let event = ChannelEvent::new(app, channel, None, departure);
                 self.announce_member(&event, version).await;
             }
         }

@@ -12,8 +12,8 @@ use warren_protocol::presence::PresenceMember;
 use warren_protocol::{AppId, ChannelName, SocketId, UserId};
 
 use super::announce::{deliver_member_added, deliver_member_removed, deliver_user};
-use super::{backend, member_event, value, Inner, COMMAND_TIMEOUT};
-use crate::cluster::{BackendError, ChannelMessage, Reaped, UserStatus};
+use super::{backend, value, Inner, COMMAND_TIMEOUT};
+use crate::cluster::{BackendError, ChannelEvent, ChannelMessage, Reaped, UserStatus};
 
 /// Subscriptions a cleanup script removes per call.
 const REAP_BATCH: usize = 500;
@@ -446,7 +446,7 @@ async fn reap_instance(inner: &Inner, instance: &str) -> Result<(), BackendError
                     let departure = ChannelMessage::MemberRemoved {
                         user_id: user.clone(),
                     };
-                    let event = member_event(&app, &channel, None, departure);
+                    let event = ChannelEvent::new(&app, &channel, None, departure);
                     inner.announce_member(&event, version).await;
                     deliver_member_removed(inner, &app, &channel, user, version);
                     removed_members += 1;
