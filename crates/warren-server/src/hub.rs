@@ -18,7 +18,10 @@
 //!   lower after that, neither from what was held for it nor live: those are the cached event
 //!   itself or older ones still in flight, and showing them after N would replay the past.
 //! * Subscription counts carry a version; a channel delivers only counts newer than the last
-//!   one it delivered, so counts from different nodes never leave an older one showing.
+//!   one it delivered, so counts from different nodes never leave an older one showing. A
+//!   pending subscriber keeps only the newest count held for it: another node's count can
+//!   reach this node after the newcomer joined (a NATS publish is sent after the call that
+//!   made it returns), and the newcomer's own, newer count follows before it is activated.
 
 use std::sync::Arc;
 
@@ -48,8 +51,17 @@ struct Subscribers {
 struct Pending {
     socket: SocketId,
     outbox: Arc<Outbox>,
-    /// With the cache sequence number of cache-channel events.
-    held: Vec<(Bytes, Option<u64>)>,
+    held: Vec<(Bytes, Held)>,
+}
+
+/// What a held frame is, where that matters when it is let go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    Event,
+    /// A cache-channel event, with its sequence number.
+    Cached(u64),
+    /// A subscription count: only the newest one held is worth sending.
+    Count,
 }
 
 impl Subscribers {
@@ -147,14 +159,14 @@ impl Hub {
         let p = subs.pending.swap_remove(i);
         // INVARIANT(cache-never-rewinds): of what was held, only events newer than the
         // replayed one follow it.
-        let newer = |seq: Option<u64>| match (seq, replayed) {
-            (Some(seq), Some(up_to)) => seq > up_to,
+        let newer = |held: Held| match (held, replayed) {
+            (Held::Cached(seq), Some(up_to)) => seq > up_to,
             _ => true,
         };
         let held = p
             .held
             .into_iter()
-            .filter(|(_, seq)| newer(*seq))
+            .filter(|(_, held)| newer(*held))
             .map(|(frame, _)| frame);
         p.outbox.push_all(first.into_iter().chain(held));
         subs.active.insert(socket, p.outbox);
@@ -229,7 +241,7 @@ impl Hub {
             }
         }
         let mut subs = ch.subscribers.write();
-        hold(&mut subs.pending, frame, except, None);
+        hold(&mut subs.pending, frame, except, Held::Event);
         push_to_active(&subs.active, frame, except, published)
     }
 
@@ -256,7 +268,7 @@ impl Hub {
         }
         let mut subs = ch.subscribers.write();
         let subs = &mut *subs;
-        hold(&mut subs.pending, frame, except, Some(seq));
+        hold(&mut subs.pending, frame, except, Held::Cached(seq));
         if subs.replayed_up_to.is_empty() {
             return push_to_active(&subs.active, frame, except, published);
         }
@@ -300,7 +312,13 @@ impl Hub {
             return 0;
         }
         subs.count_version = version;
-        hold(&mut subs.pending, frame, None, None);
+        // A count that reached this node late (another node's publish overtaken by this
+        // one's own subscription) must not show before the newer one: a pending subscriber
+        // keeps only the newest count held for it.
+        for p in subs.pending.iter_mut() {
+            p.held.retain(|(_, held)| *held != Held::Count);
+        }
+        hold(&mut subs.pending, frame, None, Held::Count);
         push_to_active(&subs.active, frame, None, Stamp::NONE)
     }
 
@@ -360,14 +378,14 @@ impl Hub {
 }
 
 /// Holds `frame` for each pending subscriber but `except`.
-fn hold(pending: &mut [Pending], frame: &Bytes, except: Option<SocketId>, seq: Option<u64>) {
+fn hold(pending: &mut [Pending], frame: &Bytes, except: Option<SocketId>, kind: Held) {
     for p in pending.iter_mut().filter(|p| Some(p.socket) != except) {
         // INVARIANT(bounded-outbox): held frames count against the same bound as the outbox
         // they will join.
         if p.held.len() >= p.outbox.capacity() {
             p.outbox.close_slow_consumer();
         } else {
-            p.held.push((frame.clone(), seq));
+            p.held.push((frame.clone(), kind));
         }
     }
 }
@@ -423,6 +441,23 @@ mod tests {
         assert_eq!(drain(&ob), [&b"ok"[..], b"e1"]);
         assert_eq!(hub.deliver(&app, &ch, &Bytes::from_static(b"e2"), None), 1);
         assert_eq!(drain(&ob), [&b"e2"[..]]);
+    }
+
+    #[test]
+    fn a_pending_subscriber_gets_only_the_newest_count_held_for_it() {
+        let hub = Hub::new();
+        let (app, ch) = names();
+        let s1 = SocketId::new(1, 1);
+        let ob = Arc::new(Outbox::new(100));
+        hub.join(&app, &ch, s1, ob.clone());
+        let frame = |b: &'static [u8]| Bytes::from_static(b);
+        // Another node's count arrives late, then this node's own, newer one.
+        hub.deliver_count(&app, &ch, &frame(b"count 1"), 5);
+        hub.deliver(&app, &ch, &frame(b"e1"), None);
+        hub.deliver_count(&app, &ch, &frame(b"count 2"), 6);
+        hub.deliver_count(&app, &ch, &frame(b"stale"), 4);
+        assert!(hub.activate(&app, &ch, s1, [frame(b"ok")]));
+        assert_eq!(drain(&ob), [&b"ok"[..], b"e1", b"count 2"]);
     }
 
     #[test]

@@ -211,10 +211,6 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match log_format {
-            LogFormat::Text => print_banner(&config, addr, server.node_id()),
-            LogFormat::Json => logging::json_banner(&config, addr, server.node_id(), VERSION),
-        }
         let handle = server.shutdown_handle();
         let (host, port, format) = (args.host.clone(), args.port, args.log_format);
         let reloader = server.reloader();
@@ -235,6 +231,11 @@ fn serve(args: ServeArgs) -> ExitCode {
                 }
             }),
         });
+        // After the SIGHUP handler: whoever waits for the banner may send one at once.
+        match log_format {
+            LogFormat::Text => print_banner(&config, addr, server.node_id()),
+            LogFormat::Json => logging::json_banner(&config, addr, server.node_id(), VERSION),
+        }
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down: closing connections with 4200");
