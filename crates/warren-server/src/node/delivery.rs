@@ -74,9 +74,7 @@ impl LocalDelivery {
     pub(crate) fn report_to(&self, webhooks: Webhooks) {
         let _ = self.webhooks.set(webhooks);
     }
-}
 
-impl LocalDelivery {
     /// Delivers a presence announcement decided at `version`, unless a newer one of the same
     /// member was delivered here already, whichever path either took: this node's own
     /// changes and other nodes' announcements pass the same filter.

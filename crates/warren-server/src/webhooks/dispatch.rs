@@ -98,37 +98,45 @@ impl Dispatch {
         let Some(markers) = markers else {
             return records.iter().map(|_| Fate::Now).collect();
         };
-        let roles: Vec<Role> = records.iter().map(role).collect();
+        // Each removal and return becomes one marker operation, in the order of the records.
         let mut ops = Vec::new();
-        let mut tokens = Vec::with_capacity(records.len());
-        for (r, role) in records.iter().zip(&roles) {
-            let token = self.next_token();
-            tokens.push(token);
-            let at_ms = r.at_ms;
-            match role {
-                Role::Neither => {}
-                Role::Removal(marker) => ops.push((marker.clone(), Op::Mark { token, at_ms })),
-                Role::Return(marker) => ops.push((marker.clone(), Op::Claim { at_ms })),
-            }
-        }
-        let ttl = self.delay_removal + MARKER_MARGIN;
-        let mut results = markers.run(&ops, ttl).await.into_iter();
-        roles
-            .into_iter()
-            .zip(tokens)
-            .map(|(role, token)| match role {
+        let mut fates: Vec<Fate> = records
+            .iter()
+            .map(|r| match role(r) {
                 Role::Neither => Fate::Now,
                 Role::Removal(marker) => {
-                    results.next();
+                    let token = self.next_token();
+                    ops.push((
+                        marker.clone(),
+                        Op::Mark {
+                            token,
+                            at_ms: r.at_ms,
+                        },
+                    ));
                     Fate::AfterDelay(marker, token)
                 }
-                Role::Return(marker) => match results.next().flatten() {
-                    Some(true) => Fate::Cancelled,
-                    _ if self.return_settle.is_zero() => Fate::Now,
-                    _ => Fate::AfterSettle(marker),
-                },
+                Role::Return(marker) => {
+                    ops.push((marker.clone(), Op::Claim { at_ms: r.at_ms }));
+                    Fate::AfterSettle(marker)
+                }
             })
-            .collect()
+            .collect();
+        let ttl = self.delay_removal + MARKER_MARGIN;
+        let mut results = markers.run(&ops, ttl).await.into_iter();
+        for fate in &mut fates {
+            match fate {
+                Fate::AfterDelay(..) => {
+                    results.next();
+                }
+                Fate::AfterSettle(_) => match results.next().flatten() {
+                    Some(true) => *fate = Fate::Cancelled,
+                    _ if self.return_settle.is_zero() => *fate = Fate::Now,
+                    _ => {}
+                },
+                Fate::Now | Fate::Cancelled => {}
+            }
+        }
+        fates
     }
 
     /// Returns that found no marker, when the markers are shared between nodes: the removal
