@@ -112,7 +112,10 @@ except ValueError:
     print(f"round {round_} churn {churn}/s webhooks {hooks}: bench failed"); sys.exit()
 d, s, lat = r["deliveries"], r["server"], r["latency_from_publish"]
 cpu = (s["cpu_ns_per_delivery"] or 0) / 1e3
+rest = (s.get("cpu_ns_per_delivery_without_webhooks") or 0) / 1e3
+hooks_s = (s.get("webhooks_cpu_ns") or 0) / 1e9
 print(f"round {round_} churn {churn:>5}/s webhooks {hooks:>3}: {cpu:6.2f} us CPU per delivery, "
+      f"{rest:6.2f} us without the webhook threads ({hooks_s:.2f} s on them), "
       f"p99 {lat['p99_ns'] / 1e6:.2f} ms, lost {d['lost']}")
 PY
       done

@@ -75,6 +75,34 @@ pub fn cpu_ns(pid: u32) -> Option<u64> {
     parse_cpu_ticks(&stat).map(|t| t * 1_000_000_000 / ticks)
 }
 
+/// User + system CPU time, in nanoseconds, of a process's threads whose name starts with
+/// `prefix` (/proc/PID/task/*/stat); 0 when none has such a name.
+pub fn threads_cpu_ns(pid: u32, prefix: &str) -> Option<u64> {
+    // SAFETY: sysconf has no memory effects.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = u64::try_from(ticks).ok().filter(|t| *t > 0)?;
+    let mut sum = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("stat")) else {
+            continue; // the thread ended meanwhile
+        };
+        if thread_name(&stat).is_some_and(|name| name.starts_with(prefix)) {
+            sum += parse_cpu_ticks(&stat)?;
+        }
+    }
+    Some(sum * 1_000_000_000 / ticks)
+}
+
+/// CPU of the server's webhook threads (named `warren-webhooks` by the server).
+pub fn webhook_threads_cpu_ns(pid: u32) -> Option<u64> {
+    threads_cpu_ns(pid, "warren-webhooks")
+}
+
+/// Field 2 of a stat line: the name, between the first '(' and the last ')'.
+fn thread_name(stat: &str) -> Option<&str> {
+    stat.get(stat.find('(')? + 1..stat.rfind(')')?)
+}
+
 fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     // The command name (field 2) may hold spaces and parentheses: fields after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -99,7 +127,10 @@ mod tests {
         let stat = "1234 (war ren) S 1 2 3 4 5 6 7 8 9 10 150 50 0 0 20 0 4 0";
         assert_eq!(parse_cpu_ticks(stat), Some(200));
         assert_eq!(parse_cpu_ticks("garbage"), None);
+        assert_eq!(thread_name(stat), Some("war ren"));
         let me = std::process::id();
+        assert!(threads_cpu_ns(me, "").is_some());
+        assert_eq!(threads_cpu_ns(me, "no thread is called this"), Some(0));
         assert!(rss_bytes(me).is_some_and(|r| r > 0));
         assert!(cpu_ns(me).is_some());
         assert_eq!(total(&[], cpu_ns), None);

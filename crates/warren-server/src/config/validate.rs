@@ -116,7 +116,8 @@ impl Config {
             }
         }
         let w = &self.webhooks;
-        at_least!(w, "webhooks", 1; batch_max, timeout_ms, max_pending);
+        at_least!(w, "webhooks", 1; batch_max, timeout_ms, max_pending, requests_in_flight);
+        at_most!(w, "webhooks", 64; requests_in_flight, threads);
         if w.spool_dir.is_some() && self.cluster.state_target().backend == super::Backend::Redis {
             let what = "is for a single node: with the cluster state in Redis pending \
                 webhooks are kept in Redis";

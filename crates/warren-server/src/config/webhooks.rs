@@ -28,6 +28,10 @@ pub struct WebhooksConfig {
     pub max_pending: usize,
     /// A single node keeps pending webhooks here, so they survive a restart.
     pub spool_dir: Option<PathBuf>,
+    /// Requests one endpoint may have under way at once from one node.
+    pub requests_in_flight: usize,
+    /// Threads webhooks are sent from, apart from delivery's; 0: the ingress threads.
+    pub threads: usize,
 }
 
 impl Default for WebhooksConfig {
@@ -40,6 +44,8 @@ impl Default for WebhooksConfig {
             delay_removal_ms: 3000,
             max_pending: 10_000,
             spool_dir: None,
+            requests_in_flight: 4,
+            threads: 1,
         }
     }
 }
@@ -164,6 +170,8 @@ mod tests {
             timeout_ms = 1000
             delay_removal_ms = 0
             max_pending = 5
+            requests_in_flight = 2
+            threads = 0
             "#
         );
         let config = parse(&text, &[]).unwrap();
@@ -194,6 +202,7 @@ mod tests {
             (10, 0, 60, 1000)
         );
         assert_eq!((w.delay_removal_ms, w.max_pending), (0, 5));
+        assert_eq!((w.requests_in_flight, w.threads), (2, 0));
         assert_eq!(WebhooksConfig::default().retry_for_secs, 300);
         assert_eq!(WebhooksConfig::default().delay_removal_ms, 3000);
     }
@@ -255,6 +264,18 @@ mod tests {
             (
                 format!("{APP}[webhooks]\nbatch_max = 0"),
                 "webhooks.batch_max: must be at least 1",
+            ),
+            (
+                format!("{APP}[webhooks]\nrequests_in_flight = 0"),
+                "webhooks.requests_in_flight: must be at least 1",
+            ),
+            (
+                format!("{APP}[webhooks]\nrequests_in_flight = 65"),
+                "webhooks.requests_in_flight: must be at most 64, got 65",
+            ),
+            (
+                format!("{APP}[webhooks]\nthreads = 65"),
+                "webhooks.threads: must be at most 64, got 65",
             ),
             (
                 format!("{APP}[cluster]\nbackend = \"redis\"\n[webhooks]\nspool_dir = \"/x\""),

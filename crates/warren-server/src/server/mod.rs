@@ -29,7 +29,7 @@ use crate::gate::{self, Gate};
 use crate::http::{self, Health};
 use crate::http_connection::Deadlines;
 use crate::hub::Hub;
-use crate::ingress::Ingress;
+use crate::ingress::SideRuntime;
 use crate::listener::{self, Routes};
 use crate::metrics::Metrics;
 use crate::monitor::{self, Monitor};
@@ -130,7 +130,9 @@ impl ServerBuilder {
             .node_id
             .clone()
             .unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()));
-        let ingress = Ingress::new(server.ingress_threads)?;
+        let ingress = SideRuntime::new("warren-ingress", server.ingress_threads)?;
+        // Parked while no app has an endpoint.
+        let webhooks_runtime = SideRuntime::new("warren-webhooks", config.webhooks.threads)?;
         let metrics = Metrics::new(config.metrics.enabled);
         let local = Arc::new(LocalDelivery::new(
             Arc::new(Hub::new()),
@@ -245,7 +247,7 @@ impl ServerBuilder {
             live.clone(),
             &node_id,
             state.clone(),
-            ingress.handle(),
+            webhooks_runtime.handle().or_else(|| ingress.handle()),
             (Some(sent), Some(current_secret)),
         )
         .await?;
@@ -330,6 +332,7 @@ impl ServerBuilder {
                 tls,
             },
             ingress,
+            webhooks_runtime,
             listener,
             connections,
             node,
@@ -372,7 +375,9 @@ pub struct Server {
     listener: TcpListener,
     routes: Routes,
     /// Owns the threads `routes` sends HTTP connections to; they stop when it is dropped.
-    ingress: Ingress,
+    ingress: SideRuntime,
+    /// Owns the threads webhooks are sent from.
+    webhooks_runtime: SideRuntime,
     connections: Arc<Connections>,
     node: Arc<Node>,
     node_id: String,
@@ -473,6 +478,7 @@ impl Server {
             listener,
             routes,
             ingress,
+            webhooks_runtime,
             connections,
             node,
             node_id: _,
@@ -520,5 +526,6 @@ impl Server {
             source.abort();
         }
         drop(ingress);
+        drop(webhooks_runtime);
     }
 }

@@ -110,13 +110,13 @@ impl Dispatch {
                         marker.clone(),
                         Op::Mark {
                             token,
-                            at_ms: r.at_ms,
+                            at_us: r.at_us,
                         },
                     ));
                     Fate::AfterDelay(marker, token)
                 }
                 Role::Return(marker) => {
-                    ops.push((marker.clone(), Op::Claim { at_ms: r.at_ms }));
+                    ops.push((marker.clone(), Op::Claim { at_us: r.at_us }));
                     Fate::AfterSettle(marker)
                 }
             })
@@ -149,7 +149,7 @@ impl Dispatch {
             tokio::time::sleep(self.return_settle).await;
             let ops: Vec<_> = returns
                 .iter()
-                .map(|(r, marker)| (marker.clone(), Op::Claim { at_ms: r.at_ms }))
+                .map(|(r, marker)| (marker.clone(), Op::Claim { at_us: r.at_us }))
                 .collect();
             let claimed = self.run_markers(&ops).await;
             for ((record, _), claimed) in returns.iter().zip(claimed) {

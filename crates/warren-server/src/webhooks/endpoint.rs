@@ -1,9 +1,13 @@
 //! One endpoint's delivery: its own queue and task, so a slow or dead endpoint holds up
-//! nobody else. Events are batched (`batch_max` / `batch_window_ms`), each request is signed
+//! nobody else. Events are batched (`batch_max` / `batch_window_ms`); each request is signed
 //! afresh (its `time_ms` is when it is sent, so a late retry is not refused as stale) and a
 //! failure (not 2xx, or no answer within `timeout_ms`) is retried with exponential backoff and
 //! jitter until `retry_for_secs` have passed since the first try; then the batch is dropped
 //! with a warning and counted.
+//!
+//! Up to `requests_in_flight` batches are under way at once: one at a time, a request's round
+//! trip and not the endpoint's capacity would bound the rate. So batches are not promised to
+//! arrive in the order they were taken, as with several nodes they never were.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,6 +17,7 @@ use arc_swap::ArcSwap;
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::event::body;
@@ -88,6 +93,7 @@ pub(crate) struct Endpoint {
     pub client: reqwest::Client,
     pub batch_max: usize,
     pub batch_window: Duration,
+    pub requests_in_flight: usize,
     pub retry_for: Duration,
     pub stats: Arc<Stats>,
 }
@@ -109,40 +115,60 @@ impl Endpoint {
             client,
             batch_max: settings.batch_max.max(1),
             batch_window: Duration::from_millis(settings.batch_window_ms),
+            requests_in_flight: settings.requests_in_flight.max(1),
             retry_for: Duration::from_secs(settings.retry_for_secs),
             stats: Arc::default(),
         })
     }
 
-    /// Sends what `queue` holds, batch after batch, until it closes or `stop`'s sender is
-    /// dropped (the endpoint was removed). A batch being sent then is left to its queue: a
-    /// shared or spooled queue keeps it (and sends it if the endpoint comes back), memory
-    /// forgets it.
+    /// Sends what `queue` holds, up to `requests_in_flight` batches at once, until it closes
+    /// (then finishes what is under way) or `stop`'s sender is dropped (the endpoint was
+    /// removed). Batches being sent then are left to their queue: a shared or spooled queue
+    /// keeps them (and sends them if the endpoint comes back), memory forgets them.
     pub(crate) async fn run(self, queue: Arc<dyn Queue>, mut stop: watch::Receiver<()>) {
         let stopped = async move { while stop.changed().await.is_ok() {} };
         tokio::pin!(stopped);
+        let me = Arc::new(self);
+        // Dropped on the way out, which aborts what is still being sent.
+        let mut sending = JoinSet::new();
         loop {
-            let batch = tokio::select! {
-                batch = queue.take(self.batch_max, self.batch_window) => batch,
-                _ = &mut stopped => return,
-            };
-            let Some(batch) = batch else { return };
-            let delivery = self.deliver(&batch);
-            tokio::pin!(delivery);
-            // A shared queue must be told, while the batch is worked on, that this node is
-            // still at it; the others never are (an hour's tick that never fires).
-            let keep_every = queue.keep_every();
-            let mut ticks = tokio::time::interval(keep_every.unwrap_or(Duration::from_secs(3600)));
-            ticks.tick().await;
-            loop {
+            while sending.len() >= me.requests_in_flight {
                 tokio::select! {
-                    _ = &mut delivery => break,
+                    _ = sending.join_next() => {}
                     _ = &mut stopped => return,
-                    _ = ticks.tick(), if keep_every.is_some() => queue.keep(&batch).await,
                 }
             }
-            queue.done(&batch).await;
+            let batch = tokio::select! {
+                batch = queue.take(me.batch_max, me.batch_window) => batch,
+                _ = &mut stopped => return,
+            };
+            let Some(batch) = batch else { break };
+            sending.spawn(me.clone().send(queue.clone(), batch));
         }
+        loop {
+            tokio::select! {
+                more = sending.join_next() => if more.is_none() { return },
+                _ = &mut stopped => return,
+            }
+        }
+    }
+
+    /// Delivers one batch (or gives up on it), then takes it off the queue. A shared queue is
+    /// told meanwhile that this node is still at it; the others never are (an hour's tick
+    /// that never fires).
+    async fn send(self: Arc<Self>, queue: Arc<dyn Queue>, batch: Vec<Pending>) {
+        let delivery = self.deliver(&batch);
+        tokio::pin!(delivery);
+        let keep_every = queue.keep_every();
+        let mut ticks = tokio::time::interval(keep_every.unwrap_or(Duration::from_secs(3600)));
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                _ = &mut delivery => break,
+                _ = ticks.tick(), if keep_every.is_some() => queue.keep(&batch).await,
+            }
+        }
+        queue.done(&batch).await;
     }
 
     /// Sends one batch until it is accepted or `retry_for` has passed.

@@ -45,8 +45,10 @@ pub(crate) struct Record {
     pub app: AppId,
     pub channel: ChannelName,
     pub hook: Hook,
-    /// When the node reported it (Unix ms): a return cancels only removals from before it.
-    pub at_ms: u64,
+    /// When the node reported it (Unix µs): a return cancels only removals from before it. In
+    /// microseconds, because a join and the leave right after it can come within the same
+    /// millisecond, and the join must not take the leave's marker.
+    pub at_us: u64,
 }
 
 /// An event's fields as Pusher sends them; absent ones are left out.
@@ -123,7 +125,7 @@ mod tests {
             app: AppId::parse("1").unwrap(),
             channel: ChannelName::parse(channel, 200).unwrap(),
             hook,
-            at_ms: 0,
+            at_us: 0,
         }
     }
 

@@ -4,10 +4,10 @@
 //!
 //! The node reports each event through [`Webhooks`], which only puts a small [`Record`] on a
 //! bounded queue (never waiting: a full queue drops and counts), so webhooks never slow
-//! message delivery. Everything else runs in tasks on the ingress runtime: the
-//! [`dispatch`] task holds removals for the delay ([`removal`]) and hands each event to the
-//! queue of every endpoint that wants it; each [`endpoint`] has a task of its own that
-//! batches, signs, posts and retries, so one slow endpoint delays no other. The [`fleet`]
+//! message delivery. Everything else runs in tasks on a runtime of its own (`webhooks.threads`;
+//! see `ingress.rs`): the [`dispatch`] task holds removals for the delay ([`removal`]) and
+//! hands each event to the queue of every endpoint that wants it; each [`endpoint`] has a task
+//! of its own that batches, signs, posts and retries, so one slow endpoint delays no other. The [`fleet`]
 //! keeps the endpoints in step with the apps as they change.
 //!
 //! Transitions come from the cluster state, which decides each one once cluster-wide, and
@@ -117,9 +117,10 @@ pub(crate) struct EndpointReport {
 }
 
 impl Webhooks {
-    /// Starts the dispatcher and one task per endpoint on `runtime` (the ingress runtime;
-    /// `None`: the current one). The endpoints are those of `apps`, followed as they change,
-    /// or (`None`: apps that never change) those of `config`; with neither, nothing starts.
+    /// Starts the dispatcher and one task per endpoint on `runtime` (the webhooks' own, or the
+    /// ingress's; `None`: the current one). The endpoints are those of `apps`, followed as
+    /// they change, or (`None`: apps that never change) those of `config`; with neither,
+    /// nothing starts.
     /// With a cluster backend the markers and queues are in it, through a client of their own.
     pub(crate) async fn start(
         config: &Config,
@@ -239,9 +240,9 @@ impl Webhooks {
             app: app.clone(),
             channel: channel.clone(),
             hook: hook(),
-            at_ms: SystemTime::now()
+            at_us: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+                .map_or(0, |d| d.as_micros() as u64),
         };
         if intake.queue.try_send(record).is_err() {
             let dropped = intake

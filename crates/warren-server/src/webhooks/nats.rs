@@ -245,8 +245,9 @@ impl Queue for NatsQueue {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Marker {
     token: u64,
-    /// When the removal was reported, Unix ms.
-    at_ms: u64,
+    /// When the removal was reported, Unix µs (absent, from an older node: 0).
+    #[serde(default)]
+    at_us: u64,
     /// Until when it counts, Unix ms.
     until_ms: u64,
 }
@@ -294,10 +295,10 @@ impl NatsMarkers {
 
 #[async_trait]
 impl Markers for NatsMarkers {
-    async fn mark(&self, name: &str, token: u64, at_ms: u64, ttl: Duration) {
+    async fn mark(&self, name: &str, token: u64, at_us: u64, ttl: Duration) {
         let marker = Marker {
             token,
-            at_ms,
+            at_us,
             until_ms: now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
         };
         let Ok(bytes) = serde_json::to_vec(&marker) else {
@@ -308,8 +309,8 @@ impl Markers for NatsMarkers {
         }
     }
 
-    async fn claim(&self, name: &str, at_ms: u64) -> Option<bool> {
-        self.claim_if(name, |m| m.at_ms <= at_ms).await
+    async fn claim(&self, name: &str, at_us: u64) -> Option<bool> {
+        self.claim_if(name, |m| m.at_us <= at_us).await
     }
 
     async fn claim_own(&self, name: &str, token: u64) -> Option<bool> {

@@ -2,10 +2,10 @@
 //!
 //! Each endpoint's queue is a Redis stream (`<prefix>:wh:<app>:<n>:<url hash>`, the same on
 //! every node with the same configuration) read through one consumer group by every node.
-//! A node reads new entries and claims (XAUTOCLAIM) entries another consumer has left idle
-//! longer than `cluster.node_timeout_ms`; while it works on a batch (its retries included) it
-//! claims the batch again every third of that, so a live node's batch is never taken over
-//! and a dead node's is, by whichever node reads next. An entry is acknowledged and deleted
+//! A node reads new entries and, four times per `cluster.node_timeout_ms`, claims
+//! (XAUTOCLAIM) entries another consumer has left idle longer than that; while it works on a
+//! batch (its retries included) it claims the batch again every third of that, so a live
+//! node's batch is never taken over and a dead node's is, by whichever node reads next. An entry is acknowledged and deleted
 //! once delivered or given up on.
 
 use std::collections::HashMap;
@@ -32,6 +32,9 @@ const POLL: Duration = Duration::from_millis(250);
 /// Events written to a stream in one round trip at most.
 const WRITE_BATCH: usize = 512;
 const GROUP: &str = "senders";
+/// A node looks for entries left idle this many times per `min_idle`: a dead node's batch
+/// waits at most a quarter more than the idle time before another node takes it.
+const CLAIMS_PER_IDLE: u32 = 4;
 
 /// KEYS stream: its length (entries not yet delivered or given up on, cluster-wide).
 const LENGTH: &str = "return redis.call('XLEN', KEYS[1])";
@@ -43,8 +46,8 @@ for i = 2, #ARGV, 2 do
 end
 return 0";
 
-/// KEYS stream; ARGV group, consumer, count, min idle ms -> flat {entry, id, json, ...}: idle
-/// entries of other consumers first, then new ones.
+/// KEYS stream; ARGV group, consumer, count, min idle ms, claim (1 or 0) -> flat {entry, id,
+/// json, ...}: with claim, entries idle that long first (a dead consumer's), then new ones.
 const TAKE: &str = r"
 local s, g, c, n = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
 if redis.call('EXISTS', s) == 0 then return {} end
@@ -65,7 +68,7 @@ local function add(entries)
     end
   end
 end
-add(redis.call('XAUTOCLAIM', s, g, c, ARGV[4], '0-0', 'COUNT', n)[2])
+if ARGV[5] == '1' then add(redis.call('XAUTOCLAIM', s, g, c, ARGV[4], '0-0', 'COUNT', n)[2]) end
 local room = n - #out / 3
 if room > 0 then
   local r = redis.call('XREADGROUP', 'GROUP', g, c, 'COUNT', room, 'STREAMS', s, '>')
@@ -100,7 +103,7 @@ pub(crate) async fn connect(target: &RedisTarget) -> anyhow::Result<Client> {
     Ok(client)
 }
 
-/// A marker's value: `<token>:<reported at, Unix ms>`.
+/// A marker's value: `<token>:<reported at, Unix µs>` (exact in Lua's doubles).
 /// KEYS one marker per operation (repeats allowed); ARGV the marks' TTL in ms, then per
 /// operation its kind and argument: `m` and the value (mark), `c` and the return's time
 /// (remove the marker of a removal reported no later), `o` and a token (remove the marker
@@ -165,8 +168,8 @@ impl RedisMarkers {
             let (name, op) = &all[i];
             keys.push(self.key(name));
             let (kind, arg) = match *op {
-                Op::Mark { token, at_ms } => ("m", format!("{token}:{at_ms}")),
-                Op::Claim { at_ms } => ("c", at_ms.to_string()),
+                Op::Mark { token, at_us } => ("m", format!("{token}:{at_us}")),
+                Op::Claim { at_us } => ("c", at_us.to_string()),
                 Op::ClaimOwn { token } => ("o", token.to_string()),
             };
             args.push(Value::from(kind));
@@ -196,13 +199,13 @@ impl RedisMarkers {
 
 #[async_trait]
 impl Markers for RedisMarkers {
-    async fn mark(&self, name: &str, token: u64, at_ms: u64, ttl: Duration) {
-        let op = [(name.to_owned(), Op::Mark { token, at_ms })];
+    async fn mark(&self, name: &str, token: u64, at_us: u64, ttl: Duration) {
+        let op = [(name.to_owned(), Op::Mark { token, at_us })];
         self.run(&op, ttl).await;
     }
 
-    async fn claim(&self, name: &str, at_ms: u64) -> Option<bool> {
-        let op = [(name.to_owned(), Op::Claim { at_ms })];
+    async fn claim(&self, name: &str, at_us: u64) -> Option<bool> {
+        let op = [(name.to_owned(), Op::Claim { at_us })];
         self.run(&op, Duration::ZERO).await.pop().flatten()
     }
 
@@ -247,6 +250,10 @@ struct Stream {
     consumer: String,
     written: Notify,
     min_idle: Duration,
+    /// When this node last looked for entries left idle: XAUTOCLAIM walks the group's
+    /// pending entries, hundreds of microseconds of Redis time with batches under way, and
+    /// nothing can have become idle long enough in much less than `min_idle`.
+    claimed_at: parking_lot::Mutex<Option<tokio::time::Instant>>,
     scripts: [Script; 5],
 }
 
@@ -266,6 +273,7 @@ impl RedisQueue {
             consumer,
             written: Notify::new(),
             min_idle,
+            claimed_at: parking_lot::Mutex::new(None),
             scripts: [PUSH, TAKE, KEEP, DONE, LENGTH].map(Script::from_lua),
         });
         tokio::spawn(stream.clone().write(rx, capacity));
@@ -300,11 +308,21 @@ impl Stream {
     }
 
     async fn read(&self, max: usize) -> anyhow::Result<Vec<Pending>> {
+        let claim = {
+            let mut at = self.claimed_at.lock();
+            let now = tokio::time::Instant::now();
+            let due = at.is_none_or(|t| now.duration_since(t) >= self.min_idle / CLAIMS_PER_IDLE);
+            if due {
+                *at = Some(now);
+            }
+            due
+        };
         let args = vec![
             Value::from(GROUP),
             Value::from(self.consumer.as_str()),
             Value::from(max as i64),
             Value::from(self.min_idle.as_millis() as i64),
+            Value::from(if claim { "1" } else { "0" }),
         ];
         let Value::Array(items) = self.eval(1, args).await? else {
             return Ok(Vec::new());

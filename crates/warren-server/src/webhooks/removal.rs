@@ -64,13 +64,13 @@ pub(crate) fn role(r: &Record) -> Role {
 /// one script per app) does.
 #[async_trait]
 pub(crate) trait Markers: Send + Sync + 'static {
-    /// Marks the removal holding `token`, reported at `at_ms` (Unix ms), as pending for at
+    /// Marks the removal holding `token`, reported at `at_us` (Unix µs), as pending for at
     /// most `ttl`, in place of any earlier marker of that name.
-    async fn mark(&self, name: &str, token: u64, at_ms: u64, ttl: Duration);
-    /// A return reported at `at_ms` removes the marker of a removal reported no later,
+    async fn mark(&self, name: &str, token: u64, at_us: u64, ttl: Duration);
+    /// A return reported at `at_us` removes the marker of a removal reported no later,
     /// whoever left it: whether this call removed one (there, unexpired), or `None` when the
     /// store could not say. A later removal's marker is not its business.
-    async fn claim(&self, name: &str, at_ms: u64) -> Option<bool>;
+    async fn claim(&self, name: &str, at_us: u64) -> Option<bool>;
     /// A removal removes the marker only if it is still its own (`token`): whether it was.
     async fn claim_own(&self, name: &str, token: u64) -> Option<bool>;
 
@@ -87,11 +87,11 @@ pub(crate) trait Markers: Send + Sync + 'static {
             for i in indices {
                 let (name, op) = &ops[i];
                 let result = match *op {
-                    Op::Mark { token, at_ms } => {
-                        self.mark(name, token, at_ms, ttl).await;
+                    Op::Mark { token, at_us } => {
+                        self.mark(name, token, at_us, ttl).await;
                         Some(true)
                     }
-                    Op::Claim { at_ms } => self.claim(name, at_ms).await,
+                    Op::Claim { at_us } => self.claim(name, at_us).await,
                     Op::ClaimOwn { token } => self.claim_own(name, token).await,
                 };
                 done.push((i, result));
@@ -110,9 +110,9 @@ pub(crate) trait Markers: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Op {
     /// [`Markers::mark`].
-    Mark { token: u64, at_ms: u64 },
+    Mark { token: u64, at_us: u64 },
     /// [`Markers::claim`].
-    Claim { at_ms: u64 },
+    Claim { at_us: u64 },
     /// [`Markers::claim_own`].
     ClaimOwn { token: u64 },
 }
@@ -126,12 +126,12 @@ pub(crate) struct MemoryMarkers(Mutex<HashMap<String, Marker>>);
 struct Marker {
     until: Instant,
     token: u64,
-    at_ms: u64,
+    at_us: u64,
 }
 
 #[async_trait]
 impl Markers for MemoryMarkers {
-    async fn mark(&self, name: &str, token: u64, at_ms: u64, ttl: Duration) {
+    async fn mark(&self, name: &str, token: u64, at_us: u64, ttl: Duration) {
         let now = Instant::now();
         let mut markers = self.0.lock();
         // Expired markers would otherwise stay for good when nothing claims them.
@@ -141,13 +141,13 @@ impl Markers for MemoryMarkers {
         let marker = Marker {
             until: now + ttl,
             token,
-            at_ms,
+            at_us,
         };
         markers.insert(name.to_owned(), marker);
     }
 
-    async fn claim(&self, name: &str, at_ms: u64) -> Option<bool> {
-        self.take_if(name, |m| m.at_ms <= at_ms)
+    async fn claim(&self, name: &str, at_us: u64) -> Option<bool> {
+        self.take_if(name, |m| m.at_us <= at_us)
     }
 
     async fn claim_own(&self, name: &str, token: u64) -> Option<bool> {
@@ -227,11 +227,11 @@ mod tests {
         let m = MemoryMarkers::default();
         let op = |name: &str, op| (name.to_owned(), op);
         let ops = [
-            op("a", Op::Mark { token: 1, at_ms: 5 }),
-            op("b", Op::Claim { at_ms: 5 }),
-            op("a", Op::Claim { at_ms: 4 }),
-            op("a", Op::Claim { at_ms: 5 }),
-            op("a", Op::Mark { token: 2, at_ms: 6 }),
+            op("a", Op::Mark { token: 1, at_us: 5 }),
+            op("b", Op::Claim { at_us: 5 }),
+            op("a", Op::Claim { at_us: 4 }),
+            op("a", Op::Claim { at_us: 5 }),
+            op("a", Op::Mark { token: 2, at_us: 6 }),
             op("a", Op::ClaimOwn { token: 1 }),
         ];
         let results = m.run(&ops, Duration::from_secs(60)).await;
@@ -246,7 +246,7 @@ mod tests {
             app: AppId::parse("1").unwrap(),
             channel: ChannelName::parse("presence-c", 200).unwrap(),
             hook,
-            at_ms: 0,
+            at_us: 0,
         };
         let u = || UserId::parse("u", 10).unwrap();
         let name = |role| match role {

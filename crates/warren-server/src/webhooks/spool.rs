@@ -1,9 +1,11 @@
 //! Webhooks of a single node that survive a crash: each endpoint's queue is a table of an
 //! embedded database (redb: transactional, crash-safe, one file) in `webhooks.spool_dir`.
 //!
-//! Events are numbered in the order they are queued; the endpoint's task reads the oldest
-//! ones and deletes them once delivered or given up on, so after a restart whatever was
-//! still pending is sent, under the id it had. A writer task commits what arrived since its
+//! Events are numbered in the order they are queued, and a number is never used twice while
+//! the process runs; the endpoint's task takes them in that order (several batches may be
+//! under way at once: a batch is what follows the last one taken) and deletes them once
+//! delivered or given up on, so after a restart whatever was still pending is sent, under
+//! the id it had. A writer task commits what arrived since its
 //! last commit in one transaction; what had not reached it yet (milliseconds' worth) is lost
 //! with the process, like the removals waiting for their delay.
 
@@ -32,6 +34,8 @@ pub(crate) fn open(dir: &Path) -> anyhow::Result<Arc<Database>> {
 /// One endpoint's queue in the spool: key = number, value = `<id>\n<json>`.
 pub(crate) struct SpoolQueue {
     table: Arc<Table>,
+    /// The first number not yet taken (held through a whole `take`, window included).
+    untaken: tokio::sync::Mutex<u64>,
     /// To the writer task, which ends (letting go of the database) when this is dropped.
     incoming: mpsc::Sender<Pending>,
 }
@@ -53,7 +57,11 @@ impl SpoolQueue {
             written: Notify::new(),
         });
         tokio::spawn(table.clone().write(rx, capacity as u64));
-        SpoolQueue { table, incoming }
+        SpoolQueue {
+            table,
+            untaken: tokio::sync::Mutex::new(0),
+            incoming,
+        }
     }
 }
 
@@ -64,13 +72,18 @@ impl Table {
 
     async fn write(self: Arc<Self>, mut rx: mpsc::Receiver<Pending>, capacity: u64) {
         let mut events = Vec::with_capacity(WRITE_BATCH);
+        // The next number: found in the table at the first write, then counted here, so that
+        // an emptied table does not start again below numbers already taken.
+        let mut next = None;
         while rx.recv_many(&mut events, WRITE_BATCH).await > 0 {
             let me = self.clone();
             let batch = std::mem::take(&mut events);
-            let written = tokio::task::spawn_blocking(move || me.insert(&batch, capacity)).await;
+            let written =
+                tokio::task::spawn_blocking(move || me.insert(&batch, capacity, next)).await;
             match written {
-                Ok(Ok(0)) => {}
-                Ok(Ok(dropped)) => {
+                Ok(Ok((0, after))) => next = Some(after),
+                Ok(Ok((dropped, after))) => {
+                    next = Some(after);
                     tracing::warn!(dropped, "webhooks dropped: the spool is full (max_pending)")
                 }
                 Ok(Err(e)) => tracing::error!(error = %e, "webhooks not written to the spool"),
@@ -80,13 +93,22 @@ impl Table {
         }
     }
 
-    /// Appends `batch` in one transaction; returns how many did not fit.
-    fn insert(&self, batch: &[Pending], capacity: u64) -> anyhow::Result<usize> {
+    /// Appends `batch` in one transaction, numbered from `next` (`None`: after the table's
+    /// last); returns how many did not fit, and the next number.
+    fn insert(
+        &self,
+        batch: &[Pending],
+        capacity: u64,
+        next: Option<u64>,
+    ) -> anyhow::Result<(usize, u64)> {
         let tx = self.db.begin_write()?;
         let mut dropped = 0;
-        {
+        let next = {
             let mut table = tx.open_table(self.definition())?;
-            let mut next = table.last()?.map_or(0, |(k, _)| k.value() + 1);
+            let mut next = match next {
+                Some(n) => n,
+                None => table.last()?.map_or(0, |(k, _)| k.value() + 1),
+            };
             let mut len = table.len()?;
             for event in batch {
                 if len >= capacity {
@@ -97,9 +119,10 @@ impl Table {
                 next += 1;
                 len += 1;
             }
-        }
+            next
+        };
         tx.commit()?;
-        Ok(dropped)
+        Ok((dropped, next))
     }
 
     /// How many events the spool holds.
@@ -112,8 +135,8 @@ impl Table {
         }
     }
 
-    /// The oldest `max` events.
-    fn oldest(&self, max: usize) -> anyhow::Result<Vec<Pending>> {
+    /// The first `max` events numbered `from` or more.
+    fn oldest(&self, from: u64, max: usize) -> anyhow::Result<Vec<Pending>> {
         let tx = self.db.begin_read()?;
         let table = match tx.open_table(self.definition()) {
             Ok(table) => table,
@@ -121,7 +144,7 @@ impl Table {
             Err(e) => return Err(e.into()),
         };
         let mut out = Vec::new();
-        for entry in table.iter()?.take(max) {
+        for entry in table.range(from..)?.take(max) {
             let (key, value) = entry?;
             let (id, json) = value
                 .value()
@@ -148,9 +171,9 @@ impl Table {
         Ok(())
     }
 
-    async fn read(self: &Arc<Self>, max: usize) -> Vec<Pending> {
+    async fn read(self: &Arc<Self>, from: u64, max: usize) -> Vec<Pending> {
         let me = self.clone();
-        match tokio::task::spawn_blocking(move || me.oldest(max)).await {
+        match tokio::task::spawn_blocking(move || me.oldest(from, max)).await {
             Ok(Ok(batch)) => batch,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "webhook spool not read");
@@ -161,8 +184,8 @@ impl Table {
     }
 }
 
-/// The queue of the endpoint task, which works on one batch at a time: the oldest events are
-/// the batch until it is done.
+/// The events after the last batch taken are the next batch; a batch stays in the spool
+/// until it is done.
 #[async_trait]
 impl Queue for SpoolQueue {
     fn push(&self, event: Pending) -> bool {
@@ -171,13 +194,21 @@ impl Queue for SpoolQueue {
 
     async fn take(&self, max: usize, window: Duration) -> Option<Vec<Pending>> {
         let t = &self.table;
+        let mut untaken = self.untaken.lock().await;
         loop {
             let written = t.written.notified();
-            let batch = t.read(max).await;
+            let mut batch = t.read(*untaken, max).await;
             if !batch.is_empty() {
                 if batch.len() < max && !window.is_zero() {
                     tokio::time::sleep(window).await;
-                    return Some(t.read(max).await);
+                    // The same first events, and what came meanwhile.
+                    let more = t.read(*untaken, max).await;
+                    if more.len() > batch.len() {
+                        batch = more;
+                    }
+                }
+                if let Some(last) = batch.last().and_then(|p| p.entry.parse::<u64>().ok()) {
+                    *untaken = last + 1;
                 }
                 return Some(batch);
             }
@@ -250,6 +281,41 @@ mod tests {
         let left = q.take(10, Duration::ZERO).await.unwrap();
         assert_eq!(left.len(), 1, "{left:?}");
         assert_eq!((&*left[0].id, &*left[0].json), ("id-2", "{\"n\":2}"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn batches_under_way_together_are_disjoint_and_numbers_are_not_reused() {
+        let dir = std::env::temp_dir().join(format!("warren-spool-{}", rand::random::<u64>()));
+        let queue = SpoolQueue::start(open(&dir).unwrap(), "q".into(), 100);
+        let q = &queue;
+        let ids = |b: &[Pending]| b.iter().map(|p| p.id.to_string()).collect::<Vec<_>>();
+        let take = |max| async move {
+            tokio::time::timeout(Duration::from_secs(5), q.take(max, Duration::ZERO))
+                .await
+                .expect("a batch")
+                .unwrap()
+        };
+        for n in 0..5 {
+            q.push(event(n));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (a, b) = (take(2).await, take(2).await);
+        assert_eq!(
+            (ids(&a), ids(&b)),
+            (
+                vec!["id-0".into(), "id-1".into()],
+                vec!["id-2".into(), "id-3".into()]
+            )
+        );
+        q.done(&b).await;
+        q.done(&a).await;
+        let c = take(10).await;
+        assert_eq!(ids(&c), ["id-4"]);
+        q.done(&c).await;
+        // The spool is empty now: what comes next is numbered after what was taken.
+        q.push(event(5));
+        assert_eq!(ids(&take(10).await), ["id-5"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

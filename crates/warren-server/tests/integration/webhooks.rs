@@ -318,6 +318,41 @@ async fn after_retry_for_secs_the_batch_is_dropped_and_delivery_goes_on() {
     r.assert_silent(Duration::from_millis(300)).await;
 }
 
+/// Up to `requests_in_flight` requests to one endpoint are under way at once, never more;
+/// the next batch waits for one of them to end.
+#[tokio::test]
+async fn requests_in_flight_bounds_the_requests_under_way() {
+    let mut r = Receiver::start().await;
+    r.answer_all(Answer::Silence);
+    let server = start_with(|c| {
+        hooked(c, &[&r.url], 0);
+        demo_app(c).subscription_count_events = false;
+        c.webhooks.batch_max = 1;
+        c.webhooks.requests_in_flight = 3;
+        c.webhooks.timeout_ms = 2000;
+    })
+    .await;
+    let mut a = connect(&server).await;
+    for i in 0..6 {
+        a.subscribed(&format!("public-{i}"), None).await;
+    }
+    for _ in 0..3 {
+        assert_eq!(r.next().await.answered, None, "three at once");
+    }
+    r.assert_silent(Duration::from_millis(1000)).await;
+    // Once answers come, the unanswered ones are sent again and the rest follow.
+    r.answer_all(Answer::Status(200));
+    let mut ids = std::collections::BTreeSet::new();
+    let mut channels = std::collections::BTreeSet::new();
+    while let Some(d) = r.next_or_silence(Duration::from_millis(3000)).await {
+        for (id, event) in d.ids().into_iter().zip(verified(&d)) {
+            ids.insert(id);
+            channels.insert(event["channel"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    assert_eq!((ids.len(), channels.len()), (6, 6), "{channels:?}");
+}
+
 #[tokio::test]
 async fn a_dead_endpoint_does_not_delay_another() {
     let mut dead = Receiver::start().await;
@@ -429,6 +464,45 @@ async fn each_event_once(r: &mut Receiver, a: &TestServer, b: &TestServer) {
     ];
     want.sort_by_key(|e| e.to_string());
     assert_eq!(all_events(r, Duration::from_millis(1500)).await, want);
+}
+
+/// A join and the leave right after it are a short visit, not a reload: both are sent. The
+/// node reports the two often within one millisecond, and a return once took the marker of
+/// a removal reported in its own millisecond as one from before it, dropping both (in a
+/// cluster, where returns look again for markers after a short settle).
+#[tokio::test]
+async fn a_leave_right_after_its_join_is_sent_with_it() {
+    let mut r = Receiver::start().await;
+    let (a, _b) = two_nodes(|c| {
+        hooked(c, &[&r.url], 200);
+        demo_app(c).subscription_count_events = false;
+    })
+    .await;
+    let c = "presence-visits";
+    // Keeps the channel occupied: only member events follow.
+    let _stays = member(&a, c, "stays").await;
+    assert_eq!(events(&mut r, 2).await.len(), 2);
+    let mut s = connect(&a).await;
+    let mut want = Vec::new();
+    for n in 0..8 {
+        let user = format!("visitor-{n}");
+        let data = presence_data(json!(user), None);
+        let auth = warren_protocol::auth::sign_channel(KEY, SECRET, &s.socket_id, c, Some(&data));
+        // Both frames at once: the server handles the leave right after the join.
+        s.send(json!({"event":"pusher:subscribe",
+            "data":{"channel":c,"auth":auth,"channel_data":data}}))
+            .await;
+        s.send(json!({"event":"pusher:unsubscribe","data":{"channel":c}}))
+            .await;
+        assert_eq!(
+            s.recv().await["event"],
+            "pusher_internal:subscription_succeeded"
+        );
+        want.push(json!({"name":"member_added","channel":c,"user_id":user}));
+        want.push(json!({"name":"member_removed","channel":c,"user_id":user}));
+    }
+    want.sort_by_key(|e| e.to_string());
+    assert_eq!(all_events(&mut r, Duration::from_millis(1500)).await, want);
 }
 
 #[tokio::test]

@@ -395,6 +395,9 @@ async fn bench(args: BenchArgs, target: Target, threads: usize) -> Result<ExitCo
 
     // Publish.
     let cpu_before = crate::system::total(&args.server_pids, crate::system::cpu_ns);
+    let hooks_cpu =
+        || crate::system::total(&args.server_pids, crate::system::webhook_threads_cpu_ns);
+    let webhooks_cpu_before = hooks_cpu();
     let plan = publisher::Plan {
         channels: Arc::new(channels.clone()),
         rate: args.rate,
@@ -421,6 +424,7 @@ async fn bench(args: BenchArgs, target: Target, threads: usize) -> Result<ExitCo
         }
     }
     let cpu_after = crate::system::total(&args.server_pids, crate::system::cpu_ns);
+    let webhooks_cpu_after = hooks_cpu();
     let _ = stop_tx.send(true);
     let mut results = Vec::new();
     for h in handles {
@@ -440,6 +444,7 @@ async fn bench(args: BenchArgs, target: Target, threads: usize) -> Result<ExitCo
         outcome,
         rss: rss_before.zip(rss_after),
         cpu: cpu_before.zip(cpu_after),
+        webhooks_cpu: webhooks_cpu_before.zip(webhooks_cpu_after),
     });
     if args.json {
         println!("{}", summary.to_json());

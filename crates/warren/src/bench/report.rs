@@ -20,6 +20,8 @@ pub struct Inputs<'a> {
     pub rss: Option<(u64, u64)>,
     /// Server CPU ns before and after publishing (and draining).
     pub cpu: Option<(u64, u64)>,
+    /// The same, of the server's webhook threads only.
+    pub webhooks_cpu: Option<(u64, u64)>,
 }
 
 pub struct Summary {
@@ -59,6 +61,10 @@ pub struct Summary {
     pub rss: Option<(u64, u64)>,
     pub cpu_ns: Option<u64>,
     pub cpu_ns_per_delivery: Option<f64>,
+    /// Of `cpu_ns`, what the webhook threads used.
+    pub webhooks_cpu_ns: Option<u64>,
+    /// `cpu_ns` less the webhook threads', per delivery: what delivery costs.
+    pub cpu_ns_per_delivery_without_webhooks: Option<f64>,
 }
 
 impl Summary {
@@ -72,6 +78,7 @@ impl Summary {
             outcome,
             rss,
             cpu,
+            webhooks_cpu,
         } = inputs;
         let mut s = Summary {
             connections: args.connections,
@@ -108,6 +115,8 @@ impl Summary {
             rss,
             cpu_ns: None,
             cpu_ns_per_delivery: None,
+            webhooks_cpu_ns: None,
+            cpu_ns_per_delivery_without_webhooks: None,
         };
         let mut last_receipt = 0;
         for t in results {
@@ -149,6 +158,14 @@ impl Summary {
             s.cpu_ns = Some(used);
             if s.received > 0 {
                 s.cpu_ns_per_delivery = Some(used as f64 / s.received as f64);
+            }
+            if let Some((before, after)) = webhooks_cpu {
+                let hooks = after.saturating_sub(before).min(used);
+                s.webhooks_cpu_ns = Some(hooks);
+                if s.received > 0 {
+                    let rest = (used - hooks) as f64 / s.received as f64;
+                    s.cpu_ns_per_delivery_without_webhooks = Some(rest);
+                }
             }
         }
         s
@@ -246,6 +263,16 @@ impl Summary {
                     .map_or("-".to_owned(), |n| ns(n.round() as u64)),
             ));
         }
+        if let (Some(hooks), Some(rest)) = (
+            self.webhooks_cpu_ns.filter(|n| *n > 0),
+            self.cpu_ns_per_delivery_without_webhooks,
+        ) {
+            line(format!(
+                "  of which    {:.2} s on the webhook threads; the rest is {} per delivered message",
+                hooks as f64 / 1e9,
+                ns(rest.round() as u64),
+            ));
+        }
         out
     }
 
@@ -305,6 +332,8 @@ impl Summary {
                 "rss_per_connection_bytes": self.rss_per_connection,
                 "cpu_ns": self.cpu_ns,
                 "cpu_ns_per_delivery": self.cpu_ns_per_delivery,
+                "webhooks_cpu_ns": self.webhooks_cpu_ns,
+                "cpu_ns_per_delivery_without_webhooks": self.cpu_ns_per_delivery_without_webhooks,
             },
         })
     }

@@ -128,6 +128,9 @@ async fn bench(args: WebhookBenchArgs) -> Result<ExitCode, String> {
     }
     tokio::time::sleep_until(start).await;
     let cpu_before = crate::system::total(&args.server_pids, crate::system::cpu_ns);
+    let hooks_cpu =
+        || crate::system::total(&args.server_pids, crate::system::webhook_threads_cpu_ns);
+    let hooks_cpu_before = hooks_cpu();
     tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
     let _ = stop_tx.send(true);
     let mut failures = Vec::new();
@@ -140,6 +143,7 @@ async fn bench(args: WebhookBenchArgs) -> Result<ExitCode, String> {
     }
     tokio::time::sleep(Duration::from_millis(args.removal_delay_ms + args.drain_ms)).await;
     let cpu_after = crate::system::total(&args.server_pids, crate::system::cpu_ns);
+    let hooks_cpu_after = hooks_cpu();
 
     let tally = ledger.tally();
     let connected = churn.connected.load(Ordering::Relaxed);
@@ -168,6 +172,15 @@ async fn bench(args: WebhookBenchArgs) -> Result<ExitCode, String> {
             cpu.as_secs_f64(),
             cpu.as_secs_f64() * 1e6 / (tally.joins + tally.leaves).max(1) as f64
         );
+        let hooks = hooks_cpu_before.zip(hooks_cpu_after);
+        if let Some(hooks) = hooks.map(|(b, a)| Duration::from_nanos(a.saturating_sub(b))) {
+            println!(
+                "  of which the webhook threads (markers, queues, requests): {:.2} s, {:.1} µs \
+                 per webhook event received",
+                hooks.as_secs_f64(),
+                hooks.as_secs_f64() * 1e6 / tally.events.max(1) as f64
+            );
+        }
     }
     // Every channel ends empty: each one occupied must have been vacated once.
     let count = |name: &str| {
