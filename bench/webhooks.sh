@@ -2,7 +2,7 @@
 # Webhooks under load, on two release-build nodes sharing one Redis.
 #
 # Usage:
-#   bench/webhooks.sh churn [connections=1000] [rate=10000] [seconds=10]
+#   bench/webhooks.sh churn [connections=1000] [rate=10000] [seconds=10]   (CHANNELS=100 presence channels)
 #       Presence joins and leaves at RATE per second over both nodes (`warren bench-webhooks`),
 #       every one a new member, so each causes one member_added or member_removed webhook:
 #       their throughput, loss, duplicates and latency from the transition to the POST.
@@ -64,6 +64,7 @@ churn)
   echo "$server_bin ($(git rev-parse --short HEAD 2>/dev/null || echo '?')): 2 nodes + Redis, webhooks to this process"
   "$bench" bench-webhooks --url "http://127.0.0.1:$p1" --url "http://127.0.0.1:$p2" \
     --listen "127.0.0.1:$hook" --connections "$conns" --rate "$rate" --duration "$secs" \
+    --channels "${CHANNELS:-100}" \
     --removal-delay-ms "$delay_ms" --server-pid "$n1" --server-pid "$n2"
   ;;
 churn-cost)
