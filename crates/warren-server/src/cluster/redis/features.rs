@@ -103,7 +103,7 @@ pub(super) async fn claim_count_window(
     let ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1);
     let set: Value = tokio::time::timeout(
         COMMAND_TIMEOUT,
-        inner.client.set(
+        inner.client().set(
             inner.keys.count_window(app, channel),
             "1",
             Some(Expiration::PX(ms)),

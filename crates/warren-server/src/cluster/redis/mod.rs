@@ -92,7 +92,10 @@ pub struct RedisCluster {
 }
 
 struct Inner {
-    client: Client,
+    /// The command client; replaced whole when it stops answering (`rebuild_client`).
+    client: arc_swap::ArcSwap<Client>,
+    /// What made it, to make another.
+    builder: fred::types::Builder,
     subscriber: SubscriberClient,
     /// Listens to custom broadcasts only, apart from `subscriber`: with a subscription of its
     /// own from the start, the channel subscriptions' first events were sometimes lost.
@@ -207,7 +210,8 @@ impl RedisCluster {
             origin,
             sink,
             jobs,
-            client,
+            client: arc_swap::ArcSwap::from_pointee(client),
+            builder: builder.clone(),
             subscriber,
             broadcasts,
             options,
@@ -247,7 +251,7 @@ impl RedisCluster {
         self.inner.stopping.store(true, Ordering::Release);
         let _ = self.inner.subscriber.quit().await;
         let _ = self.inner.broadcasts.quit().await;
-        let _ = self.inner.client.quit().await;
+        let _ = self.inner.client().quit().await;
     }
 }
 
@@ -271,13 +275,18 @@ fn backend(e: impl std::fmt::Display) -> BackendError {
 }
 
 impl Inner {
+    /// The command client now (it is replaced when it stops answering).
+    fn client(&self) -> Arc<Client> {
+        self.client.load_full()
+    }
+
     /// Milliseconds since this backend connected: the clock of its heartbeat's freshness.
     fn clock_ms(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     fn unavailable(&self) -> Option<BackendError> {
-        (!self.client.is_connected()).then(|| BackendError("Redis is unreachable".into()))
+        (!self.client().is_connected()).then(|| BackendError("Redis is unreachable".into()))
     }
 
     async fn eval<V>(
@@ -295,7 +304,7 @@ impl Inner {
         }
         tokio::time::timeout(
             COMMAND_TIMEOUT,
-            script.evalsha_with_reload(&self.client, keys, args),
+            script.evalsha_with_reload(&self.client(), keys, args),
         )
         .await
         .map_err(|_| BackendError("Redis command timed out".into()))?
@@ -309,7 +318,7 @@ impl Inner {
         }
         tokio::time::timeout(
             COMMAND_TIMEOUT,
-            self.client
+            self.client()
                 .sadd::<i64, _, _>(self.keys.instance_apps(instance), app.as_str()),
         )
         .await
@@ -465,13 +474,13 @@ impl Inner {
         let sent = if self.sharded {
             tokio::time::timeout(
                 COMMAND_TIMEOUT,
-                self.client.spublish::<i64, _, _>(name, envelope),
+                self.client().spublish::<i64, _, _>(name, envelope),
             )
             .await
         } else {
             tokio::time::timeout(
                 COMMAND_TIMEOUT,
-                self.client.publish::<i64, _, _>(name, envelope),
+                self.client().publish::<i64, _, _>(name, envelope),
             )
             .await
         };
@@ -749,7 +758,7 @@ impl ClusterState for RedisCluster {
     async fn check_health(&self) -> BackendHealth {
         let inner = &self.inner;
         let started = std::time::Instant::now();
-        let ping = tokio::time::timeout(COMMAND_TIMEOUT, inner.client.ping::<Value>(None)).await;
+        let ping = tokio::time::timeout(COMMAND_TIMEOUT, inner.client().ping::<Value>(None)).await;
         let answered = matches!(ping, Ok(Ok(_)));
         let round_trip = answered.then(|| started.elapsed());
         let reconnects = CONNECTIONS
@@ -843,7 +852,7 @@ impl ClusterState for RedisCluster {
             return Err(e);
         }
         let key = format!("{}:i:{}", inner.keys.app_base(app), channel);
-        let reply: Value = tokio::time::timeout(COMMAND_TIMEOUT, inner.client.hgetall(key))
+        let reply: Value = tokio::time::timeout(COMMAND_TIMEOUT, inner.client().hgetall(key))
             .await
             .map_err(|_| BackendError("Redis command timed out".into()))?
             .map_err(backend)?;
@@ -932,14 +941,56 @@ async fn listen_to_broadcasts(inner: &Arc<Inner>) -> Result<(), BackendError> {
     Ok(())
 }
 
-/// Connection changes are worth a log line each: they explain any 503 in between.
-fn spawn_connection_logs(inner: &Arc<Inner>) {
-    let mut errors = inner.client.error_rx();
+/// Logs the command client's connection errors, and marks the state for re-registration
+/// on each reconnection: writes may have been lost (a failover to a lagging replica, a
+/// restart).
+fn watch_client(inner: &Arc<Inner>, client: &Client) {
+    let mut errors = client.error_rx();
     tokio::spawn(async move {
         while let Ok((e, server)) = errors.recv().await {
             tracing::warn!(error = %e, server = ?server.map(|s| s.to_string()), "Redis connection error; reconnecting");
         }
     });
+    let mut reconnects = client.reconnect_rx();
+    let weak = Arc::downgrade(inner);
+    tokio::spawn(async move {
+        while let Ok(server) = reconnects.recv().await {
+            tracing::info!(server = %server, "connected to Redis");
+            // Writes may have been lost (a failover to a lagging replica, a restart): record
+            // this node's state again.
+            match weak.upgrade() {
+                Some(inner) => {
+                    inner.reconnects[0].fetch_add(1, Ordering::Relaxed);
+                    inner.dirty.store(true, Ordering::Release)
+                }
+                None => return,
+            }
+        }
+    });
+}
+
+/// Replaces the command client with a new one, made and connected afresh (a fresh slot map
+/// too), and lets the old one go; the state is then recorded again (`dirty`). For a client
+/// that takes commands and answers none while it says it is connected, which a forced
+/// reconnection does not mend (see `registry::heartbeats`).
+async fn rebuild_client(inner: &Arc<Inner>) -> Result<(), BackendError> {
+    let client = inner.builder.build().map_err(backend)?;
+    tokio::time::timeout(COMMAND_TIMEOUT * 3, client.init())
+        .await
+        .map_err(|_| BackendError("a new Redis client could not connect: timed out".into()))?
+        .map_err(backend)?;
+    watch_client(inner, &client);
+    let old = inner.client.swap(Arc::new(client));
+    inner.dirty.store(true, Ordering::Release);
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(COMMAND_TIMEOUT, old.quit()).await;
+    });
+    Ok(())
+}
+
+/// Connection changes are worth a log line each: they explain any 503 in between.
+fn spawn_connection_logs(inner: &Arc<Inner>) {
+    watch_client(inner, &inner.client());
     // A new subscriber connection missed what was published while it was away, and has
     // its subscriptions back only once fred resubscribed them, which can fail.
     let mut resubscribed = inner.subscriber.reconnect_rx();
@@ -955,22 +1006,6 @@ fn spawn_connection_logs(inner: &Arc<Inner>) {
                     inner.sink.resync("the Redis subscriber reconnected")
                 }
                 _ => return,
-            }
-        }
-    });
-    let mut reconnects = inner.client.reconnect_rx();
-    let weak = Arc::downgrade(inner);
-    tokio::spawn(async move {
-        while let Ok(server) = reconnects.recv().await {
-            tracing::info!(server = %server, "connected to Redis");
-            // Writes may have been lost (a failover to a lagging replica, a restart): record
-            // this node's state again.
-            match weak.upgrade() {
-                Some(inner) => {
-                    inner.reconnects[0].fetch_add(1, Ordering::Relaxed);
-                    inner.dirty.store(true, Ordering::Release)
-                }
-                None => return,
             }
         }
     });

@@ -126,7 +126,8 @@ pub(super) async fn record_again(inner: &Inner, instance: &str) -> Result<(), Ba
     let counts: HashMap<AppId, u64> = inner.connections.lock().clone();
     for (app, n) in counts {
         inner.announce_app(&app, instance).await?;
-        let set = inner.client.hset::<i64, _, _>(
+        let client = inner.client();
+        let set = client.hset::<i64, _, _>(
             connection_counts(inner, &app),
             (instance.to_owned(), n.to_string()),
         );
@@ -168,7 +169,7 @@ pub(super) async fn take_rate(
 /// Whether the node is in touch with Redis: its connections are up and its last heartbeat
 /// went through recently enough that no other node takes it for dead.
 pub(super) fn health(inner: &Inner) -> Result<(), BackendError> {
-    if !inner.client.is_connected() || !inner.subscriber.is_connected() {
+    if !inner.client().is_connected() || !inner.subscriber.is_connected() {
         return Err(BackendError("Redis is unreachable".into()));
     }
     let since = inner

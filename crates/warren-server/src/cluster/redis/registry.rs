@@ -119,24 +119,61 @@ async fn try_register(
 
 /// Keeps the live instance registered. A task of its own, so that no rebuild or cleanup,
 /// however long, delays a heartbeat.
+///
+/// It also watches the command client: heartbeats that fail [`WEDGED_AFTER`] times in a row
+/// while the client says it is connected mean a client that takes commands and answers none
+/// (seen with fred 10.1 on a Redis Cluster whose slot moved under pipelined scripts: after
+/// ASK and MOVED replies it answered nothing, for good, and a forced reconnection hung as
+/// well). The client is then replaced by a new one, with fresh connections and slot map,
+/// and the state recorded again. At most once per node timeout, so a Redis that is merely
+/// slow is not reconnected to over and over.
 pub(super) async fn heartbeats(inner: Arc<Inner>) {
     let mut ticker = tokio::time::interval(tick(&inner));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failed_in_a_row = 0u32;
+    let mut forced_at: Option<tokio::time::Instant> = None;
     loop {
         ticker.tick().await;
         if inner.stopping.load(Ordering::Acquire) {
             return;
         }
-        if !inner.client.is_connected() {
+        if !inner.client().is_connected() {
+            failed_in_a_row = 0;
             continue;
         }
         match heartbeat(&inner).await {
-            Ok(true) => beat(&inner),
-            Ok(false) => inner.lost.store(true, Ordering::Release),
-            Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+            Ok(true) => {
+                failed_in_a_row = 0;
+                beat(&inner)
+            }
+            Ok(false) => {
+                failed_in_a_row = 0;
+                inner.lost.store(true, Ordering::Release)
+            }
+            Err(e) => {
+                failed_in_a_row += 1;
+                tracing::debug!(error = %e, "heartbeat failed");
+                let quiet = forced_at.is_none_or(|t| t.elapsed() >= inner.options.node_timeout);
+                if failed_in_a_row >= WEDGED_AFTER && quiet {
+                    tracing::warn!(
+                        failures = failed_in_a_row,
+                        error = %e,
+                        "Redis answers no command on a client that looks connected; replacing it"
+                    );
+                    failed_in_a_row = 0;
+                    forced_at = Some(tokio::time::Instant::now());
+                    match super::rebuild_client(&inner).await {
+                        Ok(()) => tracing::warn!("a new Redis client is connected"),
+                        Err(e) => tracing::warn!(error = %e, "the Redis client was not replaced"),
+                    }
+                }
+            }
         }
     }
 }
+
+/// Heartbeats failed in a row, on a connection that looks up, before it is reconnected.
+const WEDGED_AFTER: u32 = 3;
 
 /// Re-registers when needed and cleans up dead instances.
 pub(super) async fn maintenance(inner: Arc<Inner>) {
@@ -147,7 +184,7 @@ pub(super) async fn maintenance(inner: Arc<Inner>) {
         if inner.stopping.load(Ordering::Acquire) {
             return;
         }
-        if !inner.client.is_connected() {
+        if !inner.client().is_connected() {
             continue;
         }
         let lost = inner.lost.swap(false, Ordering::AcqRel);
@@ -338,7 +375,7 @@ pub(super) async fn deregister(inner: &Inner) {
     }
     let _ = inner.subscriber.quit().await;
     let _ = inner.broadcasts.quit().await;
-    let _ = inner.client.quit().await;
+    let _ = inner.client().quit().await;
 }
 
 /// Cleans up every instance whose heartbeat is overdue (other than our current one).
@@ -370,7 +407,7 @@ async fn reap_dead(inner: &Inner) -> Result<(), BackendError> {
         }
         if let Err(e) = reap_instance(inner, &instance).await {
             // Let another node (or a later scan) try again instead of waiting out the claim.
-            let _: Result<i64, _> = inner.client.del(inner.keys.reaping(&instance)).await;
+            let _: Result<i64, _> = inner.client().del(inner.keys.reaping(&instance)).await;
             tracing::warn!(%instance, error = %e, "cleanup of a node instance failed; will retry");
         }
     }
@@ -380,7 +417,7 @@ async fn reap_dead(inner: &Inner) -> Result<(), BackendError> {
 async fn reap_instance(inner: &Inner, instance: &str) -> Result<(), BackendError> {
     let apps: Vec<String> = tokio::time::timeout(
         COMMAND_TIMEOUT,
-        inner.client.smembers(inner.keys.instance_apps(instance)),
+        inner.client().smembers(inner.keys.instance_apps(instance)),
     )
     .await
     .map_err(|_| BackendError("Redis command timed out".into()))?
@@ -458,7 +495,7 @@ async fn reap_instance(inner: &Inner, instance: &str) -> Result<(), BackendError
         }
     }
     forget(inner, instance).await?;
-    let _: Result<i64, _> = inner.client.del(inner.keys.reaping(instance)).await;
+    let _: Result<i64, _> = inner.client().del(inner.keys.reaping(instance)).await;
     tracing::info!(%instance, removed_members, "cleaned up a dead node instance");
     Ok(())
 }

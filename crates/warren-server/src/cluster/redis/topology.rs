@@ -37,7 +37,7 @@ pub(super) async fn watch(inner: Arc<Inner>) {
         if inner.stopping.load(Ordering::Acquire) {
             return;
         }
-        if !inner.client.is_connected() {
+        if !inner.client().is_connected() {
             continue;
         }
         match slot_map(&inner).await {
@@ -65,7 +65,7 @@ async fn slot_map(inner: &Inner) -> Result<SlotMap, BackendError> {
     let command = CustomCommand::new_static("CLUSTER", ClusterHash::Custom(slot), false);
     let reply: Value = tokio::time::timeout(
         super::COMMAND_TIMEOUT,
-        inner.client.custom(command, vec![Value::from("SLOTS")]),
+        inner.client().custom(command, vec![Value::from("SLOTS")]),
     )
     .await
     .map_err(|_| BackendError("CLUSTER SLOTS timed out".into()))?

@@ -112,14 +112,14 @@ impl Inner {
         // version up to it happened before the statuses were read, so they show it; any later
         // one has a larger version and its notice will be applied.
         let version: Option<u64> =
-            tokio::time::timeout(COMMAND_TIMEOUT, self.client.get(format!("{base}:uv")))
+            tokio::time::timeout(COMMAND_TIMEOUT, self.client().get(format!("{base}:uv")))
                 .await
                 .map_err(|_| BackendError("Redis command timed out".into()))?
                 .map_err(backend)?;
         let version = version.unwrap_or(0);
         let key = format!("{base}:uc");
         let fields: Vec<&str> = users.iter().map(UserId::as_str).collect();
-        let reply: Value = tokio::time::timeout(COMMAND_TIMEOUT, self.client.hmget(key, fields))
+        let reply: Value = tokio::time::timeout(COMMAND_TIMEOUT, self.client().hmget(key, fields))
             .await
             .map_err(|_| BackendError("Redis command timed out".into()))?
             .map_err(backend)?;
