@@ -7,8 +7,8 @@
 //! message delivery. Everything else runs in tasks on a runtime of its own (`webhooks.threads`;
 //! see `ingress.rs`): the [`dispatch`] task holds removals for the delay ([`removal`]) and
 //! hands each event to the queue of every endpoint that wants it; each [`endpoint`] has a task
-//! of its own that batches, signs, posts and retries, so one slow endpoint delays no other. The [`fleet`]
-//! keeps the endpoints in step with the apps as they change.
+//! of its own that batches, signs, posts and retries, so one slow endpoint delays no other.
+//! The [`fleet`] keeps the endpoints in step with the apps as they change.
 //!
 //! Transitions come from the cluster state, which decides each one once cluster-wide, and
 //! only the node whose call decided it reports it: a cluster of N nodes sends each once.

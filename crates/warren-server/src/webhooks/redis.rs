@@ -5,8 +5,8 @@
 //! A node reads new entries and, four times per `cluster.node_timeout_ms`, claims
 //! (XAUTOCLAIM) entries another consumer has left idle longer than that; while it works on a
 //! batch (its retries included) it claims the batch again every third of that, so a live
-//! node's batch is never taken over and a dead node's is, by whichever node reads next. An entry is acknowledged and deleted
-//! once delivered or given up on.
+//! node's batch is never taken over and a dead node's is, by whichever node reads next. An
+//! entry is acknowledged and deleted once delivered or given up on.
 
 use std::collections::HashMap;
 use std::sync::Arc;
