@@ -308,3 +308,39 @@ async fn hostile_volume_latency() {
         l.as_secs_f64() / q.as_secs_f64()
     );
 }
+
+/// The same hostile load, wave after wave, against a server in another process
+/// (`WARREN_HOSTILE_TARGET=host:port`, for `WARREN_HOSTILE_SECS`, default 20), so that a
+/// well-behaved client's latency can be measured from a process of its own while this one
+/// runs at low priority: the load from "another machine" on this one
+/// (`bench/hostile.sh`, docs/RELIABILITY.md). Does nothing without the variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn hostile_load_against_another_process() {
+    let Ok(target) = std::env::var("WARREN_HOSTILE_TARGET") else {
+        return;
+    };
+    let addr: std::net::SocketAddr = target.parse().expect("WARREN_HOSTILE_TARGET: host:port");
+    let secs = std::env::var("WARREN_HOSTILE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let until = Instant::now() + Duration::from_secs(secs);
+    let mut wave = 0;
+    while Instant::now() < until {
+        let mut floods = JoinSet::new();
+        for i in 0..FLOODERS {
+            let n = wave * FLOODERS + i;
+            floods.spawn(flood(addr, n, i % 2 == 1, Duration::from_secs(4)));
+        }
+        let mut held = JoinSet::new();
+        holders(addr, 50, &mut held).await;
+        let mut refused = 0;
+        while let Some(f) = floods.join_next().await {
+            refused += f.map_or(0, |f| f.refused);
+        }
+        while held.join_next().await.is_some() {}
+        eprintln!("wave {wave}: {refused} refusals");
+        wave += 1;
+    }
+}
