@@ -97,13 +97,11 @@ pub(super) async fn claim_count_window(
     channel: &ChannelName,
     window: Duration,
 ) -> Result<bool, BackendError> {
-    if let Some(e) = inner.unavailable() {
-        return Err(e);
-    }
+    let client = inner.connected()?;
     let ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1);
     let set: Value = tokio::time::timeout(
         COMMAND_TIMEOUT,
-        inner.client().set(
+        client.set(
             inner.keys.count_window(app, channel),
             "1",
             Some(Expiration::PX(ms)),

@@ -285,8 +285,14 @@ impl Inner {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn unavailable(&self) -> Option<BackendError> {
-        (!self.client().is_connected()).then(|| BackendError("Redis is unreachable".into()))
+    /// The command client, if it is connected: one load for the check and the command.
+    fn connected(&self) -> Result<Arc<Client>, BackendError> {
+        let client = self.client();
+        if client.is_connected() {
+            Ok(client)
+        } else {
+            Err(BackendError("Redis is unreachable".into()))
+        }
     }
 
     async fn eval<V>(
@@ -299,12 +305,10 @@ impl Inner {
         V: TryInto<fred::types::MultipleValues> + Send,
         V::Error: Into<fred::error::Error> + Send,
     {
-        if let Some(e) = self.unavailable() {
-            return Err(e);
-        }
+        let client = self.connected()?;
         tokio::time::timeout(
             COMMAND_TIMEOUT,
-            script.evalsha_with_reload(&self.client(), keys, args),
+            script.evalsha_with_reload(&client, keys, args),
         )
         .await
         .map_err(|_| BackendError("Redis command timed out".into()))?
@@ -461,28 +465,27 @@ impl Inner {
 
     /// Sends an event to the other nodes listening to its channel.
     async fn publish(&self, event: &ChannelEvent) -> Result<(), BackendError> {
-        if let Some(e) = self.unavailable() {
-            return Err(e);
-        }
+        let client = self.connected()?;
         let envelope = envelope::encode(&self.origin, event)?;
-        self.send(self.keys.events(&event.app, &event.channel), envelope)
-            .await
+        let name = self.keys.events(&event.app, &event.channel);
+        self.send(&client, name, envelope).await
     }
 
     /// Publishes one envelope on a pub/sub channel.
-    async fn send(&self, name: String, envelope: Bytes) -> Result<(), BackendError> {
+    async fn send(
+        &self,
+        client: &Client,
+        name: String,
+        envelope: Bytes,
+    ) -> Result<(), BackendError> {
         let sent = if self.sharded {
             tokio::time::timeout(
                 COMMAND_TIMEOUT,
-                self.client().spublish::<i64, _, _>(name, envelope),
+                client.spublish::<i64, _, _>(name, envelope),
             )
             .await
         } else {
-            tokio::time::timeout(
-                COMMAND_TIMEOUT,
-                self.client().publish::<i64, _, _>(name, envelope),
-            )
-            .await
+            tokio::time::timeout(COMMAND_TIMEOUT, client.publish::<i64, _, _>(name, envelope)).await
         };
         sent.map_err(|_| BackendError("Redis publish timed out".into()))?
             .map_err(backend)?;
@@ -544,22 +547,17 @@ impl Broker for RedisCluster {
 
     async fn broadcast(&self, broadcast: &Broadcast) -> Result<(), BackendError> {
         let inner = &self.inner;
-        if let Some(e) = inner.unavailable() {
-            return Err(e);
-        }
+        let client = inner.connected()?;
         let envelope = envelope::encode_broadcast(&inner.origin, broadcast)?;
-        inner.send(inner.keys.broadcasts(), envelope).await
+        inner.send(&client, inner.keys.broadcasts(), envelope).await
     }
 
     async fn announce(&self, event: &ChannelEvent, version: u64) -> Result<(), BackendError> {
         let inner = &self.inner;
-        if let Some(e) = inner.unavailable() {
-            return Err(e);
-        }
+        let client = inner.connected()?;
         let envelope = envelope::encode_announcement(&inner.origin, event, version)?;
-        inner
-            .send(inner.keys.events(&event.app, &event.channel), envelope)
-            .await
+        let name = inner.keys.events(&event.app, &event.channel);
+        inner.send(&client, name, envelope).await
     }
 
     async fn unlisten(&self, app: &AppId, channel: &ChannelName) {
@@ -848,11 +846,9 @@ impl ClusterState for RedisCluster {
         channel: &ChannelName,
     ) -> Result<Vec<PresenceMember>, BackendError> {
         let inner = &self.inner;
-        if let Some(e) = inner.unavailable() {
-            return Err(e);
-        }
+        let client = inner.connected()?;
         let key = format!("{}:i:{}", inner.keys.app_base(app), channel);
-        let reply: Value = tokio::time::timeout(COMMAND_TIMEOUT, inner.client().hgetall(key))
+        let reply: Value = tokio::time::timeout(COMMAND_TIMEOUT, client.hgetall(key))
             .await
             .map_err(|_| BackendError("Redis command timed out".into()))?
             .map_err(backend)?;

@@ -104,22 +104,20 @@ impl Inner {
         if users.is_empty() {
             return Ok(Vec::new());
         }
-        if let Some(e) = self.unavailable() {
-            return Err(e);
-        }
+        let client = self.connected()?;
         let base = self.keys.app_base(app);
         // The app's version counter is read *before* the statuses: every transition with a
         // version up to it happened before the statuses were read, so they show it; any later
         // one has a larger version and its notice will be applied.
         let version: Option<u64> =
-            tokio::time::timeout(COMMAND_TIMEOUT, self.client().get(format!("{base}:uv")))
+            tokio::time::timeout(COMMAND_TIMEOUT, client.get(format!("{base}:uv")))
                 .await
                 .map_err(|_| BackendError("Redis command timed out".into()))?
                 .map_err(backend)?;
         let version = version.unwrap_or(0);
         let key = format!("{base}:uc");
         let fields: Vec<&str> = users.iter().map(UserId::as_str).collect();
-        let reply: Value = tokio::time::timeout(COMMAND_TIMEOUT, self.client().hmget(key, fields))
+        let reply: Value = tokio::time::timeout(COMMAND_TIMEOUT, client.hmget(key, fields))
             .await
             .map_err(|_| BackendError("Redis command timed out".into()))?
             .map_err(backend)?;
