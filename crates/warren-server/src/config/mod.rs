@@ -89,6 +89,10 @@ pub struct ServerConfig {
     pub max_connections_per_ip: u32,
     /// New WebSocket connections from one client address per second (0: no limit).
     pub new_connections_per_ip_per_sec: u32,
+    /// Client messages all WebSocket connections together may have handled per second, an
+    /// upgrade counting as a few; over it, connections are read more slowly. Absent:
+    /// [`INBOUND_MESSAGES_PER_SEC_PER_CORE`] per core; 0: no limit.
+    pub max_inbound_messages_per_sec: Option<u32>,
     /// Peers whose `X-Forwarded-For` names the client's address (CIDRs or addresses).
     pub trusted_proxies: Networks,
     /// After a stop is asked for, `/ready` answers 503 this many milliseconds while
@@ -96,6 +100,22 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// `[server.tls]`: when set, the listener speaks TLS (wss:// and https://) only.
     pub tls: Option<TlsConfig>,
+}
+
+/// The node's inbound budget per core when none is configured: about a tenth of what a core
+/// can handle, so that a flood of client messages from many connections at once cannot queue
+/// more work ahead of the deliveries than a fraction of a millisecond.
+pub const INBOUND_MESSAGES_PER_SEC_PER_CORE: u32 = 20_000;
+
+impl ServerConfig {
+    /// `max_inbound_messages_per_sec`, the default worked out for this machine (0: no limit).
+    pub fn inbound_messages_per_sec(&self) -> u32 {
+        self.max_inbound_messages_per_sec.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            INBOUND_MESSAGES_PER_SEC_PER_CORE
+                .saturating_mul(u32::try_from(cores).unwrap_or(u32::MAX))
+        })
+    }
 }
 
 impl Default for ServerConfig {
@@ -118,6 +138,7 @@ impl Default for ServerConfig {
             max_connections: 0,
             max_connections_per_ip: 0,
             new_connections_per_ip_per_sec: 0,
+            max_inbound_messages_per_sec: None,
             trusted_proxies: Networks::default(),
             shutdown_grace_ms: 0,
             tls: None,

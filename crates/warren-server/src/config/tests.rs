@@ -131,6 +131,7 @@ fn full_file() {
         max_connections = 50000
         max_connections_per_ip = 100
         new_connections_per_ip_per_sec = 20
+        max_inbound_messages_per_sec = 30000
         trusted_proxies = ["10.0.0.0/8", "192.0.2.1"]
 
         [cluster]
@@ -183,6 +184,7 @@ fn full_file() {
             max_connections: 50_000,
             max_connections_per_ip: 100,
             new_connections_per_ip_per_sec: 20,
+            max_inbound_messages_per_sec: Some(30_000),
             trusted_proxies: Networks(vec![
                 "10.0.0.0/8".parse().expect("cidr"),
                 "192.0.2.1/32".parse().expect("cidr"),

@@ -10,6 +10,7 @@
 //! writing and closing the socket in `socket.rs`.
 
 pub mod admission;
+mod budget;
 mod quota;
 mod rate;
 pub mod session;
@@ -35,6 +36,8 @@ use crate::outbox::{CloseReason, Outbox};
 use crate::transport::Transport;
 use crate::ws::frame;
 use crate::ws::handshake::{http_error, switching_protocols, Upgrade};
+use budget::Grant;
+pub(crate) use budget::InboundBudget;
 use session::Session;
 use socket::Socket;
 use task::{ConnectionTask, Parts};
@@ -54,7 +57,13 @@ pub(crate) struct Context {
     /// Inbound middlewares and custom event handlers, when any are registered.
     pub extensions: Option<Arc<ConnectionExtensions>>,
     pub metrics: Metrics,
+    /// Client messages all connections together may have handled per second.
+    pub inbound: InboundBudget,
 }
+
+/// What answering an upgrade costs, in client messages of the inbound budget: a connection
+/// storm is paced like a message flood.
+const UPGRADE_COST: u32 = 4;
 
 /// Answers an upgrade request and, once the connection is admitted, spawns its task.
 /// `read_buf` holds any bytes the client sent after its upgrade request.
@@ -70,6 +79,10 @@ pub(crate) async fn serve(
         let answer = http_error(503, "Service Unavailable", "Server is shutting down");
         let _ = tokio::time::timeout(socket::CLOSE_LINGER, stream.send(answer.as_bytes())).await;
         return;
+    }
+    if let Grant::At(turn) = cx.inbound.take(UPGRADE_COST, std::time::Instant::now()) {
+        cx.metrics.inbound_paced();
+        tokio::time::sleep_until(turn.into()).await;
     }
     let mut hello = switching_protocols(&upgrade.accept).into_bytes();
     let admitted = admission::admit(

@@ -6,14 +6,16 @@
 //! closes).
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::time::{sleep_until, Instant};
+use tokio::time::{sleep_until, Instant, Sleep};
 use warren_protocol::inbound::parse_client_message;
 use warren_protocol::{codes::ws_close, outbound};
 
@@ -60,6 +62,8 @@ pub(super) enum Next {
 enum Wake {
     Outbox,
     Readable,
+    /// Its turn in the node's inbound budget came.
+    Resumed,
 }
 
 /// Wake-ups handled in one `poll` before the task yields to others.
@@ -77,9 +81,22 @@ pub(super) struct Socket {
     /// Alternates which side is looked at first, so neither a busy outbox nor a chatty client
     /// starves the other.
     outbox_first: bool,
-    /// Counted for the monitor, once it watched this connection wake up; boxed, so that an
-    /// unwatched connection keeps one null pointer for it.
-    counted: Option<Box<Counted>>,
+    /// What an ordinary connection never needs, boxed together: it keeps one null pointer.
+    rare: Option<Box<Rare>>,
+    /// Messages this connection may still handle from its last grant of the inbound budget.
+    credits: u8,
+}
+
+/// Messages taken from the node's inbound budget at a time: one atomic operation and clock
+/// read per this many messages.
+const CREDITS: u8 = 8;
+
+#[derive(Default)]
+struct Rare {
+    /// Counted for the monitor, once it watched this connection wake up.
+    counted: Option<Counted>,
+    /// Over the node's inbound budget: the socket is not read until this fires.
+    paused: Option<Pin<Box<Sleep>>>,
 }
 
 /// A watched connection's counts.
@@ -105,29 +122,31 @@ impl Socket {
             queue: VecDeque::new(),
             connections,
             outbox_first: true,
-            counted: None,
+            rare: None,
+            credits: 0,
         }
     }
 
     /// Starts counting traffic (the monitor watches), unless it already does.
     pub(super) fn count_traffic(&mut self) {
-        if self.counted.is_none() {
-            self.counted = Some(Box::new(Counted {
+        let rare = self.rare.get_or_insert_with(Box::default);
+        if rare.counted.is_none() {
+            rare.counted = Some(Counted {
                 traffic: Traffic::default(),
                 reported_at: self.connections.clock(),
-            }));
+            });
         }
     }
 
     /// What the connection sent and received since it was first watched.
     pub(super) fn traffic(&self) -> Option<Traffic> {
-        self.counted.as_ref().map(|c| c.traffic)
+        self.rare.as_ref()?.counted.as_ref().map(|c| c.traffic)
     }
 
     /// The traffic so far if it is time to report it again (and notes that it was).
     pub(super) fn traffic_due(&mut self, every_ms: u64) -> Option<Traffic> {
         let now = self.connections.clock();
-        let c = self.counted.as_mut()?;
+        let c = self.rare.as_mut()?.counted.as_mut()?;
         if now.saturating_sub(c.reported_at) < every_ms {
             return None;
         }
@@ -136,7 +155,7 @@ impl Socket {
     }
 
     fn counts(&mut self) -> Option<&mut Traffic> {
-        self.counted.as_mut().map(|c| &mut c.traffic)
+        self.rare.as_mut()?.counted.as_mut().map(|c| &mut c.traffic)
     }
 
     pub(super) fn connections(&self) -> &Connections {
@@ -182,6 +201,8 @@ impl Socket {
                     Ok(false) => {}
                     Err(_) => return Poll::Ready(Next::End(End::ClientGone)),
                 },
+                Wake::Resumed if self.has_input() => return Poll::Ready(Next::Input),
+                Wake::Resumed => {}
             }
         }
         // Busy on both sides: let other tasks run, and come back.
@@ -193,16 +214,27 @@ impl Socket {
     /// a wake-up costs one readiness check in the common case.
     fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Wake>> {
         let outbox = |o: &Outbox, cx: &mut Context<'_>| o.poll_ready(cx).map(|()| Ok(Wake::Outbox));
-        let socket = |s: &mut Transport, cx: &mut Context<'_>| {
+        let socket = |s: &mut Transport, rare: &mut Option<Box<Rare>>, cx: &mut Context<'_>| {
+            // A paused connection waits for its turn, not for its socket.
+            if let Some(r) = rare {
+                if let Some(turn) = &mut r.paused {
+                    ready!(turn.as_mut().poll(cx));
+                    r.paused = None;
+                    if r.counted.is_none() {
+                        *rare = None;
+                    }
+                    return Poll::Ready(Ok(Wake::Resumed));
+                }
+            }
             s.poll_read_ready(cx).map_ok(|()| Wake::Readable)
         };
         if self.outbox_first {
             match outbox(&self.outbox, cx) {
-                Poll::Pending => socket(&mut self.stream, cx),
+                Poll::Pending => socket(&mut self.stream, &mut self.rare, cx),
                 ready => ready,
             }
         } else {
-            match socket(&mut self.stream, cx) {
+            match socket(&mut self.stream, &mut self.rare, cx) {
                 Poll::Pending => outbox(&self.outbox, cx),
                 ready => ready,
             }
@@ -307,13 +339,24 @@ impl Socket {
     }
 
     /// Handles every complete message in the read buffer.
+    /// Over the node's inbound budget, the rest waits in the buffer (and the socket is not
+    /// read) until this connection's turn.
     pub(super) async fn process_input(&mut self, session: &mut Session) -> Option<End> {
         loop {
+            if self.credits == 0 {
+                self.credits = CREDITS;
+                if let Some(turn) = session.take_inbound(CREDITS.into()) {
+                    let rare = self.rare.get_or_insert_with(Box::default);
+                    rare.paused = Some(Box::pin(sleep_until(turn.into())));
+                    return None;
+                }
+            }
             let msg = match self.decoder.decode(&mut self.read_buf) {
                 Ok(Some(m)) => m,
                 Ok(None) => break,
                 Err(e) => return Some(self.frame_error(session, e).await),
             };
+            self.credits -= 1;
             if let Message::Text(text) = &msg {
                 session.received(text.len());
                 if let Some(t) = self.counts() {

@@ -48,6 +48,8 @@ catalogue! {
         "WebSocket connections ended, by reason (client_closed, client_gone, write_failed, server_closed) and, when the server closed, the close code.";
     CONNECTIONS_REFUSED: Counter "warren_connections_refused_total" ["reason"]
         "WebSocket upgrades refused before a connection existed, by reason.";
+    INBOUND_PACED: Counter "warren_inbound_paced_total" []
+        "Waits for a turn in the node's inbound budget (server.max_inbound_messages_per_sec): a connection not read for a while, or an upgrade answered a little later.";
     SUBSCRIPTIONS: Gauge "warren_subscriptions" ["app_id"]
         "Channel subscriptions of this node's connections.";
     CHANNELS: Gauge "warren_channels" ["app_id"]

@@ -253,6 +253,13 @@ impl Metrics {
         }
     }
 
+    /// A connection or an upgrade waits for its turn in the node's inbound budget.
+    pub(crate) fn inbound_paced(&self) {
+        if let Some(r) = &self.0 {
+            counter(&r.recorder, &catalogue::INBOUND_PACED, Vec::new()).increment(1);
+        }
+    }
+
     /// A rate limit refused something of the app.
     pub(crate) fn rate_limited(&self, app: &AppId, limit: Limit) {
         if let Some(a) = self.app(app) {

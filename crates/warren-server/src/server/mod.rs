@@ -269,6 +269,7 @@ impl ServerBuilder {
                 max_message_size: server.max_message_size_kb.saturating_mul(1024),
                 extensions: extensions.connection.clone(),
                 metrics: metrics.clone(),
+                inbound: connection::InboundBudget::new(server.inbound_messages_per_sec()),
             })
         });
         let console = Arc::new(Console {

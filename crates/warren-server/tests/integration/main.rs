@@ -23,6 +23,7 @@ mod hostile;
 mod hostile_volume;
 mod http_api;
 mod http_auth;
+mod inbound_budget;
 mod liveness;
 mod metrics;
 mod monitor;
