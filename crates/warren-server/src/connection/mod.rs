@@ -61,6 +61,19 @@ pub(crate) struct Context {
     pub inbound: InboundBudget,
 }
 
+impl Context {
+    /// Takes `messages` from the node's inbound budget; when to go on if not now (counted).
+    pub(crate) fn take_inbound(&self, messages: u32) -> Option<std::time::Instant> {
+        match self.inbound.take(messages, std::time::Instant::now()) {
+            Grant::Now => None,
+            Grant::At(turn) => {
+                self.metrics.inbound_paced();
+                Some(turn)
+            }
+        }
+    }
+}
+
 /// What answering an upgrade costs, in client messages of the inbound budget: a connection
 /// storm is paced like a message flood.
 const UPGRADE_COST: u32 = 4;
@@ -80,8 +93,7 @@ pub(crate) async fn serve(
         let _ = tokio::time::timeout(socket::CLOSE_LINGER, stream.send(answer.as_bytes())).await;
         return;
     }
-    if let Grant::At(turn) = cx.inbound.take(UPGRADE_COST, std::time::Instant::now()) {
-        cx.metrics.inbound_paced();
+    if let Some(turn) = cx.take_inbound(UPGRADE_COST) {
         tokio::time::sleep_until(turn.into()).await;
     }
     let mut hello = switching_protocols(&upgrade.accept).into_bytes();

@@ -136,13 +136,7 @@ impl Session {
     /// Takes `messages` from the node's budget for client messages, shared by every
     /// connection; when to go on if not now (counted).
     pub(super) fn take_inbound(&self, messages: u32) -> Option<std::time::Instant> {
-        match self.cx.inbound.take(messages, std::time::Instant::now()) {
-            super::budget::Grant::Now => None,
-            super::budget::Grant::At(turn) => {
-                self.cx.metrics.inbound_paced();
-                Some(turn)
-            }
-        }
+        self.cx.take_inbound(messages)
     }
 
     /// A non-fatal `pusher:error`: the connection stays open.
